@@ -1,0 +1,39 @@
+# Kubepredict — `make run` serves the platform locally, `make test` runs every test.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8080
+DATA   ?= ./data
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-services run test test-unit demo bench clean
+
+$(BIN)/.installed: requirements.txt shared/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -U pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q -e shared
+	@touch $@
+
+setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the kubepredict package
+
+setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium)
+	@if [ -x scripts/setup-services.sh ]; then bash scripts/setup-services.sh; fi
+
+run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
+	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)
+
+test: setup setup-services ## Every test (unit, integration on real services, end-to-end)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup ## Upload, train, predict and print results against a running `make run`
+	$(BIN)/kubepredict demo --gateway http://127.0.0.1:$(PORT)
+
+bench: setup ## Benchmarks; prints a table
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .cache build .pytest_cache test-artifacts

@@ -1,0 +1,165 @@
+"""The neutral request/response every function speaks, and a tiny per-function router."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Callable, Iterable, Mapping
+
+from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
+
+JSON_TYPES = {"", "application/json", "application/cloudevents+json", "text/plain", "application/octet-stream",
+              "application/x-www-form-urlencoded"}
+DEFAULT_MAX_JSON = 64 * 1024 * 1024
+
+
+class Headers(dict):
+    """Case-insensitive header map (keys stored lower-case)."""
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
+        super().__init__()
+        for k, v in (items.items() if isinstance(items, Mapping) else items):
+            self[k] = v
+
+    def __setitem__(self, key: str, value: str) -> None:
+        super().__setitem__(key.lower(), value)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def get(self, key: str, default=None):
+        return super().get(key.lower(), default)
+
+    def __contains__(self, key) -> bool:
+        return super().__contains__(str(key).lower())
+
+
+@dataclass
+class Request:
+    """What a function sees, whatever runtime delivered the call. ``path`` is relative to the function."""
+
+    method: str
+    path: str = "/"
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Headers = field(default_factory=Headers)
+    stream: BinaryIO = field(default_factory=io.BytesIO)
+
+    @classmethod
+    def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | BinaryIO = b"") -> "Request":
+        stream = io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body
+        return cls(method.upper(), normalize_path(path), dict(query or {}), Headers(headers or {}), stream)
+
+    @property
+    def content_type(self) -> str:
+        return (self.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+    def read(self, limit: int) -> bytes:
+        data = self.stream.read(limit + 1)
+        if len(data) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes", details={"limit_bytes": limit})
+        return data
+
+    def json(self, limit: int = DEFAULT_MAX_JSON) -> Any:
+        """Parse a JSON body whatever the content type claims (Kubeless triggers send form types)."""
+        if self.content_type not in JSON_TYPES:
+            raise UnsupportedMediaType(f"send JSON (application/json), not {self.content_type}",
+                                       details={"content_type": self.content_type})
+        raw = self.read(limit)
+        if not raw.strip():
+            raise InvalidInput("the request body is empty; send a JSON object", code="empty_body")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | Iterable[bytes] = b""
+    headers: dict = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: dict | None = None) -> "Response":
+        body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
+
+    def content(self) -> bytes:
+        """The whole body as bytes (runtimes that cannot stream)."""
+        return self.body if isinstance(self.body, (bytes, bytearray)) else b"".join(self.body)
+
+
+def normalize_path(path: str) -> str:
+    path = "/" + "/".join(p for p in (path or "/").split("/") if p)
+    return path
+
+
+Handler = Callable[..., Response]
+
+
+class Function:
+    """A named function with its own routes: ``(method, pattern)`` where ``{x}`` matches one segment."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.routes: list[tuple[str, list[str], Handler]] = []
+        self.__name__ = name
+
+    def route(self, method: str, pattern: str):
+        def register(fn: Handler) -> Handler:
+            self.routes.append((method, [p for p in pattern.split("/") if p], fn))
+            return fn
+        return register
+
+    def __call__(self, request: Request, services=None) -> Response:
+        from ..bootstrap import default_services
+
+        parts = [p for p in request.path.split("/") if p]
+        allowed = []
+        for method, pattern, fn in self.routes:
+            args = _match(pattern, parts)
+            if args is None:
+                continue
+            if method != request.method:
+                allowed.append(method)
+                continue
+            return fn(request, services or default_services(), *args)
+        if allowed:
+            raise MethodNotAllowed(f"{request.method} is not allowed on /function/{self.name}{request.path}",
+                                   details={"allowed": sorted(set(allowed))})
+        raise RouteNotFound(f"no route /function/{self.name}{request.path}", details={"path": request.path})
+
+
+def _match(pattern: list[str], parts: list[str]) -> list[str] | None:
+    if len(pattern) != len(parts):
+        return None
+    args = []
+    for p, s in zip(pattern, parts):
+        if p.startswith("{"):
+            args.append(s)
+        elif p != s:
+            return None
+    return args
+
+
+def idempotency_key(request: Request, body: Any = None) -> str | None:
+    """Idempotency-Key header, else the CloudEvent id (structured body or ``ce-id``), else ``event-id``."""
+    if request.headers.get("idempotency-key"):
+        return request.headers["idempotency-key"][:200]
+    if isinstance(body, dict) and "specversion" in body and body.get("id"):
+        return str(body["id"])[:200]
+    return (request.headers.get("ce-id") or request.headers.get("event-id") or None)
+
+
+def unwrap_cloudevent(body: Any) -> Any:
+    """A CloudEvent in structured mode carries the request in ``data``."""
+    if isinstance(body, dict) and "specversion" in body and "data" in body:
+        data = body["data"]
+        if isinstance(data, str):
+            try:
+                data = json.loads(data)
+            except ValueError:
+                raise InvalidInput("the CloudEvent's data is not a JSON object", code="invalid_body") from None
+        return data
+    return body

@@ -1,0 +1,54 @@
+"""The composition root: builds real adapters for whatever the caller did not pass in."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from .catalog import Catalog, open_catalog
+from .config import Settings
+from .storage import Storage, open_storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: Catalog
+    storage: Storage
+    models: "ModelCache" = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.models is None:
+            from .services.model_cache import ModelCache
+
+            self.models = ModelCache()
+
+
+def bootstrap(settings: Settings | None = None, *, catalog: Catalog | None = None, storage: Storage | None = None,
+              create_schema: bool = True) -> Services:
+    """Wire settings → catalogue, object store; tests pass their own adapters instead."""
+    settings = settings or Settings.from_env()
+    catalog = catalog or open_catalog(settings.database_url, create=create_schema)
+    storage = storage or open_storage(settings.storage_url, settings)
+    return Services(settings=settings, catalog=catalog, storage=storage)
+
+
+_slot: Services | None = None
+_slot_lock = threading.Lock()
+
+
+def default_services() -> Services:
+    """The process's services, built on first use from the environment (runtime adapters use this)."""
+    global _slot
+    if _slot is None:
+        with _slot_lock:
+            if _slot is None:
+                _slot = bootstrap()
+    return _slot
+
+
+def set_default_services(services: Services | None) -> None:
+    """Replace (or with None, reset) the process's services slot — for tests and the gateway."""
+    global _slot
+    with _slot_lock:
+        _slot = services

@@ -1,0 +1,78 @@
+"""Shared plumbing of the catalogue repositories: engines, JSON columns, error translation, outbox writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, InterfaceError
+
+from ..errors import BackendUnavailable
+from ..events.cloudevents import make_event
+from ..ids import utcnow
+from . import schema
+
+logger = logging.getLogger(__name__)
+
+
+def dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
+
+
+class CatalogBase:
+    """Owns the engines; repositories mix in their verbs."""
+
+    dialect: str
+
+    def __init__(self, write_engine: Engine, read_engine: Engine | None = None):
+        self.engine = write_engine
+        self.read_engine = read_engine or write_engine
+        self.dialect = write_engine.dialect.name
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE); database outages become BackendUnavailable."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def ro(self) -> Iterator[Connection]:
+        try:
+            with self.read_engine.connect() as conn:
+                yield conn
+        except (OperationalError, InterfaceError) as exc:
+            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+
+    @staticmethod
+    def _emit(conn: Connection, kind: str, key: str, data: dict) -> dict:
+        """Write one event to the outbox inside the caller's transaction."""
+        event = make_event(kind, key, data)
+        conn.execute(schema.outbox.insert().values(
+            event_id=event["id"], type=event["type"], key=key, payload=dumps(event), created_at=utcnow()))
+        return event
+
+    def ping(self) -> None:
+        from sqlalchemy import text
+
+        with self.ro() as conn:
+            conn.execute(text("select 1"))
+
+    def create_schema(self) -> None:
+        from .migrate import upgrade
+
+        upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

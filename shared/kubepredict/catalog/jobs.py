@@ -1,0 +1,235 @@
+"""Jobs repository: queueing, atomic claims, progress, outcomes — each state change with its event."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import Conflict, JobCancelled, JobNotFound
+from ..ids import iso, utcnow
+from . import schema
+from .base import dumps, loads
+
+logger = logging.getLogger(__name__)
+J, M = schema.jobs, schema.models
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def job_view(row) -> dict:
+    duration = None
+    if row.started_at is not None:
+        duration = round(((row.finished_at or utcnow()) - row.started_at).total_seconds(), 3)
+    return {
+        "job_id": row.job_id, "kind": row.kind, "status": row.status, "progress": round(row.progress or 0.0, 4),
+        "stage": row.stage, "model_id": row.model_id, "dataset_id": row.dataset_id, "attempt": row.attempt,
+        "max_attempts": row.max_attempts, "created_at": iso(row.created_at), "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at), "duration_seconds": duration, "error": loads(row.error),
+        "metrics": loads(row.metrics), "summary": loads(row.summary), "worker": row.worker,
+        "request": loads(row.request),
+    }
+
+
+def _event_data(row, **extra) -> dict:
+    data = {"job_id": row.job_id, "kind": row.kind, "model_id": row.model_id, "dataset_id": row.dataset_id,
+            "attempt": row.attempt}
+    data.update(extra)
+    return data
+
+
+class JobsRepo:
+    # ---- queueing -------------------------------------------------------------------------
+    def enqueue(self, *, job: dict, model: dict | None = None, idempotency: tuple[str, str] | None = None
+                ) -> tuple[dict, bool]:
+        """Insert a queued job (and its model for training) plus ``job.queued``; return ``(job, created)``.
+
+        With an idempotency ``(scope, key)`` seen before, nothing is inserted and the earlier job is returned.
+        """
+        for _ in range(10):
+            try:
+                with self.tx() as conn:
+                    if idempotency:
+                        found = conn.execute(select(schema.idempotency_keys.c.job_id).where(
+                            schema.idempotency_keys.c.scope == idempotency[0],
+                            schema.idempotency_keys.c.key == idempotency[1])).first()
+                        if found:
+                            row = conn.execute(select(J).where(J.c.job_id == found.job_id)).one()
+                            return job_view(row), False
+                        conn.execute(schema.idempotency_keys.insert().values(
+                            scope=idempotency[0], key=idempotency[1], job_id=job["job_id"], created_at=utcnow()))
+                    now = utcnow()
+                    if model is not None:
+                        version = conn.execute(select(func.coalesce(func.max(M.c.version), 0))
+                                               .where(M.c.name == model["name"])).scalar_one() + 1
+                        conn.execute(M.insert().values(**model, version=version, status="training", created_at=now))
+                    conn.execute(J.insert().values(**job, status="queued", progress=0.0, stage="queued", attempt=0,
+                                                   created_at=now))
+                    row = conn.execute(select(J).where(J.c.job_id == job["job_id"])).one()
+                    self._emit(conn, "job.queued", row.job_id, _event_data(row))
+                    return job_view(row), True
+            except IntegrityError:
+                logger.info("retrying enqueue of %s after a concurrent insert", job["job_id"])
+        raise Conflict("could not queue the job after concurrent retries; try again")
+
+    def count_jobs(self, *, status: str | None = None, kind: str | None = None) -> int:
+        where = [c for c in ((J.c.status == status) if status else None, (J.c.kind == kind) if kind else None)
+                 if c is not None]
+        with self.ro() as conn:
+            return conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one()
+
+    # ---- reads ----------------------------------------------------------------------------
+    def get_job_row(self, job_id: str):
+        with self.ro() as conn:
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).first()
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}", details={"job_id": job_id})
+        return row
+
+    def get_job(self, job_id: str) -> dict:
+        return job_view(self.get_job_row(job_id))
+
+    def list_jobs(self, *, kind=None, status=None, limit: int, offset: int) -> tuple[list[dict], int]:
+        where = [c for c in ((J.c.kind == kind) if kind else None, (J.c.status == status) if status else None)
+                 if c is not None]
+        with self.ro() as conn:
+            total = conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one()
+            rows = conn.execute(select(J).where(*where).order_by(J.c.created_at.desc(), J.c.job_id)
+                                .limit(limit).offset(offset)).all()
+        return [job_view(r) for r in rows], total
+
+    # ---- claims ---------------------------------------------------------------------------
+    def claim(self, job_id: str, *, worker: str | None = None):
+        """Atomically move a queued job to running (attempt + 1, ``job.started``); None if someone else won."""
+        now = utcnow()
+        with self.tx() as conn:
+            res = conn.execute(update(J).where(J.c.job_id == job_id, J.c.status == "queued").values(
+                status="running", attempt=J.c.attempt + 1, started_at=now, heartbeat_at=now, stage="starting",
+                progress=0.0, worker=worker, error=None))
+            if res.rowcount != 1:
+                return None
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).one()
+            self._emit(conn, "job.started", job_id, _event_data(row))
+            return row
+
+    def queued_job_ids(self, limit: int) -> list[str]:
+        with self.ro() as conn:
+            return list(conn.execute(select(J.c.job_id).where(J.c.status == "queued")
+                                     .order_by(J.c.created_at, J.c.job_id).limit(limit)).scalars())
+
+    def claim_next(self, limit: int, *, worker: str | None = None) -> list:
+        """Claim up to ``limit`` queued jobs, oldest first."""
+        claimed = []
+        for job_id in self.queued_job_ids(limit * 2):
+            if len(claimed) >= limit:
+                break
+            row = self.claim(job_id, worker=worker)
+            if row is not None:
+                claimed.append(row)
+        return claimed
+
+    def set_worker(self, job_id: str, attempt: int, worker: str) -> None:
+        with self.tx() as conn:
+            conn.execute(update(J).where(J.c.job_id == job_id, J.c.attempt == attempt).values(worker=worker))
+
+    # ---- progress -------------------------------------------------------------------------
+    def _running(self, job_id: str, attempt: int):
+        return (J.c.job_id == job_id, J.c.attempt == attempt, J.c.status == "running")
+
+    def heartbeat(self, job_id: str, attempt: int) -> bool:
+        """Touch the heartbeat; False when the job is no longer ours to run (cancelled, lost, finished)."""
+        with self.tx() as conn:
+            return conn.execute(update(J).where(*self._running(job_id, attempt))
+                                .values(heartbeat_at=utcnow())).rowcount == 1
+
+    def progress(self, job_id: str, attempt: int, stage: str, progress: float) -> None:
+        with self.tx() as conn:
+            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
+                stage=stage, progress=max(0.0, min(1.0, float(progress))), heartbeat_at=utcnow()))
+        if res.rowcount != 1:
+            raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
+
+    # ---- outcomes -------------------------------------------------------------------------
+    def succeed_train(self, job_id: str, attempt: int, *, model_id: str, model_fields: dict) -> None:
+        now = utcnow()
+        with self.tx() as conn:
+            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
+                status="succeeded", stage="done", progress=1.0, finished_at=now,
+                metrics=dumps(model_fields.get("metrics"))))
+            if res.rowcount != 1:
+                raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
+            conn.execute(update(M).where(M.c.model_id == model_id).values(
+                status="ready", **{k: (dumps(v) if k in ("params", "features", "kinds", "metrics", "classes") else v)
+                                   for k, v in model_fields.items()}))
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).one()
+            self._emit(conn, "job.succeeded", job_id, _event_data(row))
+            mrow = conn.execute(select(M).where(M.c.model_id == model_id)).one()
+            self._emit(conn, "model.ready", job_id, {"model_id": model_id, "name": mrow.name, "version": mrow.version,
+                                                     "task": mrow.task, "algorithm": mrow.algorithm, "job_id": job_id})
+
+    def succeed_predict(self, job_id: str, attempt: int, *, summary: dict) -> None:
+        with self.tx() as conn:
+            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
+                status="succeeded", stage="done", progress=1.0, finished_at=utcnow(), summary=dumps(summary)))
+            if res.rowcount != 1:
+                raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).one()
+            self._emit(conn, "job.succeeded", job_id, _event_data(row, summary={"rows": summary.get("rows")}))
+
+    def _finish(self, conn, row, status: str, error: dict | None) -> None:
+        conn.execute(update(J).where(J.c.job_id == row.job_id).values(
+            status=status, finished_at=utcnow(), error=dumps(error), stage=status))
+        if row.kind == "train" and row.model_id:
+            conn.execute(update(M).where(M.c.model_id == row.model_id).values(status="failed"))
+        row = conn.execute(select(J).where(J.c.job_id == row.job_id)).one()
+        self._emit(conn, f"job.{status}", row.job_id, _event_data(row, error=error))
+
+    def fail(self, job_id: str, attempt: int, code: str, message: str) -> bool:
+        """Record a failure the worker itself observed (bad data, an exception)."""
+        with self.tx() as conn:
+            row = conn.execute(select(J).where(*self._running(job_id, attempt))).first()
+            if row is None:
+                return False
+            self._finish(conn, row, "failed", {"code": code, "message": message})
+            return True
+
+    def lost(self, job_id: str, attempt: int, code: str, message: str) -> str | None:
+        """A worker vanished: requeue while attempts remain, else fail. Returns the new status or None."""
+        with self.tx() as conn:
+            row = conn.execute(select(J).where(*self._running(job_id, attempt))).first()
+            if row is None:
+                return None
+            if row.attempt < row.max_attempts:
+                conn.execute(update(J).where(J.c.job_id == job_id).values(
+                    status="queued", stage="requeued", progress=0.0, worker=None,
+                    error=dumps({"code": code, "message": f"attempt {row.attempt}: {message}; retrying"})))
+                logger.warning("job %s attempt %s lost (%s); requeued", job_id, attempt, message)
+                return "queued"
+            self._finish(conn, row, "failed", {"code": code, "message": message})
+            logger.warning("job %s attempt %s lost (%s); failed", job_id, attempt, message)
+            return "failed"
+
+    def cancel(self, job_id: str) -> dict:
+        with self.tx() as conn:
+            row = conn.execute(select(J).where(J.c.job_id == job_id)).first()
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id}", details={"job_id": job_id})
+            if row.status in FINISHED:
+                raise Conflict(f"job {job_id} already {row.status}; only queued or running jobs can be cancelled",
+                               code="job_finished", details={"status": row.status})
+            self._finish(conn, row, "cancelled", None)
+            return job_view(conn.execute(select(J).where(J.c.job_id == job_id)).one())
+
+    def stale_running(self, timeout_seconds: float) -> list[tuple[str, int]]:
+        cutoff = utcnow() - timedelta(seconds=timeout_seconds)
+        with self.ro() as conn:
+            return [(r.job_id, r.attempt) for r in conn.execute(
+                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.heartbeat_at < cutoff))]
+
+    def statuses(self, job_ids: list[str]) -> dict[str, tuple[str, int]]:
+        if not job_ids:
+            return {}
+        with self.ro() as conn:
+            return {r.job_id: (r.status, r.attempt) for r in conn.execute(
+                select(J.c.job_id, J.c.status, J.c.attempt).where(J.c.job_id.in_(job_ids)))}

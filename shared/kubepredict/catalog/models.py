@@ -1,0 +1,41 @@
+"""Models repository (read side; models are created and finished together with their jobs)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from ..errors import ModelNotFound
+from ..ids import iso
+from . import schema
+from .base import loads
+
+
+def model_view(row) -> dict:
+    return {
+        "model_id": row.model_id, "name": row.name, "version": row.version, "status": row.status,
+        "task": row.task, "algorithm": row.algorithm, "estimator": row.estimator, "params": loads(row.params),
+        "features": loads(row.features), "target": row.target, "dataset_id": row.dataset_id,
+        "metrics": loads(row.metrics), "classes": loads(row.classes), "job_id": row.job_id,
+        "sha256": row.artifact_sha256, "created_at": iso(row.created_at),
+    }
+
+
+class ModelsRepo:
+    def get_model_row(self, model_id: str):
+        with self.ro() as conn:
+            row = conn.execute(select(schema.models).where(schema.models.c.model_id == model_id)).first()
+        if row is None:
+            raise ModelNotFound(f"no model with id {model_id}", details={"model_id": model_id})
+        return row
+
+    def get_model(self, model_id: str) -> dict:
+        return model_view(self.get_model_row(model_id))
+
+    def list_models(self, *, limit: int, offset: int, name: str | None = None) -> tuple[list[dict], int]:
+        t = schema.models
+        where = [t.c.name == name] if name else []
+        with self.ro() as conn:
+            total = conn.execute(select(func.count()).select_from(t).where(*where)).scalar_one()
+            rows = conn.execute(select(t).where(*where).order_by(t.c.created_at.desc(), t.c.model_id)
+                                .limit(limit).offset(offset)).all()
+        return [model_view(r) for r in rows], total

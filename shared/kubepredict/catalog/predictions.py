@@ -1,0 +1,46 @@
+"""Predictions repository: bulk writes per job, paginated and streamed reads."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from sqlalchemy import delete, func, select
+
+from . import schema
+
+P = schema.predictions
+
+
+class PredictionsRepo:
+    def clear_predictions(self, job_id: str) -> None:
+        with self.tx() as conn:
+            conn.execute(delete(P).where(P.c.job_id == job_id))
+
+    def insert_predictions(self, job_id: str, rows: Sequence[tuple[int, str, str | None]]) -> None:
+        """Insert ``(row, prediction_json, probabilities_json)`` tuples in one transaction."""
+        if not rows:
+            return
+        with self.tx() as conn:
+            conn.execute(P.insert(), [{"job_id": job_id, "row": r, "prediction": p, "probabilities": pr}
+                                      for r, p, pr in rows])
+
+    def count_predictions(self, job_id: str) -> int:
+        with self.ro() as conn:
+            return conn.execute(select(func.count()).select_from(P).where(P.c.job_id == job_id)).scalar_one()
+
+    def page_predictions(self, job_id: str, *, offset: int, limit: int) -> list:
+        with self.ro() as conn:
+            return conn.execute(select(P.c.row, P.c.prediction, P.c.probabilities).where(P.c.job_id == job_id)
+                                .order_by(P.c.row).offset(offset).limit(limit)).all()
+
+    def iter_predictions(self, job_id: str, batch: int = 10_000) -> Iterator[list]:
+        """Yield batches ordered by row, by keyset pagination (never the whole set in memory)."""
+        last = -1
+        while True:
+            with self.ro() as conn:
+                rows = conn.execute(select(P.c.row, P.c.prediction, P.c.probabilities)
+                                    .where(P.c.job_id == job_id, P.c.row > last).order_by(P.c.row).limit(batch)).all()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].row

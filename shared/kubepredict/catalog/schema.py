@@ -1,0 +1,97 @@
+"""The catalogue's tables (SQLAlchemy Core). Alembic migrations are generated from this metadata."""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+                        Table, Text, UniqueConstraint)
+
+metadata = MetaData()
+
+datasets = Table(
+    "datasets", metadata,
+    Column("dataset_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("columns", Text, nullable=False),  # JSON list of {name, dtype, missing, unique}
+    Column("preview", Text, nullable=False),  # JSON list of the first rows
+    Column("object_key", String(300), nullable=False),
+    Column("parquet_key", String(300), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+models = Table(
+    "models", metadata,
+    Column("model_id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("task", String(20), nullable=False),
+    Column("algorithm", String(200), nullable=False),
+    Column("estimator", String(200)),
+    Column("params", Text, nullable=False),
+    Column("features", Text),
+    Column("kinds", Text),
+    Column("target", String(200)),
+    Column("dataset_id", String(40), nullable=False),
+    Column("metrics", Text),
+    Column("classes", Text),
+    Column("artifact_key", String(300)),
+    Column("artifact_sha256", String(64)),
+    Column("job_id", String(40)),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("name", "version", name="uq_models_name_version"),
+)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("kind", String(10), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("stage", String(40)),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("model_id", String(40)),
+    Column("dataset_id", String(40)),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=1),
+    Column("request", Text, nullable=False),
+    Column("error", Text),
+    Column("metrics", Text),
+    Column("summary", Text),
+    Column("worker", String(200)),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("heartbeat_at", DateTime),
+)
+Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
+Index("ix_jobs_dataset", jobs.c.dataset_id)
+
+predictions = Table(
+    "predictions", metadata,
+    Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("row", BigInteger, primary_key=True, autoincrement=False),
+    Column("prediction", Text, nullable=False),  # JSON scalar
+    Column("probabilities", Text),  # JSON list, classifiers only
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("type", String(80), nullable=False),
+    Column("key", String(80), nullable=False),  # Kafka key: the job or dataset id
+    Column("payload", Text, nullable=False),  # the whole CloudEvent, JSON
+    Column("created_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+)
+Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.seq)
+
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(40), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)

@@ -1,0 +1,245 @@
+"""``kubepredict``: serve | worker | dispatcher | relay | connector | upload | train | predict | result | demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+GATEWAY = click.option("--gateway", envvar="KUBEPREDICT_GATEWAY_URL", default="http://127.0.0.1:8080",
+                       show_default=True, help="Gateway base URL.")
+TOKEN = click.option("--token", envvar="KUBEPREDICT_API_TOKEN", default=None, help="Bearer token, if the gateway needs one.")
+
+
+def _settings(**overrides):
+    from .config import Settings
+
+    return Settings.from_env(**overrides)
+
+
+def _client(gateway, token):
+    from .client import Client
+
+    return Client(gateway, token)
+
+
+def _fail(exc: Exception):
+    raise click.ClickException(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kubepredict")
+def main():
+    """Train and serve scikit-learn models as serverless functions."""
+
+
+# ---- server side ------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default=None, help="Listen address (default 127.0.0.1, or KUBEPREDICT_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default 8080, or KUBEPREDICT_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the SQLite catalogue and the object store (default ./data).")
+@click.option("--no-dispatch", is_flag=True, help="Serve functions only; another process runs the jobs.")
+def serve(host, port, data_dir, no_dispatch):
+    """Run the gateway with the four functions, the web page and the job dispatcher."""
+    from . import logs
+    from .server import serve as run
+
+    logs.configure()
+    run(_settings(host=host, port=port, data_dir=data_dir), dispatch=not no_dispatch)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--attempt", type=int, default=None, help="The attempt the dispatcher claimed (omit to claim here).")
+def worker(job_id, attempt):
+    """Run one job (what a local worker process or a Kubernetes pod executes)."""
+    from . import logs
+    from .bootstrap import bootstrap
+    from .runner.worker import run_worker
+
+    logs.configure()
+    svc = bootstrap(_settings(), create_schema=False)
+    sys.exit(run_worker(svc, job_id, attempt))
+
+
+@main.command()
+def dispatcher():
+    """Claim queued jobs and start them (when the functions run under OpenFaaS/Kubeless)."""
+    import signal
+    import threading
+
+    from . import logs
+    from .bootstrap import bootstrap
+    from .runner.dispatcher import Dispatcher, make_runner
+
+    logs.configure()
+    svc = bootstrap(_settings())
+    d = Dispatcher(svc.catalog, make_runner(svc.settings), svc.settings)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    d.start()
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    d.stop()
+
+
+# ---- client side ------------------------------------------------------------------------------
+def _progress_wait(client, job_id: str) -> dict:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TextColumn("{task.fields[stage]}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task(job_id, total=1.0, stage="queued")
+        job = client.wait(job_id, lambda j: bar.update(task, completed=j["progress"], stage=j.get("stage") or ""))
+    return job
+
+
+def _table(title: str, rows: list[dict], columns: list[str]):
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[json.dumps(r.get(c)) if isinstance(r.get(c), (dict, list)) else str(r.get(c, "")) for c in columns])
+    Console().print(t)
+
+
+def _print_job(job: dict):
+    from rich.console import Console
+
+    c = Console()
+    style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(job["status"], "cyan")
+    c.print(f"[bold]{job['job_id']}[/] ({job['kind']}): [{style}]{job['status']}[/]"
+            + (f" — {job['error']['message']}" if job.get("error") and job["status"] == "failed" else ""))
+    metrics = job.get("metrics") or {}
+    flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    if flat:
+        _table("metrics", [{"metric": k, "value": round(v, 4)} for k, v in flat.items()], ["metric", "value"])
+    if job.get("summary"):
+        c.print_json(data=job["summary"])
+
+
+@main.command()
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Dataset name (default: the file name).")
+@GATEWAY
+@TOKEN
+def upload(csv_file, name, gateway, token):
+    """Upload a CSV file as a dataset."""
+    try:
+        ds = _client(gateway, token).upload(csv_file, name)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+    click.echo(f"{ds['dataset_id']}  {ds['name']}  {ds['rows']} rows")
+    _table("columns", ds["columns"], ["name", "dtype", "missing", "unique"])
+
+
+@main.command()
+@click.argument("dataset_id")
+@click.option("--target", default=None, help="Column to predict (omit for clustering).")
+@click.option("--algorithm", default="auto", show_default=True, help="Catalogue name, sklearn class path, or auto.")
+@click.option("--task", type=click.Choice(["classification", "regression", "clustering"]), default=None)
+@click.option("--params", default="{}", help="Estimator parameters as JSON.")
+@click.option("--name", default=None, help="Model name (versions are counted per name).")
+@click.option("--no-wait", is_flag=True, help="Return once queued.")
+@GATEWAY
+@TOKEN
+def train(dataset_id, target, algorithm, task, params, name, no_wait, gateway, token):
+    """Train a model on a dataset (runs as a job)."""
+    client = _client(gateway, token)
+    body = {"dataset_id": dataset_id, "algorithm": algorithm}
+    for k, v in (("target", target), ("task", task), ("name", name)):
+        if v:
+            body[k] = v
+    try:
+        body["params"] = json.loads(params)
+        queued = client.train(body)
+        click.echo(f"queued {queued['job_id']} for model {queued['model_id']}")
+        if not no_wait:
+            _print_job(_progress_wait(client, queued["job_id"]))
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("--dataset", "dataset_id", default=None, help="Score a whole uploaded dataset (batch job).")
+@click.option("--row", "rows", multiple=True, help='One row as JSON, e.g. \'{"x": 1}\' (online; repeatable).')
+@click.option("--no-wait", is_flag=True)
+@GATEWAY
+@TOKEN
+def predict(model_id, dataset_id, rows, no_wait, gateway, token):
+    """Predict with a model: a batch job over a dataset, or a few rows online."""
+    client = _client(gateway, token)
+    try:
+        if rows:
+            out = client.predict({"model_id": model_id, "instances": [json.loads(r) for r in rows]})
+            click.echo(json.dumps(out, indent=2))
+            return
+        if not dataset_id:
+            raise click.UsageError("give --dataset for a batch prediction or --row for online ones")
+        queued = client.predict({"model_id": model_id, "dataset_id": dataset_id})
+        click.echo(f"queued {queued['job_id']}")
+        if not no_wait:
+            _print_job(_progress_wait(client, queued["job_id"]))
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--offset", type=int, default=0)
+@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the full results as CSV to this file.")
+@GATEWAY
+@TOKEN
+def result(job_id, limit, offset, csv_out, gateway, token):
+    """Show a job (status, metrics, predictions) or, without JOB_ID, list jobs."""
+    client = _client(gateway, token)
+    try:
+        if not job_id:
+            jobs = client.get("/function/result", limit=limit, offset=offset)["jobs"]
+            _table("jobs", jobs, ["job_id", "kind", "status", "progress", "stage", "created_at"])
+            return
+        if csv_out:
+            csv_out.write_bytes(client.csv(job_id))
+            click.echo(f"wrote {csv_out}")
+            return
+        job = client.job(job_id, limit=limit, offset=offset)
+        _print_job(job)
+        if job.get("predictions"):
+            p = job["predictions"]
+            _table(f"predictions {p['offset']}–{p['offset'] + len(p['rows'])} of {p['total']}", p["rows"],
+                   ["row", "prediction", "probabilities"])
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+@main.command()
+@GATEWAY
+@TOKEN
+def demo(gateway, token):
+    """Upload the bundled iris data, train a random forest, predict, print results."""
+    from .demo import run_demo
+
+    try:
+        run_demo(_client(gateway, token), _progress_wait, _print_job, _table)
+    except Exception as exc:  # noqa: BLE001
+        _fail(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""One frozen ``Settings`` read from the environment (and secret files) once per process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+SECRET_DIRS = ("/var/openfaas/secrets", "/run/secrets/kubepredict")
+
+
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Return a secret from a mounted file (OpenFaaS / Kubernetes), else the environment, else None."""
+    environ = os.environ if environ is None else environ
+    dirs = [environ.get("KUBEPREDICT_SECRETS_DIR", "")] + list(SECRET_DIRS)
+    for d in dirs:
+        if not d:
+            continue
+        for fname in (name, name.lower(), name.lower().replace("_", "-")):
+            p = Path(d) / fname
+            if p.is_file():
+                return p.read_text().strip()
+    value = environ.get(name)
+    return value if value else None
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults that run on a laptop with nothing installed."""
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    storage_url: str = ""
+    runner: str = "local"
+    kafka_bootstrap_servers: str | None = None
+    api_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 16
+    max_upload_bytes: int = 512 * 1024 * 1024
+    max_online_rows: int = 10_000
+    max_concurrent_jobs: int = field(default_factory=lambda: os.cpu_count() or 2)
+    max_queued_jobs: int = 1000
+    job_max_attempts: int = 2
+    heartbeat_seconds: float = 2.0
+    heartbeat_timeout_seconds: float = 30.0
+    dispatch_interval_seconds: float = 0.5
+    predict_chunk_rows: int = 50_000
+    namespace: str = "kubepredict"
+    # S3
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_addressing_style: str = "auto"
+    # Kafka topics
+    topic_train_requests: str = "kubepredict.train.requests"
+    topic_predict_requests: str = "kubepredict.predict.requests"
+    topic_events: str = "kubepredict.events"
+    topic_dead_letter: str = "kubepredict.dead-letter"
+    gateway_url: str = "http://127.0.0.1:8080"
+    # Kubernetes runner
+    job_image: str = "kubepredict/job:0.1.0"
+    web_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{(Path(self.data_dir) / 'kubepredict.db').resolve()}")
+        if not self.storage_url:
+            object.__setattr__(self, "storage_url", (Path(self.data_dir) / "objects").resolve().as_uri())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Build settings from ``KUBEPREDICT_*`` variables; keyword overrides win (CLI flags)."""
+        env = os.environ if environ is None else environ
+        kw: dict = dict(
+            data_dir=Path(env.get("KUBEPREDICT_DATA_DIR", "./data")),
+            database_url=read_secret("KUBEPREDICT_DATABASE_URL", env) or "",
+            storage_url=env.get("KUBEPREDICT_STORAGE_URL", ""),
+            runner=env.get("KUBEPREDICT_RUNNER", "local"),
+            kafka_bootstrap_servers=env.get("KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS") or None,
+            api_token=read_secret("KUBEPREDICT_API_TOKEN", env),
+            host=env.get("KUBEPREDICT_HOST", "127.0.0.1"),
+            port=_int(env, "KUBEPREDICT_PORT", 8080),
+            threads=_int(env, "KUBEPREDICT_THREADS", 16),
+            max_upload_bytes=_int(env, "KUBEPREDICT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024),
+            max_online_rows=_int(env, "KUBEPREDICT_MAX_ONLINE_ROWS", 10_000),
+            max_concurrent_jobs=_int(env, "KUBEPREDICT_MAX_CONCURRENT_JOBS", os.cpu_count() or 2),
+            max_queued_jobs=_int(env, "KUBEPREDICT_MAX_QUEUED_JOBS", 1000),
+            job_max_attempts=_int(env, "KUBEPREDICT_JOB_MAX_ATTEMPTS", 2),
+            heartbeat_seconds=_float(env, "KUBEPREDICT_HEARTBEAT_SECONDS", 2.0),
+            heartbeat_timeout_seconds=_float(env, "KUBEPREDICT_HEARTBEAT_TIMEOUT_SECONDS", 30.0),
+            dispatch_interval_seconds=_float(env, "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS", 0.5),
+            predict_chunk_rows=_int(env, "KUBEPREDICT_PREDICT_CHUNK_ROWS", 50_000),
+            namespace=env.get("KUBEPREDICT_NAMESPACE", "kubepredict"),
+            s3_endpoint_url=env.get("KUBEPREDICT_S3_ENDPOINT_URL") or None,
+            s3_region=env.get("KUBEPREDICT_S3_REGION") or None,
+            s3_access_key_id=read_secret("KUBEPREDICT_S3_ACCESS_KEY_ID", env),
+            s3_secret_access_key=read_secret("KUBEPREDICT_S3_SECRET_ACCESS_KEY", env),
+            s3_addressing_style=env.get("KUBEPREDICT_S3_ADDRESSING_STYLE", "auto"),
+            topic_train_requests=env.get("KUBEPREDICT_TOPIC_TRAIN_REQUESTS", "kubepredict.train.requests"),
+            topic_predict_requests=env.get("KUBEPREDICT_TOPIC_PREDICT_REQUESTS", "kubepredict.predict.requests"),
+            topic_events=env.get("KUBEPREDICT_TOPIC_EVENTS", "kubepredict.events"),
+            topic_dead_letter=env.get("KUBEPREDICT_TOPIC_DEAD_LETTER", "kubepredict.dead-letter"),
+            gateway_url=env.get("KUBEPREDICT_GATEWAY_URL", "http://127.0.0.1:8080"),
+            job_image=env.get("KUBEPREDICT_JOB_IMAGE", "kubepredict/job:0.1.0"),
+            web_dir=Path(env["KUBEPREDICT_WEB_DIR"]) if env.get("KUBEPREDICT_WEB_DIR") else None,
+        )
+        kw.update({k: v for k, v in overrides.items() if v is not None})
+        if kw["runner"] not in ("local", "kubernetes"):
+            raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
+        return cls(**kw)
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)

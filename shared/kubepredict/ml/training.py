@@ -1,0 +1,223 @@
+"""Train one pipeline (preprocess + estimator) from a DataFrame; runs inside a train job."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, train_test_split
+from sklearn.pipeline import Pipeline
+
+from kubepredict.errors import InvalidInput, KubepredictError, Unprocessable
+from kubepredict.ml import evaluation
+from kubepredict.ml.catalogue import (AUTO, AUTO_CANDIDATES, AlgorithmSpec, build_estimator,
+                                      check_task, import_estimator_class, infer_task, resolve)
+from kubepredict.ml.jsonsafe import json_safe
+from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds
+
+logger = logging.getLogger(__name__)
+
+MIN_ROWS = 5
+CV_FOLDS = 3
+AUTO_SCORING = {"classification": "accuracy", "regression": "r2", "clustering": "silhouette"}
+
+
+@dataclass
+class TrainResult:
+    """A fitted pipeline and everything the catalogue records about it."""
+
+    pipeline: Pipeline
+    task: str
+    algorithm: str
+    estimator: str
+    params: dict
+    features: list[str]
+    kinds: dict
+    target: str | None
+    classes: list | None
+    metrics: dict = field(default_factory=dict)
+
+
+def _no_progress(stage: str, p: float) -> None:
+    return None
+
+
+def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None, task: str | None,
+          algorithm: str, params: dict | None, test_size: float = 0.2, random_state: int | None = 0,
+          progress: Callable[[str, float], None] = _no_progress) -> TrainResult:
+    """Fit, evaluate and describe a model; raises InvalidInput / Unprocessable for unusable requests."""
+    progress("preparing", 0.05)
+    if task is not None:
+        check_task(task)
+    if target is None and task != "clustering":
+        raise InvalidInput("target is required unless task is 'clustering'", code="missing_target")
+    if not (isinstance(test_size, (int, float)) and 0 < test_size < 1):
+        raise InvalidInput("test_size must be between 0 and 1 (exclusive)", code="invalid_test_size")
+    features = _features(frame, target, features)
+    if target is not None and task != "clustering":
+        frame = frame[frame[target].notna()]
+        task = task or infer_task(frame[target])
+    task = task or "clustering"
+    if len(frame) < MIN_ROWS:
+        raise Unprocessable(f"{len(frame)} usable rows; at least {MIN_ROWS} are needed",
+                            code="too_few_rows", details={"rows": len(frame), "minimum": MIN_ROWS})
+    specs = _candidates(algorithm, task)
+    kinds = column_kinds(frame, features)
+    X = coerce_frame(frame, kinds)
+
+    if task == "clustering":
+        X_train, X_test, y_train, y_test = X, X.iloc[:0], None, None
+    else:
+        y = _target_values(frame[target], task)
+        X_train, X_test, y_train, y_test = _split(X, y, task, test_size, random_state)
+
+    chosen, auto = (specs[0], None) if len(specs) == 1 else _search(
+        specs, params, kinds, X_train, y_train, task, random_state, progress)
+    progress("fitting", 0.8 if auto else 0.1)
+    pipeline = _pipeline(chosen, _own_params(chosen, params) if auto else params, kinds, random_state)
+    started = time.perf_counter()
+    _fit(pipeline, X_train, y_train)
+    fit_seconds = time.perf_counter() - started
+    if not auto:
+        progress("fitting", 0.8)
+    progress("evaluating", 0.85)
+
+    metrics = _metrics(pipeline, task, X_test if task != "clustering" else X_train, y_test,
+                       features, random_state)
+    metrics.update(train_rows=len(X_train), test_rows=len(X_test), fit_seconds=round(fit_seconds, 4))
+    if auto:
+        metrics["auto"] = auto
+    estimator = pipeline[-1]
+    classes = json_safe(estimator.classes_) if task == "classification" else None
+    result = TrainResult(pipeline=pipeline, task=task, algorithm=chosen.name, estimator=chosen.estimator,
+                         params=json_safe(estimator.get_params(deep=False)), features=features,
+                         kinds=kinds, target=target, classes=classes, metrics=metrics)
+    progress("done", 1.0)
+    logger.info("trained %s/%s on %d rows in %.2fs", task, chosen.name, len(X_train), fit_seconds)
+    return result
+
+
+def _features(frame: pd.DataFrame, target: str | None, features: list[str] | None) -> list[str]:
+    if features is None:
+        features = [c for c in frame.columns if c != target]
+    elif not isinstance(features, list) or not all(isinstance(c, str) for c in features):
+        raise InvalidInput("features must be a list of column names", code="invalid_features")
+    features = list(dict.fromkeys(features))
+    wanted = features + ([target] if target is not None else [])
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise InvalidInput(f"unknown columns: {', '.join(missing)}", code="unknown_columns",
+                           details={"missing": missing})
+    if target is not None and target in features:
+        raise InvalidInput(f"the target {target!r} cannot also be a feature", code="invalid_features")
+    if not features:
+        raise InvalidInput("no feature columns to train on", code="invalid_features")
+    return features
+
+
+def _target_values(y: pd.Series, task: str) -> np.ndarray:
+    if task == "regression":
+        values = pd.to_numeric(y, errors="coerce")
+        if values.isna().any():
+            raise Unprocessable("a regression target must be numeric", code="non_numeric_target")
+        return values.to_numpy(dtype=float)
+    if pd.api.types.is_bool_dtype(y) or pd.api.types.is_numeric_dtype(y):
+        values = y.to_numpy()
+    else:
+        values = y.astype(str).to_numpy(dtype=object)
+    if len(np.unique(values)) < 2:
+        raise Unprocessable("the target has a single class; classification needs at least two",
+                            code="one_class_target")
+    return values
+
+
+def _split(X, y, task, test_size, random_state):
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() >= 2:
+            stratify = y
+    try:
+        return train_test_split(X, y, test_size=test_size, random_state=random_state, stratify=stratify)
+    except ValueError:
+        # Stratification is impossible when the test split is smaller than the number of classes.
+        return train_test_split(X, y, test_size=test_size, random_state=random_state)
+
+
+def _candidates(algorithm: str, task: str) -> list[AlgorithmSpec]:
+    if algorithm == AUTO:
+        return [resolve(name, task) for name in AUTO_CANDIDATES[task]]
+    return [resolve(algorithm, task)]
+
+
+def _pipeline(spec: AlgorithmSpec, params: dict | None, kinds: dict, random_state) -> Pipeline:
+    return Pipeline([("preprocess", build_preprocessor(kinds)),
+                     ("estimator", build_estimator(spec, params, random_state))])
+
+
+def _fit(pipeline: Pipeline, X, y) -> None:
+    try:
+        pipeline.fit(X, y)
+    except KubepredictError:
+        raise
+    except ValueError as exc:
+        raise Unprocessable(f"fitting failed: {exc}", code="fit_failed") from exc
+
+
+def _search(specs, params, kinds, X, y, task, random_state, progress) -> tuple[AlgorithmSpec, dict]:
+    """Score each candidate (3-fold CV, or silhouette for clustering) and return the best."""
+    scores: dict[str, float | None] = {}
+    for i, spec in enumerate(specs):
+        progress("fitting", round(0.1 + 0.7 * i / len(specs), 4))
+        try:
+            pipeline = _pipeline(spec, _own_params(spec, params), kinds, random_state)
+            if task == "clustering":
+                labels = pipeline.fit(X).predict(X)
+                score = evaluation.silhouette(pipeline, X, labels, random_state)
+            else:
+                folds = cross_val_score(pipeline, X, y, cv=_folds(y, task, random_state),
+                                        scoring=AUTO_SCORING[task], error_score=np.nan)
+                score = float(np.nanmean(folds)) if not np.isnan(folds).all() else None
+        except (InvalidInput, ValueError) as exc:
+            logger.info("auto candidate %s skipped: %s", spec.name, exc)
+            score = None
+        scores[spec.name] = None if score is None else round(score, 6)
+    ranked = [s for s in specs if scores[s.name] is not None]
+    if ranked:
+        best = max(ranked, key=lambda s: scores[s.name])  # first wins ties (catalogue order)
+    else:
+        # Too little data to score anyone (e.g. a handful of rows): keep the first candidate and
+        # let the final fit succeed or fail on its own.
+        logger.warning("auto: no candidate could be scored; falling back to %s", specs[0].name)
+        best = specs[0]
+    return best, {"scoring": AUTO_SCORING[task], "candidates": scores, "chosen": best.name}
+
+
+def _folds(y, task: str, random_state):
+    # Stratify when every class can appear in each fold; otherwise shuffled plain folds.
+    if task == "classification" and np.unique(y, return_counts=True)[1].min() >= CV_FOLDS:
+        return StratifiedKFold(CV_FOLDS, shuffle=True, random_state=random_state)
+    return KFold(min(CV_FOLDS, len(y)), shuffle=True, random_state=random_state)
+
+
+def _own_params(spec: AlgorithmSpec, params: dict | None) -> dict:
+    # For "auto", each candidate takes only the params it understands (e.g. n_clusters).
+    names = set(import_estimator_class(spec.estimator)._get_param_names())
+    return {k: v for k, v in (params or {}).items() if k in names}
+
+
+def _metrics(pipeline, task, X, y, features, random_state) -> dict[str, Any]:
+    if task == "classification":
+        out = evaluation.classification_metrics(pipeline, X, y)
+    elif task == "regression":
+        out = evaluation.regression_metrics(pipeline, X, y)
+    else:
+        return evaluation.clustering_metrics(pipeline, X, random_state)
+    importance = evaluation.feature_importance(pipeline, X, y, features, random_state)
+    if importance is not None:
+        out["feature_importance"] = importance
+    return out

@@ -1,0 +1,55 @@
+"""The job runner port: hand a queued job to something that will run ``kubepredict worker JOB_ID``.
+
+The database is the single source of truth for job state. A runner only starts workers and
+reports what the database cannot know by itself (a process killed, a pod OOMKilled).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+#: Called by a runner when a worker vanished without recording an outcome:
+#: ``on_lost(job_id, attempt, code, message)``; the composition root wires it to the catalogue,
+#: which requeues the job (attempts left) or marks it failed.
+LostCallback = Callable[[str, int, str, str], None]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    kind: str  # "train" | "predict"
+    attempt: int = 1
+    resources: dict = field(default_factory=dict)  # {"requests": {...}, "limits": {...}} (Kubernetes)
+
+
+class JobRunner(ABC):
+    """Starts workers for claimed jobs.
+
+    ``submit`` is called by the dispatcher after it claimed a job (status ``running``,
+    ``attempt`` incremented) and must not block on the job's completion.
+
+    Raises:
+        BackendUnavailable: the runner's backend (process table, Kubernetes API) failed.
+    """
+
+    on_lost: LostCallback | None = None
+
+    @abstractmethod
+    def submit(self, spec: JobSpec) -> None:
+        """Start a worker for the job."""
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop the job's worker if it runs here; a missing worker is not an error."""
+
+    def poll(self) -> None:
+        """Look at running workers and report lost ones through ``on_lost`` (called periodically)."""
+
+    def running(self) -> int:
+        """How many workers this runner has in flight (for the concurrency limit)."""
+        return 0
+
+    def close(self) -> None:
+        """Release resources (stop watching, terminate nothing that should survive)."""

@@ -1,0 +1,85 @@
+"""What a worker does for each kind of job: train a model, or score a dataset in chunks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import numpy as np
+
+from .. import ml
+from ..services.datasets import load_frame
+from ..services.prediction import load_pipeline
+
+logger = logging.getLogger(__name__)
+
+
+def run_train(svc, job) -> None:
+    catalog, request = svc.catalog, json.loads(job.request)
+
+    def progress(stage: str, value: float) -> None:
+        catalog.progress(job.job_id, job.attempt, stage, value)
+
+    progress("loading", 0.02)
+    dataset = catalog.get_dataset_row(job.dataset_id)
+    columns = ([request["target"]] if request.get("target") else []) + request["features"]
+    frame = load_frame(svc, dataset, columns=columns)
+    result = ml.train(frame, target=request.get("target"), features=request["features"], task=request["task"],
+                      algorithm=request["algorithm"], params=request.get("params") or {},
+                      test_size=request.get("test_size", 0.2), random_state=request.get("random_state", 0),
+                      progress=progress)
+    progress("saving", 0.95)
+    blob = ml.dump_model(result.pipeline)
+    stored = svc.storage.put_bytes(f"models/{job.model_id}/model.skops", blob)
+    catalog.succeed_train(job.job_id, job.attempt, model_id=job.model_id, model_fields={
+        "task": result.task, "algorithm": result.algorithm, "estimator": result.estimator, "params": result.params,
+        "features": result.features, "kinds": result.kinds, "target": result.target, "metrics": result.metrics,
+        "classes": result.classes, "artifact_key": stored.key, "artifact_sha256": stored.sha256})
+
+
+def _summary(task: str, predictions: list, counts: dict, rows: int) -> dict:
+    summary: dict = {"rows": rows}
+    if task == "regression":
+        values = np.asarray(predictions, dtype=float)
+        if values.size:
+            qs = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
+            summary["quantiles"] = {k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs)}
+            summary["mean"] = round(float(values.mean()), 6)
+            hist, edges = np.histogram(values, bins=20)
+            summary["histogram"] = {"counts": hist.tolist(), "edges": [round(float(e), 6) for e in edges]}
+    else:
+        summary["class_counts"] = {str(k): v for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
+    return summary
+
+
+def run_predict(svc, job) -> None:
+    catalog = svc.catalog
+    catalog.progress(job.job_id, job.attempt, "loading", 0.02)
+    model = catalog.get_model_row(job.model_id)
+    pipeline = load_pipeline(svc, model)
+    dataset = catalog.get_dataset_row(job.dataset_id)
+    features, kinds = json.loads(model.features), json.loads(model.kinds)
+    frame = load_frame(svc, dataset, columns=None)
+    catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate
+    total, chunk = len(frame), max(1, svc.settings.predict_chunk_rows)
+    counts: dict = {}
+    regression_values: list = []
+    started = time.perf_counter()
+    for start in range(0, total, chunk):
+        part = frame.iloc[start:start + chunk]
+        result = ml.score(pipeline, part, features=features, kinds=kinds, task=model.task)
+        preds = ml.json_values(result.predictions)
+        probas = ml.json_values(result.probabilities) if result.probabilities is not None else None
+        rows = [(start + i, json.dumps(p), json.dumps(probas[i]) if probas is not None else None)
+                for i, p in enumerate(preds)]
+        catalog.insert_predictions(job.job_id, rows)
+        if model.task == "regression":
+            regression_values.extend(p for p in preds if p is not None)
+        else:
+            for p in preds:
+                counts[p] = counts.get(p, 0) + 1
+        catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, (start + len(part)) / total))
+    summary = _summary(model.task, regression_values, counts, total)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    catalog.succeed_predict(job.job_id, job.attempt, summary=summary)

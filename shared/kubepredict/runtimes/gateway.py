@@ -1,0 +1,194 @@
+"""The embedded gateway: OpenFaaS-compatible routes over the same neutral functions (WSGI, waitress)."""
+
+from __future__ import annotations
+
+import hmac
+import io
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.shared_data import SharedDataMiddleware
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request as WRequest
+from werkzeug.wrappers import Response as WResponse
+
+from .. import __version__, errors, metrics
+from ..api import FUNCTIONS
+from ..api.http import Headers, Request, Response
+from . import http
+
+logger = logging.getLogger(__name__)
+
+TOPICS = {"train": "kubepredict.train.requests", "predict": "kubepredict.predict.requests"}
+
+
+def _to_wsgi(resp: Response) -> WResponse:
+    return WResponse(resp.body if isinstance(resp.body, (bytes, bytearray)) else iter(resp.body),
+                     status=resp.status, headers=list(resp.headers.items()))
+
+
+class Gateway:
+    """A WSGI app: ``/function/{name}``, ``/async-function/{name}``, ``/system/…``, health, metrics, ``/ui/``."""
+
+    def __init__(self, services, *, web_dir: Path | None = None):
+        self.services = services
+        self.settings = services.settings
+        self.invocations = {name: 0 for name in FUNCTIONS}
+        self._count_lock = threading.Lock()
+        self.async_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-call")
+        self.url_map = Map([
+            Rule("/healthz", endpoint="healthz"),
+            Rule("/metrics", endpoint="metrics"),
+            Rule("/", endpoint="root"),
+            Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
+            Rule("/function/<name>/<path:rest>", endpoint="function"),
+            Rule("/async-function/<name>", endpoint="async_function", defaults={"rest": ""}),
+            Rule("/async-function/<name>/<path:rest>", endpoint="async_function"),
+            Rule("/system/functions", endpoint="system_functions"),
+            Rule("/system/function/<name>", endpoint="system_function"),
+        ], strict_slashes=False)
+        metrics.register_catalog(services.catalog)
+        self.wsgi = self._app
+        web_dir = web_dir or self.settings.web_dir or _default_web_dir()
+        if web_dir and Path(web_dir).is_dir():
+            self.wsgi = SharedDataMiddleware(self._app, {"/ui": str(web_dir)}, cache=False)
+            self._index = Path(web_dir) / "index.html"
+        else:
+            self._index = None
+
+    def __call__(self, environ, start_response):
+        return self.wsgi(environ, start_response)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def _app(self, environ, start_response):
+        wreq = WRequest(environ)
+        try:
+            endpoint, values = self.url_map.bind_to_environ(environ).match()
+            resp = getattr(self, f"on_{endpoint}")(wreq, **values)
+        except HTTPException as exc:
+            if exc.code == 404 and wreq.path == "/ui":
+                resp = WResponse("", status=302, headers={"Location": "/ui/"})
+            elif exc.code == 404 and wreq.path == "/ui/" and self._index is not None:
+                resp = WResponse(self._index.read_bytes(), content_type="text/html; charset=utf-8")
+            else:
+                err = errors.RouteNotFound(f"no route {wreq.path}") if exc.code == 404 else \
+                    errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}")
+                resp = _to_wsgi(http.error_response(err))
+        except errors.KubepredictError as exc:
+            resp = _to_wsgi(http.error_response(exc))
+        return resp(environ, start_response)
+
+    def _authorize(self, wreq: WRequest) -> None:
+        token = self.settings.api_token
+        if not token:
+            return
+        given = wreq.headers.get("Authorization", "")
+        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token)):
+            raise errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
+
+    def _request(self, wreq: WRequest, rest: str) -> Request:
+        headers = Headers(wreq.headers.items())
+        headers["X-Forwarded-Host"] = wreq.host
+        return Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,
+                             body=wreq.stream)
+
+    def invoke(self, name: str, request: Request) -> Response:
+        """Call a function with metrics; unknown names are a JSON 404."""
+        fn = FUNCTIONS.get(name)
+        if fn is None:
+            return http.error_response(errors.RouteNotFound(f"no function named {name!r}",
+                                                            details={"functions": sorted(FUNCTIONS)}))
+        started = time.perf_counter()
+        resp = http.call(fn, request, self.services)
+        code = str(resp.status)
+        metrics.INVOCATIONS.labels(name, code).inc()
+        metrics.FUNCTION_SECONDS.labels(name, code).observe(time.perf_counter() - started)
+        with self._count_lock:
+            self.invocations[name] += 1
+        return resp
+
+    # ---- routes -----------------------------------------------------------------------------
+    def on_healthz(self, wreq):
+        try:
+            self.services.catalog.ping()
+            self.services.storage.ping()
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            logger.warning("health check failed: %s", exc)
+            return WResponse("unhealthy: " + str(exc).splitlines()[0][:200], status=503, content_type="text/plain")
+        return WResponse("OK", content_type="text/plain")
+
+    def on_metrics(self, wreq):
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return WResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    def on_root(self, wreq):
+        return WResponse("", status=302, headers={"Location": "/ui/"})
+
+    def on_function(self, wreq, name, rest):
+        self._authorize(wreq)
+        return _to_wsgi(self.invoke(name, self._request(wreq, rest)))
+
+    def on_async_function(self, wreq, name, rest):
+        self._authorize(wreq)
+        if wreq.method != "POST":
+            raise errors.MethodNotAllowed("async invocations must use POST", details={"allowed": ["POST"]})
+        if name not in FUNCTIONS:
+            raise errors.RouteNotFound(f"no function named {name!r}")
+        call_id = wreq.headers.get("X-Call-Id") or str(uuid.uuid4())
+        request = self._request(wreq, rest)
+        request.stream = io.BytesIO(request.read(self.settings.max_upload_bytes))  # the socket closes with the 202
+        callback = wreq.headers.get("X-Callback-Url")
+        self.async_pool.submit(self._run_async, name, request, call_id, callback)
+        return WResponse("", status=202, headers={"X-Call-Id": call_id})
+
+    def _run_async(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
+        started = time.perf_counter()
+        resp = http.materialize(self.invoke(name, request))
+        if not callback:
+            return
+        import httpx
+
+        headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
+                   "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
+        try:
+            httpx.post(callback, content=resp.content(), headers=headers, timeout=30)
+        except httpx.HTTPError as exc:
+            logger.warning("callback for call %s to %s failed: %s", call_id, callback, exc)
+
+    def _status(self, name: str) -> dict:
+        labels = {"com.openfaas.scale.min": "1", "app": "kubepredict"}
+        annotations = {}
+        if name in TOPICS:
+            annotations["topic"] = {"train": self.settings.topic_train_requests,
+                                    "predict": self.settings.topic_predict_requests}[name]
+        return {"name": name, "image": f"kubepredict/{name}:{__version__}", "namespace": self.settings.namespace,
+                "invocationCount": self.invocations[name], "replicas": 1, "availableReplicas": 1,
+                "labels": labels, "annotations": annotations, "envProcess": "kubepredict serve"}
+
+    def on_system_functions(self, wreq):
+        self._authorize(wreq)
+        if wreq.method != "GET":
+            raise errors.MethodNotAllowed("the embedded gateway does not deploy functions; use GET",
+                                          details={"allowed": ["GET"]})
+        return _to_wsgi(Response.json([self._status(n) for n in FUNCTIONS]))
+
+    def on_system_function(self, wreq, name):
+        self._authorize(wreq)
+        if name not in FUNCTIONS:
+            raise errors.RouteNotFound(f"no function named {name!r}")
+        return _to_wsgi(Response.json(self._status(name)))
+
+
+def _default_web_dir() -> Path | None:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "web"
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None

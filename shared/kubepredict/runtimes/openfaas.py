@@ -1,0 +1,29 @@
+"""OpenFaaS ``python3-http`` adapter: ``handle(event, context)`` → ``(body, status, headers)``.
+
+The template's ``format_response`` passes a tuple to Flask unchanged, so bytes bodies (CSV) and
+JSON strings both arrive intact with our own Content-Type. Calls run on waitress threads in one
+process: the services slot and model cache are thread-safe.
+"""
+
+from __future__ import annotations
+
+from ..api.http import Headers, Request
+from . import http
+
+
+def to_request(event) -> Request:
+    query = {k: event.query.get(k) for k in event.query.keys()} if getattr(event, "query", None) else {}
+    body = event.body if isinstance(event.body, (bytes, bytearray)) else (event.body or "").encode()
+    return Request.build(event.method, getattr(event, "path", "/") or "/", query=query,
+                         headers=Headers(dict(event.headers.items()) if event.headers else {}), body=body)
+
+
+def adapt(fn):
+    """Wrap a neutral function for python3-http."""
+
+    def handle(event, context):
+        response = http.materialize(http.call(fn, to_request(event)))
+        return response.content(), response.status, dict(response.headers)
+
+    handle.__name__ = f"handle_{fn.__name__}"
+    return handle

@@ -1,0 +1,106 @@
+"""CSV ingestion: validate and parse an uploaded file, describe its columns, keep a Parquet copy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import BinaryIO
+
+import pandas as pd
+
+from ..errors import InvalidInput
+
+PREVIEW_ROWS = 20
+SNIFF_BYTES = 64 * 1024
+
+
+def _check_header(head: bytes) -> list[str]:
+    if b"\x00" in head:
+        raise InvalidInput("the file looks binary, not CSV text", code="invalid_csv")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character may be cut at the end of the sniffed block; only fail on an early error.
+        if exc.start < len(head) - 4:
+            raise InvalidInput(f"the file is not UTF-8 text (byte {exc.start})", code="invalid_csv") from exc
+        text = head[: exc.start].decode("utf-8-sig")
+    first = text.splitlines()[0] if text.strip() else ""
+    if not first.strip():
+        raise InvalidInput("the CSV file is empty (no header line)", code="empty_csv")
+    names = next(csv.reader([first]))
+    names = [n.strip() for n in names]
+    if any(n == "" for n in names):
+        raise InvalidInput("the header has an empty column name", code="invalid_csv",
+                           details={"position": names.index("") + 1})
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"duplicate column names: {', '.join(dupes)}", code="invalid_csv",
+                           details={"duplicates": dupes})
+    return names
+
+
+def parse_csv(stream: BinaryIO) -> pd.DataFrame:
+    """Parse a CSV stream into a DataFrame or raise InvalidInput saying why (line number where known)."""
+    head = stream.read(SNIFF_BYTES)
+    names = _check_header(head)
+    data = io.BufferedReader(_Rewound(head, stream))
+    try:
+        frame = pd.read_csv(data, skipinitialspace=True, encoding="utf-8-sig")
+    except pd.errors.ParserError as exc:
+        raise InvalidInput(f"malformed CSV: {exc}".strip(), code="invalid_csv") from exc
+    except (pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"unreadable CSV: {exc}", code="invalid_csv") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if list(frame.columns) != names:
+        raise InvalidInput("the header could not be read consistently", code="invalid_csv")
+    if len(frame) == 0:
+        raise InvalidInput("the CSV file has a header but no rows", code="empty_csv")
+    return frame
+
+
+class _Rewound(io.RawIOBase):
+    """Replays the sniffed head before the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = memoryview(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        chunk = self._rest.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def describe_columns(frame: pd.DataFrame) -> list[dict]:
+    return [{"name": c, "dtype": str(frame[c].dtype), "missing": int(frame[c].isna().sum()),
+             "unique": int(frame[c].nunique(dropna=True))} for c in frame.columns]
+
+
+def json_safe_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as JSON-ready dicts (NaN → None, numpy scalars → Python)."""
+    records = json.loads(frame.to_json(orient="records", date_format="iso"))
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in records]
+
+
+def preview(frame: pd.DataFrame) -> list[dict]:
+    return json_safe_records(frame.head(PREVIEW_ROWS))
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, engine="pyarrow", index=False)
+    return buf.getvalue()
+
+
+def read_parquet(data: bytes | BinaryIO, columns: list[str] | None = None) -> pd.DataFrame:
+    src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    return pd.read_parquet(src, engine="pyarrow", columns=columns)

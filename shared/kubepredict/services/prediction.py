@@ -1,0 +1,72 @@
+"""Batch predictions (queued as jobs) and online predictions (answered in the request)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .. import metrics, ml
+from ..errors import Conflict, InvalidInput, PayloadTooLarge
+from ..ids import new_id
+from . import validate as v
+from .training import check_queue
+
+ONLINE_KEYS = ("instances", "dataframe_split", "dataframe_records", "inputs")
+
+
+def ready_model(svc, model_id: str):
+    row = svc.catalog.get_model_row(model_id)
+    if row.status != "ready":
+        raise Conflict(f"model {model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
+                       code="model_not_ready", details={"status": row.status, "job_id": row.job_id})
+    return row
+
+
+def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
+    """Queue a batch prediction of a whole dataset; returns ``(job, created)``."""
+    body = v.require_object(body)
+    v.reject_unknown(body, {"model_id", "dataset_id", "resources"})
+    model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
+    dataset = svc.catalog.get_dataset_row(v.string(body, "dataset_id", required=True, max_len=40))
+    columns = {c["name"] for c in json.loads(dataset.columns)}
+    ml.check_columns(columns, json.loads(model.features))
+    check_queue(svc)
+    job_id = new_id("job")
+    request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": body.get("resources") or {}}
+    job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
+           "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
+    return svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None)
+
+
+def load_pipeline(svc, row):
+    def load():
+        return ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
+
+    return svc.models.get(row.model_id, row.artifact_sha256, load)
+
+
+def predict_online(svc, body: dict) -> dict:
+    """Score the rows in the body with a cached model: vectorised, no per-row loop."""
+    started = time.perf_counter()
+    present = [k for k in ONLINE_KEYS if k in body]
+    v.reject_unknown(body, {"model_id", *ONLINE_KEYS})
+    if len(present) != 1:
+        raise InvalidInput("send exactly one of instances, dataframe_split, dataframe_records",
+                           code="invalid_instances")
+    if present[0] == "inputs":
+        body = {**body, "instances": body.pop("inputs")}
+    model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
+    frame = ml.frame_from_instances({k: body[k] for k in ONLINE_KEYS if k in body})
+    if len(frame) > svc.settings.max_online_rows:
+        raise PayloadTooLarge(f"{len(frame)} rows is more than the online limit of {svc.settings.max_online_rows}; "
+                              "upload a dataset and run a batch prediction", details={"limit": svc.settings.max_online_rows})
+    pipeline = load_pipeline(svc, model)
+    result = ml.score(pipeline, frame, features=json.loads(model.features), kinds=json.loads(model.kinds),
+                      task=model.task)
+    out = {"model_id": model.model_id, "predictions": ml.json_values(result.predictions)}
+    if result.probabilities is not None:
+        out["probabilities"] = ml.json_values(result.probabilities)
+    if result.classes is not None:
+        out["classes"] = result.classes
+    metrics.ONLINE_PREDICT_SECONDS.observe(time.perf_counter() - started)
+    return out

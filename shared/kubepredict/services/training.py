@@ -1,0 +1,92 @@
+"""Validate a train request cheaply, then queue model + job + event in one transaction."""
+
+from __future__ import annotations
+
+import json
+
+from .. import ml
+from ..errors import InvalidInput, TooManyJobs, Unprocessable
+from ..ids import new_id
+from . import validate as v
+from .datasets import clean_name, load_frame
+
+FIELDS = {"dataset_id", "target", "algorithm", "params", "features", "task", "test_size", "random_state", "name",
+          "resources"}
+
+
+def check_queue(svc) -> None:
+    queued = svc.catalog.count_jobs(status="queued")
+    if queued >= svc.settings.max_queued_jobs:
+        raise TooManyJobs(f"{queued} jobs are already queued (limit {svc.settings.max_queued_jobs}); retry later",
+                          details={"queued": queued})
+
+
+def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
+    """Queue a training job; returns ``(job, created)``."""
+    body = v.require_object(body)
+    v.reject_unknown(body, FIELDS)
+    dataset_id = v.string(body, "dataset_id", required=True, max_len=40)
+    task = v.string(body, "task", max_len=20)
+    if task is not None and task not in ml.TASKS:
+        raise InvalidInput(f"unknown task {task!r}; use one of {', '.join(ml.TASKS)}", code="invalid_field",
+                           details={"field": "task"})
+    target = v.string(body, "target")
+    features = v.string_list(body, "features")
+    algorithm = v.string(body, "algorithm", max_len=200) or "auto"
+    params = body.get("params") or {}
+    if not isinstance(params, dict):
+        raise InvalidInput("'params' must be a JSON object", code="invalid_params")
+    test_size = v.number(body, "test_size", 0.2, low=0.0, high=1.0)
+    random_state = v.optional_int(body, "random_state", 0)
+    resources = body.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise InvalidInput("'resources' must be a JSON object", code="invalid_field", details={"field": "resources"})
+
+    dataset = svc.catalog.get_dataset_row(dataset_id)
+    columns = [c["name"] for c in json.loads(dataset.columns)]
+    if target is None and task != "clustering":
+        raise InvalidInput("'target' is required unless task is 'clustering'", code="missing_field",
+                           details={"field": "target"})
+    wanted = ([target] if target else []) + (features or [])
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise InvalidInput(f"unknown columns: {', '.join(missing)}", code="unknown_columns",
+                           details={"missing": missing, "columns": columns})
+    if target and features and target in features:
+        raise InvalidInput("the target cannot also be a feature", code="invalid_field", details={"field": "features"})
+    if task == "clustering" and target:
+        target = None
+    features = features or [c for c in columns if c != target]
+    if not features:
+        raise InvalidInput("no feature columns left to learn from", code="invalid_field",
+                           details={"field": "features"})
+
+    if target:
+        y = load_frame(svc, dataset, columns=[target])[target].dropna()
+        task = task or ml.infer_task(y)
+        if task == "classification" and y.nunique() < 2:
+            raise Unprocessable(f"target '{target}' has only one class; classification needs at least two",
+                                code="one_class_target", details={"target": target})
+        if task == "regression" and not _numeric(y):
+            raise Unprocessable(f"target '{target}' is not numeric; regression needs numbers",
+                                code="non_numeric_target", details={"target": target})
+    ml.validate_request(algorithm, task, params)
+    check_queue(svc)
+
+    model_id, job_id = new_id("mdl"), new_id("job")
+    name = clean_name(v.string(body, "name"), f"{dataset.name}-{algorithm.rsplit('.', 1)[-1]}")
+    request = {"dataset_id": dataset_id, "target": target, "features": features, "task": task,
+               "algorithm": algorithm, "params": params, "test_size": test_size, "random_state": random_state,
+               "resources": resources}
+    model = {"model_id": model_id, "name": name, "task": task, "algorithm": algorithm, "params": json.dumps(params),
+             "features": json.dumps(features), "target": target, "dataset_id": dataset_id, "job_id": job_id}
+    job = {"job_id": job_id, "kind": "train", "model_id": model_id, "dataset_id": dataset_id,
+           "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
+    return svc.catalog.enqueue(job=job, model=model,
+                               idempotency=("train", idempotency_key) if idempotency_key else None)
+
+
+def _numeric(series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)

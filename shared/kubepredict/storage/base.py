@@ -1,0 +1,55 @@
+"""The object store port: a handful of verbs over opaque keys like ``datasets/ds_x/data.csv``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str
+
+
+class Storage(ABC):
+    """Object store. Writes are atomic: a reader sees the whole object or none.
+
+    Raises:
+        NotFound: ``get``/``open`` of a missing key.
+        BackendUnavailable: the store cannot be reached or failed.
+        PayloadTooLarge: ``put`` with ``max_bytes`` and a larger stream (nothing is kept).
+    """
+
+    @abstractmethod
+    def put(self, key: str, stream: BinaryIO, *, max_bytes: int | None = None) -> StoredObject:
+        """Store ``stream`` under ``key`` while hashing it (SHA-256)."""
+
+    def put_bytes(self, key: str, data: bytes) -> StoredObject:
+        import io
+
+        return self.put(key, io.BytesIO(data))
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Open the object for streaming reads (caller closes)."""
+
+    def get(self, key: str) -> bytes:
+        with self.open(key) as f:
+            return f.read()
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete a key; deleting a missing key is not an error."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable when the store does not answer."""
+        return None
