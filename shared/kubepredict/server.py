@@ -26,7 +26,9 @@ def serve(settings, *, dispatch: bool = True) -> None:
 
         background = start_kafka_loops(services)
     server = create_server(gateway, host=settings.host, port=settings.port, threads=settings.threads,
-                           max_request_body_size=settings.max_upload_bytes + 2 * 1024 * 1024,
+                           # Never let waitress answer 413 in plain text: the gateway checks sizes itself and
+                           # answers the API's JSON error (waitress still spools the body to disk first).
+                           max_request_body_size=1 << 40,
                            channel_timeout=300, ident="kubepredict")
     stopping = threading.Event()
 

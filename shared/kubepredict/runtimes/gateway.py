@@ -92,6 +92,11 @@ class Gateway:
             raise errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
     def _request(self, wreq: WRequest, rest: str) -> Request:
+        limit = self.settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
+        if wreq.content_length is not None and wreq.content_length > limit:
+            raise errors.PayloadTooLarge(f"request body of {wreq.content_length} bytes is larger than the limit of "
+                                         f"{self.settings.max_upload_bytes} bytes",
+                                         details={"limit_bytes": self.settings.max_upload_bytes})
         headers = Headers(wreq.headers.items())
         headers["X-Forwarded-Host"] = wreq.host
         return Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,

@@ -1,0 +1,100 @@
+"""Catalogue behaviour: atomic claims, idempotency, lost workers, events written with each change."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kubepredict.catalog import open_catalog
+from kubepredict.errors import Conflict, JobCancelled, JobNotFound
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    c = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    yield c
+    c.dispose()
+
+
+def job(job_id: str, max_attempts: int = 2) -> dict:
+    return {"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
+            "max_attempts": max_attempts, "request": "{}"}
+
+
+def types(catalog, key):
+    return [t for t, _ in catalog.events_for(key)]
+
+
+def test_each_job_is_claimed_exactly_once_under_contention(catalog):
+    for i in range(20):
+        catalog.enqueue(job=job(f"job_{i}"))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: [r.job_id for r in catalog.claim_next(5)], range(8)))
+    claimed = [j for batch in results for j in batch]
+    assert sorted(claimed) == sorted(f"job_{i}" for i in range(20))
+    assert all(catalog.get_job(f"job_{i}")["attempt"] == 1 for i in range(20))
+
+
+def test_idempotency_key_returns_same_job(catalog):
+    first, created = catalog.enqueue(job=job("job_a"), idempotency=("train", "k1"))
+    again, created2 = catalog.enqueue(job=job("job_b"), idempotency=("train", "k1"))
+    assert created and not created2 and again["job_id"] == "job_a"
+    with pytest.raises(JobNotFound):
+        catalog.get_job("job_b")
+    assert types(catalog, "job_a") == ["kubepredict.job.queued"]
+
+
+def test_model_versions_count_per_name(catalog):
+    for i in range(3):
+        model = {"model_id": f"mdl_{i}", "name": "same", "task": "classification", "algorithm": "auto",
+                 "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
+        catalog.enqueue(job={**job(f"job_{i}"), "kind": "train", "model_id": f"mdl_{i}"}, model=model)
+    assert sorted(catalog.get_model(f"mdl_{i}")["version"] for i in range(3)) == [1, 2, 3]
+
+
+def test_lost_worker_requeues_then_fails(catalog):
+    catalog.enqueue(job=job("job_l", max_attempts=2))
+    row = catalog.claim("job_l")
+    assert catalog.lost("job_l", row.attempt, "worker_lost", "killed") == "queued"
+    row = catalog.claim("job_l")
+    assert row.attempt == 2
+    assert catalog.lost("job_l", 1, "worker_lost", "stale report") is None  # an old attempt changes nothing
+    assert catalog.lost("job_l", 2, "worker_lost", "killed again") == "failed"
+    j = catalog.get_job("job_l")
+    assert j["status"] == "failed" and j["error"] == {"code": "worker_lost", "message": "killed again"}
+    assert types(catalog, "job_l") == ["kubepredict.job.queued", "kubepredict.job.started",
+                                       "kubepredict.job.started", "kubepredict.job.failed"]
+
+
+def test_lost_report_after_an_outcome_is_ignored(catalog):
+    catalog.enqueue(job=job("job_o"))
+    row = catalog.claim("job_o")
+    catalog.succeed_predict("job_o", row.attempt, summary={"rows": 0})
+    assert catalog.lost("job_o", row.attempt, "worker_lost", "exit 0") is None
+    assert catalog.get_job("job_o")["status"] == "succeeded"
+
+
+def test_cancel_stops_progress_and_finished_jobs_conflict(catalog):
+    catalog.enqueue(job=job("job_c"))
+    row = catalog.claim("job_c")
+    catalog.progress("job_c", row.attempt, "scoring", 0.5)
+    assert catalog.cancel("job_c")["status"] == "cancelled"
+    with pytest.raises(JobCancelled):
+        catalog.progress("job_c", row.attempt, "scoring", 0.6)
+    assert not catalog.heartbeat("job_c", row.attempt)
+    with pytest.raises(Conflict):
+        catalog.cancel("job_c")
+
+
+def test_outbox_in_commit_order_and_marking(catalog):
+    catalog.enqueue(job=job("job_e"))
+    row = catalog.claim("job_e")
+    catalog.succeed_predict("job_e", row.attempt, summary={"rows": 3})
+    pending = catalog.pending_events()
+    assert [p.type for p in pending] == ["kubepredict.job.queued", "kubepredict.job.started",
+                                         "kubepredict.job.succeeded"]
+    assert all(json.loads(p.payload)["specversion"] == "1.0" for p in pending)
+    catalog.mark_sent([pending[0].seq])
+    assert catalog.pending_count() == 2
