@@ -85,7 +85,7 @@ def make_runner(settings) -> JobRunner:
     if settings.runner == "kubernetes":
         from .kubernetes import KubernetesJobRunner
 
-        return KubernetesJobRunner(settings)
+        return KubernetesJobRunner.from_settings(settings)
     from .local import LocalProcessRunner
 
     return LocalProcessRunner(settings)

@@ -1,0 +1,27 @@
+# Image for worker Jobs (`kubepredict worker JOB_ID`), the relay and the connector.
+# Build from the repository root:
+#   docker build -f infra/docker/job.Dockerfile -t ghcr.io/kubepredict/job:0.1.0 .
+# Runs as uid 10001 with a read-only root file system: HOME and TMPDIR point at /tmp, which the
+# Job and the Deployments mount as an emptyDir.
+FROM python:3.11.11-slim-bookworm
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    TMPDIR=/tmp
+
+RUN groupadd --system --gid 10001 kubepredict \
+    && useradd --system --uid 10001 --gid kubepredict --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin kubepredict
+
+WORKDIR /opt/kubepredict
+COPY requirements.txt ./requirements.txt
+RUN pip install -r requirements.txt
+COPY shared/ ./shared/
+RUN pip install ./shared && rm -rf ./shared /root/.cache
+
+USER 10001:10001
+ENTRYPOINT []
+CMD ["kubepredict", "--help"]
