@@ -73,6 +73,8 @@ def test_regression_diabetes(api):
     m = job["metrics"]
     assert model["task"] == "regression"
     assert 0.3 <= m["r2"] <= 1 and m["mae"] > 0 and m["rmse"] >= m["mae"]
+    pva = m["predicted_vs_actual"]
+    assert 0 < len(pva["actual"]) == len(pva["predicted"]) == m["test_rows"]
     assert all(isinstance(r["prediction"], float) for r in rows)
     _online_matches(api, model, frame.drop(columns=["target"]).iloc[:120], rows)
 

@@ -61,12 +61,19 @@ def _roc_auc(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray, classes: np.nda
         return None
 
 
+PVA_POINTS = 200
+
+
 def regression_metrics(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray) -> dict:
     """R², MAE and RMSE on held-out rows (R² is None with fewer than two rows)."""
     pred = pipeline.predict(X)
     r2 = skm.r2_score(y, pred) if len(y) >= 2 else float("nan")
+    sample = np.random.default_rng(0).permutation(len(y))[:PVA_POINTS]
     return {"r2": _num(r2), "mae": _num(skm.mean_absolute_error(y, pred)),
-            "rmse": _num(math.sqrt(skm.mean_squared_error(y, pred)))}
+            "rmse": _num(math.sqrt(skm.mean_squared_error(y, pred))),
+            # A bounded sample of held-out points for predicted-vs-actual and residual charts.
+            "predicted_vs_actual": {"actual": [_num(v) for v in np.asarray(y, dtype=float)[sample]],
+                                    "predicted": [_num(v) for v in np.asarray(pred, dtype=float)[sample]]}}
 
 
 def clustering_metrics(pipeline: Pipeline, X: pd.DataFrame, random_state: int | None) -> dict:
