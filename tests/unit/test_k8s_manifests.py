@@ -172,7 +172,15 @@ def test_role_grants_exactly_what_the_runner_uses(rendered):
     assert not any("*" in part for triple in granted for part in triple)
     (binding,) = [o for o in rendered if o["kind"] == "RoleBinding"]
     assert binding["roleRef"]["name"] == "kubepredict-runner"
-    assert {"kubepredict", "openfaas-fn"} == {s["namespace"] for s in binding["subjects"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "kubepredict-runner", "namespace": "kubepredict"}]
+    # Only the dispatcher runs as that account; every other workload has no API token at all.
+    users = {}
+    for o in rendered:
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            spec = o["spec"]["template"]["spec"]
+            users[o["metadata"]["name"]] = (spec.get("serviceAccountName"), spec.get("automountServiceAccountToken"))
+    assert users.pop("kubepredict-dispatcher") == ("kubepredict-runner", True)
+    assert all(sa is None and automount is False for sa, automount in users.values()), users
 
 
 def test_names_are_dns_1123_and_unique(rendered):
