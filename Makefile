@@ -35,5 +35,7 @@ demo: setup ## Upload, train, predict and print results against a running `make 
 bench: setup ## Benchmarks; prints a table
 	$(BIN)/python -m bench
 
+-include infra/deploy.mk
+
 clean:
 	rm -rf $(VENV) .cache build .pytest_cache test-artifacts

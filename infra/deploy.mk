@@ -1,6 +1,6 @@
 # Kubernetes deploy targets; the top-level Makefile does `include infra/deploy.mk`.
 #   make manifests        render infra/ to build/manifests.yaml (kubectl kustomize, else scripts/render_manifests.py)
-#   make deploy-openfaas  base + openfaas-fn service account, then faas-cli up -f stack.yml
+#   make deploy-openfaas  base (incl. the dispatcher), then faas-cli up -f stack.yml
 #   make deploy-kubeless  base, package the functions, apply Functions and triggers
 # Secrets first: see infra/secrets/secrets.example.yaml and docs/kubernetes.md.
 
