@@ -26,21 +26,82 @@ def _describe_exit(code: int) -> str:
     return f"worker process exited with code {code} without recording an outcome"
 
 
-class LocalProcessRunner(JobRunner):
-    """Starts one worker process per job and reports workers that die without an outcome."""
+PRELOAD = ["kubepredict.cli", "kubepredict.runner.worker", "kubepredict.ml", "sklearn.ensemble", "sklearn.linear_model",
+           "sklearn.svm", "sklearn.neighbors", "sklearn.neural_network", "sklearn.cluster", "sklearn.mixture",
+           "pyarrow.parquet"]
 
-    def __init__(self, settings, *, env: dict | None = None, python: str | None = None):
+
+def _forked_worker(argv: list[str], env: dict) -> None:
+    """Child of the preloaded fork server: run the very same ``kubepredict worker`` entry point."""
+    os.environ.update(env)
+    os.setsid()
+    from kubepredict.cli import main
+
+    main(argv, prog_name="kubepredict")
+
+
+class _ForkedProcess:
+    """Gives a multiprocessing.Process the few verbs of subprocess.Popen the runner uses."""
+
+    def __init__(self, proc):
+        self._p = proc
+        self.pid = proc.pid
+
+    def poll(self):
+        return None if self._p.is_alive() else self._p.exitcode
+
+    def send_signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def kill(self):
+        self._p.kill()
+
+    def terminate(self):
+        self._p.terminate()
+
+    def wait(self, timeout=None):
+        self._p.join(timeout)
+        if self._p.is_alive():
+            raise subprocess.TimeoutExpired("worker", timeout)
+        return self._p.exitcode
+
+
+class LocalProcessRunner(JobRunner):
+    """Starts one worker process per job and reports workers that die without an outcome.
+
+    ``start="forkserver"`` (default) forks workers from a server process that has imported
+    scikit-learn and pandas once, so a job starts in milliseconds instead of seconds; ``"exec"``
+    runs ``python -m kubepredict.cli worker …`` as a fresh interpreter. Both run the same entry point.
+    """
+
+    def __init__(self, settings, *, env: dict | None = None, python: str | None = None, start: str | None = None):
         self.settings = settings
         self.python = python or sys.executable
-        self.env = {**os.environ, **(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
-                    "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
-        self._procs: dict[str, tuple[subprocess.Popen, int, float]] = {}
+        self.start = start or os.environ.get("KUBEPREDICT_WORKER_START", "forkserver")
+        self.job_env = {**(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
+                        "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **self.job_env}
+        self._procs: dict[str, tuple[object, int, float]] = {}
         self._lock = threading.Lock()
+        self._ctx = None
+        if self.start == "forkserver":
+            import multiprocessing
+
+            self._ctx = multiprocessing.get_context("forkserver")
+            self._ctx.set_forkserver_preload(PRELOAD)
+
+    def _launch(self, spec: JobSpec):
+        argv = ["worker", spec.job_id, "--attempt", str(spec.attempt)]
+        if self._ctx is not None:
+            proc = self._ctx.Process(target=_forked_worker, args=(argv, self.job_env), name=f"worker-{spec.job_id}")
+            proc.start()
+            return _ForkedProcess(proc)
+        return subprocess.Popen([self.python, "-m", "kubepredict.cli", *argv], env=self.env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
     def submit(self, spec: JobSpec) -> None:
-        cmd = [self.python, "-m", "kubepredict.cli", "worker", spec.job_id, "--attempt", str(spec.attempt)]
         try:
-            proc = subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = self._launch(spec)
         except OSError as exc:
             raise BackendUnavailable(f"could not start a worker process: {exc}") from exc
         logger.info("job %s attempt %s: started worker pid %s", spec.job_id, spec.attempt, proc.pid)
