@@ -1,0 +1,160 @@
+"""Kubepredict benchmarks against a real gateway process, compared with raw scikit-learn.
+
+Run: ``make bench`` (``BENCH_ROWS=1000000`` for the full batch figure, ``BENCH_REQUESTS`` for online calls).
+Prints a table and writes ``bench/results.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from tests.gateway_process import GatewayProcess
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
+BATCH_ROWS = int(os.environ.get("BENCH_ROWS", "200000"))
+WARMUP = 50
+
+
+def iris_frame() -> pd.DataFrame:
+    from kubepredict.services.ingest import parse_csv
+
+    path = Path(__file__).resolve().parents[1] / "shared" / "kubepredict" / "data" / "iris.csv"
+    return parse_csv(io.BytesIO(path.read_bytes()))
+
+
+def wait(http: httpx.Client, job_id: str) -> dict:
+    while True:
+        job = http.get(f"/function/result/{job_id}", params={"limit": 0}).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+
+
+def latency_run(base: str, body: dict, concurrency: int, n: int) -> dict:
+    local = threading.local()
+
+    def one(_):
+        c = getattr(local, "c", None) or httpx.Client(base_url=base, timeout=30)
+        local.c = c
+        t = time.perf_counter()
+        r = c.post("/function/predict", json=body)
+        assert r.status_code == 200, r.text
+        return time.perf_counter() - t
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, range(WARMUP)))
+        start = time.perf_counter()
+        lat = list(pool.map(one, range(n)))
+        wall = time.perf_counter() - start
+    lat.sort()
+    return {"req_s": n / wall, "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1]}
+
+
+def raw_sklearn_latency(pipeline, frame: pd.DataFrame, n: int) -> dict:
+    row = frame.head(1)
+    for _ in range(WARMUP):
+        pipeline.predict(row)
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        pipeline.predict(row)
+        pipeline.predict_proba(row)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+    return {"req_s": n / sum(lat), "p50_ms": 1000 * lat[len(lat) // 2], "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1]}
+
+
+def main() -> None:
+    from kubepredict import ml
+
+    results: dict = {"machine": {"cpus": os.cpu_count()}, "rows": []}
+    rows = results["rows"]
+    iris = iris_frame()
+    features = iris.drop(columns=["species"])
+    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw:
+        http = httpx.Client(base_url=gw.url, timeout=600)
+        # --- training: job latency vs raw fit -----------------------------------------------------
+        ds = http.post("/function/upload", params={"name": "iris"}, content=iris.to_csv(index=False),
+                       headers={"Content-Type": "text/csv"}).json()
+        t = time.perf_counter()
+        q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
+                                                "algorithm": "logistic_regression"}).json()
+        job = wait(http, q["job_id"])
+        train_wall = time.perf_counter() - t
+        rows.append(("train iris LogisticRegression: submit → succeeded", f"{train_wall:.2f} s",
+                     f"fit {job['metrics']['fit_seconds']:.3f} s inside the job"))
+        model_id = q["model_id"]
+        result = ml.train(iris, target="species", features=list(features.columns), task="classification",
+                          algorithm="logistic_regression", params={})
+        pipeline = result.pipeline
+        # --- online -------------------------------------------------------------------------------
+        one = {"model_id": model_id, "instances": features.head(1).to_dict(orient="records")}
+        raw = raw_sklearn_latency(pipeline, features, REQUESTS)
+        rows.append(("raw scikit-learn predict+proba, 1 row, in process", f"{raw['req_s']:.0f} calls/s",
+                     f"p50 {raw['p50_ms']:.2f} ms, p99 {raw['p99_ms']:.2f} ms"))
+        for c in (1, 4, 16):
+            r = latency_run(gw.url, one, c, REQUESTS)
+            results[f"online_c{c}"] = r
+            rows.append((f"online predict 1 row over HTTP, concurrency {c}", f"{r['req_s']:.0f} req/s",
+                         f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"))
+        for n_rows in (100, 10_000):
+            batch = pd.concat([features] * (n_rows // len(features) + 1)).head(n_rows)
+            body = {"model_id": model_id, "dataframe_split": {"columns": list(batch.columns), "data": batch.values.tolist()}}
+            r = latency_run(gw.url, body, 1, max(20, REQUESTS // (n_rows // 10)))
+            rows.append((f"online predict {n_rows} rows per request", f"{r['req_s'] * n_rows:,.0f} rows/s",
+                         f"p50 {r['p50_ms']:.1f} ms per request"))
+        # --- upload + batch prediction ------------------------------------------------------------
+        rng = np.random.default_rng(0)
+        big = pd.DataFrame(rng.normal(5, 2, size=(BATCH_ROWS, 4)).round(3), columns=list(features.columns))
+        data = big.to_csv(index=False).encode()
+        t = time.perf_counter()
+        up = http.post("/function/upload", params={"name": "big"}, content=data, headers={"Content-Type": "text/csv"})
+        up_s = time.perf_counter() - t
+        assert up.status_code == 201, up.text
+        rows.append((f"upload {len(data) / 1e6:.0f} MB CSV ({BATCH_ROWS:,} rows)", f"{len(data) / 1e6 / up_s:.1f} MB/s",
+                     f"{up_s:.2f} s incl. parsing, stats and Parquet copy"))
+        t = time.perf_counter()
+        pq = http.post("/function/predict", json={"model_id": model_id, "dataset_id": up.json()["dataset_id"]}).json()
+        pjob = wait(http, pq["job_id"])
+        batch_s = time.perf_counter() - t
+        assert pjob["status"] == "succeeded", pjob
+        results["batch_rows_per_s"] = BATCH_ROWS / batch_s
+        t = time.perf_counter()
+        pipeline.predict_proba(big)
+        raw_s = time.perf_counter() - t
+        rows.append((f"batch prediction job, {BATCH_ROWS:,} rows into SQLite", f"{BATCH_ROWS / batch_s:,.0f} rows/s",
+                     f"{batch_s:.1f} s end to end; raw predict_proba {BATCH_ROWS / raw_s:,.0f} rows/s"))
+        t = time.perf_counter()
+        csv_bytes = len(http.get(f"/function/result/{pq['job_id']}", params={"format": "csv"}).content)
+        csv_s = time.perf_counter() - t
+        rows.append(("CSV download of those results", f"{BATCH_ROWS / csv_s:,.0f} rows/s", f"{csv_bytes / 1e6:.0f} MB"))
+    _print(rows)
+    Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2, default=str))
+
+
+def _print(rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Kubepredict benchmarks ({os.cpu_count()} CPUs, client and server on one machine)")
+    for col in ("benchmark", "result", "detail"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    Console(width=140).print(table)
+
+
+if __name__ == "__main__":
+    main()
