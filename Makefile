@@ -18,7 +18,7 @@ $(BIN)/.installed: requirements.txt shared/pyproject.toml
 setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the kubepredict package
 
 setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium)
-	@if [ -x scripts/setup-services.sh ]; then bash scripts/setup-services.sh; fi
+	bash scripts/setup-services.sh
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)

@@ -23,12 +23,46 @@ def need(condition: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
+BACKENDS = ("embedded", "postgres-s3")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> str:
+    """Every end-to-end test runs twice: embedded defaults, then real PostgreSQL + S3 (S3Proxy)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def gateway_proc(tmp_path_factory):
-    """One real ``kubepredict serve`` for the session (embedded defaults: SQLite, local folder, local workers)."""
-    gw = GatewayProcess(tmp_path_factory.mktemp("gateway"),
+def backend_env(request, backend):
+    """``env_for(key)``: environment pointing a gateway at this backend; one database and bucket per key."""
+    made: dict = {}
+
+    def env_for(key: str) -> dict:
+        if backend == "embedded":
+            return {}
+        if key not in made:
+            pg = request.getfixturevalue("postgres_server")
+            s3 = request.getfixturevalue("s3_server")
+            bucket = s3.create_bucket()
+            made[key] = {
+                "KUBEPREDICT_DATABASE_URL": pg.create_database(),
+                "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
+                "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url, "KUBEPREDICT_S3_REGION": s3.region,
+                "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id,
+                "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+                "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
+            }
+        return made[key]
+
+    return env_for
+
+
+@pytest.fixture(scope="session")
+def gateway_proc(tmp_path_factory, backend, backend_env):
+    """One real ``kubepredict serve`` per backend for the session (local worker processes)."""
+    gw = GatewayProcess(tmp_path_factory.mktemp(f"gateway-{backend}"),
                         env={"KUBEPREDICT_MAX_CONCURRENT_JOBS": "2", "KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
-                             "KUBEPREDICT_MAX_ONLINE_ROWS": "1000"})
+                             "KUBEPREDICT_MAX_ONLINE_ROWS": "1000", **backend_env("session")})
     gw.start()
     yield gw
     gw.stop()
@@ -40,12 +74,16 @@ def gateway_url(gateway_proc) -> str:
 
 
 @pytest.fixture
-def start_gateway(tmp_path):
-    """Factory for a private gateway with its own environment (stopped after the test)."""
+def start_gateway(tmp_path, backend_env):
+    """Factory for a private gateway with its own environment (stopped after the test).
+
+    The same ``data_dir`` means the same database and bucket (a restart), a new one a fresh backend.
+    """
     started = []
 
     def start(env: dict | None = None, data_dir: Path | None = None) -> GatewayProcess:
-        gw = GatewayProcess(data_dir or tmp_path / f"gw{len(started)}", env=env).start()
+        data_dir = data_dir or tmp_path / f"gw{len(started)}"
+        gw = GatewayProcess(data_dir, env={**backend_env(str(data_dir)), **(env or {})}).start()
         started.append(gw)
         return gw
 

@@ -120,6 +120,10 @@ class JobsRepo:
 
     def claim_next(self, limit: int, *, worker: str | None = None) -> list:
         """Claim up to ``limit`` queued jobs, oldest first."""
+        if limit <= 0:
+            return []
+        if self.dialect == "postgresql":
+            return self._claim_next_skip_locked(limit, worker)
         claimed = []
         for job_id in self.queued_job_ids(limit * 2):
             if len(claimed) >= limit:
@@ -128,6 +132,22 @@ class JobsRepo:
             if row is not None:
                 claimed.append(row)
         return claimed
+
+    def _claim_next_skip_locked(self, limit: int, worker: str | None) -> list:
+        """PostgreSQL: lock the oldest queued rows other dispatchers are not holding, and claim them."""
+        now = utcnow()
+        with self.tx() as conn:
+            ids = list(conn.execute(select(J.c.job_id).where(J.c.status == "queued").order_by(J.c.created_at, J.c.job_id)
+                                    .limit(limit).with_for_update(skip_locked=True)).scalars())
+            if not ids:
+                return []
+            conn.execute(update(J).where(J.c.job_id.in_(ids), J.c.status == "queued").values(
+                status="running", attempt=J.c.attempt + 1, started_at=now, heartbeat_at=now, stage="starting",
+                progress=0.0, worker=worker, error=None))
+            rows = conn.execute(select(J).where(J.c.job_id.in_(ids)).order_by(J.c.created_at, J.c.job_id)).all()
+            for row in rows:
+                self._emit(conn, "job.started", row.job_id, _event_data(row))
+            return rows
 
     def set_worker(self, job_id: str, attempt: int, worker: str) -> None:
         with self.tx() as conn:

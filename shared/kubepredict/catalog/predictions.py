@@ -21,6 +21,13 @@ class PredictionsRepo:
         if not rows:
             return
         with self.tx() as conn:
+            if self.dialect == "postgresql":
+                # COPY is several times faster than batched INSERTs for large prediction sets.
+                cursor = conn.connection.dbapi_connection.cursor()
+                with cursor.copy("COPY predictions (job_id, row, prediction, probabilities) FROM STDIN") as copy:
+                    for r, p, pr in rows:
+                        copy.write_row((job_id, r, p, pr))
+                return
             conn.execute(P.insert(), [{"job_id": job_id, "row": r, "prediction": p, "probabilities": pr}
                                       for r, p, pr in rows])
 

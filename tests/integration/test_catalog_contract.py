@@ -1,0 +1,99 @@
+"""One contract for the catalogue, run against SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from kubepredict.catalog import open_catalog
+from kubepredict.errors import Conflict, DatasetNotFound
+
+
+def queued(catalog, n: int, prefix: str = "job"):
+    for i in range(n):
+        catalog.enqueue(job={"job_id": f"{prefix}_{i}", "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
+                             "max_attempts": 1, "request": "{}"})
+
+
+def test_schema_migrates_twice_safely(catalog):
+    catalog.create_schema()
+    catalog.ping()
+
+
+def test_dataset_roundtrip_and_delete_conflict(catalog):
+    view = catalog.add_dataset(dataset_id="ds_1", name="d", rows=3, size_bytes=10, sha256="0" * 64,
+                               columns=[{"name": "a"}], preview=[{"a": 1}], object_key="k", parquet_key="p")
+    assert catalog.get_dataset("ds_1", preview=True)["preview"] == [{"a": 1}] and view["rows"] == 3
+    catalog.enqueue(job={"job_id": "job_d", "kind": "predict", "model_id": "m", "dataset_id": "ds_1",
+                         "max_attempts": 1, "request": "{}"})
+    with pytest.raises(Conflict):
+        catalog.delete_dataset("ds_1")
+    catalog.cancel("job_d")
+    catalog.delete_dataset("ds_1")
+    with pytest.raises(DatasetNotFound):
+        catalog.get_dataset("ds_1")
+    assert [t for t, _ in catalog.events_for("ds_1")] == ["kubepredict.dataset.uploaded"]
+
+
+def test_claim_next_never_double_claims(catalog):
+    queued(catalog, 40)
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [r.job_id for r in catalog.claim_next(3)], range(30)))
+    claimed = [j for b in batches for j in b]
+    assert len(claimed) == len(set(claimed)) == 40
+
+
+def test_predictions_bulk_write_page_and_stream(catalog):
+    queued(catalog, 1, "pj")
+    rows = [(i, json.dumps(f"c{i % 3}"), json.dumps([0.5, 0.5])) for i in range(25_000)]
+    catalog.insert_predictions("pj_0", rows)
+    assert catalog.count_predictions("pj_0") == 25_000
+    page = catalog.page_predictions("pj_0", offset=100, limit=5)
+    assert [r.row for r in page] == [100, 101, 102, 103, 104]
+    streamed = [r.row for batch in catalog.iter_predictions("pj_0", batch=4000) for r in batch]
+    assert streamed == list(range(25_000))
+    catalog.clear_predictions("pj_0")
+    assert catalog.count_predictions("pj_0") == 0
+
+
+def test_events_follow_each_state_change(catalog):
+    queued(catalog, 1, "ev")
+    row = catalog.claim("ev_0")
+    catalog.progress("ev_0", row.attempt, "scoring", 0.5)
+    catalog.fail("ev_0", row.attempt, "bad", "bad data")
+    types = [t for t, _ in catalog.events_for("ev_0")]
+    assert types == ["kubepredict.job.queued", "kubepredict.job.started", "kubepredict.job.failed"]
+    assert catalog.pending_count() == 3
+
+
+def _claim_worker(url: str, out) -> None:
+    c = open_catalog(url, create=False)
+    got = []
+    while True:
+        rows = c.claim_next(2, worker="p")
+        if not rows:
+            break
+        got += [r.job_id for r in rows]
+    out.put(got)
+    c.dispose()
+
+
+def test_four_processes_claim_32_jobs_exactly_once(request, tmp_path):
+    """Separate processes, separate connections: 32 jobs, 4 claimers, every job claimed once (both databases)."""
+    for url in (f"sqlite:///{tmp_path / 'mp.db'}", request.getfixturevalue("postgres_url")):
+        c = open_catalog(url)
+        queued(c, 32, "mp")
+        c.dispose()
+        ctx = multiprocessing.get_context("spawn")
+        out = ctx.Queue()
+        procs = [ctx.Process(target=_claim_worker, args=(url, out)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        claimed = [j for r in results for j in r]
+        assert sorted(claimed) == sorted(f"mp_{i}" for i in range(32)), url
