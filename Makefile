@@ -36,6 +36,7 @@ bench: setup ## Benchmarks; prints a table
 	$(BIN)/python -m bench
 
 -include infra/deploy.mk
+-include infra/monitor.mk
 
 clean:
 	rm -rf $(VENV) .cache build .pytest_cache test-artifacts

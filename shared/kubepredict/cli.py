@@ -1,4 +1,4 @@
-"""``kubepredict``: serve | worker | dispatcher | relay | connector | upload | train | predict | result | demo."""
+"""``kubepredict``: serve | worker | dispatcher | metrics | relay | connector | upload | train | predict | result | demo."""
 
 from __future__ import annotations
 
@@ -68,18 +68,31 @@ def worker(job_id, attempt):
     sys.exit(run_worker(svc, job_id, attempt))
 
 
+METRICS_PORT = click.option("--metrics-port", type=int, envvar="KUBEPREDICT_METRICS_PORT", default=8081,
+                            show_default=True, help="Serve job and function-call metrics here (0: off).")
+METRICS_HOST = click.option("--metrics-host", envvar="KUBEPREDICT_METRICS_HOST", default="0.0.0.0", show_default=True)
+
+
 @main.command()
-def dispatcher():
-    """Claim queued jobs and start them (when the functions run under OpenFaaS/Kubeless)."""
+@METRICS_PORT
+@METRICS_HOST
+def dispatcher(metrics_port, metrics_host):
+    """Claim queued jobs and start them (when the functions run under OpenFaaS/Kubeless).
+
+    Also serves the catalogue's metrics (jobs, queue, rows predicted, outbox backlog, and the calls
+    Kubeless functions counted in the catalogue) on ``/metrics``.
+    """
     import signal
     import threading
 
-    from . import logs
+    from . import logs, metrics
     from .bootstrap import bootstrap
     from .runner.dispatcher import Dispatcher, make_runner
 
     logs.configure()
     svc = bootstrap(_settings())
+    if metrics_port:
+        metrics.serve_metrics(metrics.catalog_registry(svc.catalog), metrics_port, metrics_host)
     d = Dispatcher(svc.catalog, make_runner(svc.settings), svc.settings)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -89,6 +102,88 @@ def dispatcher():
     except KeyboardInterrupt:
         pass
     d.stop()
+
+
+@main.command("metrics")
+@click.option("--port", type=int, envvar="KUBEPREDICT_METRICS_PORT", default=8081, show_default=True)
+@METRICS_HOST
+def metrics_server(port, metrics_host):
+    """Serve only the catalogue's metrics (no dispatching), e.g. next to Kubeless functions."""
+    import signal
+    import threading
+
+    from . import logs, metrics
+    from .bootstrap import bootstrap
+
+    logs.configure()
+    svc = bootstrap(_settings())
+    metrics.serve_metrics(metrics.catalog_registry(svc.catalog), port, metrics_host)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    svc.catalog.dispose()
+
+
+def _run_until_sigterm(loop) -> None:
+    """Run a relay/connector loop in its thread until SIGTERM or Ctrl-C, then stop it cleanly."""
+    import signal
+    import threading
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    loop.start()
+    try:
+        while not done.wait(0.5) and loop._thread.is_alive():
+            pass
+    except KeyboardInterrupt:
+        pass
+    loop.stop()
+
+
+@main.command()
+def relay():
+    """Publish the outbox to Kafka (KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS) as CloudEvents, in commit order."""
+    from . import logs
+    from .bootstrap import bootstrap
+    from .events.relay import OutboxRelay
+
+    logs.configure()
+    svc = bootstrap(_settings())
+    if not svc.settings.kafka_bootstrap_servers:
+        raise click.ClickException("set KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS")
+    _run_until_sigterm(OutboxRelay(svc.catalog, svc.settings))
+    svc.catalog.dispose()
+
+
+@main.command()
+@click.option("--group", default=None, help="Consumer group id (default kubepredict-connector, or "
+                                            "KUBEPREDICT_CONNECTOR_GROUP); run several to share the partitions.")
+@click.option("--exit-after-invoke", type=int, default=None, hidden=True,
+              help="Tests only: exit abruptly after the Nth invocation, before committing its offset.")
+def connector(group, exit_after_invoke):
+    """Consume the train/predict request topics and invoke the functions through the gateway."""
+    import logging
+
+    from . import logs
+    from .events.connector import KafkaConnector
+
+    logs.configure()
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers:
+        raise click.ClickException("set KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS")
+    hook = None
+    if exit_after_invoke:
+        def hook(delivery, status):
+            if loop.invoked >= exit_after_invoke:
+                logging.getLogger(__name__).warning("exiting after invoking %s[%s]@%s (%s), before the commit",
+                                                    delivery.topic, delivery.partition, delivery.offset, status)
+                logging.shutdown()
+                os._exit(3)
+    loop = KafkaConnector(settings, group_id=group, after_invoke=hook)
+    _run_until_sigterm(loop)
 
 
 # ---- client side ------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ class Settings:
     topic_predict_requests: str = "kubepredict.predict.requests"
     topic_events: str = "kubepredict.events"
     topic_dead_letter: str = "kubepredict.dead-letter"
+    connector_group: str = "kubepredict-connector"
+    kafka_options: str | None = None  # extra librdkafka properties, "k=v,k=v" (TLS, SASL, timeouts)
     gateway_url: str = "http://127.0.0.1:8080"
     # Kubernetes runner
     job_image: str = "kubepredict/job:0.1.0"
@@ -125,6 +127,8 @@ class Settings:
             topic_predict_requests=env.get("KUBEPREDICT_TOPIC_PREDICT_REQUESTS", "kubepredict.predict.requests"),
             topic_events=env.get("KUBEPREDICT_TOPIC_EVENTS", "kubepredict.events"),
             topic_dead_letter=env.get("KUBEPREDICT_TOPIC_DEAD_LETTER", "kubepredict.dead-letter"),
+            connector_group=env.get("KUBEPREDICT_CONNECTOR_GROUP") or "kubepredict-connector",
+            kafka_options=read_secret("KUBEPREDICT_KAFKA_OPTIONS", env),
             gateway_url=env.get("KUBEPREDICT_GATEWAY_URL", "http://127.0.0.1:8080"),
             job_image=env.get("KUBEPREDICT_JOB_IMAGE", "kubepredict/job:0.1.0"),
             web_dir=Path(env["KUBEPREDICT_WEB_DIR"]) if env.get("KUBEPREDICT_WEB_DIR") else None,

@@ -36,7 +36,12 @@ def serve(settings, *, dispatch: bool = True) -> None:
         if not stopping.is_set():
             stopping.set()
             logger.info("stopping (signal %s)", signum)
+            # Closing only the listener leaves keep-alive channels in waitress's loop, which then
+            # never returns; close every channel so server.run() ends.
+            from waitress import wasyncore
+
             server.close()
+            wasyncore.close_all(server._map)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -134,6 +134,30 @@ class KafkaBroker(Service):
         wait_until(lambda: port_open(self.port), 20, what=f"Kafka port {self.port}",
                    alive=self._alive(proc))
 
+    # -- outages: stop and start again on the same ports and data dir -------------
+    def halt(self) -> None:
+        """Stop the broker process (SIGTERM, controlled shutdown) but keep its data dir and ports."""
+        for proc in list(self._procs):
+            self._kill(proc)
+        self._procs.clear()
+        wait_until(lambda: not port_open(self.port), 30, what=f"Kafka port {self.port} to close")
+
+    def resume(self) -> None:
+        """Start the broker again after ``halt()``: same config, same data, same ports."""
+        assert self.tmpdir is not None and self.log_path is not None, "resume() needs a started broker"
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+        def started() -> bool:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                return bool(self.started_marker.search(fh.read().decode(errors="replace")))
+
+        proc = self._spawn(self._java("kafka.Kafka", str(self.tmpdir / "server.properties"), heap=self.heap),
+                           cwd=self.tmpdir)
+        wait_until(started, self.start_timeout, interval=0.2, what="'Kafka Server started' after resume",
+                   alive=self._alive(proc))
+        wait_until(lambda: port_open(self.port), 20, what=f"Kafka port {self.port}", alive=self._alive(proc))
+
     # -- per-test isolation -----------------------------------------------------
     @staticmethod
     def topic_prefix(label: str = "t") -> str:

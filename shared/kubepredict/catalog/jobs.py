@@ -124,13 +124,17 @@ class JobsRepo:
             return []
         if self.dialect == "postgresql":
             return self._claim_next_skip_locked(limit, worker)
-        claimed = []
-        for job_id in self.queued_job_ids(limit * 2):
-            if len(claimed) >= limit:
+        claimed: list = []
+        # Re-read the queue until enough jobs are claimed or none is left: rows another dispatcher
+        # took in between are simply skipped (their conditional UPDATE matched nothing).
+        while len(claimed) < limit:
+            ids = self.queued_job_ids(limit - len(claimed))
+            if not ids:
                 break
-            row = self.claim(job_id, worker=worker)
-            if row is not None:
-                claimed.append(row)
+            for job_id in ids:
+                row = self.claim(job_id, worker=worker)
+                if row is not None:
+                    claimed.append(row)
         return claimed
 
     def _claim_next_skip_locked(self, limit: int, worker: str | None) -> list:
@@ -191,7 +195,8 @@ class JobsRepo:
     def succeed_predict(self, job_id: str, attempt: int, *, summary: dict) -> None:
         with self.tx() as conn:
             res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
-                status="succeeded", stage="done", progress=1.0, finished_at=utcnow(), summary=dumps(summary)))
+                status="succeeded", stage="done", progress=1.0, finished_at=utcnow(), summary=dumps(summary),
+                rows=summary.get("rows")))
             if res.rowcount != 1:
                 raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
             row = conn.execute(select(J).where(J.c.job_id == job_id)).one()

@@ -64,6 +64,7 @@ jobs = Table(
     Column("started_at", DateTime),
     Column("finished_at", DateTime),
     Column("heartbeat_at", DateTime),
+    Column("rows", BigInteger),  # rows scored by a succeeded predict job (summed for metrics)
 )
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
 Index("ix_jobs_dataset", jobs.c.dataset_id)
@@ -94,4 +95,16 @@ idempotency_keys = Table(
     Column("key", String(200), primary_key=True),
     Column("job_id", String(40), nullable=False),
     Column("created_at", DateTime, nullable=False),
+)
+
+# Function calls counted where the calling process cannot keep counters (Kubeless: one child process
+# per call). One row per function, status code and duration bucket (``le`` = the bucket's upper
+# bound, not cumulative); bounded by functions x codes x buckets, read by the metrics collector.
+invocations = Table(
+    "invocations", metadata,
+    Column("function_name", String(40), primary_key=True),
+    Column("code", String(3), primary_key=True),
+    Column("le", String(16), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+    Column("sum_seconds", Float, nullable=False),
 )

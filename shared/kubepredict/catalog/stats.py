@@ -1,34 +1,100 @@
-"""Aggregate figures for metrics, computed by the database (a few small queries per scrape)."""
+"""Aggregate figures for metrics, computed by the database (a few small queries per scrape).
+
+Nothing here loads one row per job: counts, bucket counts and sums are ``GROUP BY`` aggregates, so a
+scrape costs the same with ten jobs or ten million (the bucket sums scan finished jobs in the database).
+"""
 
 from __future__ import annotations
 
-import json
+from sqlalchemy import case, func, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from sqlalchemy import func, select
-
+from ..ids import utcnow
 from . import schema
 
 J = schema.jobs
+I = schema.invocations  # noqa: E741
+
+
+def _seconds(conn, start, end):
+    """``end - start`` in seconds, in SQL (SQLite stores datetimes as text; PostgreSQL has intervals)."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
 def job_stats(catalog, buckets: tuple[float, ...]) -> dict:
+    """Jobs by kind and status, finished-job duration buckets, rows predicted, outbox backlog, oldest ages."""
     with catalog.ro() as conn:
         by_status = {(k, s): n for k, s, n in conn.execute(
             select(J.c.kind, J.c.status, func.count()).group_by(J.c.kind, J.c.status))}
-        finished = conn.execute(select(J.c.kind, J.c.started_at, J.c.finished_at).where(
-            J.c.status.in_(("succeeded", "failed")), J.c.started_at.is_not(None), J.c.finished_at.is_not(None))).all()
-        rows_predicted = 0
-        for (summary,) in conn.execute(select(J.c.summary).where(J.c.kind == "predict", J.c.status == "succeeded")):
-            rows_predicted += int((json.loads(summary) if summary else {}).get("rows") or 0)
+        dur = _seconds(conn, J.c.started_at, J.c.finished_at)
+        cols = [func.sum(case((dur <= b, 1), else_=0)) for b in buckets]
+        finished = conn.execute(select(J.c.kind, func.count(), func.coalesce(func.sum(dur), 0.0), *cols).where(
+            J.c.status.in_(("succeeded", "failed")), J.c.started_at.is_not(None), J.c.finished_at.is_not(None))
+            .group_by(J.c.kind)).all()
+        rows_predicted = conn.execute(select(func.coalesce(func.sum(J.c.rows), 0)).where(
+            J.c.kind == "predict", J.c.status == "succeeded")).scalar_one()
         pending = conn.execute(select(func.count()).select_from(schema.outbox)
                                .where(schema.outbox.c.sent_at.is_(None))).scalar_one()
+        oldest = {(k, s): t for k, s, t in conn.execute(
+            select(J.c.kind, J.c.status, func.min(case((J.c.status == "running", J.c.started_at),
+                                                       else_=J.c.created_at)))
+            .where(J.c.status.in_(("queued", "running"))).group_by(J.c.kind, J.c.status))}
+    now = utcnow()
     durations: dict[str, tuple[list, float]] = {}
-    per_kind: dict[str, list[float]] = {}
-    for kind, start, end in finished:
-        per_kind.setdefault(kind, []).append(max(0.0, (end - start).total_seconds()))
-    for kind, values in per_kind.items():
-        cumulative = [(str(b), sum(1 for x in values if x <= b)) for b in buckets]
-        cumulative.append(("+Inf", len(values)))
-        durations[kind] = (cumulative, sum(values))
-    return {"by_status": by_status, "durations": durations, "rows_predicted": rows_predicted,
-            "events_pending": pending}
+    for kind, count, total, *cumulative in finished:
+        pairs = [(_le(b), int(n or 0)) for b, n in zip(buckets, cumulative)]
+        pairs.append(("+Inf", int(count)))
+        durations[kind] = (pairs, max(0.0, float(total or 0.0)))
+    ages = {key: max(0.0, (now - _dt(t)).total_seconds()) for key, t in oldest.items() if t is not None}
+    return {"by_status": by_status, "durations": durations, "rows_predicted": int(rows_predicted or 0),
+            "events_pending": pending, "oldest_age_seconds": ages}
+
+
+def _dt(value):
+    """SQLite aggregates (MIN over a CASE) come back as text; PostgreSQL gives a datetime."""
+    if isinstance(value, str):
+        from datetime import datetime
+
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _le(bound: float) -> str:
+    """Bucket bound as Prometheus clients print it (``1.0``, ``0.005``)."""
+    return repr(float(bound))
+
+
+# ---- durable function-call counts (Kubeless) -------------------------------------------------------
+def record_invocation(catalog, function_name: str, code: str, seconds: float, buckets: tuple[float, ...]) -> None:
+    """Count one call: upsert its (function, code, smallest bucket ≥ seconds) row, in one statement."""
+    le = next((_le(b) for b in buckets if seconds <= b), "+Inf")
+    values = {"function_name": function_name, "code": code, "le": le, "count": 1, "sum_seconds": float(seconds)}
+    with catalog.tx() as conn:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(I).values(**values)
+        stmt = stmt.on_conflict_do_update(index_elements=[I.c.function_name, I.c.code, I.c.le], set_={
+            "count": I.c.count + literal_column("1"), "sum_seconds": I.c.sum_seconds + stmt.excluded.sum_seconds})
+        conn.execute(stmt)
+
+
+def invocation_stats(catalog, buckets: tuple[float, ...]) -> dict[tuple[str, str], tuple[list, float, int]]:
+    """``{(function_name, code): ([(le, cumulative count)…, ("+Inf", n)], sum_seconds, n)}``."""
+    with catalog.ro() as conn:
+        rows = conn.execute(select(I.c.function_name, I.c.code, I.c.le, I.c.count, I.c.sum_seconds)).all()
+    per: dict[tuple[str, str], dict] = {}
+    for fn, code, le, count, total in rows:
+        entry = per.setdefault((fn, code), {"by_le": {}, "sum": 0.0})
+        entry["by_le"][le] = entry["by_le"].get(le, 0) + int(count)
+        entry["sum"] += float(total)
+    out = {}
+    for key, entry in per.items():
+        running, pairs = 0, []
+        for b in buckets:
+            running += entry["by_le"].get(_le(b), 0)
+            pairs.append((_le(b), running))
+        n = sum(entry["by_le"].values())
+        pairs.append(("+Inf", n))
+        out[key] = (pairs, entry["sum"], n)
+    return out

@@ -174,6 +174,11 @@ class KubernetesJobRunner(JobRunner):
         with self._lock:
             return len(self._inflight)
 
+    def running_ids(self) -> list[str]:
+        """Job ids with an attempt in flight here: the dispatcher cancels those the catalogue no longer runs."""
+        with self._lock:
+            return sorted({job_id for job_id, _attempt in self._inflight})
+
     def poll(self) -> None:
         """List this runner's Jobs and Pods once and report lost workers through ``on_lost``."""
         with self._lock:
@@ -220,11 +225,13 @@ class KubernetesJobRunner(JobRunner):
             return message
         name = pods[-1]["metadata"]["name"]
         try:
-            text = self._core().read_namespaced_pod_log(name, self.template.namespace, tail_lines=self._log_tail_lines)
+            # raw bytes: the client's own decoding hands back "b'line\\nline'" (the repr of the bytes)
+            resp = self._core().read_namespaced_pod_log(name, self.template.namespace, tail_lines=self._log_tail_lines,
+                                                        _preload_content=False)
         except _transport_errors() as exc:
             logger.debug("no log for pod %s: %s", name, exc)
             return message
-        tail = str(text).strip()
+        tail = resp.data.decode("utf-8", "replace").strip()
         return f"{message}\n--- last log lines ---\n{tail}"[:4000] if tail else message
 
     def _delete_quietly(self, name: str) -> None:

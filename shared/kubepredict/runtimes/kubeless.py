@@ -4,13 +4,16 @@ Kubeless hands ``event["data"]`` as bytes, or as parsed JSON only when Content-T
 ``application/json``; method, path, query and headers come from ``event["extensions"]["request"]``
 (a picklable bottle request). A returned dict becomes a 200, so every other status or header needs
 a ``bottle.HTTPResponse``; a list or an exception would become a 500, so neither ever escapes.
-Each call runs in a fresh child process: nothing here keeps state between calls.
+Each call runs in a fresh child process: nothing here keeps state between calls, so each call is
+counted durably in the catalogue (``metrics.record_call``) rather than in a counter that dies with it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
+from .. import metrics
 from ..api.http import Headers, Request
 from . import http
 
@@ -55,7 +58,9 @@ def adapt(fn):
     def handler(event, context):
         import bottle  # the runtime's own web framework; only needed inside Kubeless
 
+        started = time.perf_counter()
         response = http.materialize(http.call(fn, to_request(event)))
+        metrics.record_call(fn.__name__, response.status, time.perf_counter() - started)
         return bottle.HTTPResponse(body=response.content(), status=response.status, headers=dict(response.headers))
 
     handler.__name__ = f"handler_{fn.__name__}"
