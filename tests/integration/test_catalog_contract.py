@@ -97,3 +97,29 @@ def test_four_processes_claim_32_jobs_exactly_once(request, tmp_path):
             p.join(timeout=30)
         claimed = [j for r in results for j in r]
         assert sorted(claimed) == sorted(f"mp_{i}" for i in range(32)), url
+
+
+def test_singleton_lease_is_exclusive_until_released(catalog, tmp_path):
+    other = open_catalog(str(catalog.engine.url.render_as_string(hide_password=False)), create=False)
+    try:
+        first = catalog.singleton("outbox-relay")
+        assert first is not None
+        assert other.singleton("outbox-relay") is None
+        assert other.singleton("something-else") is not None
+        first.release()
+        again = other.singleton("outbox-relay")
+        assert again is not None
+        again.release()
+    finally:
+        other.dispose()
+
+
+def test_prediction_text_survives_bulk_write_verbatim(catalog):
+    """Labels with backslashes, tabs, quotes and non-ASCII go through COPY/executemany unchanged."""
+    queued(catalog, 1, "esc")
+    labels = ["a\\b", "tab\there", 'quote"s', "naïve ✓", "line\nbreak", "\\N"]
+    rows = [(i, json.dumps(v), json.dumps([0.1, 0.9]) if i % 2 else None) for i, v in enumerate(labels)]
+    catalog.insert_predictions("esc_0", rows)
+    back = catalog.page_predictions("esc_0", offset=0, limit=10)
+    assert [json.loads(r.prediction) for r in back] == labels
+    assert [r.probabilities for r in back] == [p for _, _, p in rows]

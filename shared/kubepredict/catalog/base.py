@@ -61,6 +61,46 @@ class CatalogBase:
             event_id=event["id"], type=event["type"], key=key, payload=dumps(event), created_at=utcnow()))
         return event
 
+    def singleton(self, name: str):
+        """Try to become the only holder of ``name`` across processes; a handle with ``release()``, or None.
+
+        PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an exclusive ``flock`` on a
+        file beside the database. Used so that one relay publishes while the others stand by.
+        """
+        import hashlib
+
+        if self.dialect == "postgresql":
+            key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+            conn = self.engine.connect()
+            from sqlalchemy import text
+
+            if conn.execute(text("select pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                conn.commit()
+
+                def release() -> None:
+                    # The connection goes back to the pool, so the session lock must be dropped explicitly.
+                    try:
+                        conn.execute(text("select pg_advisory_unlock(:k)"), {"k": key})
+                        conn.commit()
+                    finally:
+                        conn.close()
+
+                return _Held(release)
+            conn.close()
+            return None
+        database = self.engine.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:":
+            import fcntl
+
+            f = open(f"{database}.{name}.lock", "a")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                return None
+            return _Held(f.close)
+        return _Held(lambda: None)
+
     def ping(self) -> None:
         from sqlalchemy import text
 
@@ -76,3 +116,8 @@ class CatalogBase:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+class _Held:
+    def __init__(self, release):
+        self.release = release

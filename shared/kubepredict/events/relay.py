@@ -12,6 +12,7 @@ from .kafka_config import UNREACHABLE, ensure_topics, error_name, producer_confi
 logger = logging.getLogger(__name__)
 
 HEADERS = [("content-type", b"application/cloudevents+json")]
+STANDBY_SECONDS = 5.0
 
 
 def sendable(rows: list, delivered: set[int]) -> list[int]:
@@ -46,6 +47,7 @@ class OutboxRelay:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage = False
+        self._standby_logged = False
         self.published = 0
 
     # ---- producer -------------------------------------------------------------------------
@@ -146,7 +148,14 @@ class OutboxRelay:
         logger.info("outbox relay publishing to %s on %s", self.topic, self.settings.kafka_bootstrap_servers)
         ensure_topics(self.settings, [self.topic])
         backoff = 0.0
+        lease = None
         while not self._stop.is_set():
+            if lease is None:
+                # One active relay per catalogue: the others stand by (duplicates would be harmless, but noisy).
+                lease = self._take_lease()
+                if lease is None:
+                    self._stop.wait(STANDBY_SECONDS)
+                    continue
             try:
                 sent = self.publish_batch()
                 backoff = 0.0
@@ -159,7 +168,20 @@ class OutboxRelay:
             except Exception:  # noqa: BLE001 - a bug or a database blip must not end the loop
                 logger.exception("relay round failed")
                 self._stop.wait(self.max_backoff / 6)
+        if lease is not None:
+            lease.release()
         self.close()
+
+    def _take_lease(self):
+        try:
+            lease = self.catalog.singleton("outbox-relay")
+        except Exception:  # noqa: BLE001 - database away: try again later
+            logger.warning("relay could not reach the catalogue to take its lease", exc_info=True)
+            return None
+        if lease is None and not self._standby_logged:
+            logger.info("another relay is publishing this catalogue's outbox; standing by")
+            self._standby_logged = True
+        return lease
 
     def start(self) -> "OutboxRelay":
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)

@@ -65,6 +65,8 @@ def json_values(array, decimals: int | None = None) -> list:
     if arr.dtype.kind == "f":
         if decimals is not None:
             arr = arr.round(decimals)
+        if np.isfinite(arr).all():  # the common case: no per-value Python walk
+            return arr.tolist()
         return _clean_floats(arr.tolist())
     if arr.dtype.kind in "biu":
         return arr.tolist()

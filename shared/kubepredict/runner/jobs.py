@@ -53,6 +53,29 @@ def _summary(task: str, predictions: list, counts: dict, rows: int) -> dict:
     return summary
 
 
+def _encode_scalars(values: list) -> list[str]:
+    """JSON per prediction; classes repeat, so each distinct value is encoded once."""
+    cache: dict = {}
+    out = []
+    for v in values:
+        try:
+            out.append(cache[v])
+        except KeyError:
+            out.append(cache.setdefault(v, json.dumps(v)))
+        except TypeError:  # unhashable: encode directly
+            out.append(json.dumps(v))
+    return out
+
+
+def _encode_probabilities(result) -> list:
+    if result.probabilities is None:
+        return [None] * len(result.predictions)
+    probas = ml.json_values(result.probabilities)
+    if np.isfinite(np.asarray(result.probabilities, dtype=float)).all():
+        return [str(p) for p in probas]  # finite floats: Python's list repr is valid JSON, and faster
+    return [json.dumps(p) for p in probas]
+
+
 def run_predict(svc, job) -> None:
     catalog = svc.catalog
     catalog.progress(job.job_id, job.attempt, "loading", 0.02)
@@ -70,9 +93,7 @@ def run_predict(svc, job) -> None:
         part = frame.iloc[start:start + chunk]
         result = ml.score(pipeline, part, features=features, kinds=kinds, task=model.task)
         preds = ml.json_values(result.predictions)
-        probas = ml.json_values(result.probabilities) if result.probabilities is not None else None
-        rows = [(start + i, json.dumps(p), json.dumps(probas[i]) if probas is not None else None)
-                for i, p in enumerate(preds)]
+        rows = list(zip(range(start, start + len(preds)), _encode_scalars(preds), _encode_probabilities(result)))
         catalog.insert_predictions(job.job_id, rows)
         if model.task == "regression":
             regression_values.extend(p for p in preds if p is not None)
