@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import sklearn
+from sklearn.pipeline import Pipeline
 import pandas as pd
 
 from kubepredict.errors import InvalidInput, Unprocessable
@@ -45,12 +47,21 @@ def score(pipeline, frame: pd.DataFrame, *, features: list[str], kinds: dict, ta
         raise InvalidInput("no rows to score", code="invalid_instances")
     if not hasattr(pipeline, "predict"):
         raise Unprocessable("this model cannot score new rows (no predict)", code="no_predict")
-    predictions = np.asarray(pipeline.predict(X))
-    probabilities, classes = None, None
-    if task == "classification":
-        classes = json_safe(getattr(pipeline, "classes_", None))
-        if hasattr(pipeline, "predict_proba"):
-            probabilities = np.asarray(pipeline.predict_proba(X), dtype=float)
+    # Preprocess once, then ask the estimator for labels and probabilities (predict() itself, not an
+    # argmax, so models whose predict differs from their probabilities, e.g. SVC, stay exact).
+    # Parameters were validated when the model was trained; re-validating them per call costs more
+    # than scoring a row.
+    with sklearn.config_context(skip_parameter_validation=True):
+        if isinstance(pipeline, Pipeline) and len(pipeline.steps) > 1:
+            estimator, Xt = pipeline.steps[-1][1], pipeline[:-1].transform(X)
+        else:
+            estimator, Xt = pipeline, X
+        predictions = np.asarray(estimator.predict(Xt))
+        probabilities, classes = None, None
+        if task == "classification":
+            classes = json_safe(getattr(pipeline, "classes_", None))
+            if hasattr(estimator, "predict_proba"):
+                probabilities = np.asarray(estimator.predict_proba(Xt), dtype=float)
     return ScoreResult(predictions=predictions, probabilities=probabilities, classes=classes)
 
 
