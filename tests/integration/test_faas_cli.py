@@ -186,10 +186,16 @@ def test_build_context_answers_a_get(built, tmp_path):
 
 
 @pytest.mark.gateway
-def test_faas_cli_list_and_invoke_against_local_gateway(request):
+def test_faas_cli_list_and_invoke_against_local_gateway(tmp_path):
     """faas-cli talks to `kubepredict serve` as to an OpenFaaS gateway (list, invoke upload)."""
+    from tests.gateway_process import GatewayProcess
+
     cli = need_faas_cli()
-    gateway_url = request.getfixturevalue("gateway_url")  # start the gateway only when faas-cli exists
+    with GatewayProcess(tmp_path / "gateway") as gw:  # started only when faas-cli exists
+        _list_and_invoke(cli, gw.url)
+
+
+def _list_and_invoke(cli: str, gateway_url: str) -> None:
     env = {**os.environ, "OPENFAAS_URL": gateway_url}
     listed = subprocess.run([cli, "list", "--gateway", gateway_url], capture_output=True, text=True, timeout=60, env=env)
     assert listed.returncode == 0, listed.stderr
@@ -199,5 +205,7 @@ def test_faas_cli_list_and_invoke_against_local_gateway(request):
     invoked = subprocess.run([cli, "invoke", "upload", "--gateway", gateway_url, "--query", "name=faas-cli-iris"],
                              input=csv, capture_output=True, text=True, timeout=60, env=env)
     assert invoked.returncode == 0, invoked.stderr
-    dataset = json.loads(invoked.stdout)
+    # faas-cli may print a notice ("Failed to lookup auth config…") before the function's answer.
+    answer = invoked.stdout[invoked.stdout.index("{"):]
+    dataset = json.loads(answer)
     assert dataset["dataset_id"].startswith("ds_") and dataset["rows"] == 3

@@ -104,10 +104,11 @@ class Gateway:
 
     def invoke(self, name: str, request: Request) -> Response:
         """Call a function with metrics; unknown names are a JSON 404."""
-        fn = FUNCTIONS.get(name)
+        fn = FUNCTIONS.get(self._local_name(name))
         if fn is None:
             return http.error_response(errors.RouteNotFound(f"no function named {name!r}",
                                                             details={"functions": sorted(FUNCTIONS)}))
+        name = self._local_name(name)
         started = time.perf_counter()
         resp = http.call(fn, request, self.services)
         code = str(resp.status)
@@ -143,7 +144,7 @@ class Gateway:
         self._authorize(wreq)
         if wreq.method != "POST":
             raise errors.MethodNotAllowed("async invocations must use POST", details={"allowed": ["POST"]})
-        if name not in FUNCTIONS:
+        if self._local_name(name) not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         call_id = wreq.headers.get("X-Call-Id") or str(uuid.uuid4())
         request = self._request(wreq, rest)
@@ -166,6 +167,13 @@ class Gateway:
         except httpx.HTTPError as exc:
             logger.warning("callback for call %s to %s failed: %s", call_id, callback, exc)
 
+    def _local_name(self, name: str) -> str:
+        """``upload.openfaas-fn`` (how faas-cli names a function with its namespace) → ``upload``."""
+        base, _, namespace = name.partition(".")
+        if namespace and namespace in (self.settings.namespace, "openfaas-fn"):
+            return base
+        return name
+
     def _status(self, name: str) -> dict:
         labels = {"com.openfaas.scale.min": "1", "app": "kubepredict"}
         annotations = {}
@@ -185,6 +193,7 @@ class Gateway:
 
     def on_system_function(self, wreq, name):
         self._authorize(wreq)
+        name = self._local_name(name)
         if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         return _to_wsgi(Response.json(self._status(name)))
