@@ -57,6 +57,9 @@ def test_system_functions_like_openfaas(gateway_url):
     assert by_name["train"]["annotations"]["topic"] == "kubepredict.train.requests"
     assert by_name["predict"]["annotations"]["topic"] == "kubepredict.predict.requests"
     assert all({"image", "namespace", "invocationCount", "replicas", "availableReplicas", "labels"} <= set(f) for f in fns)
+    # faas-cli addresses functions as name.namespace, like the OpenFaaS gateway allows.
+    assert httpx.get(f"{gateway_url}/function/train.openfaas-fn/algorithms").status_code == 200
+    assert httpx.get(f"{gateway_url}/function/train.elsewhere/algorithms").status_code == 404
     one = httpx.get(f"{gateway_url}/system/function/upload").json()
     assert one["name"] == "upload" and one["invocationCount"] >= 0
     assert httpx.get(f"{gateway_url}/", follow_redirects=False).headers["location"] == "/ui/"
