@@ -17,8 +17,9 @@ $(BIN)/.installed: requirements.txt shared/pyproject.toml
 
 setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the kubepredict package
 
-setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium)
+setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver)
 	bash scripts/setup-services.sh
+	bash scripts/kube-apiserver.sh build
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)

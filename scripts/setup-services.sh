@@ -5,7 +5,7 @@
 #   Kafka 4.1.1 (KRaft) runtime jars + log4j2 binding      -> Maven Central (mvn)
 #   S3Proxy 4.0.0 jar-with-dependencies                    -> Maven Central (mvn)
 #
-# Jars land in "$REPO/.cache/jars" (git-ignored). Idempotent: every step is
+# Jars land in ~/.cache/kubepredict/jars (outside the clone, so every checkout reuses them). Idempotent: every step is
 # skipped when its result is already present. Needs root for apt (CI and dev
 # machines run as root); Java 17+ and Maven must already be on the machine.
 #
@@ -16,7 +16,7 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-JARS="${KUBEPREDICT_JARS_DIR:-$REPO/.cache/jars}"   # same override as tests/services
+JARS="${KUBEPREDICT_JARS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kubepredict/jars}"   # same override as tests/services
 KAFKA_VERSION=4.1.1
 LOG4J_VERSION=2.24.3
 S3PROXY_VERSION=4.0.0

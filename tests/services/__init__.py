@@ -37,7 +37,8 @@ from typing import Callable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: where scripts/setup-services.sh puts the jars; override with KUBEPREDICT_JARS_DIR
-JARS_DIR = Path(os.environ.get("KUBEPREDICT_JARS_DIR", REPO_ROOT / ".cache" / "jars"))
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubepredict"  # outside any clone
+JARS_DIR = Path(os.environ.get("KUBEPREDICT_JARS_DIR", CACHE_ROOT / "jars"))
 SETUP_HINT = "run `make setup-services` (scripts/setup-services.sh)"
 LOOPBACK = "127.0.0.1"
 

@@ -1,7 +1,7 @@
 """Kafka 4.1.1 single-node KRaft (broker+controller) on 127.0.0.1, from Maven jars.
 
 The jars (kafka_2.13 runtime closure + log4j2 SLF4J binding) come from
-scripts/setup-services.sh into .cache/jars/kafka-4.1.1. The storage directory is
+scripts/setup-services.sh into ~/.cache/kubepredict/jars/kafka-4.1.1. The storage directory is
 formatted with ``kafka.tools.StorageTool`` (static quorum, random cluster id),
 then ``kafka.Kafka`` runs with a small heap. Ready when "Kafka Server started"
 is logged and the PLAINTEXT port accepts connections.
