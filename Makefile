@@ -20,6 +20,7 @@ setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the k
 setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver)
 	bash scripts/setup-services.sh
 	bash scripts/kube-apiserver.sh build
+	bash scripts/build-promtool.sh
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)

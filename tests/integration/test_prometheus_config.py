@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.gateway_process import REPO, GatewayProcess
+from tests.services import CACHE_ROOT, in_ci
 
 PROM = REPO / "infra" / "prometheus"
 
@@ -54,6 +55,23 @@ def test_cluster_config_is_valid(promtool, tmp_path):
         out = _run(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 9 rules found" in out.stdout
+
+
+UPSTREAM_PROMTOOL = CACHE_ROOT / "promtool" / "bin" / "promtool"
+
+
+def test_cluster_config_passes_upstream_promtool():
+    """The cluster file as is, Kubernetes discovery included, through upstream promtool (scripts/build-promtool.sh)."""
+    if not UPSTREAM_PROMTOOL.is_file():
+        reason = f"upstream promtool not built at {UPSTREAM_PROMTOOL}; run scripts/build-promtool.sh"
+        if in_ci():
+            pytest.fail(reason)
+        pytest.skip(reason)
+    out = _run(str(UPSTREAM_PROMTOOL), "check", "config", "prometheus.yml")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "is valid prometheus config file syntax" in out.stdout and "SUCCESS: 9 rules found" in out.stdout
+    rules = _run(str(UPSTREAM_PROMTOOL), "test", "rules", *sorted(str(p) for p in (PROM / "tests").glob("*.yml")))
+    assert rules.returncode == 0, rules.stdout + rules.stderr
 
 
 def test_rules_are_valid(promtool):
