@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .storage import Storage, open_storage
+
+if TYPE_CHECKING:
+    from .services.model_cache import ModelCache
 
 
 @dataclass

@@ -42,3 +42,14 @@ def wait_equal(prom, promql: str, expected, labels: tuple[str, ...] = (), timeou
         return prom.query(promql, timeout=timeout, until=holds)
     except TimeoutError as exc:
         raise AssertionError(f"after {time.monotonic() - started:.0f} s: {promql} != {expected!r}: {exc}") from None
+
+
+def assert_flow_metrics(prom, job: str, calls: dict, rows_predicted: float) -> None:
+    """Prometheus shows exactly these calls per (function, code), one succeeded train and predict job, the rows."""
+    expected = {k: float(v) for k, v in calls.items()}
+    sel = f'job="{job}"'
+    wait_equal(prom, f"gateway_function_invocation_total{{{sel}}}", expected, ("function_name", "code"))
+    wait_equal(prom, f"gateway_functions_seconds_count{{{sel}}}", expected, ("function_name", "code"))
+    wait_equal(prom, f'kubepredict_jobs_total{{{sel},status="succeeded"}}', {("train",): 1.0, ("predict",): 1.0}, ("kind",))
+    wait_equal(prom, f'sum(kubepredict_jobs_total{{{sel},status!="succeeded"}})', 0.0)
+    wait_equal(prom, f"kubepredict_rows_predicted_total{{{sel}}}", float(rows_predicted))

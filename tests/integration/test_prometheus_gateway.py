@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from kubepredict.metrics import JOB_BUCKETS, LATENCY_BUCKETS
-from tests.integration.prom_helpers import SCRAPE, TallyApi, as_map, wait_equal
+from tests.integration.prom_helpers import SCRAPE, TallyApi, as_map, assert_flow_metrics, wait_equal
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +47,7 @@ def test_prometheus_counts_the_flow_through_the_gateway(prometheus, promtool, st
     assert {("upload", "201"), ("train", "202"), ("predict", "202"), ("predict", "200"), ("result", "200"),
             ("upload", "400"), ("train", "404"), ("result", "404"), ("predict", "405")} <= set(expected)
     sel = f'job="{job}"'
-    wait_equal(prometheus, f"gateway_function_invocation_total{{{sel}}}", expected, ("function_name", "code"))
-    wait_equal(prometheus, f"gateway_functions_seconds_count{{{sel}}}", expected, ("function_name", "code"))
-    wait_equal(prometheus, f'kubepredict_jobs_total{{{sel},status="succeeded"}}',
-               {("train",): 1.0, ("predict",): 1.0}, ("kind",))
-    wait_equal(prometheus, f'sum(kubepredict_jobs_total{{{sel},status!="succeeded"}})', 0.0)
-    wait_equal(prometheus, f"kubepredict_rows_predicted_total{{{sel}}}", float(IRIS_ROWS))
+    assert_flow_metrics(prometheus, job, api.calls, IRIS_ROWS)
     wait_equal(prometheus, f"kubepredict_jobs_in_queue{{{sel}}}", {("train",): 0.0, ("predict",): 0.0}, ("kind",))
     wait_equal(prometheus, f"kubepredict_job_duration_seconds_count{{{sel}}}", {("train",): 1.0, ("predict",): 1.0},
                ("kind",))

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.gateway_process import REPO, free_port
-from tests.integration.prom_helpers import SCRAPE, wait_equal
+from tests.integration.prom_helpers import SCRAPE, assert_flow_metrics, wait_equal
 
 pytestmark = pytest.mark.slow
 
@@ -149,15 +149,9 @@ def test_kubeless_calls_and_jobs_reach_prometheus(prometheus, promtool, kubeless
     assert rt.call("result", "GET", "/job_nope")[0] == 404
     assert rt.call("predict", "PUT", "/")[0] == 405
 
-    expected = {k: float(v) for k, v in rt.calls.items()}
     assert sum(rt.calls.values()) == len(rt.pids) >= 10
     sel = f'job="{job}"'
-    wait_equal(prometheus, f"gateway_function_invocation_total{{{sel}}}", expected, ("function_name", "code"))
-    wait_equal(prometheus, f"gateway_functions_seconds_count{{{sel}}}", expected, ("function_name", "code"))
-    wait_equal(prometheus, f'kubepredict_jobs_total{{{sel},status="succeeded"}}',
-               {("train",): 1.0, ("predict",): 1.0}, ("kind",))
-    wait_equal(prometheus, f'sum(kubepredict_jobs_total{{{sel},status!="succeeded"}})', 0.0)
-    wait_equal(prometheus, f"kubepredict_rows_predicted_total{{{sel}}}", 150.0)
+    assert_flow_metrics(prometheus, job, rt.calls, 150.0)
     wait_equal(prometheus, f"sum(kubepredict_jobs_in_queue{{{sel}}})", 0.0)
 
     exposition = httpx.get(f"http://{dispatcher}/metrics", timeout=30).content
