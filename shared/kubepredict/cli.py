@@ -231,8 +231,13 @@ def _print_job(job: dict):
 @TOKEN
 def upload(csv_file, name, gateway, token):
     """Upload a CSV file as a dataset."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     try:
-        ds = _client(gateway, token).upload(csv_file, name)
+        with Progress(TextColumn("[bold]upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      transient=True) as bar:
+            task = bar.add_task("upload", total=csv_file.stat().st_size)
+            ds = _client(gateway, token).upload(csv_file, name, lambda sent: bar.update(task, completed=sent))
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
     click.echo(f"{ds['dataset_id']}  {ds['name']}  {ds['rows']} rows")

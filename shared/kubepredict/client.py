@@ -32,10 +32,21 @@ class Client:
                 raise ApiError(resp.status_code, "http_error", resp.text[:300]) from None
         return resp
 
-    def upload(self, path: Path, name: str | None = None) -> dict:
-        with open(path, "rb") as f:
-            resp = self.http.post("/function/upload", params={"name": name or path.stem}, content=f,
-                                  headers={"Content-Type": "text/csv"})
+    def upload(self, path: Path, name: str | None = None, on_progress=None) -> dict:
+        """Stream a CSV file to the upload function; ``on_progress(bytes_sent)`` after each chunk."""
+        size = path.stat().st_size
+
+        def chunks():
+            sent = 0
+            with open(path, "rb") as f:
+                while chunk := f.read(1024 * 1024):
+                    sent += len(chunk)
+                    yield chunk
+                    if on_progress:
+                        on_progress(sent)
+
+        resp = self.http.post("/function/upload", params={"name": name or path.stem}, content=chunks(),
+                              headers={"Content-Type": "text/csv", "Content-Length": str(size)})
         return self._check(resp).json()
 
     def train(self, body: dict) -> dict:
