@@ -98,3 +98,15 @@ def test_outbox_in_commit_order_and_marking(catalog):
     assert all(json.loads(p.payload)["specversion"] == "1.0" for p in pending)
     catalog.mark_sent([pending[0].seq])
     assert catalog.pending_count() == 2
+
+
+def test_head_revision_constant_matches_the_migration_scripts(tmp_path):
+    """migrate.HEAD_REVISION lets current schemas skip Alembic; it must name the scripts' real head."""
+    from alembic.script import ScriptDirectory
+
+    from kubepredict.catalog.migrate import HEAD_REVISION, alembic_config, current_revision
+
+    assert ScriptDirectory.from_config(alembic_config()).get_current_head() == HEAD_REVISION
+    c = open_catalog(f"sqlite:///{tmp_path / 'head.db'}")
+    assert current_revision(c.engine) == HEAD_REVISION
+    c.dispose()
