@@ -35,6 +35,12 @@ class JobRunner(ABC):
     """
 
     on_lost: LostCallback | None = None
+    #: How often the dispatcher calls ``poll()``: 0 = every round. A runner that learns about its
+    #: workers from events (Kubernetes watches) only needs an occasional full resync.
+    poll_interval_seconds: float = 0.0
+
+    def start(self) -> None:
+        """Begin background observation of workers, if the runner has any (called by the dispatcher)."""
 
     @abstractmethod
     def submit(self, spec: JobSpec) -> None:
@@ -50,6 +56,10 @@ class JobRunner(ABC):
     def running(self) -> int:
         """How many workers this runner has in flight (for the concurrency limit)."""
         return 0
+
+    def running_ids(self) -> list[str]:
+        """Job ids with a worker in flight here (the dispatcher stops those the catalogue no longer runs)."""
+        return []
 
     def close(self) -> None:
         """Release resources (stop watching, terminate nothing that should survive)."""

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from .base import JobRunner, JobSpec
 
@@ -22,6 +23,7 @@ class Dispatcher:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_poll = float("-inf")
         runner.on_lost = self._lost
 
     def _lost(self, job_id: str, attempt: int, code: str, message: str) -> None:
@@ -29,12 +31,14 @@ class Dispatcher:
 
     def tick(self) -> int:
         """One round: reap dead or silent workers, stop cancelled ones, start queued jobs. Returns jobs started."""
-        self.runner.poll()
+        now = time.monotonic()
+        if now - self._last_poll >= self.runner.poll_interval_seconds:
+            self.runner.poll()
+            self._last_poll = now
         for job_id, attempt in self.catalog.stale_running(self.settings.heartbeat_timeout_seconds):
             self._lost(job_id, attempt, "heartbeat_timeout",
                        f"no heartbeat for {self.settings.heartbeat_timeout_seconds:.0f} s")
-        running_ids = getattr(self.runner, "running_ids", lambda: [])()
-        for job_id, (status, _attempt) in self.catalog.statuses(running_ids).items():
+        for job_id, (status, _attempt) in self.catalog.statuses(self.runner.running_ids()).items():
             if status != "running":
                 self.runner.cancel(job_id)
         free = self.settings.max_concurrent_jobs - self.runner.running()
@@ -61,6 +65,7 @@ class Dispatcher:
             self._stop.wait(self.settings.dispatch_interval_seconds)
 
     def start(self) -> "Dispatcher":
+        self.runner.start()
         self._thread = threading.Thread(target=self.run, name="dispatcher", daemon=True)
         self._thread.start()
         return self

@@ -51,6 +51,8 @@ def translate_api_error(exc: BaseException, action: str) -> errors.KubepredictEr
 
     if isinstance(exc, ApiException):
         detail = _api_message(exc)
+        if exc.status == 404:
+            return errors.NotFound(f"Kubernetes {action}: not found: {detail}")
         if exc.status == 409:
             return errors.Conflict(f"Kubernetes {action}: already exists: {detail}")
         if exc.status in (401, 403):
@@ -81,7 +83,13 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 
 
 class KubernetesJobRunner(JobRunner):
-    """Runs ``kubepredict worker`` as one batch/v1 Job per attempt (backoffLimit 0: retries are the catalogue's)."""
+    """Runs ``kubepredict worker`` as one batch/v1 Job per attempt (backoffLimit 0: retries are the catalogue's).
+
+    Failures are learnt from watches on Jobs and Pods (``start()``); ``poll()``, a full list of both,
+    is only a periodic resync for anything a dropped watch missed.
+    """
+
+    poll_interval_seconds = 30.0
 
     def __init__(self, template: JobTemplate, *, api_client: Any = None, on_lost: LostCallback | None = None,
                  kubeconfig: str | None = None, context: str | None = None, log_tail_lines: int = 20):
@@ -150,8 +158,6 @@ class KubernetesJobRunner(JobRunner):
 
     def cancel(self, job_id: str) -> None:
         """Delete every Job of ``job_id`` (all attempts) with background propagation; none left is fine."""
-        from kubernetes.client.exceptions import ApiException
-
         selector = f"{APP_LABEL}={APP_NAME},{JOB_ID_LABEL}={label_value(job_id)}"
         jobs = self._list(f"list jobs of {job_id}", self._batch().list_namespaced_job, label_selector=selector)
         for job in jobs:
@@ -159,13 +165,10 @@ class KubernetesJobRunner(JobRunner):
                 continue
             name = job["metadata"]["name"]
             try:
-                self._batch().delete_namespaced_job(name, self.template.namespace, propagation_policy="Background")
-                logger.info("job %s: deleted Job %s", job_id, name)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise translate_api_error(exc, f"delete job {name}") from exc
-            except _transport_errors() as exc:
-                raise translate_api_error(exc, f"delete job {name}") from exc
+                self._delete_job(name)
+            except errors.NotFound:
+                continue
+            logger.info("job %s: deleted Job %s", job_id, name)
         with self._lock:
             self._inflight = {k: v for k, v in self._inflight.items() if k[0] != job_id}
 
@@ -234,10 +237,15 @@ class KubernetesJobRunner(JobRunner):
         tail = resp.data.decode("utf-8", "replace").strip()
         return f"{message}\n--- last log lines ---\n{tail}"[:4000] if tail else message
 
+    def _delete_job(self, name: str) -> None:
+        """Delete a Job and, in the background, its pods (errors translated; a missing Job is NotFound)."""
+        self._call(f"delete job {name}", self._batch().delete_namespaced_job, name, self.template.namespace,
+                   propagation_policy="Background")
+
     def _delete_quietly(self, name: str) -> None:
         try:
-            self._batch().delete_namespaced_job(name, self.template.namespace, propagation_policy="Background")
-        except _transport_errors() as exc:
+            self._delete_job(name)
+        except errors.KubepredictError as exc:
             logger.warning("could not delete stuck Job %s: %s", name, exc)
 
     def _report(self, key: tuple[str, int], verdict: Verdict) -> None:
@@ -294,6 +302,8 @@ class KubernetesJobRunner(JobRunner):
 
     def start(self) -> None:
         """Watch Jobs and Pods in two daemon threads until ``close()`` (reconnecting after each timeout)."""
+        if self._threads:
+            return
         self._stop.clear()
         for resource in ("jobs", "pods"):
             thread = threading.Thread(target=self._watch_loop, args=(resource,), name=f"k8s-watch-{resource}", daemon=True)

@@ -69,22 +69,23 @@ class _ForkedProcess:
 class LocalProcessRunner(JobRunner):
     """Starts one worker process per job and reports workers that die without an outcome.
 
-    ``start="forkserver"`` (default) forks workers from a server process that has imported
+    ``start_method="forkserver"`` (default) forks workers from a server process that has imported
     scikit-learn and pandas once, so a job starts in milliseconds instead of seconds; ``"exec"``
     runs ``python -m kubepredict.cli worker …`` as a fresh interpreter. Both run the same entry point.
     """
 
-    def __init__(self, settings, *, env: dict | None = None, python: str | None = None, start: str | None = None):
+    def __init__(self, settings, *, env: dict | None = None, python: str | None = None,
+                 start_method: str | None = None):
         self.settings = settings
         self.python = python or sys.executable
-        self.start = start or os.environ.get("KUBEPREDICT_WORKER_START", "forkserver")
+        self.start_method = start_method or os.environ.get("KUBEPREDICT_WORKER_START", "forkserver")
         self.job_env = {**(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
                         "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
         self.env = {**os.environ, **self.job_env}
         self._procs: dict[str, tuple[object, int, float]] = {}
         self._lock = threading.Lock()
         self._ctx = None
-        if self.start == "forkserver":
+        if self.start_method == "forkserver":
             import multiprocessing
 
             self._ctx = multiprocessing.get_context("forkserver")
@@ -107,11 +108,6 @@ class LocalProcessRunner(JobRunner):
         logger.info("job %s attempt %s: started worker pid %s", spec.job_id, spec.attempt, proc.pid)
         with self._lock:
             self._procs[spec.job_id] = (proc, spec.attempt, 0.0)
-
-    def pid(self, job_id: str) -> int | None:
-        with self._lock:
-            entry = self._procs.get(job_id)
-        return entry[0].pid if entry else None
 
     def cancel(self, job_id: str) -> None:
         with self._lock:
