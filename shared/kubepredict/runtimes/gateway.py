@@ -69,6 +69,8 @@ class Gateway:
         wreq = WRequest(environ)
         try:
             endpoint, values = self.url_map.bind_to_environ(environ).match()
+            if "name" in values:
+                values["name"] = self._local_name(values["name"])
             resp = getattr(self, f"on_{endpoint}")(wreq, **values)
         except HTTPException as exc:
             if exc.code == 404 and wreq.path == "/ui":
@@ -104,11 +106,10 @@ class Gateway:
 
     def invoke(self, name: str, request: Request) -> Response:
         """Call a function with metrics; unknown names are a JSON 404."""
-        fn = FUNCTIONS.get(self._local_name(name))
+        fn = FUNCTIONS.get(name)
         if fn is None:
             return http.error_response(errors.RouteNotFound(f"no function named {name!r}",
                                                             details={"functions": sorted(FUNCTIONS)}))
-        name = self._local_name(name)
         started = time.perf_counter()
         resp = http.call(fn, request, self.services)
         code = str(resp.status)
@@ -144,7 +145,7 @@ class Gateway:
         self._authorize(wreq)
         if wreq.method != "POST":
             raise errors.MethodNotAllowed("async invocations must use POST", details={"allowed": ["POST"]})
-        if self._local_name(name) not in FUNCTIONS:
+        if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         call_id = wreq.headers.get("X-Call-Id") or str(uuid.uuid4())
         request = self._request(wreq, rest)
@@ -193,7 +194,6 @@ class Gateway:
 
     def on_system_function(self, wreq, name):
         self._authorize(wreq)
-        name = self._local_name(name)
         if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         return _to_wsgi(Response.json(self._status(name)))
