@@ -82,9 +82,6 @@ def dispatcher(metrics_port, metrics_host):
     Also serves the catalogue's metrics (jobs, queue, rows predicted, outbox backlog, and the calls
     Kubeless functions counted in the catalogue) on ``/metrics``.
     """
-    import signal
-    import threading
-
     from . import logs, metrics
     from .bootstrap import bootstrap
     from .runner.dispatcher import Dispatcher, make_runner
@@ -93,15 +90,7 @@ def dispatcher(metrics_port, metrics_host):
     svc = bootstrap(_settings())
     if metrics_port:
         metrics.serve_metrics(metrics.catalog_registry(svc.catalog), metrics_port, metrics_host)
-    d = Dispatcher(svc.catalog, make_runner(svc.settings), svc.settings)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    d.start()
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
-    d.stop()
+    _run_until_sigterm(Dispatcher(svc.catalog, make_runner(svc.settings), svc.settings))
 
 
 @main.command("metrics")
@@ -109,37 +98,34 @@ def dispatcher(metrics_port, metrics_host):
 @METRICS_HOST
 def metrics_server(port, metrics_host):
     """Serve only the catalogue's metrics (no dispatching), e.g. next to Kubeless functions."""
-    import signal
-    import threading
-
     from . import logs, metrics
     from .bootstrap import bootstrap
 
     logs.configure()
     svc = bootstrap(_settings())
     metrics.serve_metrics(metrics.catalog_registry(svc.catalog), port, metrics_host)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
-        pass
+    _wait_for_sigterm()
     svc.catalog.dispose()
 
 
-def _run_until_sigterm(loop) -> None:
-    """Run a relay/connector loop in its thread until SIGTERM or Ctrl-C, then stop it cleanly."""
+def _wait_for_sigterm(alive=lambda: True) -> None:
+    """Block until SIGTERM, Ctrl-C, or ``alive()`` turns false."""
     import signal
     import threading
 
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    loop.start()
     try:
-        while not done.wait(0.5) and loop._thread.is_alive():
+        while not done.wait(0.5) and alive():
             pass
     except KeyboardInterrupt:
         pass
+
+
+def _run_until_sigterm(loop) -> None:
+    """Run a dispatcher/relay/connector loop in its thread until SIGTERM or Ctrl-C, then stop it cleanly."""
+    loop.start()
+    _wait_for_sigterm(lambda: loop._thread.is_alive())
     loop.stop()
 
 

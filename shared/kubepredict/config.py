@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
@@ -137,6 +137,3 @@ class Settings:
         if kw["runner"] not in ("local", "kubernetes"):
             raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
         return cls(**kw)
-
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)

@@ -19,7 +19,6 @@ Labels are bounded: function name (4), status code, job kind (2), job status (5)
 from __future__ import annotations
 
 import logging
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -60,7 +59,7 @@ class CatalogCollector:
 
         up = GaugeMetricFamily("kubepredict_catalog_up", "1 when the last scrape could read the catalogue.")
         try:
-            stats = job_stats(self.catalog, JOB_BUCKETS)
+            stats = job_stats(self.catalog, JOB_BUCKETS, JOB_KINDS)
         except Exception:  # noqa: BLE001 - a scrape must not fail because the database blipped
             logger.exception("could not read catalogue metrics")
             up.add_metric([], 0)
@@ -89,10 +88,8 @@ class CatalogCollector:
         yield from (queue, running, oldest_q, oldest_r)
         hist = HistogramMetricFamily("kubepredict_job_duration_seconds",
                                      "Run time (start to finish) of succeeded and failed jobs.", labels=["kind"])
-        for kind in JOB_KINDS:
-            buckets, count_sum = stats["durations"].get(kind, ([(repr(float(b)), 0) for b in JOB_BUCKETS] + [("+Inf", 0)],
-                                                                0.0))
-            hist.add_metric([kind], buckets, count_sum)
+        for kind, (buckets, seconds) in sorted(stats["durations"].items()):
+            hist.add_metric([kind], buckets, seconds)
         yield hist
         rows = CounterMetricFamily("kubepredict_rows_predicted", "Rows scored by succeeded batch prediction jobs.")
         rows.add_metric([], stats["rows_predicted"])
@@ -171,7 +168,6 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0")
     """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread; returns ``(server, thread)``."""
     from prometheus_client import start_http_server
 
-    started = time.monotonic()
     result = start_http_server(port, addr=host, registry=registry)
-    logger.info("metrics on http://%s:%s/metrics (%.3f s)", host, port, time.monotonic() - started)
+    logger.info("metrics on http://%s:%s/metrics", host, port)
     return result

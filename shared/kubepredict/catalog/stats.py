@@ -23,8 +23,9 @@ def _seconds(conn, start, end):
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def job_stats(catalog, buckets: tuple[float, ...]) -> dict:
-    """Jobs by kind and status, finished-job duration buckets, rows predicted, outbox backlog, oldest ages."""
+def job_stats(catalog, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) -> dict:
+    """Jobs by kind and status, finished-job duration buckets (every kind in ``kinds`` present, empty or not),
+    rows predicted, outbox backlog, oldest ages."""
     with catalog.ro() as conn:
         by_status = {(k, s): n for k, s, n in conn.execute(
             select(J.c.kind, J.c.status, func.count()).group_by(J.c.kind, J.c.status))}
@@ -42,11 +43,10 @@ def job_stats(catalog, buckets: tuple[float, ...]) -> dict:
                                                        else_=J.c.created_at)))
             .where(J.c.status.in_(("queued", "running"))).group_by(J.c.kind, J.c.status))}
     now = utcnow()
-    durations: dict[str, tuple[list, float]] = {}
+    durations: dict[str, tuple[list, float]] = {kind: (_cumulative(buckets, [0] * len(buckets), 0), 0.0)
+                                                for kind in kinds}
     for kind, count, total, *cumulative in finished:
-        pairs = [(_le(b), int(n or 0)) for b, n in zip(buckets, cumulative)]
-        pairs.append(("+Inf", int(count)))
-        durations[kind] = (pairs, max(0.0, float(total or 0.0)))
+        durations[kind] = (_cumulative(buckets, cumulative, count), max(0.0, float(total or 0.0)))
     ages = {key: max(0.0, (now - _dt(t)).total_seconds()) for key, t in oldest.items() if t is not None}
     return {"by_status": by_status, "durations": durations, "rows_predicted": int(rows_predicted or 0),
             "events_pending": pending, "oldest_age_seconds": ages}
@@ -66,6 +66,11 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
+def _cumulative(buckets, counts, total) -> list[tuple[str, int]]:
+    """``[(le, cumulative count)…, ("+Inf", total)]`` as a HistogramMetricFamily wants it."""
+    return [(_le(b), int(n or 0)) for b, n in zip(buckets, counts)] + [("+Inf", int(total))]
+
+
 # ---- durable function-call counts (Kubeless) -------------------------------------------------------
 def record_invocation(catalog, function_name: str, code: str, seconds: float, buckets: tuple[float, ...]) -> None:
     """Count one call: upsert its (function, code, smallest bucket ≥ seconds) row, in one statement."""
@@ -83,18 +88,18 @@ def invocation_stats(catalog, buckets: tuple[float, ...]) -> dict[tuple[str, str
     """``{(function_name, code): ([(le, cumulative count)…, ("+Inf", n)], sum_seconds, n)}``."""
     with catalog.ro() as conn:
         rows = conn.execute(select(I.c.function_name, I.c.code, I.c.le, I.c.count, I.c.sum_seconds)).all()
-    per: dict[tuple[str, str], dict] = {}
+    # (function, code, le) is the table's key: one count per bucket, not yet cumulative.
+    per: dict[tuple[str, str], tuple[dict, float]] = {}
     for fn, code, le, count, total in rows:
-        entry = per.setdefault((fn, code), {"by_le": {}, "sum": 0.0})
-        entry["by_le"][le] = entry["by_le"].get(le, 0) + int(count)
-        entry["sum"] += float(total)
+        by_le, seconds = per.get((fn, code), ({}, 0.0))
+        by_le[le] = int(count)
+        per[(fn, code)] = (by_le, seconds + float(total))
     out = {}
-    for key, entry in per.items():
-        running, pairs = 0, []
+    for key, (by_le, seconds) in per.items():
+        running, cumulative = 0, []
         for b in buckets:
-            running += entry["by_le"].get(_le(b), 0)
-            pairs.append((_le(b), running))
-        n = sum(entry["by_le"].values())
-        pairs.append(("+Inf", n))
-        out[key] = (pairs, entry["sum"], n)
+            running += by_le.get(_le(b), 0)
+            cumulative.append(running)
+        n = sum(by_le.values())
+        out[key] = (_cumulative(buckets, cumulative, n), seconds, n)
     return out
