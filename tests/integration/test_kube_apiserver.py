@@ -552,25 +552,23 @@ def flows(kube, cluster, tmp_path_factory):
         _wait(lambda: runner.running() == 0, 30, "the runner to see the Job complete")
         return {"job_id": job_id, "job": svc.catalog.get_job(job_id)}
 
-    @step("oom")
-    def _oom():
-        job_id, name = queue_and_dispatch(submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"},
-                                          behaviour="oom")
+    def failing_train(behaviour: str, what: str) -> dict:
+        """A train job whose pod fails as ``behaviour`` says; returns what the runner reported."""
+        job_id, _name = queue_and_dispatch(submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"},
+                                           behaviour=behaviour)
         node.sync()
-        _wait(lambda: lost_for(job_id), 30, "the runner to report the OOMKilled pod")
+        _wait(lambda: lost_for(job_id), 30, f"the runner to report the {what}")
         out = {"job_id": job_id, "lost": lost_for(job_id), "job": svc.catalog.get_job(job_id)}
         svc.catalog.cancel(job_id)  # requeued (attempt 1 of 2): keep it from being claimed by later flows
         return out
 
+    @step("oom")
+    def _oom():
+        return failing_train("oom", "OOMKilled pod")
+
     @step("crash")
     def _crash():
-        job_id, name = queue_and_dispatch(submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"},
-                                          behaviour="crash")
-        node.sync()
-        _wait(lambda: lost_for(job_id), 30, "the runner to report the failed pod")
-        out = {"job_id": job_id, "lost": lost_for(job_id)}
-        svc.catalog.cancel(job_id)
-        return out
+        return failing_train("crash", "failed pod")
 
     @step("cancel")
     def _cancel():
