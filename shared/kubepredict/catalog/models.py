@@ -39,3 +39,20 @@ class ModelsRepo:
             rows = conn.execute(select(t).where(*where).order_by(t.c.created_at.desc(), t.c.model_id)
                                 .limit(limit).offset(offset)).all()
         return [model_view(r) for r in rows], total
+
+    def find_model_row(self, name: str, version: int | None = None):
+        """The model ``name`` at ``version``, or its newest *ready* version (else its newest) when None."""
+        t = schema.models
+        with self.ro() as conn:
+            if version is not None:
+                row = conn.execute(select(t).where(t.c.name == name, t.c.version == version)).first()
+            else:
+                row = conn.execute(select(t).where(t.c.name == name, t.c.status == "ready")
+                                   .order_by(t.c.version.desc()).limit(1)).first()
+                if row is None:
+                    row = conn.execute(select(t).where(t.c.name == name)
+                                       .order_by(t.c.version.desc()).limit(1)).first()
+        if row is None:
+            what = f"{name!r} version {version}" if version is not None else f"named {name!r}"
+            raise ModelNotFound(f"no model {what}", details={"name": name, "version": version})
+        return row
