@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+
+import orjson
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
@@ -69,7 +71,9 @@ class Request:
         if not raw.strip():
             raise InvalidInput("the request body is empty; send a JSON object", code="empty_body")
         try:
-            return json.loads(raw)
+            # orjson: strict JSON (no NaN/Infinity literals), numbers beyond float range and nesting
+            # deeper than 1024 are errors, never a RecursionError.
+            return orjson.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"the request body is not valid JSON: {exc}", code="invalid_json") from exc
 
@@ -82,7 +86,10 @@ class Response:
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict | None = None) -> "Response":
-        body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+        try:
+            body = orjson.dumps(data)
+        except TypeError:  # a type orjson does not know (e.g. non-str keys): the standard library says why
+            body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
         return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
 
     def content(self) -> bytes:

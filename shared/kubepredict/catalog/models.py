@@ -8,6 +8,7 @@ from ..errors import ModelNotFound
 from ..ids import iso
 from . import schema
 from .base import loads
+from .heads import HeadReader
 
 
 def model_view(row) -> dict:
@@ -21,6 +22,15 @@ def model_view(row) -> dict:
 
 
 class ModelsRepo:
+    _heads: HeadReader | None = None
+
+    @property
+    def heads(self) -> HeadReader:
+        """The online path's cheap per-request reads (see ``heads.py``)."""
+        if self._heads is None:
+            self._heads = HeadReader(self.read_engine)
+        return self._heads
+
     def get_model_row(self, model_id: str):
         with self.ro() as conn:
             row = conn.execute(select(schema.models).where(schema.models.c.model_id == model_id)).first()

@@ -91,6 +91,7 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
     metrics.update(train_rows=len(X_train), test_rows=len(X_test), fit_seconds=round(fit_seconds, 4))
     if auto:
         metrics["auto"] = auto
+    metrics["serving"] = serving_check(pipeline, features, kinds, task, X_test if len(X_test) else X_train)
     estimator = pipeline[-1]
     classes = json_safe(estimator.classes_) if task == "classification" else None
     result = TrainResult(pipeline=pipeline, task=task, algorithm=chosen.name, estimator=chosen.estimator,
@@ -99,6 +100,26 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
     progress("done", 1.0)
     logger.info("trained %s/%s on %d rows in %.2fs", task, chosen.name, len(X_train), fit_seconds)
     return result
+
+
+SERVING_CHECK_ROWS = 2000
+
+
+def serving_check(pipeline, features, kinds, task, X) -> dict:
+    """Compile the pipeline for online serving and check it against scikit-learn on held-out rows.
+
+    Recorded in the model's metrics as ``serving``: which fast path serves it (None: the pipeline
+    itself), on how many rows it was compared, and the largest difference seen.
+    """
+    from kubepredict.ml import compiled as fast
+
+    try:
+        scorer = fast.compile_pipeline(pipeline, features=features, kinds=kinds, task=task)
+        check = fast.verify(scorer, pipeline, X.iloc[:SERVING_CHECK_ROWS], task=task) if scorer else None
+    except Exception as exc:  # noqa: BLE001 - the pipeline still serves; say why the fast path does not
+        logger.warning("could not compile the pipeline for serving", exc_info=True)
+        return fast.describe(None, None, reason=f"{type(exc).__name__}: {exc}"[:200])
+    return fast.describe(check, scorer)
 
 
 def _features(frame: pd.DataFrame, target: str | None, features: list[str] | None) -> list[str]:

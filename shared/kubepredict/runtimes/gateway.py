@@ -1,4 +1,4 @@
-"""The embedded gateway: OpenFaaS-compatible routes over the same neutral functions (WSGI, waitress)."""
+"""The embedded gateway: OpenFaaS-compatible routes over the same neutral functions (WSGI; served by ``asgi.py``)."""
 
 from __future__ import annotations
 
@@ -86,23 +86,37 @@ class Gateway:
         return resp(environ, start_response)
 
     def _authorize(self, wreq: WRequest) -> None:
+        self.authorize(wreq.headers.get("Authorization", ""))
+
+    def authorize(self, given: str) -> None:
+        """Raise Unauthorized unless ``given`` (an Authorization header) carries the API token, if one is set."""
         token = self.settings.api_token
         if not token:
             return
-        given = wreq.headers.get("Authorization", "")
         if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token)):
             raise errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
-    def _request(self, wreq: WRequest, rest: str) -> Request:
+    def check_length(self, length: int | None) -> None:
         limit = self.settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
-        if wreq.content_length is not None and wreq.content_length > limit:
-            raise errors.PayloadTooLarge(f"request body of {wreq.content_length} bytes is larger than the limit of "
+        if length is not None and length > limit:
+            raise errors.PayloadTooLarge(f"request body of {length} bytes is larger than the limit of "
                                          f"{self.settings.max_upload_bytes} bytes",
                                          details={"limit_bytes": self.settings.max_upload_bytes})
+
+    def _request(self, wreq: WRequest, rest: str) -> Request:
+        self.check_length(wreq.content_length)
         headers = Headers(wreq.headers.items())
         headers["X-Forwarded-Host"] = wreq.host
         return Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,
                              body=wreq.stream)
+
+    def call_function(self, name: str, request: Request) -> Response:
+        """``/function/{name}/…`` without a WSGI request: what the ASGI front calls for online predictions."""
+        try:
+            self.authorize(request.headers.get("authorization") or "")
+            return self.invoke(self._local_name(name), request)
+        except errors.KubepredictError as exc:
+            return http.error_response(exc)
 
     def invoke(self, name: str, request: Request) -> Response:
         """Call a function with metrics; unknown names are a JSON 404."""

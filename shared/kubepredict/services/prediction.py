@@ -6,8 +6,9 @@ import json
 import time
 
 from .. import metrics, ml
-from ..errors import Conflict, InvalidInput, PayloadTooLarge
+from ..errors import Conflict, InvalidInput
 from ..ids import new_id
+from . import serving
 from . import validate as v
 from .training import check_queue
 
@@ -42,11 +43,12 @@ def load_pipeline(svc, row):
     def load():
         return ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
 
-    return svc.models.get(row.model_id, row.artifact_sha256, load)
+    # Keyed apart from the online path's compiled ServedModel entries (services/serving.py).
+    return svc.models.get(row.model_id, "pipeline:" + row.artifact_sha256, load)
 
 
 def predict_online(svc, body: dict) -> dict:
-    """Score the rows in the body with a cached model: vectorised, no per-row loop."""
+    """Score the rows in the body with a cached, compiled model: vectorised, no per-row loop."""
     started = time.perf_counter()
     present = [k for k in ONLINE_KEYS if k in body]
     v.reject_unknown(body, {"model_id", *ONLINE_KEYS})
@@ -55,14 +57,9 @@ def predict_online(svc, body: dict) -> dict:
                            code="invalid_instances")
     if present[0] == "inputs":
         body = {**body, "instances": body.pop("inputs")}
-    model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
-    frame = ml.frame_from_instances({k: body[k] for k in ONLINE_KEYS if k in body})
-    if len(frame) > svc.settings.max_online_rows:
-        raise PayloadTooLarge(f"{len(frame)} rows is more than the online limit of {svc.settings.max_online_rows}; "
-                              "upload a dataset and run a batch prediction", details={"limit": svc.settings.max_online_rows})
-    pipeline = load_pipeline(svc, model)
-    result = ml.score(pipeline, frame, features=json.loads(model.features), kinds=json.loads(model.kinds),
-                      task=model.task)
+    model = serving.resolve(svc, v.string(body, "model_id", required=True, max_len=40))
+    table = ml.table_from_instances({k: body[k] for k in ONLINE_KEYS if k in body})
+    result = serving.score(svc, model, table)
     out = {"model_id": model.model_id, "predictions": ml.json_values(result.predictions)}
     if result.probabilities is not None:
         out["probabilities"] = ml.json_values(result.probabilities)

@@ -7,6 +7,7 @@ MLflow's scoring server, Kafka stream scoring) decodes to a ``codecs.table.Table
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from .. import ml
 from ..codecs.table import Table
 from ..errors import Conflict, InvalidInput, ModelNotFound, PayloadTooLarge
+from ..ml.compiled import CompiledScorer, compile_pipeline, probe_frame, verify
+
+logger = logging.getLogger(__name__)
 
 _VERSIONED = re.compile(r"^(?P<name>[^/]+)/versions/(?P<version>\d{1,9})$")
 
@@ -33,6 +37,7 @@ class ServedModel:
     target: str | None
     sha256: str
     scorer: Any = field(repr=False, compare=False)
+    compiled: CompiledScorer | None = field(default=None, repr=False, compare=False)
 
 
 def parse_ref(ref: str, version: str | int | None = None) -> tuple[str | None, str | None, int | None]:
@@ -55,25 +60,52 @@ def parse_ref(ref: str, version: str | int | None = None) -> tuple[str | None, s
 
 
 def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
-    """A ready model for ``ref``: 404 when unknown, 409 while it is still training or failed."""
+    """A ready model for ``ref``: 404 when unknown, 409 while it is still training or failed.
+
+    One small indexed read per call (no write) decides which model answers, so a deleted model is a
+    404 at once and a new version of a name takes over at once; the loaded, compiled model is cached
+    per process by id and artifact digest.
+    """
     model_id, name, ver = parse_ref(ref, version)
-    if model_id is not None:
-        try:
-            row = svc.catalog.get_model_row(model_id)
-        except ModelNotFound:
-            # A name may look like an id; fall back to it before saying no.
-            row = svc.catalog.find_model_row(model_id)
-    else:
-        row = svc.catalog.find_model_row(name, ver)
-    if row.status != "ready":
-        raise Conflict(f"model {row.model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
-                       code="model_not_ready", details={"status": row.status, "job_id": row.job_id})
-    scorer = svc.models.get(row.model_id, row.artifact_sha256,
-                            lambda: ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256))
+    heads = svc.catalog.heads
+    head = heads.by_id(model_id) if model_id is not None else None
+    if head is None:
+        # A name may look like an id; fall back to it before saying no.
+        head = heads.by_name(name if name is not None else model_id, ver)
+    if head is None:
+        what = f"{name!r} version {ver}" if ver is not None else repr(name or model_id)
+        raise ModelNotFound(f"no model {what}", details={"model": ref, "version": ver})
+    if head.status != "ready":
+        raise Conflict(f"model {head.model_id} is {head.status}, not ready; wait for its training job {head.job_id}",
+                       code="model_not_ready", details={"status": head.status, "job_id": head.job_id})
+    return svc.models.get(head.model_id, head.sha256, lambda: _load(svc, head.model_id))
+
+
+def _load(svc, model_id: str) -> ServedModel:
+    row = svc.catalog.get_model_row(model_id)
+    pipeline = ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
+    features, kinds = json.loads(row.features), json.loads(row.kinds)
+    compiled = compiled_scorer(pipeline, features=features, kinds=kinds, task=row.task)
     return ServedModel(model_id=row.model_id, name=row.name, version=row.version, task=row.task,
-                       algorithm=row.algorithm, features=json.loads(row.features), kinds=json.loads(row.kinds),
+                       algorithm=row.algorithm, features=features, kinds=kinds,
                        classes=json.loads(row.classes) if row.classes else None, target=row.target,
-                       sha256=row.artifact_sha256, scorer=scorer)
+                       sha256=row.artifact_sha256, scorer=pipeline, compiled=compiled)
+
+
+def compiled_scorer(pipeline, *, features, kinds, task) -> CompiledScorer | None:
+    """The numpy scorer when it gives the pipeline's answers on a probe, else None (the pipeline serves)."""
+    try:
+        compiled = compile_pipeline(pipeline, features=features, kinds=kinds, task=task)
+        if compiled is None:
+            return None
+        check = verify(compiled, pipeline, probe_frame(compiled), task=task)
+    except Exception:  # noqa: BLE001 - any surprise means: serve with scikit-learn, which is always right
+        logger.warning("model could not be compiled for serving; using the pipeline", exc_info=True)
+        return None
+    if not check["equal"]:
+        logger.warning("compiled scorer disagrees with the pipeline (%s); using the pipeline", check)
+        return None
+    return compiled
 
 
 def score(svc, model: ServedModel, table: Table) -> ml.ScoreResult:
@@ -82,4 +114,6 @@ def score(svc, model: ServedModel, table: Table) -> ml.ScoreResult:
         raise PayloadTooLarge(f"{table.n_rows} rows is more than the online limit of {svc.settings.max_online_rows}; "
                               "upload a dataset and run a batch prediction",
                               details={"limit": svc.settings.max_online_rows})
+    if model.compiled is not None:
+        return model.compiled.score(table.columns, table.n_rows)
     return ml.score(model.scorer, table.frame(), features=model.features, kinds=model.kinds, task=model.task)
