@@ -140,7 +140,7 @@ def test_shrinkwrap_produces_build_contexts(built):
 SERVE_ONE_REQUEST = r"""
 import json, sys
 sys.path.insert(0, ".")
-import index                               # the template's python3-http entry point (Flask app)
+import index                               # the template's python3-http entry point (ASGI app)
 from function import handler               # what index imports too
 
 class Event:                               # python3-http event, as index.Event builds it
@@ -154,13 +154,15 @@ class Context:
     hostname = "test"
 
 direct = handler.handle(Event(), Context())
-client = index.app.test_client()
-via_flask = client.get("/algorithms")
+from a2wsgi import ASGIMiddleware         # the template's app is ASGI: call it through a WSGI adapter
+from werkzeug.test import Client
+client = Client(ASGIMiddleware(index.app))
+via_template = client.get("/algorithms")
 # python3-http accepts a dict {statusCode, body, headers} or a (body, status, headers) tuple
 direct_status = direct.get("statusCode", 200) if isinstance(direct, dict) else direct[1]
 print(json.dumps({"direct_status": direct_status,
-                  "status": via_flask.status_code, "content_type": via_flask.headers.get("Content-Type"),
-                  "body": via_flask.get_data(as_text=True)}))
+                  "status": via_template.status_code, "content_type": via_template.headers.get("Content-Type"),
+                  "body": via_template.get_data(as_text=True)}))
 """
 
 

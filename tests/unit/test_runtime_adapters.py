@@ -1,6 +1,6 @@
 """The same neutral functions answer identically through the gateway, OpenFaaS python3-http and Kubeless.
 
-OpenFaaS: the project's template ``index.py`` (Flask, ``format_response``) is imported with each
+OpenFaaS: the project's template ``index.py`` (ASGI, ``format_response``) is imported with each
 function's real ``handler.py`` as ``function.handler`` and driven with Flask's test client, as
 of-watchdog would forward the call (path relative to the function). Kubeless: the event dict the
 python runtime builds (``data`` parsed only for an exact ``application/json``, a bottle request in
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import bottle
 import pytest
+from a2wsgi import ASGIMiddleware
 from werkzeug.test import Client
 
 from kubepredict.bootstrap import bootstrap, set_default_services
@@ -40,7 +41,7 @@ def svc(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def openfaas_apps(tmp_path_factory):
-    """One Flask app per function, built from the template exactly as the image would run it."""
+    """One template app per function, built from the template exactly as the image would run it."""
     apps = {}
     for name in ("upload", "train", "predict", "result"):
         ctx = tmp_path_factory.mktemp(f"of-{name}")
@@ -52,7 +53,8 @@ def openfaas_apps(tmp_path_factory):
             sys.modules.pop(mod, None)
         sys.path.insert(0, str(ctx))
         try:
-            apps[name] = importlib.import_module("index").app.test_client()
+            # The template's ASGI app behind a WSGI adapter, so werkzeug's test client can call it.
+            apps[name] = Client(ASGIMiddleware(importlib.import_module("index").app))
         finally:
             sys.path.remove(str(ctx))
             for mod in ("function", "function.handler", "index"):

@@ -112,6 +112,12 @@ class Function:
         self.name = name
         self.routes: list[tuple[str, list[str], Handler]] = []
         self.__name__ = name
+        #: ``quick(method, path, body) -> bool``: whether a call is cheap, CPU-only work (an online
+        #: prediction) that a server may run on its event loop instead of handing it to a thread.
+        self.quick: Callable[[str, str, bytes], bool] | None = None
+
+    def is_quick(self, method: str, path: str, body: bytes) -> bool:
+        return self.quick is not None and self.quick(method, path, body)
 
     def route(self, method: str, pattern: str):
         def register(fn: Handler) -> Handler:

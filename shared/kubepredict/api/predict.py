@@ -7,6 +7,15 @@ from .http import Function, Request, Response, idempotency_key, unwrap_cloudeven
 from .train import accepted
 
 predict = Function("predict")
+QUICK_MAX_BYTES = 256 * 1024
+
+
+def _quick(method: str, path: str, body: bytes) -> bool:
+    """Online scoring of a small body (no dataset named: a batch job would write to the database)."""
+    return method == "POST" and len(body) <= QUICK_MAX_BYTES and b'"dataset_id"' not in body
+
+
+predict.quick = _quick
 
 
 @predict.route("POST", "/")

@@ -41,3 +41,9 @@ def list_(request: Request, svc) -> Response:
 @train.route("GET", "/{model_id}")
 def show(request: Request, svc, model_id: str) -> Response:
     return Response.json(svc.catalog.get_model(model_id))
+
+
+@train.route("DELETE", "/{model_id}")
+def delete(request: Request, svc, model_id: str) -> Response:
+    training.delete_model(svc, model_id)
+    return Response(204)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ..errors import ModelNotFound
+from ..errors import Conflict, ModelNotFound
 from ..ids import iso
 from . import schema
 from .base import loads
@@ -49,6 +49,23 @@ class ModelsRepo:
             rows = conn.execute(select(t).where(*where).order_by(t.c.created_at.desc(), t.c.model_id)
                                 .limit(limit).offset(offset)).all()
         return [model_view(r) for r in rows], total
+
+    def delete_model(self, model_id: str):
+        """Delete a model's row (with a ``model.deleted`` event); 409 while a queued or running job uses it."""
+        t, j = schema.models, schema.jobs
+        with self.tx() as conn:
+            row = conn.execute(select(t).where(t.c.model_id == model_id)).first()
+            if row is None:
+                raise ModelNotFound(f"no model with id {model_id}", details={"model_id": model_id})
+            busy = conn.execute(select(j.c.job_id).where(j.c.model_id == model_id,
+                                                         j.c.status.in_(("queued", "running")))).first()
+            if busy is not None:
+                raise Conflict(f"model {model_id} is used by job {busy.job_id}, which is still active",
+                               code="model_in_use", details={"job_id": busy.job_id})
+            conn.execute(t.delete().where(t.c.model_id == model_id))
+            self._emit(conn, "model.deleted", model_id, {"model_id": model_id, "name": row.name,
+                                                         "version": row.version})
+        return row
 
     def find_model_row(self, name: str, version: int | None = None):
         """The model ``name`` at ``version``, or its newest *ready* version (else its newest) when None."""

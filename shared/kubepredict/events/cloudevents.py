@@ -16,6 +16,7 @@ TYPES = (
     "kubepredict.job.failed",
     "kubepredict.job.cancelled",
     "kubepredict.model.ready",
+    "kubepredict.model.deleted",
 )
 
 

@@ -20,13 +20,14 @@ from typing import Any, Callable
 from urllib.parse import parse_qsl
 
 from .. import errors
+from ..api import FUNCTIONS
 from ..api.http import Headers, Request
 from . import http
 
 logger = logging.getLogger(__name__)
 
-# Requests that score rows online. Anything else, and any body over INLINE_MAX_BYTES or one that
-# names a dataset (a batch job to queue: a database write), goes to the thread pool.
+# Requests that may score rows online; a function's own ``quick`` predicate then decides on the body
+# (api/predict.py: small, and naming no dataset — a batch job to queue is a database write).
 INLINE_PATHS = re.compile(
     r"^(?:/function/predict/?"
     r"|(?:/function/predict)?/v2/models/[^/]+(?:/versions/[^/]+)?/infer"
@@ -52,7 +53,7 @@ class AsgiGateway:
             length = _content_length(scope)
             if length is not None and length <= INLINE_MAX_BYTES:
                 body = await _read_body(receive, length)
-                if body is not None and b'"dataset_id"' not in body:
+                if body is not None and self._quick(scope, body):
                     if scope["path"].startswith(FUNCTION_PREFIX):
                         await self._function(scope, body, send)
                     else:
@@ -60,6 +61,14 @@ class AsgiGateway:
                     return
                 receive = _replay(body or b"", receive)
         await self.threaded(scope, receive, send)
+
+    def _quick(self, scope, body: bytes) -> bool:
+        path = scope["path"]
+        if path.startswith(FUNCTION_PREFIX):
+            name, _, rest = path[len(FUNCTION_PREFIX):].partition("/")
+            fn = FUNCTIONS.get(self.gateway._local_name(name))
+            return fn is not None and fn.is_quick("POST", "/" + rest, body)
+        return FUNCTIONS["predict"].is_quick("POST", path, body)
 
     async def _function(self, scope, body: bytes, send) -> None:
         """``/function/{name}/…`` straight to the gateway's neutral call: no WSGI objects on the hot path."""

@@ -1,8 +1,8 @@
 """OpenFaaS ``python3-http`` adapter: ``handle(event, context)`` → ``(body, status, headers)``.
 
 The template's ``format_response`` passes a tuple to Flask unchanged, so bytes bodies (CSV) and
-JSON strings both arrive intact with our own Content-Type. Calls run on waitress threads in one
-process: the services slot and model cache are thread-safe.
+JSON strings both arrive intact with our own Content-Type. Calls run on the template server's
+threads in one process (quick ones on its event loop): the services slot and model cache are thread-safe.
 """
 
 from __future__ import annotations
@@ -25,5 +25,10 @@ def adapt(fn):
         response = http.materialize(http.call(fn, to_request(event)))
         return response.content(), response.status, dict(response.headers)
 
+    def quick(event) -> bool:
+        body = event.body if isinstance(event.body, (bytes, bytearray)) else (event.body or "").encode()
+        return fn.is_quick((event.method or "").upper(), getattr(event, "path", "/") or "/", body)
+
     handle.__name__ = f"handle_{fn.__name__}"
+    handle.quick = quick  # the template's server runs quick calls on its event loop, others on threads
     return handle

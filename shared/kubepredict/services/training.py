@@ -90,3 +90,10 @@ def _numeric(series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def delete_model(svc, model_id: str) -> None:
+    """Delete a model and its artifact; online serving answers 404 for it from the next request on."""
+    row = svc.catalog.delete_model(model_id)
+    if row.artifact_key:
+        svc.storage.delete(row.artifact_key)
