@@ -3,6 +3,7 @@
 
 import os
 import site
+from urllib.parse import urlsplit
 
 # Dependencies installed with `pip install --target /home/app/python` stay importable when the
 # platform runs the container as an arbitrary uid (no $HOME-based user site).
@@ -75,4 +76,5 @@ def call_handler(path):
 
 
 if __name__ == "__main__":
-    serve(app, host="0.0.0.0", port=5000)
+    # The port of-watchdog forwards to: its upstream_url (the Dockerfile sets http://127.0.0.1:5000).
+    serve(app, host="0.0.0.0", port=urlsplit(os.getenv("upstream_url", "")).port or 5000)
