@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -145,6 +146,12 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
     return cells, [t.server for t in targets if t.server != report.MLSERVER], versions
 
 
+def keep_logs(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for logfile in src.glob("*.log"):
+        shutil.copy(logfile, dest / logfile.name)
+
+
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -167,6 +174,9 @@ def main() -> int:
                 print(f"--- {logfile.name} (tail) ---", file=sys.stderr)
                 print("\n".join(logfile.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
             raise
+        finally:
+            stack.close()  # servers stop before their logs are kept and the folder goes
+            keep_logs(Path(tmp), OUT.parent / "bench-peers-logs")
     ratio_rows = report.ratios(cells, servers)
     notes.append(f"load average at end {os.getloadavg()[0]:.2f}")
     report.print_tables(cells, ratio_rows, f"Kubepredict vs MLServer {mlserver.VERSION}, iris, wrk", notes)
