@@ -76,7 +76,8 @@ def measure(target: Target, case: report.Case, frame: pd.DataFrame, expected: li
     problem = check_answer(target, case.model, frame, expected)
     if problem:
         return report.cell(target.server, case, error=problem)
-    script = work / f"post-{abs(hash((target.server, case.model, case.rows)))}.lua"
+    slug = "".join(ch if ch.isalnum() else "-" for ch in target.server.lower())
+    script = work / f"post-{slug}-{case.model}-{case.rows}.lua"
     script.write_text(wrk.post_script(json.dumps(target.body(case.model, frame)).encode()))
     threads = 1 if case.concurrency == 1 else 2  # 2 cores: client threads compete with the server
     args = dict(connections=case.concurrency, threads=threads, wrk=wrk_bin)
@@ -132,9 +133,10 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
     frames = {1: features.head(1), 100: features.sample(100, random_state=0)}
     ok, why = v2_available(targets[2].url("iris-lr"), mlserver.v2_body(frames[1]))
     notes.append(f"{GATEWAY_V2}: {why}")
+    cells = []
     if not ok:
         targets.pop(2)
-    cells = []
+        cells.append({"server": GATEWAY_V2, "case": "all", "c": "", "skipped": why})
     for case in report.CASES:
         frame = frames[case.rows]
         expected = [str(v) for v in pipelines[case.model].predict(frame)]
@@ -169,7 +171,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp, contextlib.ExitStack() as stack:
         try:
             cells, servers, versions = run(Path(tmp), stack, notes)
-        except BaseException:
+        except Exception:
             for logfile in sorted(Path(tmp).glob("*.log")):
                 print(f"--- {logfile.name} (tail) ---", file=sys.stderr)
                 print("\n".join(logfile.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)

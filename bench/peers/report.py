@@ -88,7 +88,9 @@ def print_tables(cells: list[dict], ratio_rows: list[dict], title: str, notes: l
     for col in ("server", "case", "c", "req/s", "rows/s", "p50 ms", "p99 ms"):
         table.add_column(col, justify="left" if col in ("server", "case") else "right")
     for c in cells:
-        if "error" in c:
+        if "skipped" in c:
+            table.add_row(c["server"], c["case"], str(c["c"]), f"[dim]{c['skipped']}[/dim]", "", "", "")
+        elif "error" in c:
             table.add_row(c["server"], c["case"], str(c["c"]), f"[red]error: {c['error']}[/red]", "", "", "")
         else:
             table.add_row(c["server"], c["case"], str(c["c"]), f"{c['req_s']:,.0f}", f"{c['rows_s']:,.0f}",
