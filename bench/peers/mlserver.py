@@ -27,8 +27,9 @@ SHARED_PINS = ("scikit-learn", "numpy", "scipy", "pandas", "joblib", "threadpool
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("KUBEPREDICT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubepredict"
-    return Path(base)
+    if os.environ.get("KUBEPREDICT_CACHE"):
+        return Path(os.environ["KUBEPREDICT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubepredict"
 
 
 def requirements(requirements_txt: Path = REPO / "requirements.txt") -> list[str]:
