@@ -6,7 +6,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-services run test test-unit demo bench clean
+.PHONY: setup setup-services run test test-unit demo bench bench-peers clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ demo: setup ## Upload, train, predict and print results against a running `make 
 
 bench: setup ## Benchmarks; prints a table
 	$(BIN)/python -m bench
+
+bench-peers: setup ## Kubepredict vs MLServer side by side with wrk (MLServer in its own venv under ~/.cache/kubepredict)
+	$(BIN)/python -m bench.peers
 
 -include infra/deploy.mk
 -include infra/monitor.mk
