@@ -25,7 +25,7 @@ async def main(base, model, features, row, token):
     headers = {"Authorization": f"Bearer {token}"} if token else None
     out = {}
     v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
-    out["v1_live"] = await v1.is_server_live(base)
+    # (V1 is_server_live GETs the bare base URL, "/", which is the gateway's redirect to the web page.)
     out["v1_model_ready"] = await v1.is_model_ready(base, model, headers=headers)
     out["v1_lists"] = await v1.infer(base, {"instances": [row, row]}, model_name=model, headers=headers)
     out["v1_objects"] = await v1.infer(base, {"instances": [dict(zip(features, row))]}, model_name=model,

@@ -136,7 +136,7 @@ def test_kserve_sdk_rest_client(served, kserve_python):
                           json.dumps(FEATURES), json.dumps(ROW)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout)
-    assert out["v1_live"] is True and out["v1_model_ready"] is True
+    assert out["v1_model_ready"] is True
     assert out["v1_lists"] == {"predictions": expected["predictions"] * 2}
     assert out["v1_objects"] == {"predictions": expected["predictions"]}
     assert out["v1_bad_width"][0] == 400 and "4 values in feature order" in out["v1_bad_width"][1]["error"]

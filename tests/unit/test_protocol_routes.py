@@ -185,9 +185,3 @@ def test_default_model_and_auth(svc, served):  # noqa: F811
     r = Client(unset).post("/invocations", json=split)
     assert r.status_code == 404 and r.get_json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert Client(unset).get("/ping").status_code == 404  # MLflow: /ping fails while its model is missing
-
-
-def test_root_answers_browsers_and_api_clients(svc):  # noqa: F811
-    gw = Client(Gateway(svc))
-    assert gw.get("/", headers={"Accept": "text/html,*/*"}).status_code == 302
-    assert gw.get("/").get_json() == {"status": "alive"}

@@ -138,10 +138,7 @@ class Gateway:
         return WResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     def on_root(self, wreq):
-        """Browsers go to the web page; API clients (KServe V1 liveness: ``GET /``) hear that we are alive."""
-        if "text/html" in wreq.headers.get("Accept", ""):
-            return WResponse("", status=302, headers={"Location": "/ui/"})
-        return _to_wsgi(Response.json({"status": "alive"}))
+        return WResponse("", status=302, headers={"Location": "/ui/"})
 
     def on_function(self, wreq, name, rest):
         self._authorize(wreq)
