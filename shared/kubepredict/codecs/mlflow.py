@@ -15,7 +15,6 @@ from . import base, native
 from .table import Table
 
 KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-CONTENT_TYPES = ("application/json", "text/csv")
 
 
 def decode(body: dict, model) -> Table:
