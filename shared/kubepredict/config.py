@@ -87,6 +87,8 @@ class Settings:
     # Kubernetes runner
     job_image: str = "kubepredict/job:0.1.0"
     web_dir: Path | None = None
+    # The model plain MLflow ``POST /invocations`` scores (id, name or name/versions/N); unset = 404 there
+    default_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -132,6 +134,7 @@ class Settings:
             gateway_url=env.get("KUBEPREDICT_GATEWAY_URL", "http://127.0.0.1:8080"),
             job_image=env.get("KUBEPREDICT_JOB_IMAGE", "kubepredict/job:0.1.0"),
             web_dir=Path(env["KUBEPREDICT_WEB_DIR"]) if env.get("KUBEPREDICT_WEB_DIR") else None,
+            default_model=env.get("KUBEPREDICT_DEFAULT_MODEL", "").strip() or None,
         )
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if kw["runner"] not in ("local", "kubernetes"):

@@ -1,4 +1,4 @@
-"""Scoring and online inputs: missing columns, probabilities, JSON-safe values, instance formats."""
+"""Scoring: missing columns, probabilities, JSON-safe values (request formats: test_codecs.py)."""
 
 import json
 
@@ -8,8 +8,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 from kubepredict.errors import InvalidInput
-from kubepredict.ml import (build_preprocessor, check_columns, coerce_frame, column_kinds,
-                            frame_from_instances, json_values, score, train)
+from kubepredict.ml import (build_preprocessor, check_columns, coerce_frame, column_kinds, json_values, score,
+                            train)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +44,6 @@ def test_probabilities_and_extra_columns(iris_model):
     json.dumps({"p": json_values(out.predictions), "q": rows})
 
 
-def test_online_instances_score(iris_model):
-    frame, result = iris_model
-    body = {"instances": frame[result.features].head(3).to_dict(orient="records")}
-    out = score(result.pipeline, frame_from_instances(body), features=result.features,
-                kinds=result.kinds, task=result.task)
-    assert json_values(out.predictions) == ["setosa"] * 3
-
-
 def _types(value):
     if isinstance(value, list):
         return set().union(*map(_types, value)) if value else set()
@@ -66,25 +58,6 @@ def test_json_values_has_only_python_types():
     assert _types(json_values(np.array([True, False]))) == {bool}
     assert json_values(np.array([[0.1234567891, 0.8765432109]])) == [[0.123457, 0.876543]]
     assert _types(json_values(np.array([np.str_("x")]))) == {str}
-
-
-def test_frame_from_instances_formats():
-    split = frame_from_instances({"dataframe_split": {"columns": ["a", "b"], "data": [[1, "x"], [2, None]]}})
-    assert list(split.columns) == ["a", "b"] and len(split) == 2
-    records = frame_from_instances({"dataframe_records": [{"a": 1}, {"a": 2, "b": "y"}]})
-    assert list(records.columns) == ["a", "b"] and records["b"].isna().iloc[0]
-
-
-@pytest.mark.parametrize("body", [
-    {}, {"instances": []}, {"instances": [[1, 2]]}, {"instances": [{"a": 1}], "dataframe_records": [{"a": 1}]},
-    {"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}},
-    {"dataframe_split": {"columns": ["a"], "data": []}}, {"instances": [{"a": {"nested": 1}}]},
-    {"dataframe_records": "rows"}, ["not", "a", "dict"],
-])
-def test_bad_instances_rejected(body):
-    with pytest.raises(InvalidInput) as err:
-        frame_from_instances(body)
-    assert err.value.code == "invalid_instances"
 
 
 def test_coerce_frame_names_bad_numeric_column():

@@ -1,12 +1,27 @@
-"""The ``predict`` function: batch jobs over a dataset, or online answers for a few rows."""
+"""The ``predict`` function: batch jobs over a dataset, online answers for a few rows, and the standard
+inference protocols (``/v2/...``, ``/v1/...``, MLflow's ``/invocations``; see ``api/protocols.py``)."""
 
 from __future__ import annotations
 
+from ..codecs import native
 from ..services import prediction, validate
+from . import protocols
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
 from .train import accepted
 
-predict = Function("predict")
+
+class PredictFunction(Function):
+    """``predict``'s own routes, with the protocol routes tried first (they answer in their own shapes)."""
+
+    def __call__(self, request: Request, services=None) -> Response:
+        if protocols.owns(request.path):
+            from ..bootstrap import default_services
+
+            return protocols.dispatch(request, services or default_services())
+        return super().__call__(request, services)
+
+
+predict = PredictFunction("predict")
 QUICK_MAX_BYTES = 256 * 1024
 
 
@@ -22,7 +37,7 @@ predict.quick = _quick
 def create(request: Request, svc) -> Response:
     raw = request.json()
     body = validate.require_object(unwrap_cloudevent(raw))
-    if any(k in body for k in prediction.ONLINE_KEYS):
+    if native.is_online(body):
         return Response.json(prediction.predict_online(svc, body))
     job, created = prediction.submit_predict(svc, body, idempotency_key=idempotency_key(request, raw))
     return accepted(job, created)

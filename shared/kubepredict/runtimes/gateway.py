@@ -18,7 +18,7 @@ from werkzeug.wrappers import Request as WRequest
 from werkzeug.wrappers import Response as WResponse
 
 from .. import __version__, errors, metrics
-from ..api import FUNCTIONS
+from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
 from . import http
 
@@ -51,6 +51,9 @@ class Gateway:
             Rule("/async-function/<name>/<path:rest>", endpoint="async_function"),
             Rule("/system/functions", endpoint="system_functions"),
             Rule("/system/function/<name>", endpoint="system_function"),
+            # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
+            *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
+              for path in (f"/{root}", f"/{root}/<path:rest>")],
         ], strict_slashes=False)
         metrics.register_catalog(services.catalog)
         self.wsgi = self._app
@@ -154,6 +157,16 @@ class Gateway:
     def on_function(self, wreq, name, rest):
         self._authorize(wreq)
         return _to_wsgi(self.invoke(name, self._request(wreq, rest)))
+
+    def on_protocol(self, wreq, rest=""):
+        """A protocol route at the root: the predict function's own answer for the same path."""
+        try:
+            request = self._request(wreq, wreq.path.lstrip("/"))
+            if not protocols.is_public(request):
+                self._authorize(wreq)
+        except errors.KubepredictError as exc:
+            return _to_wsgi(protocols.error_response(wreq.path, exc))
+        return _to_wsgi(self.invoke("predict", request))
 
     def on_async_function(self, wreq, name, rest):
         self._authorize(wreq)

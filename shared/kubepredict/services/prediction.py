@@ -6,13 +6,14 @@ import json
 import time
 
 from .. import metrics, ml
-from ..errors import Conflict, InvalidInput
+from ..codecs import native
+from ..errors import Conflict
 from ..ids import new_id
 from . import serving
 from . import validate as v
 from .training import check_queue
 
-ONLINE_KEYS = ("instances", "dataframe_split", "dataframe_records", "inputs")
+ONLINE_KEYS = native.KEYS
 
 
 def ready_model(svc, model_id: str):
@@ -48,22 +49,15 @@ def load_pipeline(svc, row):
 
 
 def predict_online(svc, body: dict) -> dict:
-    """Score the rows in the body with a cached, compiled model: vectorised, no per-row loop."""
+    """The native online answer for ``POST /function/predict`` (``model_id`` + rows)."""
+    return infer(svc, native, body, native.model_ref(body))
+
+
+def infer(svc, codec, body, ref: str, version: str | None = None, *, decode=None) -> dict:
+    """Resolve the model, decode ``body`` with ``codec`` (or ``decode(model)``), score, encode the answer."""
     started = time.perf_counter()
-    present = [k for k in ONLINE_KEYS if k in body]
-    v.reject_unknown(body, {"model_id", *ONLINE_KEYS})
-    if len(present) != 1:
-        raise InvalidInput("send exactly one of instances, dataframe_split, dataframe_records",
-                           code="invalid_instances")
-    if present[0] == "inputs":
-        body = {**body, "instances": body.pop("inputs")}
-    model = serving.resolve(svc, v.string(body, "model_id", required=True, max_len=40))
-    table = ml.table_from_instances({k: body[k] for k in ONLINE_KEYS if k in body})
-    result = serving.score(svc, model, table)
-    out = {"model_id": model.model_id, "predictions": ml.json_values(result.predictions)}
-    if result.probabilities is not None:
-        out["probabilities"] = ml.json_values(result.probabilities)
-    if result.classes is not None:
-        out["classes"] = result.classes
+    model = serving.resolve(svc, ref, version)
+    result = serving.score(svc, model, codec.decode(body, model) if decode is None else decode(model))
+    out = codec.encode(model, result, body)
     metrics.ONLINE_PREDICT_SECONDS.observe(time.perf_counter() - started)
     return out

@@ -1,0 +1,216 @@
+"""Standard inference protocols, declared once: Open Inference Protocol (V2), KServe V1, MLflow scoring server.
+
+Paths are relative to the ``predict`` function (``/function/predict/v2/...`` on any runtime); the
+embedded gateway also mounts them at its root (``/v2/...``). Handlers only translate: codec decode →
+``services.prediction.infer`` (resolve, score) → codec encode. Each protocol answers errors in its
+own shape, built from the one status table in ``runtimes/http.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import __version__
+from ..codecs import kserve_v1, mlflow, v2
+from ..errors import KubepredictError, MethodNotAllowed, ModelNotFound, RouteNotFound, UnsupportedMediaType
+from ..services import prediction, serving
+from .http import DEFAULT_MAX_JSON, JSON_TYPES, Request, Response
+
+ROOTS = ("v2", "v1", "models", "invocations", "ping", "health", "version")
+
+
+# ---- error shapes ----------------------------------------------------------------------------
+MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "RESOURCE_DOES_NOT_EXIST", 409: "INVALID_STATE",
+                429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+
+
+def _error_body(dialect: str, status: int, message: str) -> dict:
+    if dialect == "mlflow":
+        return {"error_code": MLFLOW_CODES.get(status, "BAD_REQUEST"), "message": message}
+    return {"error": message}  # V2 and KServe V1
+
+
+def error_response(path: str, exc: Exception) -> Response:
+    """``exc`` as the protocol owning ``path`` says errors look; statuses from the one table."""
+    from ..runtimes.http import error_response as native  # runtimes import api, not the other way at load time
+
+    answer = native(exc)
+    message = json.loads(answer.body)["error"]["message"]
+    headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
+    return Response.json(_error_body(dialect(path), answer.status, message), answer.status, headers)
+
+
+def dialect(path: str) -> str:
+    first = path.strip("/").split("/", 1)[0]
+    return {"v2": "v2", "v1": "v1"}.get(first, "mlflow")
+
+
+# ---- routing ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    method: str
+    parts: tuple[str, ...]
+    handler: Callable[..., Response]
+    public: bool  # health checks: no bearer token, even when KUBEPREDICT_API_TOKEN is set
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, pattern: str, *, public: bool = False):
+    def register(fn):
+        ROUTES.append(Route(method, tuple(p for p in pattern.split("/") if p), fn, public))
+        return fn
+    return register
+
+
+def owns(path: str) -> bool:
+    return path.strip("/").split("/", 1)[0] in ROOTS
+
+
+def match(request: Request) -> tuple[Route, list[str]]:
+    parts = [p for p in request.path.split("/") if p]
+    allowed = []
+    for r in ROUTES:
+        if len(r.parts) != len(parts):
+            continue
+        args = []
+        for p, s in zip(r.parts, parts):
+            if p.startswith("{"):
+                args.append(s)
+            elif p != s:
+                break
+        else:
+            if r.method == request.method:
+                return r, args
+            allowed.append(r.method)
+    if allowed:
+        raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
+                               details={"allowed": sorted(set(allowed))})
+    raise RouteNotFound(f"no route {request.path}", details={"path": request.path})
+
+
+def is_public(request: Request) -> bool:
+    try:
+        return match(request)[0].public
+    except KubepredictError:
+        return False
+
+
+def dispatch(request: Request, svc) -> Response | None:
+    """The protocol answer for ``request``, or None when its path is not a protocol's."""
+    if not owns(request.path):
+        return None
+    try:
+        r, args = match(request)
+        return r.handler(request, svc, *args)
+    except Exception as exc:  # noqa: BLE001 - every failure answers in the protocol's own shape
+        return error_response(request.path, exc)
+
+
+# ---- Open Inference Protocol (V2) ------------------------------------------------------------
+@route("GET", "/v2", public=True)
+def v2_server(request, svc):
+    return Response.json({"name": "kubepredict", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+
+@route("GET", "/v2/health/live", public=True)
+def v2_live(request, svc):
+    return Response.json({"live": True})
+
+
+@route("GET", "/v2/health/ready", public=True)
+def v2_ready(request, svc):
+    svc.catalog.ping()
+    svc.storage.ping()
+    return Response.json({"ready": True})
+
+
+@route("GET", "/v2/models/{name}")
+@route("GET", "/v2/models/{name}/versions/{version}")
+def v2_metadata(request, svc, name, version=None):
+    return Response.json(v2.metadata(serving.resolve(svc, name, version)))
+
+
+@route("GET", "/v2/models/{name}/ready")
+@route("GET", "/v2/models/{name}/versions/{version}/ready")
+def v2_model_ready(request, svc, name, version=None):
+    model = serving.resolve(svc, name, version)  # unknown: 404; training or failed: 409 (not ready)
+    return Response.json({"name": model.name, "ready": True})
+
+
+@route("POST", "/v2/models/{name}/infer")
+@route("POST", "/v2/models/{name}/versions/{version}/infer")
+def v2_infer(request, svc, name, version=None):
+    _identity_encoding(request)
+    body = v2.parse(request.read(DEFAULT_MAX_JSON), request.headers.get("inference-header-content-length"))
+    return Response.json(prediction.infer(svc, v2, body, name, version))
+
+
+# ---- KServe V1 -------------------------------------------------------------------------------
+@route("GET", "/v1/models/{name}")
+def v1_model(request, svc, name):
+    return Response.json(kserve_v1.metadata(serving.resolve(svc, name)))
+
+
+@route("POST", "/v1/models/{target}")
+def v1_predict(request, svc, target):
+    name, _, verb = target.rpartition(":")
+    if verb != "predict" or not name:
+        raise RouteNotFound(f"no route {request.path}; V1 serves POST /v1/models/{{name}}:predict",
+                            details={"path": request.path})
+    return Response.json(prediction.infer(svc, kserve_v1, request.json(), name))
+
+
+# ---- MLflow scoring server -------------------------------------------------------------------
+@route("POST", "/invocations")
+def mlflow_default_invocations(request, svc):
+    return mlflow_invocations(request, svc, _default_model(svc))
+
+
+@route("POST", "/models/{name}/invocations")
+def mlflow_invocations(request, svc, name):
+    if request.content_type == "text/csv":
+        data = request.read(DEFAULT_MAX_JSON)
+        return Response.json(prediction.infer(svc, mlflow, None, name, decode=lambda m: mlflow.decode_csv(data, m)))
+    if request.content_type not in JSON_TYPES:
+        raise UnsupportedMediaType(f"this endpoint takes application/json or text/csv, not {request.content_type}",
+                                   details={"content_type": request.content_type})
+    return Response.json(prediction.infer(svc, mlflow, request.json(), name))
+
+
+@route("GET", "/ping", public=True)
+@route("GET", "/health", public=True)
+def mlflow_ping(request, svc):
+    if svc.settings.default_model:
+        serving.resolve(svc, svc.settings.default_model)
+    return Response(200, b"\n", {"Content-Type": "text/plain"})
+
+
+@route("GET", "/models/{name}/ping")
+@route("GET", "/models/{name}/health")
+def mlflow_model_ping(request, svc, name):
+    serving.resolve(svc, name)
+    return Response(200, b"\n", {"Content-Type": "text/plain"})
+
+
+@route("GET", "/version", public=True)
+@route("GET", "/models/{name}/version")
+def mlflow_version(request, svc, name=None):
+    return Response(200, __version__.encode(), {"Content-Type": "text/plain"})
+
+
+def _default_model(svc) -> str:
+    if not svc.settings.default_model:
+        raise ModelNotFound("no default model: set KUBEPREDICT_DEFAULT_MODEL to a model id or name, "
+                            "or POST to /models/{name}/invocations", code="no_default_model")
+    return svc.settings.default_model
+
+
+def _identity_encoding(request: Request) -> None:
+    encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send the body uncompressed",
+                                   details={"content_encoding": encoding})

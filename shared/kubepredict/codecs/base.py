@@ -1,0 +1,88 @@
+"""What every codec shares: the 400 it raises, value checks, rows by name or by feature position, outputs."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InvalidInput
+from ..ml.scoring import json_values
+from .table import Table
+
+SCALARS = (str, int, float, bool, type(None))
+
+
+def bad(message: str, **details: Any) -> InvalidInput:
+    return InvalidInput(message, code="invalid_instances", details=details)
+
+
+def check_scalars(values, where: str) -> None:
+    for v in values:
+        if not isinstance(v, SCALARS):
+            raise bad(f"{where} holds a {type(v).__name__}; values must be strings, numbers, booleans or null")
+
+
+def non_empty_list(value, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise bad(f"{where} must be a non-empty list")
+    return value
+
+
+def rows(items: Sequence, model, where: str) -> Table:
+    """A list of rows, each an object (``{column: value}``) or a list in the model's feature order."""
+    items = non_empty_list(items, where)
+    if all(isinstance(r, dict) for r in items):
+        for i, r in enumerate(items):
+            if not r:
+                raise bad(f"{where}[{i}] is an empty object")
+            check_scalars(r.values(), f"{where}[{i}]")
+        return Table.from_records(items)
+    if all(isinstance(r, list) for r in items):
+        return positional(items, model, where)
+    if not any(isinstance(r, (dict, list)) for r in items) and len(model.features) == 1:
+        check_scalars(items, where)  # one feature: a flat list of values is one column
+        return Table({model.features[0]: list(items)}, len(items))
+    raise bad(f"{where} must be a list of objects ({{\"column\": value}}) or of lists in feature order "
+              f"({', '.join(model.features)})")
+
+
+def positional(items: Sequence[list], model, where: str) -> Table:
+    """Rows as lists: value ``j`` is feature ``j``; any other width is a 400."""
+    width = len(model.features)
+    for i, r in enumerate(items):
+        if not isinstance(r, list) or len(r) != width:
+            raise bad(f"{where}[{i}] must be a list of {width} values in feature order "
+                      f"({', '.join(model.features)})", expected=width)
+        check_scalars(r, f"{where}[{i}]")
+    return Table.from_rows(model.features, items)
+
+
+def columns(mapping: dict, where: str) -> Table:
+    """``{column: [values…]}``, column-major, every list the same length."""
+    if not mapping:
+        raise bad(f"{where} must name at least one column")
+    lengths = set()
+    out = {}
+    for name, values in mapping.items():
+        if not isinstance(values, list):
+            values = [values]  # a single row written as {column: value}
+        check_scalars(values, f"{where}.{name}")
+        lengths.add(len(values))
+        out[str(name)] = values
+    if len(lengths) != 1 or 0 in lengths:
+        raise bad(f"every column of {where} must hold the same, non-zero number of values")
+    return Table(out, lengths.pop())
+
+
+def predictions(result) -> list:
+    return json_values(result.predictions)
+
+
+def probabilities(result) -> list | None:
+    return None if result.probabilities is None else json_values(result.probabilities)
+
+
+def v2_datatype(values: np.ndarray) -> str:
+    kind = np.asarray(values).dtype.kind
+    return {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL"}.get(kind, "BYTES")
