@@ -4,12 +4,13 @@ Scoring one row through the stored pipeline costs milliseconds: the ColumnTransf
 frames, and every estimator call re-validates its input (and a forest starts joblib for 100 trees).
 The arithmetic itself is microseconds. ``compile_pipeline`` reads the fitted parameters of our own
 preprocessing (median imputer + scaler for numbers, most-frequent imputer + one-hot for categories)
-and, for the estimators whose prediction is simple arithmetic (linear models, decision trees and
-forests of them), the estimator's parameters too; any other estimator is called on the already
-transformed numpy matrix. A pipeline of any other shape is not compiled at all.
+and, for the estimators whose prediction is simple arithmetic (logistic regression, decision trees
+and forests of them), the estimator's parameters too; any other estimator (regressors included, whose
+values must match the batch job's bit for bit) is called on the already transformed numpy matrix. A
+pipeline of any other shape is not compiled at all.
 
 A compiled scorer is only used after ``verify`` has shown that it gives the same answers as the
-pipeline (same labels; probabilities and values equal to 1e-9) — at training time on the held-out
+pipeline (same labels, identical values, probabilities within 1e-9) — at training time on the held-out
 split (recorded in the model's metrics as ``serving``), and again on a probe when a server loads it.
 The scikit-learn pipeline stays the always-correct fallback.
 """
@@ -32,8 +33,6 @@ from kubepredict.ml.scoring import ScoreResult, check_columns
 
 TOLERANCE = 1e-9
 LINEAR_CLASSIFIERS = {"sklearn.linear_model._logistic.LogisticRegression"}
-LINEAR_REGRESSORS = {f"sklearn.linear_model._{m}" for m in (
-    "base.LinearRegression", "ridge.Ridge", "coordinate_descent.Lasso", "coordinate_descent.ElasticNet")}
 TREE_CLASSIFIERS = {"sklearn.tree._classes.DecisionTreeClassifier", "sklearn.tree._classes.ExtraTreeClassifier",
                     "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.ensemble._forest.ExtraTreesClassifier"}
 TREE_REGRESSORS = {"sklearn.tree._classes.DecisionTreeRegressor", "sklearn.tree._classes.ExtraTreeRegressor",
@@ -77,10 +76,6 @@ class CompiledScorer:
         if kind == "linear-classifier":
             self._coef = np.ascontiguousarray(estimator.coef_.T, dtype=np.float64)
             self._intercept = np.asarray(estimator.intercept_, dtype=np.float64)
-        elif kind == "linear-regressor":
-            self._coef = np.asarray(estimator.coef_, dtype=np.float64).reshape(-1)
-            self._intercept = float(np.ravel(estimator.intercept_)[0]) if np.ndim(estimator.intercept_) \
-                else float(estimator.intercept_)
         elif kind in ("tree-classifier", "tree-regressor"):
             self._forest = _Forest([t.tree_ for t in (getattr(estimator, "estimators_", None) or [estimator])],
                                    int(estimator.n_classes_) if kind == "tree-classifier" else 1)
@@ -135,8 +130,6 @@ class CompiledScorer:
                 e = np.exp(z - z.max(axis=1, keepdims=True))
                 probabilities = e / e.sum(axis=1, keepdims=True)
                 predictions = self._classes[np.argmax(z, axis=1)]
-        elif kind == "linear-regressor":
-            predictions = Xt @ self._coef + self._intercept
         elif kind == "tree-classifier":
             probabilities = self._forest.mean(Xt)
             predictions = self._classes.take(np.argmax(probabilities, axis=1))
@@ -295,8 +288,6 @@ def compile_pipeline(pipeline, *, features: list[str], kinds: dict[str, str], ta
     kind = "estimator"
     if task == "classification" and name in LINEAR_CLASSIFIERS:
         kind = "linear-classifier"
-    elif task == "regression" and name in LINEAR_REGRESSORS and np.ndim(estimator.coef_) == 1:
-        kind = "linear-regressor"
     elif task == "classification" and name in TREE_CLASSIFIERS and getattr(estimator, "n_outputs_", 1) == 1:
         kind = "tree-classifier"
     elif task == "regression" and name in TREE_REGRESSORS and getattr(estimator, "n_outputs_", 1) == 1:
@@ -320,7 +311,8 @@ def verify(compiled: CompiledScorer, pipeline, frame, *, task: str) -> dict:
     if task == "regression":
         a, b = np.asarray(got.predictions, float), np.asarray(expected.predictions, float)
         diff = float(np.max(np.abs(a - b))) if len(a) else 0.0
-        equal = bool(np.allclose(a, b, rtol=TOLERANCE, atol=TOLERANCE))
+        # Values are compared bit for bit: an online answer must equal the batch job's for the same row.
+        equal = bool(np.array_equal(a, b))
     else:
         equal = bool(np.array_equal(np.asarray(got.predictions), np.asarray(expected.predictions)))
     if expected.probabilities is not None or got.probabilities is not None:
