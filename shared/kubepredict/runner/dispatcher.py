@@ -49,6 +49,9 @@ class Dispatcher:
             spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=_resources(row))
             try:
                 self.runner.submit(spec)
+                # The silence that counts starts now, not at the claim: starting a worker can take
+                # seconds (a cold fork server on a busy machine, an image pull in a cluster).
+                self.catalog.heartbeat(row.job_id, row.attempt)
                 started += 1
             except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
                 logger.exception("could not start job %s", row.job_id)
