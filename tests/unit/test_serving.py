@@ -141,3 +141,29 @@ def test_batch_bodies_are_not_run_on_the_event_loop(svc):
                                 json.dumps({"model_id": model_id, "dataset_id": ds["dataset_id"]}).encode())
     assert status == 202 and json.loads(answer)["job_id"].startswith("job_")
     assert calls == ["/function/predict"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/{name}/infer", "/function/predict/v2/models/{name}/infer",
+                                  "/v1/models/{name}:predict", "/models/{name}/invocations"])
+def test_event_loop_path_answers_like_the_threaded_path(svc, path):
+    """The ASGI front's direct calls give the WSGI gateway's exact answers, errors included."""
+    from werkzeug.test import Client
+
+    _train(svc, "same")
+    gateway = Gateway(svc)
+    app = AsgiGateway(gateway)
+    path = path.format(name="same")
+    if path.startswith(("/v2", "/function")):
+        good = {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in ROW.items()]}
+        bad = {"inputs": [{"name": "sepal_length", "shape": [1], "datatype": "FP64", "data": ["x"]}]}
+    elif path.startswith("/v1"):
+        good, bad = {"instances": [ROW]}, {"instances": "nope"}
+    else:
+        good, bad = {"dataframe_records": [ROW]}, {"dataframe_records": [{"sepal_length": "x"}]}
+    for body in (good, bad):
+        raw = json.dumps(body).encode()
+        direct = _asgi_post(app, path, raw)
+        threaded = Client(gateway).post(path, data=raw, headers={"Content-Type": "application/json"})
+        assert direct == (threaded.status_code, threaded.get_data()), path
+    assert _asgi_post(app, path, json.dumps(good).encode())[0] == 200
+    assert _asgi_post(app, path, json.dumps(bad).encode())[0] == 400

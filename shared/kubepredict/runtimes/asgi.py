@@ -5,21 +5,17 @@ with the compiled model takes tens of microseconds, less than handing it to a th
 other request — uploads, train, batch predict, results, the page, metrics — goes to the same WSGI
 ``Gateway`` on a thread pool (a2wsgi), which streams request and response bodies in chunks.
 
-Both paths run the same WSGI application, so routing, authentication, size limits, metrics and the
-JSON error table stay in one place (``runtimes/gateway.py``); only where a request runs differs.
+Both paths end in the same ``Gateway`` (``call_function`` / ``call_protocol`` on the loop, its WSGI
+app on the threads), so authentication, metrics and the error tables stay in one place
+(``runtimes/gateway.py``); only where a request runs differs.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import re
-import sys
-from typing import Any, Callable
-
 from urllib.parse import parse_qsl
 
-from .. import errors
 from ..api import FUNCTIONS
 from ..api.http import Headers, Request
 from . import http
@@ -45,8 +41,7 @@ class AsgiGateway:
         from a2wsgi import WSGIMiddleware
 
         self.gateway = gateway
-        self.wsgi_app = wsgi_app = gateway.wsgi
-        self.threaded = WSGIMiddleware(wsgi_app, workers=threads)
+        self.threaded = WSGIMiddleware(gateway.wsgi, workers=threads)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and INLINE_PATHS.match(scope["path"]):
@@ -54,10 +49,7 @@ class AsgiGateway:
             if length is not None and length <= INLINE_MAX_BYTES:
                 body = await _read_body(receive, length)
                 if body is not None and self._quick(scope, body):
-                    if scope["path"].startswith(FUNCTION_PREFIX):
-                        await self._function(scope, body, send)
-                    else:
-                        await self._inline(scope, body, send)
+                    await self._direct(scope, body, send)
                     return
                 receive = _replay(body or b"", receive)
         await self.threaded(scope, receive, send)
@@ -70,43 +62,23 @@ class AsgiGateway:
             return fn is not None and fn.is_quick("POST", "/" + rest, body)
         return FUNCTIONS["predict"].is_quick("POST", path, body)
 
-    async def _function(self, scope, body: bytes, send) -> None:
-        """``/function/{name}/…`` straight to the gateway's neutral call: no WSGI objects on the hot path."""
-        name, _, rest = scope["path"][len(FUNCTION_PREFIX):].partition("/")
+    async def _direct(self, scope, body: bytes, send) -> None:
+        """Straight to the gateway's neutral calls: no WSGI objects on the hot path."""
+        path = scope["path"]
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
         headers["X-Forwarded-Host"] = headers.get("host") or ""
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)[::-1])
-        request = Request.build("POST", "/" + rest, query=query, headers=headers, body=body)
-        resp = http.materialize(self.gateway.call_function(name, request))
+        if path.startswith(FUNCTION_PREFIX):
+            name, _, rest = path[len(FUNCTION_PREFIX):].partition("/")
+            request = Request.build("POST", "/" + rest, query=query, headers=headers, body=body)
+            resp = self.gateway.call_function(name, request)
+        else:  # a protocol route at the root (/v2/…, /v1/…, /models/…, /invocations)
+            resp = self.gateway.call_protocol(Request.build("POST", path, query=query, headers=headers, body=body))
+        resp = http.materialize(resp)
         await send({"type": "http.response.start", "status": resp.status,
                     "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
                                 for k, v in resp.headers.items()]})
         await send({"type": "http.response.body", "body": resp.content()})
-
-    async def _inline(self, scope, body: bytes, send) -> None:
-        environ = _environ(scope, body)
-        started: dict[str, Any] = {}
-
-        def start_response(status, headers, exc_info=None):
-            started["status"] = int(status.split(" ", 1)[0])
-            started["headers"] = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-            return lambda data: None
-
-        try:
-            chunks = self.wsgi_app(environ, start_response)
-            try:
-                payload = b"".join(chunks)
-            finally:
-                close = getattr(chunks, "close", None)
-                if close:
-                    close()
-        except Exception as exc:  # noqa: BLE001 - the edge: nothing escapes as a traceback
-            resp = http.error_response(exc if isinstance(exc, errors.KubepredictError) else exc)
-            started = {"status": resp.status,
-                       "headers": [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()]}
-            payload = resp.content()
-        await send({"type": "http.response.start", "status": started["status"], "headers": started["headers"]})
-        await send({"type": "http.response.body", "body": payload})
 
 
 def _content_length(scope) -> int | None:
@@ -147,35 +119,6 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return again
-
-
-def _environ(scope, body: bytes) -> dict:
-    server = scope.get("server") or ("127.0.0.1", 80)
-    client = scope.get("client") or ("", 0)
-    environ = {
-        "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": scope.get("root_path", "").encode("utf8").decode("latin1"),
-        "PATH_INFO": scope["path"].encode("utf8").decode("latin1"),
-        "QUERY_STRING": scope["query_string"].decode("latin1"),
-        "SERVER_NAME": server[0], "SERVER_PORT": str(server[1]),
-        "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
-        "REMOTE_ADDR": client[0], "REMOTE_PORT": str(client[1]),
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.version": (1, 0), "wsgi.url_scheme": scope.get("scheme", "http"),
-        "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True, "wsgi.multiprocess": False, "wsgi.run_once": False,
-    }
-    for key, value in scope["headers"]:
-        name = key.decode("latin1").upper().replace("-", "_")
-        if name == "CONTENT_TYPE":
-            environ["CONTENT_TYPE"] = value.decode("latin1")
-            continue
-        if name == "CONTENT_LENGTH":
-            continue
-        name = "HTTP_" + name
-        value = value.decode("latin1")
-        environ[name] = f"{environ[name]},{value}" if name in environ else value
-    return environ
 
 
 def run(app, *, host: str, port: int, limit_concurrency: int | None = None, keep_alive: int = 75) -> None:

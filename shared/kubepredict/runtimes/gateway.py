@@ -162,11 +162,18 @@ class Gateway:
         """A protocol route at the root: the predict function's own answer for the same path."""
         try:
             request = self._request(wreq, wreq.path.lstrip("/"))
-            if not protocols.is_public(request):
-                self._authorize(wreq)
         except errors.KubepredictError as exc:
             return _to_wsgi(protocols.error_response(wreq.path, exc))
-        return _to_wsgi(self.invoke("predict", request))
+        return _to_wsgi(self.call_protocol(request))
+
+    def call_protocol(self, request: Request) -> Response:
+        """A protocol route at the root (``request.path`` is the full path), without a WSGI request."""
+        try:
+            if not protocols.is_public(request):
+                self.authorize(request.headers.get("authorization") or "")
+        except errors.KubepredictError as exc:
+            return protocols.error_response(request.path, exc)
+        return self.invoke("predict", request)
 
     def on_async_function(self, wreq, name, rest):
         self._authorize(wreq)
