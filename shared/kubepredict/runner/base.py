@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 #: Called by a runner when a worker vanished without recording an outcome:
-#: ``on_lost(job_id, attempt, code, message, shard=None)``; the composition root wires it to the
+#: ``on_lost(job_id, attempt, code, message[, shard])``; the composition root wires it to the
 #: catalogue, which requeues the job or the shard (attempts left) or marks it failed.
 LostCallback = Callable[..., None]
 
@@ -25,6 +25,7 @@ class JobSpec:
     shard: int | None = None  # one shard of a sharded predict job (local runner: one process per shard)
     shards: int | None = None  # a whole sharded job in one go (Kubernetes: one Indexed Job, completions = shards)
     parallelism: int | None = None  # pods at once for ``shards`` (None: all)
+    retries: int = 0  # retries of each shard after its first failure (Kubernetes backoffLimitPerIndex)
 
 
 class JobRunner(ABC):

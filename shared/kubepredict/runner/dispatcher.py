@@ -66,7 +66,8 @@ class Dispatcher:
                 continue  # its shards are claimed one by one below
             spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=_resources(row),
                            shards=row.shards or None,
-                           parallelism=(self.settings.shard_parallelism or None) if row.shards else None)
+                           parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
+                           retries=max(0, row.max_attempts - 1))
             try:
                 self.runner.submit(spec)
                 started += 1

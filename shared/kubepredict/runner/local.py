@@ -150,7 +150,7 @@ class LocalProcessRunner(JobRunner):
                 if shard is None:
                     self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code))
                 else:
-                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code), shard=shard)
+                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code), shard)
 
     def running(self) -> int:
         with self._lock:

@@ -108,7 +108,7 @@ def shard_from_env(environ=None) -> tuple[int, int]:
 
 
 #: Set from the pod annotation batch.kubernetes.io/job-index-failure-count (downward API), see k8s_manifest.
-SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"
+SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"  # == k8s_manifest.SHARD_FAILURES_ENV
 
 
 def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> int:
