@@ -13,7 +13,6 @@ import threading
 import time
 
 from .base import JobRunner, JobSpec
-from .shards import finalize
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ class Dispatcher:
             if states.get((job_id, shard), ("gone", 0)) != ("running", attempt):
                 self.runner.cancel_shard(job_id, shard)  # requeued, finished or cancelled without this worker
         for job_id in self.catalog.completed_sharded_jobs():  # the last shard's worker died before finishing it
+            from .shards import finalize
+
             finalize(self.catalog, job_id)
         started = self._start_shards()
         free = self.settings.max_concurrent_jobs - self.runner.running()
