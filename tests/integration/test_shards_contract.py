@@ -120,3 +120,48 @@ def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
         assert table.num_rows == 5_000
         assert f.raw.bytes_fetched < stored.size / 3, (f.raw.bytes_fetched, stored.size)
         f.close()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(catalog, task):
+    """All shards succeeded, nobody marked the job: the dispatcher's round does, once, with one summary."""
+    from kubepredict.config import Settings
+    from kubepredict.runner.base import JobRunner
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    class NoWorkers(JobRunner):
+        def submit(self, spec):
+            raise AssertionError("nothing to start")
+
+        def cancel(self, job_id):
+            pass
+
+    catalog.enqueue(job={"job_id": "job_t", "kind": "train", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
+                         "max_attempts": 1, "request": "{}"},
+                    model={"model_id": f"mdl_{task}", "name": f"m-{task}", "task": task, "algorithm": "x",
+                           "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": "job_t"})
+    catalog.cancel("job_t")
+    catalog.enqueue(job={"job_id": "job_z", "kind": "predict", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
+                         "max_attempts": 2, "request": "{}"}, shards=plan_ranges(6, 2))
+    catalog.claim_next(1)
+    catalog.claim_shards(2)
+    values = ["a", "b", "a", "a", "c", "b"] if task == "classification" else [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    for shard, (a, b) in enumerate(plan_ranges(6, 2)):
+        catalog.insert_predictions("job_z", [(i, json.dumps(values[i]), None) for i in range(a, b)])
+        counts = {}
+        for v in values[a:b]:
+            counts[json.dumps(v)] = counts.get(json.dumps(v), 0) + 1
+        catalog.succeed_shard("job_z", shard, 1, summary={"rows": b - a, **(
+            {"class_counts": counts} if task == "classification" else {})})
+    dispatcher = Dispatcher(catalog, NoWorkers(), Settings(data_dir="/nonexistent", max_concurrent_jobs=0))
+    dispatcher.tick()
+    dispatcher.tick()
+    job = catalog.get_job("job_z")
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["summary"]["rows"] == 6
+    assert job["summary"]["shards"] == 2
+    if task == "classification":
+        assert job["summary"]["class_counts"] == {"a": 3, "b": 2, "c": 1}
+    else:
+        assert job["summary"]["quantiles"] == {"min": 0.5, "p25": 1.75, "p50": 3.0, "p75": 4.25, "max": 5.5}
+        assert job["summary"]["mean"] == 3.0
+    assert [t for t, _ in catalog.events_for("job_z")].count("kubepredict.job.succeeded") == 1
