@@ -1,6 +1,7 @@
 """Kubepredict benchmarks against a real gateway process, compared with raw scikit-learn.
 
-Run: ``make bench`` (``BENCH_ROWS=1000000`` for the full batch figure, ``BENCH_REQUESTS`` for online calls).
+Run: ``make bench`` (``BENCH_ROWS=1000000`` for the full batch figure, ``BENCH_REQUESTS`` for online calls,
+``BENCH_SHARD_ROWS`` for the 1 vs 2 shards figure, see bench/shards.py).
 Prints a table and writes ``bench/results.json``.
 """
 
@@ -139,6 +140,10 @@ def main() -> None:
         csv_bytes = len(http.get(f"/function/result/{pq['job_id']}", params={"format": "csv"}).content)
         csv_s = time.perf_counter() - t
         rows.append(("CSV download of those results", f"{BATCH_ROWS / csv_s:,.0f} rows/s", f"{csv_bytes / 1e6:.0f} MB"))
+    from bench import shards
+
+    shard_rows, results["shards"] = shards.run()  # 1 vs 2 shards, its own gateway (BENCH_SHARD_ROWS rows)
+    rows.extend(shard_rows)
     _print(rows)
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2, default=str))
 

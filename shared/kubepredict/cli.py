@@ -57,15 +57,19 @@ def serve(host, port, data_dir, no_dispatch):
 @main.command()
 @click.argument("job_id")
 @click.option("--attempt", type=int, default=None, help="The attempt the dispatcher claimed (omit to claim here).")
-def worker(job_id, attempt):
+@click.option("--shard", type=int, default=None, help="Score only this shard of a sharded predict job.")
+@click.option("--sharded", is_flag=True, help="The shard is JOB_COMPLETION_INDEX (a Kubernetes Indexed Job pod).")
+def worker(job_id, attempt, shard, sharded):
     """Run one job (what a local worker process or a Kubernetes pod executes)."""
     from . import logs
     from .bootstrap import bootstrap
-    from .runner.worker import run_worker
+    from .runner.worker import run_worker, shard_from_env
 
     logs.configure()
+    if sharded:
+        shard, attempt = shard_from_env()
     svc = bootstrap(_settings(), create_schema=False)
-    sys.exit(run_worker(svc, job_id, attempt))
+    sys.exit(run_worker(svc, job_id, attempt, shard))
 
 
 METRICS_PORT = click.option("--metrics-port", type=int, envvar="KUBEPREDICT_METRICS_PORT", default=8081,

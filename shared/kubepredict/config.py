@@ -69,6 +69,11 @@ class Settings:
     heartbeat_timeout_seconds: float = 30.0
     dispatch_interval_seconds: float = 0.5
     predict_chunk_rows: int = 50_000
+    # Sharded batch prediction: rows per shard when a request names no "shards" (0: one worker), the
+    # most shards a request may ask for, and pods at once per Indexed Job (0: every shard at once)
+    shard_rows: int = 0
+    max_shards: int = 64
+    shard_parallelism: int = 0
     namespace: str = "kubepredict"
     # S3
     s3_endpoint_url: str | None = None
@@ -119,6 +124,9 @@ class Settings:
             heartbeat_timeout_seconds=_float(env, "KUBEPREDICT_HEARTBEAT_TIMEOUT_SECONDS", 30.0),
             dispatch_interval_seconds=_float(env, "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS", 0.5),
             predict_chunk_rows=_int(env, "KUBEPREDICT_PREDICT_CHUNK_ROWS", 50_000),
+            shard_rows=_int(env, "KUBEPREDICT_SHARD_ROWS", 0),
+            max_shards=_int(env, "KUBEPREDICT_MAX_SHARDS", 64),
+            shard_parallelism=_int(env, "KUBEPREDICT_SHARD_PARALLELISM", 0),
             namespace=env.get("KUBEPREDICT_NAMESPACE", "kubepredict"),
             s3_endpoint_url=env.get("KUBEPREDICT_S3_ENDPOINT_URL") or None,
             s3_region=env.get("KUBEPREDICT_S3_REGION") or None,

@@ -67,6 +67,8 @@ from render_manifests import load_kustomization  # noqa: E402
 NS = "kubepredict"
 RUNNER_USER = "system:serviceaccount:kubepredict:kubepredict-runner"
 NODE = "kp-test-node"
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+INDEX_FAILURES_KEY = "batch.kubernetes.io/job-index-failure-count"
 FIELD_MANAGER = "kubepredict-tests"
 #: infra/ objects created for real; everything else in infra/ is applied with dryRun=All
 APPLIED_KINDS = {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap"}
@@ -258,6 +260,9 @@ class NodeStandIn:
 
     ``behaviour[job_id]``: "run" (the pod's own command, i.e. the real worker), "crash" (a stand-in that
     logs and exits 2), "oom" (the container is OOMKilled), "hang" (a stand-in that runs until stopped).
+    An Indexed Job (a sharded predict job) gets one pod per index, run one after the other; its
+    ``behaviour[job_id]`` is ``{index: [behaviour of the 1st pod, of the 2nd, ...]}`` ("run" past the list),
+    and a failed pod is replaced for its index alone until ``backoffLimitPerIndex``, as the Job controller does.
     """
 
     def __init__(self, kube: KubeAPIServer, workdir: Path, local_env: dict[str, str]):
@@ -299,33 +304,83 @@ class NodeStandIn:
             uid = job.metadata.uid
             if uid in self.pod_of_job or job.status.conditions:
                 continue
-            started.append(self._start_pod(self.admin.sanitize_for_serialization(job)))
+            job = self.admin.sanitize_for_serialization(job)
+            if job["spec"].get("completionMode") == "Indexed":
+                started += self._run_indexed(job)
+            else:
+                started.append(self._start_pod(job))
         return started
 
-    def _start_pod(self, job: dict) -> str:
+    def _run_indexed(self, job: dict) -> list[str]:
+        """Job controller for an Indexed Job: each index until it succeeds or runs out of per-index retries."""
+        spec, name = job["spec"], job["metadata"]["name"]
+        plan = self.behaviour.get(owner_key(job)[0]) or {}
+        pods, done, failed = [], [], []
+        for index in range(spec["completions"]):
+            for failures in range(spec.get("backoffLimitPerIndex", 0) + 1):
+                steps = plan.get(index) or []
+                pod = self._start_pod(job, index=(index, failures),
+                                      behaviour=steps[failures] if failures < len(steps) else "run")
+                pods.append(pod)
+                if self.procs[pod].returncode == 0:
+                    done.append(index)
+                    break
+            else:
+                failed.append(index)
+                break  # maxFailedIndexes 0: the first failed index fails the Job
+        indexes = ",".join(map(str, done))
+        if failed:
+            cond = {"status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes",
+                    "lastProbeTime": _now(), "lastTransitionTime": _now()}
+            self.batch.patch_namespaced_job_status(name, NS, {"status": {
+                "active": 0, "ready": 0, "succeeded": len(done), "failed": len(pods) - len(done),
+                "completedIndexes": indexes, "failedIndexes": ",".join(map(str, failed)),
+                "conditions": [dict(cond, type="FailureTarget")]}})
+            self.batch.patch_namespaced_job_status(name, NS, {"status": {"conditions": [dict(cond, type="Failed")]}})
+            return pods
+        cond = {"status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods",
+                "lastProbeTime": _now(), "lastTransitionTime": _now()}
+        self.batch.patch_namespaced_job_status(name, NS, {"status": {
+            "active": 0, "ready": 0, "succeeded": len(done), "failed": len(pods) - len(done),
+            "completedIndexes": f"0-{len(done) - 1}" if len(done) > 1 else indexes,
+            "conditions": [dict(cond, type="SuccessCriteriaMet")]}})
+        self.batch.patch_namespaced_job_status(name, NS, {"status": {
+            "completionTime": _now(), "conditions": [dict(cond, type="Complete")]}})
+        return pods
+
+    def _start_pod(self, job: dict, index: tuple[int, int] | None = None, behaviour: str | None = None) -> str:
         meta, template = job["metadata"], job["spec"]["template"]
         name = f"{meta['name']}-{uuid.uuid4().hex[:5]}"
+        labels = dict(template["metadata"].get("labels") or {})
+        annotations = dict(template["metadata"].get("annotations") or {})
+        pod_spec = copy.deepcopy(template["spec"])
+        if index is not None:  # what the Job controller adds to an Indexed Job's pods
+            name = f"{meta['name']}-{index[0]}-{uuid.uuid4().hex[:5]}"
+            labels[INDEX_KEY] = str(index[0])
+            annotations.update({INDEX_KEY: str(index[0]), INDEX_FAILURES_KEY: str(index[1])})
+            for c in pod_spec["containers"]:
+                c.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+                    "fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}})
         pod = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
-                "name": name, "namespace": NS,
-                "labels": dict(template["metadata"].get("labels") or {}),
-                "annotations": dict(template["metadata"].get("annotations") or {}),
+                "name": name, "namespace": NS, "labels": labels, "annotations": annotations,
                 "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
                                      "controller": True, "blockOwnerDeletion": True}],
             },
-            "spec": template["spec"],
+            "spec": pod_spec,
         }
         self.core.create_namespaced_pod(NS, pod)  # PodSecurity "restricted" is enforced on this create
         self.pod_of_job[meta["uid"]] = name
-        self.batch.patch_namespaced_job_status(meta["name"], NS, {"status": {"startTime": _now(), "active": 1}})
+        started = {"startTime": _now()} if index in (None, (0, 0)) else {}  # set once: the server refuses a change
+        self.batch.patch_namespaced_job_status(meta["name"], NS, {"status": {**started, "active": 1}})
         # scheduler: bind to the node
         self.core.create_namespaced_pod_binding(name, NS, {
             "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
             "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}}, _preload_content=False)
         job_id = owner_key(job)[0]
-        behaviour = self.behaviour.get(job_id, "run")
-        container = template["spec"]["containers"][0]
+        behaviour = behaviour or self.behaviour.get(job_id, "run")
+        container = pod_spec["containers"][0]
         if behaviour == "oom":
             self._pod_running(name, container)
             self._finish(job, name, container, exit_code=137, reason="OOMKilled")
@@ -334,13 +389,15 @@ class NodeStandIn:
         log_path = self.workdir / f"{name}.log"
         self.logs[name] = log_path
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, env=self._env(template["spec"], container), stdout=log, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(argv, env=self._env(pod_spec, container, annotations), stdout=log,
+                                    stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
         self.procs[name] = proc
         self._pod_running(name, container)
         if behaviour != "hang":
             code = proc.wait(timeout=300)
-            self._finish(job, name, container, exit_code=code, reason="Completed" if code == 0 else "Error")
+            self._finish(job, name, container, exit_code=code, reason="Completed" if code == 0 else "Error",
+                         job_status=index is None)
         return name
 
     # kubelet ---------------------------------------------------------------------------------------
@@ -356,7 +413,7 @@ class NodeStandIn:
             return ["sleep", "600"]
         raise ValueError(behaviour)
 
-    def _env(self, pod_spec: dict, container: dict) -> dict[str, str]:
+    def _env(self, pod_spec: dict, container: dict, annotations: dict | None = None) -> dict[str, str]:
         """The container's environment as the kubelet builds it, then node-local overrides (see module doc)."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         for source in container.get("envFrom") or []:
@@ -365,6 +422,10 @@ class NodeStandIn:
                 env.update(self.core.read_namespaced_config_map(ref["name"], NS).data or {})
         mounts = self._project_secrets(pod_spec, container)
         for item in container.get("env") or []:
+            path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
+            if path.startswith("metadata.annotations['"):  # downward API: a missing annotation is ""
+                env[item["name"]] = (annotations or {}).get(path[len("metadata.annotations['"):-2], "")
+                continue
             env[item["name"]] = mounts.get(item.get("value"), item.get("value", ""))
         env.update(self.local_env)
         return env
@@ -403,7 +464,8 @@ class NodeStandIn:
                                    "state": {"running": {"startedAt": _now()}}}],
         }})
 
-    def _finish(self, job: dict, pod: str, container: dict, *, exit_code: int, reason: str) -> None:
+    def _finish(self, job: dict, pod: str, container: dict, *, exit_code: int, reason: str,
+                job_status: bool = True) -> None:
         """kubelet: the container's terminal state; then the Job controller's conditions for it."""
         ok = exit_code == 0
         terminated = {"exitCode": exit_code, "reason": reason, "startedAt": _now(), "finishedAt": _now()}
@@ -418,6 +480,8 @@ class NodeStandIn:
                                    "state": {"terminated": terminated}}],
         }})
         name = job["metadata"]["name"]
+        if not job_status:  # an Indexed Job's pod: _run_indexed writes the Job's status once all indexes ran
+            return
         if ok:  # the Job controller's order: SuccessCriteriaMet, then Complete with completionTime
             self.batch.patch_namespaced_job_status(name, NS, {"status": {
                 "active": 0, "ready": 0, "succeeded": 1,
@@ -587,6 +651,31 @@ def flows(kube, cluster, tmp_path_factory):
                 "read_status": gone.value.status, "removed": removed, "pod": pods[0], "exit": proc.poll(),
                 "lost": lost_for(job_id), "job": svc.catalog.get_job(job_id)}
 
+    def sharded_predict(plan: dict, what: str) -> dict:
+        """A 3-shard predict job as one Indexed Job; ``plan`` says which shard pods the node fails."""
+        train = results["train"]
+        if isinstance(train, BaseException):
+            raise AssertionError("train flow failed first") from train
+        job_id, name = queue_and_dispatch(submit_predict, {"model_id": train["job"]["model_id"],
+                                                           "dataset_id": dataset["dataset_id"], "shards": 3},
+                                          behaviour=plan)
+        created = batch_admin.read_namespaced_job(name, NS)  # as the server accepted and defaulted it
+        pods = node.sync()
+        _wait(lambda: job_status(job_id) in ("succeeded", "failed"), 180, f"{what} {job_id} to finish")
+        dispatcher.tick()  # a failed job's Indexed Job is deleted by the next round
+        _wait(lambda: runner.running() == 0, 30, "the runner to see the Indexed Job finish")
+        return {"job_id": job_id, "job": svc.catalog.get_job(job_id), "k8s_job": created, "pods": pods,
+                "lost": lost_for(job_id), "log": {p: node.logs[p].read_text(errors="replace") for p in pods},
+                "predictions": [tuple(r) for r in svc.catalog.page_predictions(job_id, offset=0, limit=1000)]}
+
+    @step("sharded")
+    def _sharded():
+        return sharded_predict({1: ["crash"]}, "sharded predict job")  # shard 1's first pod crashes: retried alone
+
+    @step("sharded_exhausted")
+    def _sharded_exhausted():
+        return sharded_predict({2: ["crash", "crash"]}, "sharded predict job out of retries")
+
     yield results
     runner.close()
     node.close()
@@ -652,6 +741,45 @@ def test_failed_pod_is_reported_with_its_log_tail_through_the_api_server(flows):
     head, sep, tail = message.partition("\n--- last log lines ---\n")
     assert sep, message
     assert tail.splitlines() == ["worker: loading dataset", "worker: Segmentation fault (stand-in)"], message
+
+
+def test_sharded_predict_is_one_indexed_job_accepted_by_the_server(flows):
+    out = _outcome(flows, "sharded")
+    spec = out["k8s_job"].spec
+    assert (spec.completion_mode, spec.completions, spec.parallelism) == ("Indexed", 3, 3)
+    assert spec.backoff_limit_per_index == 1 and spec.max_failed_indexes == 0
+    container = spec.template.spec.containers[0]
+    assert container.command == ["kubepredict", "worker", out["job_id"], "--sharded"]
+    # every shard pod passed PodSecurity "restricted" and the downward-API env on the real server
+    assert len(out["pods"]) == 4
+
+
+def test_failed_shard_pod_is_retried_alone_and_the_job_succeeds(flows):
+    out = _outcome(flows, "sharded")
+    job = out["job"]
+    assert job["status"] == "succeeded", (job, out["log"])
+    assert [(s["status"], s["attempt"]) for s in job["shard_status"]] == [
+        ("succeeded", 1), ("succeeded", 2), ("succeeded", 1)]
+    assert [(entry[0], entry[1], entry[2], entry[4]) for entry in out["lost"]] == [
+        (out["job_id"], 1, "pod_failed", 1)]  # the crashed pod: index 1, its first attempt
+    whole = _outcome(flows, "predict")["job_id"]
+    expected = [tuple(r) for r in flows["catalog"].page_predictions(whole, offset=0, limit=1000)]
+    assert out["predictions"] == expected and len(expected) == 80  # same rows, same order, none twice
+    assert job["summary"]["class_counts"] == _outcome(flows, "predict")["job"]["summary"]["class_counts"]
+
+
+def test_shard_out_of_retries_fails_the_job_through_the_job_status(flows):
+    out = _outcome(flows, "sharded_exhausted")
+    job = out["job"]
+    assert job["status"] == "failed", job
+    assert [s["status"] for s in job["shard_status"]] == ["succeeded", "succeeded", "cancelled"]
+    codes = [(entry[2], entry[4] if len(entry) > 4 else None) for entry in out["lost"]]
+    assert codes == [("pod_failed", 2), ("pod_failed", 2), ("pod_failed", None)], out["lost"]
+    assert job["error"]["code"] == "pod_failed"
+    # what drove it: the Job status the (stand-in) Job controller wrote, kept until its TTL like any failed Job
+    k8s_job = client.BatchV1Api(flows["node"].admin).read_namespaced_job(out["k8s_job"].metadata.name, NS)
+    assert k8s_job.status.failed_indexes == "2" and k8s_job.status.completed_indexes == "0,1"
+    assert any(c.type == "Failed" and c.reason == "FailedIndexes" for c in k8s_job.status.conditions)
 
 
 def test_cancel_deletes_the_running_job(flows):
@@ -743,7 +871,7 @@ def test_runner_is_allowed_what_it_needs_and_forbidden_the_rest(kube, cluster):
 
 def test_runner_used_every_permission_and_was_never_forbidden(kube, flows):
     """From the audit log: what the runner really did == REQUIRED_PERMISSIONS, and no request got a 403."""
-    for name in ("train", "predict", "oom", "crash", "cancel"):
+    for name in ("train", "predict", "oom", "crash", "cancel", "sharded", "sharded_exhausted"):
         _outcome(flows, name)  # every flow must have run for the comparison to mean anything
     flows["runner"].close()
     events = {}

@@ -340,3 +340,70 @@ def test_unreachable_api_is_backend_unavailable(lost):
     with pytest.raises(errors.BackendUnavailable) as info:
         r.submit(JobSpec(job_id="job_u", kind="train"))
     assert info.value.__cause__ is not None
+
+
+# -- sharded predict jobs: one Indexed Job, a failed pod loses its shard's attempt only --------------------------
+def _shard_pod(api, job: dict, index: int, failures: int, status: dict) -> dict:
+    pod = api.add_pod(job, status, suffix=f"{index}-{failures}")
+    pod["metadata"]["annotations"].update({"batch.kubernetes.io/job-completion-index": str(index),
+                                           "batch.kubernetes.io/job-index-failure-count": str(failures)})
+    return pod
+
+
+def test_sharded_predict_is_one_indexed_job():
+    template = JobTemplate(image="img")
+    body = build_job(JobSpec("job_s", "predict", attempt=1, shards=4, parallelism=2, retries=1), template)
+    spec = body["spec"]
+    assert spec["completionMode"] == "Indexed" and spec["completions"] == 4 and spec["parallelism"] == 2
+    assert spec["backoffLimitPerIndex"] == 1 and spec["maxFailedIndexes"] == 0 and "backoffLimit" not in spec
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["command"] == ["kubepredict", "worker", "job_s", "--sharded"]
+    failures = [e for e in container["env"] if e["name"] == "KUBEPREDICT_SHARD_FAILURES"]
+    assert failures == [{"name": "KUBEPREDICT_SHARD_FAILURES", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}}]
+    assert build_job(JobSpec("job_s", "predict", shards=3), template)["spec"]["parallelism"] == 3
+    with pytest.raises(errors.InvalidInput):
+        build_job(JobSpec("job_s", "train", shards=2), template)
+
+
+def test_worker_reads_its_shard_and_attempt_from_the_pod_env():
+    from kubepredict.runner.worker import shard_from_env
+
+    assert shard_from_env({"JOB_COMPLETION_INDEX": "3", "KUBEPREDICT_SHARD_FAILURES": "1"}) == (3, 2)
+    assert shard_from_env({"JOB_COMPLETION_INDEX": "0", "KUBEPREDICT_SHARD_FAILURES": ""}) == (0, 1)
+    with pytest.raises(SystemExit):
+        shard_from_env({})
+
+
+def test_failed_shard_pod_loses_that_shard_only_and_the_failed_job_loses_the_job(api, runner, lost):
+    runner.submit(JobSpec(job_id="job_sh", kind="predict", shards=2, retries=1))
+    job = api.store["jobs"][job_name("job_sh", "predict", 1)]
+    _shard_pod(api, job, 0, 0, {"phase": "Running"})
+    crashed = _shard_pod(api, job, 1, 0, {"phase": "Failed", "containerStatuses": [{"name": "worker", "state": {
+        "terminated": {"exitCode": 2, "reason": "Error"}}}]})
+    api.logs[crashed["metadata"]["name"]] = "Segmentation fault\n"
+    runner.poll()
+    runner.poll()  # reported once
+    assert [(c[0], c[1], c[2], c[4]) for c in lost] == [("job_sh", 1, "pod_failed", 1)]
+    assert "Segmentation fault" in lost[0][3]
+    assert runner.running() == 1  # the Job goes on: the index is retried by the Job controller
+    _shard_pod(api, job, 1, 1, {"phase": "Failed", "containerStatuses": [{"name": "worker", "state": {
+        "terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]})
+    job["status"] = {"failed": 2, "failedIndexes": "1", "conditions": [
+        {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]}
+    runner.poll()
+    assert [(c[0], c[1], c[2], c[4] if len(c) > 4 else None) for c in lost] == [
+        ("job_sh", 1, "pod_failed", 1), ("job_sh", 2, "oom_killed", 1), ("job_sh", 1, "oom_killed", None)]
+    assert runner.running() == 0
+
+
+def test_shard_pod_failure_through_the_pod_watch(api, runner, lost):
+    runner.submit(JobSpec(job_id="job_sw", kind="predict", shards=2, retries=1))
+    job = api.store["jobs"][job_name("job_sw", "predict", 1)]
+    pod = json.loads(json.dumps(_shard_pod(api, job, 0, 0, {"phase": "Failed", "containerStatuses": [
+        {"name": "worker", "image": "img", "imageID": "", "ready": False, "restartCount": 0,
+         "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]})))
+    api.watch_events["pods"] = [{"type": "MODIFIED", "object": pod}]
+    runner.watch_once("pods", timeout_seconds=2)
+    assert [(c[0], c[1], c[2], c[4]) for c in lost] == [("job_sw", 1, "pod_failed", 0)]
+    assert runner.running() == 1

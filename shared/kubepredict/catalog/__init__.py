@@ -9,9 +9,10 @@ from .jobs import JobsRepo
 from .models import ModelsRepo
 from .outbox import OutboxRepo
 from .predictions import PredictionsRepo
+from .shards import ShardsRepo
 
 
-class Catalog(DatasetsRepo, ModelsRepo, JobsRepo, PredictionsRepo, OutboxRepo, CatalogBase):
+class Catalog(DatasetsRepo, ModelsRepo, JobsRepo, ShardsRepo, PredictionsRepo, OutboxRepo, CatalogBase):
     """All repositories over one database."""
 
 

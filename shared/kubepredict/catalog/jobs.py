@@ -28,7 +28,7 @@ def job_view(row) -> dict:
         "max_attempts": row.max_attempts, "created_at": iso(row.created_at), "started_at": iso(row.started_at),
         "finished_at": iso(row.finished_at), "duration_seconds": duration, "error": loads(row.error),
         "metrics": loads(row.metrics), "summary": loads(row.summary), "worker": row.worker,
-        "request": loads(row.request),
+        "request": loads(row.request), "shards": row.shards,
     }
 
 
@@ -41,11 +41,12 @@ def _event_data(row, **extra) -> dict:
 
 class JobsRepo:
     # ---- queueing -------------------------------------------------------------------------
-    def enqueue(self, *, job: dict, model: dict | None = None, idempotency: tuple[str, str] | None = None
-                ) -> tuple[dict, bool]:
+    def enqueue(self, *, job: dict, model: dict | None = None, idempotency: tuple[str, str] | None = None,
+                shards: list[tuple[int, int]] | None = None) -> tuple[dict, bool]:
         """Insert a queued job (and its model for training) plus ``job.queued``; return ``(job, created)``.
 
         With an idempotency ``(scope, key)`` seen before, nothing is inserted and the earlier job is returned.
+        ``shards``: the row ranges ``[start, stop)`` of a sharded predict job, one queued shard each.
         """
         for _ in range(10):
             try:
@@ -65,7 +66,11 @@ class JobsRepo:
                                                .where(M.c.name == model["name"])).scalar_one() + 1
                         conn.execute(M.insert().values(**model, version=version, status="training", created_at=now))
                     conn.execute(J.insert().values(**job, status="queued", progress=0.0, stage="queued", attempt=0,
-                                                   created_at=now))
+                                                   created_at=now, shards=len(shards) if shards else None))
+                    if shards:
+                        conn.execute(schema.job_shards.insert(), [
+                            {"job_id": job["job_id"], "shard": i, "row_start": a, "row_stop": b, "status": "queued",
+                             "attempt": 0, "rows_done": 0} for i, (a, b) in enumerate(shards)])
                     row = conn.execute(select(J).where(J.c.job_id == job["job_id"])).one()
                     self._emit(conn, "job.queued", row.job_id, _event_data(row))
                     return job_view(row), True
@@ -88,7 +93,13 @@ class JobsRepo:
         return row
 
     def get_job(self, job_id: str) -> dict:
-        return job_view(self.get_job_row(job_id))
+        row = self.get_job_row(job_id)
+        view = job_view(row)
+        if row.shards:
+            from .shards import shard_view
+
+            view["shard_status"] = [shard_view(s) for s in self.list_shards(job_id)]
+        return view
 
     def list_jobs(self, *, kind=None, status=None, limit: int, offset: int) -> tuple[list[dict], int]:
         where = [c for c in ((J.c.kind == kind) if kind else None, (J.c.status == status) if status else None)
@@ -205,6 +216,8 @@ class JobsRepo:
     def _finish(self, conn, row, status: str, error: dict | None) -> None:
         conn.execute(update(J).where(J.c.job_id == row.job_id).values(
             status=status, finished_at=utcnow(), error=dumps(error), stage=status))
+        if row.shards:
+            self._cancel_shards(conn, row.job_id)  # a finished job has no shard left to run
         if row.kind == "train" and row.model_id:
             conn.execute(update(M).where(M.c.model_id == row.model_id).values(status="failed"))
         row = conn.execute(select(J).where(J.c.job_id == row.job_id)).one()
@@ -225,7 +238,7 @@ class JobsRepo:
             row = conn.execute(select(J).where(*self._running(job_id, attempt))).first()
             if row is None:
                 return None
-            if row.attempt < row.max_attempts:
+            if row.attempt < row.max_attempts and not row.shards:  # shards retry themselves, one by one
                 conn.execute(update(J).where(J.c.job_id == job_id).values(
                     status="queued", stage="requeued", progress=0.0, worker=None,
                     error=dumps({"code": code, "message": f"attempt {row.attempt}: {message}; retrying"})))
@@ -250,7 +263,8 @@ class JobsRepo:
         cutoff = utcnow() - timedelta(seconds=timeout_seconds)
         with self.ro() as conn:
             return [(r.job_id, r.attempt) for r in conn.execute(
-                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.heartbeat_at < cutoff))]
+                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.heartbeat_at < cutoff,
+                                                      J.c.shards.is_(None)))]  # shards have their own heartbeats
 
     def statuses(self, job_ids: list[str]) -> dict[str, tuple[str, int]]:
         if not job_ids:

@@ -65,6 +65,7 @@ jobs = Table(
     Column("finished_at", DateTime),
     Column("heartbeat_at", DateTime),
     Column("rows", BigInteger),  # rows scored by a succeeded predict job (summed for metrics)
+    Column("shards", Integer),  # a sharded predict job: how many shards (rows in job_shards); NULL = one worker
 )
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
 Index("ix_jobs_dataset", jobs.c.dataset_id)
@@ -76,6 +77,26 @@ predictions = Table(
     Column("prediction", Text, nullable=False),  # JSON scalar
     Column("probabilities", Text),  # JSON list, classifiers only
 )
+
+# One row per shard of a sharded predict job: its input rows [row_start, row_stop) and its own
+# claim/attempt/heartbeat, so a shard that dies is retried alone. The parent job row is what users see.
+job_shards = Table(
+    "job_shards", metadata,
+    Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    Column("shard", Integer, primary_key=True, autoincrement=False),
+    Column("row_start", BigInteger, nullable=False),
+    Column("row_stop", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),  # queued | running | succeeded | failed | cancelled
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("rows_done", BigInteger, nullable=False, default=0),
+    Column("worker", String(200)),
+    Column("heartbeat_at", DateTime),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("error", Text),
+    Column("summary", Text),  # JSON: the shard's class counts (classifiers), merged into the parent's summary
+)
+Index("ix_job_shards_status", job_shards.c.status)
 
 outbox = Table(
     "outbox", metadata,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 #: Called by a runner when a worker vanished without recording an outcome:
-#: ``on_lost(job_id, attempt, code, message)``; the composition root wires it to the catalogue,
-#: which requeues the job (attempts left) or marks it failed.
-LostCallback = Callable[[str, int, str, str], None]
+#: ``on_lost(job_id, attempt, code, message[, shard])``; the composition root wires it to the
+#: catalogue, which requeues the job or the shard (attempts left) or marks it failed.
+LostCallback = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class JobSpec:
     kind: str  # "train" | "predict"
     attempt: int = 1
     resources: dict = field(default_factory=dict)  # {"requests": {...}, "limits": {...}} (Kubernetes)
+    shard: int | None = None  # one shard of a sharded predict job (local runner: one process per shard)
+    shards: int | None = None  # a whole sharded job in one go (Kubernetes: one Indexed Job, completions = shards)
+    parallelism: int | None = None  # pods at once for ``shards`` (None: all)
+    retries: int = 0  # retries of each shard after its first failure (Kubernetes backoffLimitPerIndex)
 
 
 class JobRunner(ABC):
@@ -35,6 +39,9 @@ class JobRunner(ABC):
     """
 
     on_lost: LostCallback | None = None
+    #: True when the runner starts a sharded job as one unit (``JobSpec.shards``) whose workers claim
+    #: their own shards (Kubernetes Indexed Job); False: the dispatcher claims shards one by one.
+    runs_shards_as_one_job: bool = False
     #: How often the dispatcher calls ``poll()``: 0 = every round. A runner that learns about its
     #: workers from events (Kubernetes watches) only needs an occasional full resync.
     poll_interval_seconds: float = 0.0
@@ -60,6 +67,13 @@ class JobRunner(ABC):
     def running_ids(self) -> list[str]:
         """Job ids with a worker in flight here (the dispatcher stops those the catalogue no longer runs)."""
         return []
+
+    def running_shards(self) -> list[tuple[str, int, int]]:
+        """``(job_id, shard, attempt)`` of shard workers in flight here (the dispatcher stops stale ones)."""
+        return []
+
+    def cancel_shard(self, job_id: str, shard: int) -> None:
+        """Stop one shard's worker if it runs here (its shard was requeued or finished without it)."""
 
     def close(self) -> None:
         """Release resources (stop watching, terminate nothing that should survive)."""

@@ -26,27 +26,49 @@ class Dispatcher:
         self._last_poll = float("-inf")
         runner.on_lost = self._lost
 
-    def _lost(self, job_id: str, attempt: int, code: str, message: str) -> None:
-        self.catalog.lost(job_id, attempt, code, message)
+    def _lost(self, job_id: str, attempt: int, code: str, message: str, shard: int | None = None) -> None:
+        if shard is None:
+            self.catalog.lost(job_id, attempt, code, message)
+        else:
+            self.catalog.shard_lost(job_id, shard, attempt, code, message)
 
     def tick(self) -> int:
-        """One round: reap dead or silent workers, stop cancelled ones, start queued jobs. Returns jobs started."""
+        """One round: reap dead or silent workers, stop cancelled ones, start queued jobs and shards.
+
+        Returns the workers (or Kubernetes Jobs) started.
+        """
         now = time.monotonic()
         if now - self._last_poll >= self.runner.poll_interval_seconds:
             self.runner.poll()
             self._last_poll = now
-        for job_id, attempt in self.catalog.stale_running(self.settings.heartbeat_timeout_seconds):
-            self._lost(job_id, attempt, "heartbeat_timeout",
-                       f"no heartbeat for {self.settings.heartbeat_timeout_seconds:.0f} s")
+        timeout = self.settings.heartbeat_timeout_seconds
+        for job_id, attempt in self.catalog.stale_running(timeout):
+            self._lost(job_id, attempt, "heartbeat_timeout", f"no heartbeat for {timeout:.0f} s")
+        for job_id, shard, attempt in self.catalog.stale_shards(timeout):
+            self._lost(job_id, attempt, "heartbeat_timeout", f"no heartbeat for {timeout:.0f} s", shard=shard)
         for job_id, (status, _attempt) in self.catalog.statuses(self.runner.running_ids()).items():
             if status != "running":
                 self.runner.cancel(job_id)
+        shards = self.runner.running_shards()
+        states = self.catalog.shard_statuses([(j, k) for j, k, _a in shards])
+        for job_id, shard, attempt in shards:
+            if states.get((job_id, shard), ("gone", 0)) != ("running", attempt):
+                self.runner.cancel_shard(job_id, shard)  # requeued, finished or cancelled without this worker
+        for job_id in self.catalog.completed_sharded_jobs():  # the last shard's worker died before finishing it
+            from .shards import finalize
+
+            finalize(self.catalog, job_id)
+        started = self._start_shards()
         free = self.settings.max_concurrent_jobs - self.runner.running()
         if free <= 0:
-            return 0
-        started = 0
+            return started
         for row in self.catalog.claim_next(free, worker=self.name):
-            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=_resources(row))
+            if row.shards and not self.runner.runs_shards_as_one_job:
+                continue  # its shards are claimed one by one below
+            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=_resources(row),
+                           shards=row.shards or None,
+                           parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
+                           retries=max(0, row.max_attempts - 1))
             try:
                 self.runner.submit(spec)
                 # The silence that counts starts now, not at the claim: starting a worker can take
@@ -56,6 +78,22 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
                 logger.exception("could not start job %s", row.job_id)
                 self._lost(row.job_id, row.attempt, "start_failed", str(exc))
+        return started + self._start_shards()
+
+    def _start_shards(self) -> int:
+        """Local runner: claim queued shards of running sharded jobs, one worker each, up to the limit."""
+        if self.runner.runs_shards_as_one_job:
+            return 0
+        free = self.settings.max_concurrent_jobs - self.runner.running()
+        started = 0
+        for row in self.catalog.claim_shards(free, worker=self.name):
+            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard)
+            try:
+                self.runner.submit(spec)
+                started += 1
+            except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
+                logger.exception("could not start job %s shard %s", row.job_id, row.shard)
+                self._lost(row.job_id, row.attempt, "start_failed", str(exc), shard=row.shard)
         return started
 
     def run(self) -> None:

@@ -82,25 +82,40 @@ def run_predict(svc, job) -> None:
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
     dataset = catalog.get_dataset_row(job.dataset_id)
-    features, kinds = json.loads(model.features), json.loads(model.kinds)
     frame = load_frame(svc, dataset, columns=None)
     catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate
+    total = len(frame)
+    started = time.perf_counter()
+    regression_values, counts = predict_rows(
+        svc, job.job_id, model, pipeline, frame, first_row=0,
+        progress=lambda done: catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, done / total)))
+    summary = _summary(model.task, regression_values, counts, total)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    catalog.succeed_predict(job.job_id, job.attempt, summary=summary)
+
+
+def predict_rows(svc, job_id: str, model, pipeline, frame, *, first_row: int, progress) -> tuple[list, dict]:
+    """Score ``frame`` — the dataset's rows ``first_row..`` — in chunks and write its predictions.
+
+    The one scoring loop of whole jobs and of shards (runner/shards.py); ``progress(rows_done)``
+    after each chunk. Returns ``(regression values, class counts)`` for the job summary.
+    """
+    catalog = svc.catalog
+    features, kinds = json.loads(model.features), json.loads(model.kinds)
     total, chunk = len(frame), max(1, svc.settings.predict_chunk_rows)
     counts: dict = {}
     regression_values: list = []
-    started = time.perf_counter()
     for start in range(0, total, chunk):
         part = frame.iloc[start:start + chunk]
         result = ml.score(pipeline, part, features=features, kinds=kinds, task=model.task)
         preds = ml.json_values(result.predictions)
-        rows = list(zip(range(start, start + len(preds)), _encode_scalars(preds), _encode_probabilities(result)))
-        catalog.insert_predictions(job.job_id, rows)
+        first = first_row + start
+        rows = list(zip(range(first, first + len(preds)), _encode_scalars(preds), _encode_probabilities(result)))
+        catalog.insert_predictions(job_id, rows)
         if model.task == "regression":
             regression_values.extend(p for p in preds if p is not None)
         else:
             for p in preds:
                 counts[p] = counts.get(p, 0) + 1
-        catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, (start + len(part)) / total))
-    summary = _summary(model.task, regression_values, counts, total)
-    summary["seconds"] = round(time.perf_counter() - started, 3)
-    catalog.succeed_predict(job.job_id, job.attempt, summary=summary)
+        progress(start + len(part))
+    return regression_values, counts

@@ -1,4 +1,10 @@
-"""Build the batch/v1 Job that runs ``kubepredict worker JOB_ID --attempt N`` (pure functions, no API calls)."""
+"""Build the batch/v1 Job that runs ``kubepredict worker JOB_ID --attempt N`` (pure functions, no API calls).
+
+A sharded predict job is one Indexed Job instead (``completionMode: Indexed``, one completion per
+shard): each pod runs ``kubepredict worker JOB_ID --sharded`` and scores shard ``JOB_COMPLETION_INDEX``;
+a failed pod is retried for its index alone (``backoffLimitPerIndex``), and the first index out of
+retries fails the Job (``maxFailedIndexes: 0``).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,10 @@ KIND_LABEL = "kubepredict.io/kind"
 JOB_ID_LABEL = "kubepredict.io/job-id"
 ATTEMPT_LABEL = "kubepredict.io/attempt"
 JOB_ID_ANNOTATION = "kubepredict.io/job-id"
+#: Set by the Job controller on each pod of an Indexed Job (and its failure count, with backoffLimitPerIndex).
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+INDEX_FAILURES_ANNOTATION = "batch.kubernetes.io/job-index-failure-count"
+SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"  # read by runner.worker.shard_from_env
 #: Selects every Job and Pod this runner created, and nothing else.
 RUNNER_SELECTOR = f"{APP_LABEL}={APP_NAME},{KIND_LABEL},{JOB_ID_LABEL}"
 
@@ -158,14 +168,16 @@ def build_job(spec: JobSpec, template: JobTemplate) -> dict:
         "name": "worker",
         "image": template.image,
         "imagePullPolicy": template.image_pull_policy,
-        "command": ["kubepredict", "worker", spec.job_id, "--attempt", str(spec.attempt)],
+        "command": (["kubepredict", "worker", spec.job_id, "--sharded"] if spec.shards else
+                    ["kubepredict", "worker", spec.job_id, "--attempt", str(spec.attempt)]),
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
         "env": [
             {"name": "KUBEPREDICT_SECRETS_DIR", "value": SECRETS_DIR},
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
-        ],
+        ] + ([{"name": SHARD_FAILURES_ENV, "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.annotations['{INDEX_FAILURES_ANNOTATION}']"}}}] if spec.shards else []),
         "resources": resolve_resources(spec.kind, spec.resources, template),
         "volumeMounts": [
             {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
@@ -204,6 +216,15 @@ def build_job(spec: JobSpec, template: JobTemplate) -> dict:
     }
     if template.service_account:
         pod_spec["serviceAccountName"] = template.service_account
+    job_spec: dict = {"backoffLimit": 0}
+    if spec.shards:
+        if spec.kind != "predict" or spec.shards < 1:
+            raise InvalidInput("only predict jobs are sharded, into at least one shard")
+        job_spec = {
+            "completionMode": "Indexed", "completions": spec.shards,
+            "parallelism": min(spec.shards, spec.parallelism or spec.shards),
+            "backoffLimitPerIndex": max(0, spec.retries), "maxFailedIndexes": 0,
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -214,7 +235,7 @@ def build_job(spec: JobSpec, template: JobTemplate) -> dict:
             "annotations": annotations,
         },
         "spec": {
-            "backoffLimit": 0,
+            **job_spec,
             "ttlSecondsAfterFinished": template.ttl_seconds_after_finished,
             "activeDeadlineSeconds": int(template.active_deadline_seconds[spec.kind]),
             "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},

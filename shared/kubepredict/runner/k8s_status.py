@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .k8s_manifest import ATTEMPT_LABEL, JOB_ID_ANNOTATION
+from .k8s_manifest import ATTEMPT_LABEL, INDEX_ANNOTATION, INDEX_FAILURES_ANNOTATION, JOB_ID_ANNOTATION
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
@@ -31,6 +31,22 @@ def owner_key(obj: dict) -> tuple[str, int] | None:
         return job_id, int(attempt)
     except ValueError:
         return None
+
+
+def is_indexed(job: dict) -> bool:
+    """A sharded predict job's Indexed Job (one pod per shard index)."""
+    return ((job.get("spec") or {}).get("completionMode")) == "Indexed"
+
+
+def pod_shard(pod: dict) -> tuple[int, int] | None:
+    """``(shard index, attempt)`` of an Indexed Job's pod: the attempt is the index's failure count + 1."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        index = int(annotations[INDEX_ANNOTATION])
+    except (KeyError, ValueError):
+        return None
+    failures = annotations.get(INDEX_FAILURES_ANNOTATION) or "0"
+    return index, (int(failures) + 1 if failures.isdigit() else 1)
 
 
 def _true_conditions(obj: dict) -> list[dict]:

@@ -11,7 +11,8 @@ from .. import errors
 from .base import JobRunner, JobSpec, LostCallback
 from .k8s_manifest import (APP_LABEL, APP_NAME, JOB_ID_LABEL, KIND_LABEL, RUNNER_SELECTOR, JobTemplate, build_job,
                            job_name, label_value)
-from .k8s_status import STUCK_CODES, Verdict, job_finished, owner_key, verdict_for
+from .k8s_status import (STUCK_CODES, Verdict, classify_pod, is_indexed, job_finished, owner_key, pod_shard,
+                         verdict_for)
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class KubernetesJobRunner(JobRunner):
     """
 
     poll_interval_seconds = 30.0
+    runs_shards_as_one_job = True  # a sharded predict job is one Indexed Job; its pods claim their shards
 
     def __init__(self, template: JobTemplate, *, api_client: Any = None, on_lost: LostCallback | None = None,
                  kubeconfig: str | None = None, context: str | None = None, log_tail_lines: int = 20):
@@ -101,6 +103,7 @@ class KubernetesJobRunner(JobRunner):
         self._lock = threading.Lock()
         self._inflight: dict[tuple[str, int], str] = {}  # (job_id, attempt) -> Job name
         self._reported: set[tuple[str, int]] = set()
+        self._reported_shards: set[tuple[str, int, int]] = set()  # (job_id, shard, attempt)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -206,6 +209,9 @@ class KubernetesJobRunner(JobRunner):
         with self._lock:
             if key in self._reported:
                 return
+        indexed = is_indexed(job) or any(pod_shard(p) for p in pods)
+        if indexed:
+            self._check_shard_pods(key[0], pods)
         outcome = job_finished(job)
         if outcome == "succeeded":
             with self._lock:
@@ -214,14 +220,36 @@ class KubernetesJobRunner(JobRunner):
         verdict = verdict_for(job, pods)
         if verdict is None:
             return
-        if outcome != "failed" and verdict.code not in STUCK_CODES and not any(
-                (p.get("status") or {}).get("phase") == "Failed" for p in pods):
-            return
+        if outcome != "failed" and verdict.code not in STUCK_CODES and (indexed or not any(
+                (p.get("status") or {}).get("phase") == "Failed" for p in pods)):
+            return  # a failed pod of an Indexed Job lost one shard attempt; only the Job's failure is the job's
         if verdict.code == "pod_failed":
             verdict = Verdict(verdict.code, self._with_log_tail(verdict.message, pods))
         self._report(key, verdict)
         if verdict.code in STUCK_CODES:
             self._delete_quietly(job["metadata"]["name"])
+
+    def _check_shard_pods(self, job_id: str, pods: list[dict]) -> None:
+        """Each failed pod of an Indexed Job loses its shard's attempt (the catalogue requeues that shard
+        alone; the Job controller starts the index's next pod, which claims the next attempt)."""
+        for pod in pods:
+            if (pod.get("status") or {}).get("phase") != "Failed":
+                continue
+            shard = pod_shard(pod)
+            verdict = classify_pod(pod)
+            if shard is None or verdict is None:
+                continue
+            key = (job_id, *shard)
+            with self._lock:
+                if key in self._reported_shards:
+                    continue
+                self._reported_shards.add(key)
+            if verdict.code == "pod_failed":
+                verdict = Verdict(verdict.code, self._with_log_tail(verdict.message, [pod]))
+            logger.warning("job %s shard %s attempt %s lost: %s: %s", job_id, shard[0], shard[1], verdict.code,
+                           verdict.message)
+            if self.on_lost is not None:
+                self.on_lost(job_id, shard[1], verdict.code, verdict.message, shard[0])
 
     def _with_log_tail(self, message: str, pods: list[dict]) -> str:
         if not self._log_tail_lines or not pods:

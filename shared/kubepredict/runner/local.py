@@ -82,7 +82,8 @@ class LocalProcessRunner(JobRunner):
         self.job_env = {**(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
                         "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
         self.env = {**os.environ, **self.job_env}
-        self._procs: dict[str, tuple[object, int, float]] = {}
+        # (job_id, shard or None) -> (process, attempt, time SIGTERM was sent or 0)
+        self._procs: dict[tuple[str, int | None], tuple[object, int, float]] = {}
         self._lock = threading.Lock()
         self._ctx = None
         if self.start_method == "forkserver":
@@ -93,6 +94,8 @@ class LocalProcessRunner(JobRunner):
 
     def _launch(self, spec: JobSpec):
         argv = ["worker", spec.job_id, "--attempt", str(spec.attempt)]
+        if spec.shard is not None:
+            argv += ["--shard", str(spec.shard)]
         if self._ctx is not None:
             proc = self._ctx.Process(target=_forked_worker, args=(argv, self.job_env), name=f"worker-{spec.job_id}")
             proc.start()
@@ -105,16 +108,27 @@ class LocalProcessRunner(JobRunner):
             proc = self._launch(spec)
         except OSError as exc:
             raise BackendUnavailable(f"could not start a worker process: {exc}") from exc
-        logger.info("job %s attempt %s: started worker pid %s", spec.job_id, spec.attempt, proc.pid)
+        logger.info("job %s%s attempt %s: started worker pid %s", spec.job_id,
+                    "" if spec.shard is None else f" shard {spec.shard}", spec.attempt, proc.pid)
         with self._lock:
-            self._procs[spec.job_id] = (proc, spec.attempt, 0.0)
+            self._procs[(spec.job_id, spec.shard)] = (proc, spec.attempt, 0.0)
 
     def cancel(self, job_id: str) -> None:
+        """Stop the job's worker, or every shard worker of a sharded job."""
         with self._lock:
-            entry = self._procs.get(job_id)
+            keys = [k for k in self._procs if k[0] == job_id]
+        for key in keys:
+            self._terminate(key)
+
+    def cancel_shard(self, job_id: str, shard: int) -> None:
+        self._terminate((job_id, shard))
+
+    def _terminate(self, key) -> None:
+        with self._lock:
+            entry = self._procs.get(key)
             if entry is None or entry[2]:
                 return
-            self._procs[job_id] = (entry[0], entry[1], time.monotonic())
+            self._procs[key] = (entry[0], entry[1], time.monotonic())
         try:
             entry[0].send_signal(signal.SIGTERM)
         except ProcessLookupError:
@@ -123,17 +137,20 @@ class LocalProcessRunner(JobRunner):
     def poll(self) -> None:
         with self._lock:
             items = list(self._procs.items())
-        for job_id, (proc, attempt, term_at) in items:
+        for (job_id, shard), (proc, attempt, term_at) in items:
             code = proc.poll()
             if code is None:
                 if term_at and time.monotonic() - term_at > TERM_GRACE_SECONDS:
                     proc.kill()
                 continue
             with self._lock:
-                self._procs.pop(job_id, None)
+                self._procs.pop((job_id, shard), None)
             if self.on_lost is not None:
                 # The catalogue ignores this when the worker recorded its outcome (the usual case).
-                self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code))
+                if shard is None:
+                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code))
+                else:
+                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code), shard)
 
     def running(self) -> int:
         with self._lock:
@@ -141,7 +158,11 @@ class LocalProcessRunner(JobRunner):
 
     def running_ids(self) -> list[str]:
         with self._lock:
-            return list(self._procs)
+            return sorted({job_id for job_id, _shard in self._procs})
+
+    def running_shards(self) -> list[tuple[str, int, int]]:
+        with self._lock:
+            return [(job_id, shard, entry[1]) for (job_id, shard), entry in self._procs.items() if shard is not None]
 
     def close(self) -> None:
         with self._lock:

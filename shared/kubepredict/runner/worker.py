@@ -16,17 +16,23 @@ logger = logging.getLogger(__name__)
 
 
 class Heartbeat(threading.Thread):
-    """Touches the job's heartbeat; when the job is no longer ours (cancelled), ends this process."""
+    """Touches the job's (or shard's) heartbeat; when it is no longer ours (cancelled), ends this process."""
 
-    def __init__(self, catalog, job_id: str, attempt: int, interval: float):
+    def __init__(self, catalog, job_id: str, attempt: int, interval: float, shard: int | None = None):
         super().__init__(name="heartbeat", daemon=True)
         self.catalog, self.job_id, self.attempt, self.interval = catalog, job_id, attempt, interval
+        self.shard = shard
         self.stopped = threading.Event()
+
+    def _beat(self) -> bool:
+        if self.shard is None:
+            return self.catalog.heartbeat(self.job_id, self.attempt)
+        return self.catalog.shard_heartbeat(self.job_id, self.shard, self.attempt)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                if not self.catalog.heartbeat(self.job_id, self.attempt):
+                if not self._beat():
                     if self.stopped.is_set():
                         return
                     logger.warning("job %s is no longer running here (cancelled?); stopping", self.job_id)
@@ -36,10 +42,15 @@ class Heartbeat(threading.Thread):
                 logger.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
 
 
-def run_worker(svc, job_id: str, attempt: int | None = None) -> int:
-    """Run one job to an outcome recorded in the catalogue. Returns the process exit code."""
+def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None = None) -> int:
+    """Run one job (or one shard of a sharded predict job) to an outcome recorded in the catalogue.
+
+    Returns the process exit code.
+    """
     catalog = svc.catalog
     me = f"{socket.gethostname()}:{os.getpid()}"
+    if shard is not None:
+        return _run_shard(svc, job_id, shard, attempt, me)
     if attempt is None:
         row = catalog.claim(job_id, worker=me)
         if row is None:
@@ -83,3 +94,65 @@ def run_worker(svc, job_id: str, attempt: int | None = None) -> int:
 
 def _raise_cancelled(signum, frame):
     raise JobCancelled("terminated")
+
+
+def shard_from_env(environ=None) -> tuple[int, int]:
+    """A Kubernetes Indexed Job pod's shard (``JOB_COMPLETION_INDEX``) and attempt (index failures + 1)."""
+    environ = os.environ if environ is None else environ
+    try:
+        index = int(environ["JOB_COMPLETION_INDEX"])
+    except (KeyError, ValueError) as exc:
+        raise SystemExit("--sharded needs JOB_COMPLETION_INDEX (set by an Indexed Job)") from exc
+    failures = environ.get(SHARD_FAILURES_ENV) or "0"
+    return index, int(failures) + 1 if failures.isdigit() else 1
+
+
+#: Set from the pod annotation batch.kubernetes.io/job-index-failure-count (downward API), see k8s_manifest.
+SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"  # == k8s_manifest.SHARD_FAILURES_ENV
+
+
+def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> int:
+    """Score one shard. ``attempt`` None: the worker claims the shard itself for ``attempt`` (a pod)."""
+    from .shards import run_predict_shard
+
+    catalog = svc.catalog
+    if attempt is None:
+        attempt = 1
+    row = catalog.get_shard_row(job_id, shard)
+    if row is None:
+        logger.error("job %s has no shard %s", job_id, shard)
+        return 3
+    if row.status == "running" and row.attempt == attempt:
+        catalog.set_shard_worker(job_id, shard, attempt, me)  # claimed for us by the dispatcher
+    elif catalog.claim_shard_attempt(job_id, shard, attempt, worker=me) is None:
+        logger.error("job %s shard %s attempt %s is not ours to run (status %s, attempt %s)", job_id, shard, attempt,
+                     row.status, row.attempt)
+        return 3
+    row = catalog.get_shard_row(job_id, shard)
+    job = catalog.get_job_row(job_id)
+    signal.signal(signal.SIGTERM, _raise_cancelled)
+    beat = Heartbeat(catalog, job_id, attempt, svc.settings.heartbeat_seconds, shard=shard)
+    beat.start()
+    started = time.perf_counter()
+    try:
+        run_predict_shard(svc, job, row)
+        logger.info("job %s shard %s succeeded in %.2f s", job_id, shard, time.perf_counter() - started)
+        return 0
+    except JobCancelled:
+        catalog.shard_lost(job_id, shard, attempt, "worker_terminated", "the worker was terminated before it finished")
+        logger.info("job %s shard %s stopped before finishing", job_id, shard)
+        return 0
+    except KubepredictError as exc:
+        logger.warning("job %s shard %s failed: %s", job_id, shard, exc.message)
+        catalog.fail_shard(job_id, shard, attempt, exc.code, exc.message)
+        return 0
+    except MemoryError:
+        catalog.fail_shard(job_id, shard, attempt, "out_of_memory",
+                           "the shard ran out of memory; use more shards or more memory")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - recorded for the user, logged with traceback for us
+        logger.exception("job %s shard %s crashed", job_id, shard)
+        catalog.fail_shard(job_id, shard, attempt, "job_error", f"{type(exc).__name__}: {exc}"[:2000])
+        return 0
+    finally:
+        beat.stopped.set()

@@ -9,6 +9,7 @@ from .. import metrics, ml
 from ..codecs import native
 from ..errors import Conflict
 from ..ids import new_id
+from ..runner.shard_plan import plan_ranges, shard_count
 from . import serving
 from . import validate as v
 from .training import check_queue
@@ -25,19 +26,26 @@ def ready_model(svc, model_id: str):
 
 
 def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
-    """Queue a batch prediction of a whole dataset; returns ``(job, created)``."""
+    """Queue a batch prediction of a whole dataset; returns ``(job, created)``.
+
+    ``"shards": N`` splits it into N row ranges, each scored by its own worker (see runner/shards.py).
+    """
     body = v.require_object(body)
-    v.reject_unknown(body, {"model_id", "dataset_id", "resources"})
+    v.reject_unknown(body, {"model_id", "dataset_id", "resources", "shards"})
     model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
     dataset = svc.catalog.get_dataset_row(v.string(body, "dataset_id", required=True, max_len=40))
     columns = {c["name"] for c in json.loads(dataset.columns)}
     ml.check_columns(columns, json.loads(model.features))
+    shards = shard_count(body, int(dataset.rows), svc.settings)
     check_queue(svc)
     job_id = new_id("job")
     request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": body.get("resources") or {}}
+    if shards > 1:
+        request["shards"] = shards
     job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
            "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
-    return svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None)
+    return svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None,
+                               shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None)
 
 
 def load_pipeline(svc, row):

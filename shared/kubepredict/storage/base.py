@@ -36,6 +36,14 @@ class Storage(ABC):
     def open(self, key: str) -> BinaryIO:
         """Open the object for streaming reads (caller closes)."""
 
+    def open_ranged(self, key: str) -> BinaryIO:
+        """Open the object for random access (seek + read) fetching only the byte ranges read (caller closes).
+
+        What a shard reads its row groups of a Parquet copy through. The default is ``open``, fine for
+        stores whose ``open`` is already seekable without copying (a local file).
+        """
+        return self.open(key)
+
     def get(self, key: str) -> bytes:
         with self.open(key) as f:
             return f.read()

@@ -1,0 +1,90 @@
+"""Sharded batch prediction: the same predict job with 1 and with 2 shards on the local runner.
+
+Run alone: ``python -m bench.shards``; ``make bench`` runs it too. ``BENCH_SHARD_ROWS`` (default
+1,000,000) rows × 20 features, scored by a random forest (scoring, not writing, is the dominant cost:
+the figure shows how well shards use the cores, and that two shard writers do not serialise on
+SQLite's single writer lock).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from tests.gateway_process import GatewayProcess
+
+ROWS = int(os.environ.get("BENCH_SHARD_ROWS", "1000000"))
+FEATURES = 20
+MODEL = {"algorithm": "random_forest", "params": {"n_estimators": 60, "max_depth": 12, "n_jobs": 1, "random_state": 0}}
+
+
+def _frame(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, FEATURES)).round(4)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(FEATURES)])
+    frame["y"] = np.where(X[:, 0] + X[:, 1] ** 2 - X[:, 2] * X[:, 3] > 1, "a", "b")
+    return frame
+
+
+def _wait(http: httpx.Client, job_id: str) -> dict:
+    while True:
+        job = http.get(f"/function/result/{job_id}", params={"limit": 0}).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.05)
+
+
+def _upload(http: httpx.Client, frame: pd.DataFrame, name: str) -> dict:
+    r = http.post("/function/upload", params={"name": name}, content=frame.to_csv(index=False).encode(),
+                  headers={"Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def run(rows: int = ROWS) -> tuple[list[tuple[str, str, str]], dict]:
+    """Return table rows and figures: 1 shard vs 2 shards over the same dataset and model."""
+    env = {"KUBEPREDICT_LOG_LEVEL": "WARNING", "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
+           "KUBEPREDICT_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024), "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS": "0.1"}
+    out: list[tuple[str, str, str]] = []
+    figures: dict = {"rows": rows}
+    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), env=env) as gw:
+        http = httpx.Client(base_url=gw.url, timeout=600)
+        train = _upload(http, _frame(20_000, 0), "shard-bench-train")
+        q = http.post("/function/train", json={"dataset_id": train["dataset_id"], "target": "y", **MODEL}).json()
+        assert _wait(http, q["job_id"])["status"] == "succeeded"
+        data = _upload(http, _frame(rows, 1), "shard-bench")
+        seconds = {}
+        for shards in (1, 2):
+            body = {"model_id": q["model_id"], "dataset_id": data["dataset_id"], "shards": shards}
+            t = time.perf_counter()
+            r = http.post("/function/predict", json=body)
+            assert r.status_code == 202, r.text
+            job = _wait(http, r.json()["job_id"])
+            seconds[shards] = time.perf_counter() - t
+            assert job["status"] == "succeeded", job
+            assert job["summary"]["rows"] == rows
+            out.append((f"batch predict {rows:,} × {FEATURES} (random forest), {shards} shard{'s' if shards > 1 else ''}",
+                        f"{rows / seconds[shards]:,.0f} rows/s", f"{seconds[shards]:.1f} s submit → succeeded"))
+        speedup = seconds[1] / seconds[2]
+        figures.update(one_shard_s=seconds[1], two_shards_s=seconds[2], speedup=speedup)
+        out.append(("sharding speedup, 2 shards vs 1", f"{speedup:.2f}×",
+                    f"{os.cpu_count()} CPUs; goal ≥ 1.7× on 2 cores"))
+    return out, figures
+
+
+def main() -> None:
+    from bench.__main__ import _print
+
+    rows, figures = run()
+    _print(rows)
+    print(figures)
+
+
+if __name__ == "__main__":
+    main()

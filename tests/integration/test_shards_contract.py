@@ -1,0 +1,167 @@
+"""Sharded predict jobs in the catalogue (SQLite and a real PostgreSQL), and ranged reads of a
+Parquet copy from both object stores (a shard fetches only the row groups it scores)."""
+
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from kubepredict.errors import JobCancelled
+from kubepredict.runner.shard_plan import plan_ranges
+from kubepredict.runner.shards import read_rows
+
+
+def sharded(catalog, job_id: str, rows: int, shards: int, max_attempts: int = 2):
+    catalog.enqueue(job={"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
+                         "max_attempts": max_attempts, "request": "{}"}, shards=plan_ranges(rows, shards))
+    (parent,) = [r for r in catalog.claim_next(10) if r.job_id == job_id]
+    return parent
+
+
+def test_plan_covers_every_row_once_in_order():
+    for rows, shards in ((10, 3), (5003, 3), (7, 7), (1, 4), (1_000_000, 2)):
+        ranges = plan_ranges(rows, shards)
+        assert ranges[0][0] == 0 and ranges[-1][1] == rows
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1 and min(b - a for a, b in ranges) >= 1
+
+
+def test_shards_are_claimed_once_each_and_progress_is_their_sum(catalog):
+    sharded(catalog, "job_p", 1000, 4)
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [(r.job_id, r.shard) for r in catalog.claim_shards(2)], range(6)))
+    claimed = [k for b in batches for k in b]
+    assert sorted(claimed) == [("job_p", i) for i in range(4)]
+    assert catalog.claim_shards(4) == []
+    catalog.shard_progress("job_p", 0, 1, 250)
+    catalog.shard_progress("job_p", 1, 1, 125)
+    job = catalog.get_job("job_p")
+    assert job["status"] == "running" and job["progress"] == pytest.approx(0.05 + 0.9 * 375 / 1000)
+    assert [s["rows_done"] for s in job["shard_status"]] == [250, 125, 0, 0]
+
+
+def test_lost_shard_is_retried_alone_then_fails_the_job(catalog):
+    sharded(catalog, "job_l", 100, 2, max_attempts=2)
+    catalog.claim_shards(2)
+    assert catalog.shard_lost("job_l", 1, 1, "worker_lost", "SIGKILL") == "queued"
+    assert catalog.shard_lost("job_l", 1, 1, "worker_lost", "again") is None  # stale report: ignored
+    (again,) = catalog.claim_shards(2)
+    assert (again.shard, again.attempt) == (1, 2)
+    assert catalog.get_shard_row("job_l", 0).attempt == 1 and catalog.get_shard_row("job_l", 0).status == "running"
+    assert catalog.shard_lost("job_l", 1, 2, "worker_lost", "SIGKILL") == "failed"
+    job = catalog.get_job("job_l")
+    assert job["status"] == "failed" and job["error"]["code"] == "worker_lost" and "shard 1" in job["error"]["message"]
+    assert [s["status"] for s in job["shard_status"]] == ["cancelled", "failed"]
+    assert not catalog.shard_heartbeat("job_l", 0, 1)
+    with pytest.raises(JobCancelled):
+        catalog.shard_progress("job_l", 0, 1, 10)
+
+
+def test_pod_claims_its_attempt_and_late_reports_are_ignored(catalog):
+    sharded(catalog, "job_k", 100, 2)
+    assert catalog.claim_shard_attempt("job_k", 0, 1, worker="pod-a") is not None
+    assert catalog.claim_shard_attempt("job_k", 0, 1, worker="pod-b") is None  # same attempt twice
+    assert catalog.claim_shard_attempt("job_k", 0, 2, worker="pod-c").attempt == 2  # the index's retry takes over
+    assert catalog.shard_lost("job_k", 0, 1, "pod_failed", "late") is None
+    assert catalog.get_shard_row("job_k", 0).status == "running"
+
+
+def test_cancel_stops_every_shard(catalog):
+    sharded(catalog, "job_c", 100, 3)
+    catalog.claim_shards(2)
+    catalog.cancel("job_c")
+    assert [s.status for s in catalog.list_shards("job_c")] == ["cancelled"] * 3
+    assert catalog.claim_shards(3) == [] and not catalog.shard_heartbeat("job_c", 0, 1)
+    assert catalog.shard_statuses([("job_c", 0), ("job_c", 1)]) == {("job_c", 0): ("cancelled", 1),
+                                                                    ("job_c", 1): ("cancelled", 1)}
+
+
+def test_last_shard_finishes_the_job_once(catalog):
+    sharded(catalog, "job_f", 10, 2)
+    catalog.claim_shards(2)
+    for shard, (a, b) in enumerate(plan_ranges(10, 2)):
+        catalog.clear_shard_predictions("job_f", a, b)
+        catalog.insert_predictions("job_f", [(i, json.dumps("yes" if i % 2 else "no"), None) for i in range(a, b)])
+    assert catalog.succeed_shard("job_f", 0, 1, summary={"rows": 5, "class_counts": {'"no"': 3, '"yes"': 2}}) is False
+    assert catalog.completed_sharded_jobs() == []
+    assert catalog.succeed_shard("job_f", 1, 1, summary={"rows": 5, "class_counts": {'"yes"': 3, '"no"': 2}}) is True
+    assert catalog.completed_sharded_jobs() == ["job_f"]
+    catalog.clear_shard_predictions("job_f", 100, 200)  # another range: nothing of ours is touched
+    assert catalog.count_predictions("job_f") == 10
+
+
+def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40_000, 6)), columns=[f"c{i}" for i in range(6)])
+    frame["k"] = np.array(["a", "b", "c"])[rng.integers(0, 3, len(frame))]
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buf, row_group_size=5_000)
+    stored = storage.put_bytes("datasets/ds_r/data.parquet", buf.getvalue())
+    svc = SimpleNamespace(storage=storage)
+    dataset = SimpleNamespace(parquet_key=stored.key)
+    whole = pd.read_parquet(io.BytesIO(storage.get(stored.key)))
+    for a, b in plan_ranges(len(frame), 3) + [(4_999, 5_001), (39_999, 40_000)]:
+        part = read_rows(svc, dataset, a, b)
+        pd.testing.assert_frame_equal(part, whole.iloc[a:b].reset_index(drop=True))
+    with storage.open_ranged(stored.key) as f:
+        f.seek(-8, io.SEEK_END)
+        assert f.read(8)[-4:] == b"PAR1"
+    if hasattr(storage, "client"):  # S3: count the bytes the ranged GETs actually brought
+        f = storage.open_ranged(stored.key)
+        table = pq.ParquetFile(f).read_row_groups([2])
+        assert table.num_rows == 5_000
+        assert f.raw.bytes_fetched < stored.size / 3, (f.raw.bytes_fetched, stored.size)
+        f.close()
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(catalog, task):
+    """All shards succeeded, nobody marked the job: the dispatcher's round does, once, with one summary."""
+    from kubepredict.config import Settings
+    from kubepredict.runner.base import JobRunner
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    class NoWorkers(JobRunner):
+        def submit(self, spec):
+            raise AssertionError("nothing to start")
+
+        def cancel(self, job_id):
+            pass
+
+    catalog.enqueue(job={"job_id": "job_t", "kind": "train", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
+                         "max_attempts": 1, "request": "{}"},
+                    model={"model_id": f"mdl_{task}", "name": f"m-{task}", "task": task, "algorithm": "x",
+                           "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": "job_t"})
+    catalog.cancel("job_t")
+    catalog.enqueue(job={"job_id": "job_z", "kind": "predict", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
+                         "max_attempts": 2, "request": "{}"}, shards=plan_ranges(6, 2))
+    catalog.claim_next(1)
+    catalog.claim_shards(2)
+    values = ["a", "b", "a", "a", "c", "b"] if task == "classification" else [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
+    for shard, (a, b) in enumerate(plan_ranges(6, 2)):
+        catalog.insert_predictions("job_z", [(i, json.dumps(values[i]), None) for i in range(a, b)])
+        counts = {}
+        for v in values[a:b]:
+            counts[json.dumps(v)] = counts.get(json.dumps(v), 0) + 1
+        catalog.succeed_shard("job_z", shard, 1, summary={"rows": b - a, **(
+            {"class_counts": counts} if task == "classification" else {})})
+    dispatcher = Dispatcher(catalog, NoWorkers(), Settings(data_dir="/nonexistent", max_concurrent_jobs=0))
+    dispatcher.tick()
+    dispatcher.tick()
+    job = catalog.get_job("job_z")
+    assert job["status"] == "succeeded" and job["progress"] == 1.0 and job["summary"]["rows"] == 6
+    assert job["summary"]["shards"] == 2
+    if task == "classification":
+        assert job["summary"]["class_counts"] == {"a": 3, "b": 2, "c": 1}
+    else:
+        assert job["summary"]["quantiles"] == {"min": 0.5, "p25": 1.75, "p50": 3.0, "p75": 4.25, "max": 5.5}
+        assert job["summary"]["mean"] == 3.0
+    assert [t for t, _ in catalog.events_for("job_z")].count("kubepredict.job.succeeded") == 1
