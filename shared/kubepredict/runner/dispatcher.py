@@ -90,6 +90,7 @@ class Dispatcher:
             spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard)
             try:
                 self.runner.submit(spec)
+                self.catalog.shard_heartbeat(row.job_id, row.shard, row.attempt)  # silence counts from the start
                 started += 1
             except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
                 logger.exception("could not start job %s shard %s", row.job_id, row.shard)
