@@ -67,6 +67,10 @@ class StreamScorer:
                 "transaction.timeout.ms": self.transaction_timeout_ms,
                 "message.timeout.ms": self.transaction_timeout_ms,
                 "linger.ms": 2,
+                # the next transaction's AddOffsetsToTxn meets CONCURRENT_TRANSACTIONS while the broker still
+                # writes the last one's markers; retrying after 100 ms (the default) cost 80 ms per batch,
+                # after 10 ms it costs 19 ms (measured on the test broker)
+                "retry.backoff.ms": 10,
             }))
             producer.init_transactions(60)
         except KafkaException as exc:
@@ -118,11 +122,12 @@ class StreamScorer:
             offsets[(d.topic, d.partition)] = max(offsets.get((d.topic, d.partition), -1), d.offset + 1)
         duplicates = len(deliveries) - len(records)
         answered = dead = 0
+        when = sb.now()
         try:
             producer.begin_transaction()
             for rec in records:
                 if rec.answer is not None:
-                    producer.produce(s.topic_predictions, value=sb.answer_event(rec), key=rec.request_id.encode(),
+                    producer.produce(s.topic_predictions, value=sb.answer_event(rec, when), key=rec.request_id.encode(),
                                      headers=[("content-type", b"application/cloudevents+json")])
                     answered += 1
                 else:
