@@ -27,12 +27,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
-def stream_env(bootstrap_servers: str, prefix: str, **extra) -> dict:
-    return kafka_env(bootstrap_servers, prefix, KUBEPREDICT_TOPIC_PREDICT_STREAM=f"{prefix}predict.stream",
-                     KUBEPREDICT_TOPIC_PREDICTIONS=f"{prefix}predictions", KUBEPREDICT_STREAM_GROUP=f"{prefix}stream",
-                     **extra)
-
-
 def train(http: httpx.Client, dataset_id: str, name: str, **body) -> dict:
     r = http.post("/function/train", json={"dataset_id": dataset_id, "name": name, **body})
     assert r.status_code in (200, 201, 202), r.text
@@ -45,7 +39,7 @@ def train(http: httpx.Client, dataset_id: str, name: str, **body) -> dict:
 def served(tmp_path_factory, kafka_broker):
     """A gateway with Kafka (so the embedded stream scorer runs) and two ready models."""
     prefix = kafka_broker.topic_prefix("stream")
-    env = stream_env(kafka_broker.bootstrap, prefix, KUBEPREDICT_MAX_ONLINE_ROWS="1000",
+    env = kafka_env(kafka_broker.bootstrap, prefix, KUBEPREDICT_MAX_ONLINE_ROWS="1000",
                      KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000")
     gw = GatewayProcess(tmp_path_factory.mktemp("stream-gw"), env=env).start()
     http = httpx.Client(base_url=gw.url, timeout=60)
@@ -181,7 +175,7 @@ def _scorer(env: dict, log, *args: str) -> subprocess.Popen:
 def test_one_answer_per_request_after_the_scorer_is_killed_between_scoring_and_commit(served, tmp_path):
     svc, species = served["svc"], served["species"]
     p = served["prefix"] + "kill."  # own topics and group, not read by the gateway's embedded scorer
-    env = stream_env(served["bootstrap"], p, KUBEPREDICT_DATA_DIR=served["env"]["KUBEPREDICT_DATA_DIR"],
+    env = kafka_env(served["bootstrap"], p, KUBEPREDICT_DATA_DIR=served["env"]["KUBEPREDICT_DATA_DIR"],
                      KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000")
     reqs = [request(species["model_id"], rows(1 + i % 3, start=i), f"req-{i}") for i in range(30)]
     produce(served["bootstrap"], f"{p}predict.stream", reqs)

@@ -72,12 +72,13 @@ class StreamScorer:
                 # after 10 ms it costs 19 ms (measured on the test broker)
                 "retry.backoff.ms": 10,
             }))
-            producer.init_transactions(60)
         except KafkaException as exc:
             raise unavailable(exc, "stream scorer set-up") from exc
-        logger.info("stream scorer (group %s, transactional id %s): %s -> %s", self.group_id,
-                    self.transactional_id, s.topic_predict_stream, s.topic_predictions)
         try:
+            if not self._init_transactions(producer):
+                return
+            logger.info("stream scorer (group %s, transactional id %s): %s -> %s", self.group_id,
+                        self.transactional_id, s.topic_predict_stream, s.topic_predictions)
             while not self._stop.is_set():
                 msgs = consumer.consume(self.max_messages, self.max_wait if self.max_wait > 0 else 0.001)
                 deliveries = []
@@ -158,6 +159,28 @@ class StreamScorer:
         metrics.STREAM_BATCH_SECONDS.observe(time.perf_counter() - started)
 
     # ---- pieces ---------------------------------------------------------------------------
+    def _init_transactions(self, producer) -> bool:
+        """Register the transactional id (aborting what a crashed predecessor left open); waits out an outage."""
+        from confluent_kafka import KafkaException
+
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                producer.init_transactions(5)
+                self._up()
+                return True
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if err is not None and err.fatal():
+                    raise _Fatal(str(err)) from exc
+                if not self._outage:
+                    self._outage = True
+                    logger.warning("stream scorer: cannot start transactions at %s (%s); waiting for the broker",
+                                   self.settings.kafka_bootstrap_servers, err)
+            self._stop.wait(backoff)
+            backoff = min(self.max_backoff, backoff * 2)
+        return False
+
     def _dead_letter(self, producer, rec: sb.Record) -> None:
         exc = rec.error or KubepredictError("not answered", code="internal_error")
         status = sb.error_status(exc)
