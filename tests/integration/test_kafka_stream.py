@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -198,3 +199,80 @@ def test_one_answer_per_request_after_the_scorer_is_killed_between_scoring_and_c
         check_answer(svc, m, req)
     everything = answers(served["bootstrap"], f"{p}predictions", 30 + len(raw), committed=False)
     assert len(everything) > 30, "read_uncommitted shows the aborted copies: the crash happened mid-transaction"
+
+
+def test_broker_restart_mid_stream_loses_no_answer_and_duplicates_none(served, request):
+    from dataclasses import replace
+
+    from kubepredict.events.stream import StreamScorer
+    from tests.services.kafka import KafkaBroker
+
+    broker = KafkaBroker().start()  # a private broker: this test stops it
+    request.addfinalizer(broker.stop)
+    p = served["prefix"] + "outage."
+    svc = served["svc"]
+    settings = replace(svc.settings, kafka_bootstrap_servers=broker.bootstrap, topic_predict_stream=f"{p}stream",
+                       topic_predictions=f"{p}predictions", topic_dead_letter=f"{p}dead-letter")
+    scorer = StreamScorer(replace(svc, settings=settings), group_id=f"{p}group", instance="outage",
+                          max_messages=50, max_backoff=2.0, stuck_after=20).start()
+    request.addfinalizer(scorer.stop)
+    model_id = served["species"]["model_id"]
+    first = [request_(model_id, i) for i in range(20)]
+    produce(broker.bootstrap, f"{p}stream", first)
+    wait_for(lambda: scorer.answered >= 20, 120, "the first answers")
+    second = [request_(model_id, i) for i in range(20, 1020)]
+    produce(broker.bootstrap, f"{p}stream", second)
+    wait_for(lambda: scorer.answered > 20, 60, "scoring of the second lot to start")
+    broker.halt()  # most likely in the middle of a transaction
+    broker.resume()
+    got = answers(broker.bootstrap, f"{p}predictions", 1020, timeout=240)
+    keys = [m.key() for m in got]
+    assert len(keys) == 1020 and len(set(keys)) == 1020, "one committed answer per request id"
+    by_key = {m.key(): m for m in got}
+    for req in (first + second)[::97]:
+        check_answer(svc, by_key[req["id"].encode()], req)
+
+
+def request_(model_id: str, i: int) -> dict:
+    return request(model_id, rows(1, start=i), f"req-{i}")
+
+
+def test_a_loop_stuck_in_a_transaction_is_replaced_and_answers_stay_one_per_request(served, request):
+    """The watchdog: a transactional call blocked past ``stuck_after`` (simulated by a hook that hangs after
+    producing) gets a new loop; the stuck one is fenced and commits nothing."""
+    import threading
+    from dataclasses import replace
+
+    from kubepredict.events.stream import StreamScorer
+
+    p = served["prefix"] + "stuck."
+    svc = served["svc"]
+    settings = replace(svc.settings, kafka_bootstrap_servers=served["bootstrap"], topic_predict_stream=f"{p}stream",
+                       topic_predictions=f"{p}predictions", topic_dead_letter=f"{p}dead-letter")
+    release = threading.Event()
+    request.addfinalizer(release.set)
+    hung = []
+
+    def hang_once(records):
+        if not hung:
+            hung.append(len(records))
+            release.wait(30)
+
+    scorer = StreamScorer(replace(svc, settings=settings), group_id=f"{p}group", instance="stuck", max_messages=10,
+                          after_produce=hang_once, stuck_after=3)
+    request.addfinalizer(scorer.stop)
+    model_id = served["species"]["model_id"]
+    reqs = [request_(model_id, i) for i in range(40)]
+    produce(served["bootstrap"], f"{p}stream", reqs)
+    scorer.start()
+    wait_for(lambda: scorer.restarts == 1, 60, "the watchdog to replace the stuck loop")
+    got = answers(served["bootstrap"], f"{p}predictions", 40, timeout=120)
+    release.set()  # the stuck loop wakes up, finds itself replaced (and fenced), and commits nothing
+    time.sleep(3)
+    got = answers(served["bootstrap"], f"{p}predictions", 40, timeout=60)
+    keys = [m.key() for m in got]
+    assert hung and len(keys) == 40 and len(set(keys)) == 40, "one committed answer per request id"
+    assert scorer.failed is None and scorer.restarts == 1
+    by_key = {m.key(): m for m in got}
+    for req in reqs[::7]:
+        check_answer(svc, by_key[req["id"].encode()], req)

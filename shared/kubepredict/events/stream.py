@@ -36,7 +36,8 @@ class StreamScorer:
 
     def __init__(self, services, *, group_id: str | None = None, instance: str | None = None,
                  max_messages: int = 500, max_wait: float = 0.05, transaction_timeout_ms: int = 30000,
-                 after_produce: Callable[[list], None] | None = None, max_backoff: float = 30.0):
+                 after_produce: Callable[[list], None] | None = None, max_backoff: float = 30.0,
+                 stuck_after: float = 120.0):
         self.services = services
         self.settings = settings = services.settings
         self.group_id = group_id or settings.stream_group
@@ -47,13 +48,20 @@ class StreamScorer:
         self.after_produce, self.max_backoff = after_produce, max_backoff
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # watchdog: a transactional call blocked longer than ``stuck_after`` s (librdkafka can miss its own timeout
+        # when the group coordinator restarts, confluentinc/librdkafka#5456) gets the loop replaced by a new one
+        self.stuck_after = stuck_after
+        self._generation = 0
+        self._busy_since: float | None = None
+        self._consumer = None
+        self.restarts = 0
         self._backoff = 0.0
         self._outage = False
         self.batches = self.answered = self.dead_lettered = 0
         self.failed: BaseException | None = None
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, generation: int = 0) -> None:
         from confluent_kafka import Consumer, KafkaException, Producer
 
         s = self.settings
@@ -62,6 +70,7 @@ class StreamScorer:
             consumer = Consumer(consumer_config(s, self.group_id, error_cb=self._on_error,
                                                 **{"isolation.level": "read_committed"}))
             consumer.subscribe([s.topic_predict_stream])
+            self._consumer = consumer
             producer = Producer(producer_config(s, error_cb=self._on_error, **{
                 "transactional.id": self.transactional_id,
                 "transaction.timeout.ms": self.transaction_timeout_ms,
@@ -79,7 +88,7 @@ class StreamScorer:
                 return
             logger.info("stream scorer (group %s, transactional id %s): %s -> %s", self.group_id,
                         self.transactional_id, s.topic_predict_stream, s.topic_predictions)
-            while not self._stop.is_set():
+            while not self._stop.is_set() and generation == self._generation:
                 msgs = consumer.consume(self.max_messages, self.max_wait if self.max_wait > 0 else 0.001)
                 deliveries = []
                 for m in msgs:
@@ -91,23 +100,28 @@ class StreamScorer:
                     continue
                 self._up()
                 try:
-                    self.process(consumer, producer, deliveries)
+                    self.process(consumer, producer, deliveries, generation)
                     self._backoff = 0.0
                 except _Fatal:
                     raise
+                except _Replaced:
+                    return
                 except Exception as exc:  # noqa: BLE001 - never lose the loop; the batch is read again
+                    if generation != self._generation:
+                        return  # replaced by the watchdog while blocked: the new loop owns the batch
                     if isinstance(exc, BackendUnavailable):
                         logger.warning("stream scorer: %s; the batch of %d will be retried", exc, len(deliveries))
                     else:
                         logger.exception("stream scorer: a batch of %d failed; retrying it", len(deliveries))
-                    self._abort(producer)
+                    self._abort(producer, generation)
                     self._rewind(consumer, deliveries)
                     self._backoff = min(self.max_backoff, max(0.5, self._backoff * 2))
                     self._stop.wait(self._backoff)
         finally:
-            consumer.close()
+            if generation == self._generation:  # else the watchdog closed it already
+                consumer.close()
 
-    def process(self, consumer, producer, deliveries: list[Delivery]) -> None:
+    def process(self, consumer, producer, deliveries: list[Delivery], generation: int = 0) -> None:
         """Score a micro-batch and publish answers, dead letters and offsets in one transaction."""
         from confluent_kafka import KafkaException, TopicPartition
 
@@ -124,6 +138,7 @@ class StreamScorer:
         duplicates = len(deliveries) - len(records)
         answered = dead = 0
         when = sb.now()
+        self._busy_since = time.monotonic()
         try:
             producer.begin_transaction()
             for rec in records:
@@ -140,14 +155,21 @@ class StreamScorer:
                 self.after_produce(records)
             producer.send_offsets_to_transaction([TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                                                  consumer.consumer_group_metadata(), 30)
+            if generation != self._generation:
+                raise _Replaced()  # the watchdog gave up on this loop: its successor scores the batch again
             _commit(producer)
         except KafkaException as exc:
+            if generation != self._generation:
+                raise _Replaced() from exc  # fenced by its successor, as intended
             err = exc.args[0] if exc.args else None
             if err is not None and getattr(err, "fatal", lambda: False)():
                 raise _Fatal(str(err)) from exc
             raise unavailable(exc, "stream transaction") from exc
         except BufferError as exc:
             raise BackendUnavailable(f"Kafka producer queue full: {exc}") from exc
+        finally:
+            if generation == self._generation:
+                self._busy_since = None
         self.batches += 1
         self.answered += answered
         self.dead_lettered += dead
@@ -191,13 +213,19 @@ class StreamScorer:
         producer.produce(self.settings.topic_dead_letter, value=d.value, key=d.key,
                          headers=dead_letter_headers(d, FUNCTION, status, {"code": exc.code, "message": exc.message}))
 
-    def _abort(self, producer) -> None:
+    def _abort(self, producer, generation: int = 0) -> None:
         from confluent_kafka import KafkaException
 
+        self._busy_since = time.monotonic()
         try:
             producer.abort_transaction(30)
         except KafkaException as exc:  # no transaction open, or the broker is away: the next begin tells
             logger.debug("stream scorer: abort: %s", exc)
+        finally:
+            if generation == self._generation:
+                self._busy_since = None
+        if generation != self._generation:
+            raise _Replaced()
 
     def _rewind(self, consumer, deliveries: list[Delivery]) -> None:
         """Seek each partition of the batch back to its first record: nothing is skipped."""
@@ -228,13 +256,38 @@ class StreamScorer:
             logger.info("stream scorer: Kafka reachable again")
 
     def start(self) -> "StreamScorer":
-        self._thread = threading.Thread(target=self._run_logged, name="kafka-stream-scorer", daemon=True)
+        self._thread = threading.Thread(target=self._run_logged, args=(self._generation,), name="kafka-stream-scorer",
+                                        daemon=True)
         self._thread.start()
+        threading.Thread(target=self._watch, name="kafka-stream-watchdog", daemon=True).start()
         return self
 
-    def _run_logged(self) -> None:
+    def _watch(self) -> None:
+        """Replace a loop stuck inside a transactional call: close its consumer (its partitions go to the new
+        loop), start a new loop whose producer, with the same transactional id, fences the stuck one."""
+        while not self._stop.wait(1.0):
+            since = self._busy_since
+            if since is None or time.monotonic() - since < self.stuck_after:
+                continue
+            logger.error("stream scorer: a Kafka transaction call has been blocked for %.0f s; replacing the loop "
+                         "(its uncommitted batch is scored again by the new one)", time.monotonic() - since)
+            self._generation += 1
+            self._busy_since = None
+            self.restarts += 1
+            try:
+                if self._consumer is not None:
+                    self._consumer.close()  # leaves the group now: the stuck thread holds no lock on it
+            except Exception:  # noqa: BLE001
+                logger.warning("stream scorer: closing the stuck consumer failed", exc_info=True)
+            self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
+                                            name="kafka-stream-scorer", daemon=True)
+            self._thread.start()
+
+    def _run_logged(self, generation: int = 0) -> None:
         try:
-            self.run()
+            self.run(generation)
+        except _Replaced:
+            pass
         except Exception as exc:  # noqa: BLE001 - a thread's exception would otherwise vanish
             self.failed = exc
             logger.exception("stream scorer stopped")
@@ -258,6 +311,10 @@ def _commit(producer, attempts: int = 3) -> None:
             err = exc.args[0] if exc.args else None
             if attempt + 1 == attempts or err is None or not err.retriable():
                 raise
+
+
+class _Replaced(Exception):
+    """This loop was replaced by the watchdog while blocked; it must not commit anything."""
 
 
 class _Fatal(Exception):
