@@ -134,3 +134,18 @@ def test_chunks_keep_each_call_under_the_row_limit_and_duplicates_are_dropped():
     assert [[r.request_id for r in c] for c in sb.chunks(g.records, 6)] == [["r0", "r1"], ["r2", "r3"]]
     again = sb.parse(delivery(event({"model": "m", "instances": []}, "r0"), offset=9))
     assert [r.request_id for r in sb.first_of_each([*records, again])] == ["r0", "r1", "r2", "r3"]
+
+
+def test_an_unexpected_model_error_fails_only_its_record():
+    records = [sb.parse(delivery(event({"model": "m", "instances": [{"a": a, "b": 0}]}, f"r{i}")))
+               for i, a in enumerate([1, -1, 3])]
+    (g,) = sb.group(records, lambda ref, v: Model(), max_rows=100)
+
+    def score(model, table):
+        if -1 in table.columns["a"]:
+            raise ZeroDivisionError("boom")
+        return ml.ScoreResult(predictions=np.asarray(table.columns["a"]) * 2, probabilities=None, classes=None)
+
+    sb.score_group(g.records, g.model, score)
+    assert [r.answer["predictions"] if r.answer else r.error.code for r in records] == [[2], "scoring_failed", [6]]
+    assert "probabilities" not in records[0].answer and sb.error_status(records[1].error) == 500

@@ -271,23 +271,32 @@ class StreamScorer:
                 continue
             logger.error("stream scorer: a Kafka transaction call has been blocked for %.0f s; replacing the loop "
                          "(its uncommitted batch is scored again by the new one)", time.monotonic() - since)
-            self._generation += 1
-            self._busy_since = None
-            self.restarts += 1
-            try:
-                if self._consumer is not None:
-                    self._consumer.close()  # leaves the group now: the stuck thread holds no lock on it
-            except Exception:  # noqa: BLE001
-                logger.warning("stream scorer: closing the stuck consumer failed", exc_info=True)
-            self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
-                                            name="kafka-stream-scorer", daemon=True)
-            self._thread.start()
+            self._replace()
+
+    def _replace(self) -> None:
+        self._generation += 1
+        self._busy_since = None
+        self.restarts += 1
+        try:
+            if self._consumer is not None:
+                self._consumer.close()  # leaves the group now: the stuck thread holds no lock on it
+        except Exception:  # noqa: BLE001 - already closed
+            logger.debug("stream scorer: closing the old consumer", exc_info=True)
+        self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
+                                        name="kafka-stream-scorer", daemon=True)
+        self._thread.start()
 
     def _run_logged(self, generation: int = 0) -> None:
         try:
             self.run(generation)
         except _Replaced:
             pass
+        except _Fatal as exc:
+            # e.g. fenced by another scorer with the same transactional id (give each its own --instance), or a
+            # producer epoch the broker no longer accepts: start over with new clients after a pause
+            logger.error("stream scorer: fatal Kafka producer error (%s); new clients in 10 s", exc)
+            if not self._stop.wait(10):
+                self._replace()
         except Exception as exc:  # noqa: BLE001 - a thread's exception would otherwise vanish
             self.failed = exc
             logger.exception("stream scorer stopped")

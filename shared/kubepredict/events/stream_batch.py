@@ -200,8 +200,13 @@ def score_group(records: list[Record], model, score) -> None:
         result = score(model, concat(records, model.features))
     except BackendUnavailable:
         raise
-    except KubepredictError as exc:
+    except Exception as exc:  # noqa: BLE001 - a record the model cannot score must not hold the partition
         if len(records) == 1:
+            if not isinstance(exc, KubepredictError):
+                logger.exception("stream scoring: model %s failed on request %s", model.model_id,
+                                 records[0].request_id)
+                exc = KubepredictError(f"the model could not score these rows: {type(exc).__name__}: {exc}",
+                                       code="scoring_failed")
             records[0].error = exc
             return
         for rec in records:
