@@ -3,7 +3,7 @@
 Part of ``make bench`` (``python -m bench`` calls ``stream_rows``); alone: ``python -m bench.stream`` (trains its
 own model). The records are on the topic before the scorer starts, so the figure is the scorer's (one member,
 in this process): consume, decode, score per model per micro-batch, produce the answers, commit the transaction.
-``BENCH_STREAM_BIG`` (100-row records, default 300) and ``BENCH_STREAM_SMALL`` (1-row records, default 10000).
+``BENCH_STREAM_BIG`` (100-row records, default 1000) and ``BENCH_STREAM_SMALL`` (1-row records, default 10000).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-BIG = int(os.environ.get("BENCH_STREAM_BIG", "300"))
+BIG = int(os.environ.get("BENCH_STREAM_BIG", "1000"))
 SMALL = int(os.environ.get("BENCH_STREAM_SMALL", "10000"))
 
 
