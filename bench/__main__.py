@@ -1,7 +1,8 @@
 """Kubepredict benchmarks against a real gateway process, compared with raw scikit-learn.
 
 Run: ``make bench`` (``BENCH_ROWS=1000000`` for the full batch figure, ``BENCH_REQUESTS`` for online calls,
-``BENCH_SHARD_ROWS`` for the 1 vs 2 shards figure, see bench/shards.py).
+``BENCH_SHARD_ROWS`` for the 1 vs 2 shards figure, see bench/shards.py; ``BENCH_STREAM_BIG`` /
+``BENCH_STREAM_SMALL`` for the Kafka stream scoring records, see ``bench/stream.py``).
 Prints a table and writes ``bench/results.json``.
 """
 
@@ -140,6 +141,11 @@ def main() -> None:
         csv_bytes = len(http.get(f"/function/result/{pq['job_id']}", params={"format": "csv"}).content)
         csv_s = time.perf_counter() - t
         rows.append(("CSV download of those results", f"{BATCH_ROWS / csv_s:,.0f} rows/s", f"{csv_bytes / 1e6:.0f} MB"))
+        # --- stream scoring over Kafka (its own broker; the scorer reads this gateway's catalogue) ---------
+        from bench.stream import stream_rows
+
+        stream_table, results["kafka_stream"] = stream_rows(Path(tmp), model_id, features.to_dict(orient="records"))
+        rows.extend(stream_table)
     from bench import shards
 
     shard_rows, results["shards"] = shards.run()  # 1 vs 2 shards, its own gateway (BENCH_SHARD_ROWS rows)

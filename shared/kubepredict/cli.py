@@ -1,4 +1,4 @@
-"""``kubepredict``: serve | worker | dispatcher | metrics | relay | connector | upload | train | predict | result | demo."""
+"""``kubepredict``: serve | worker | dispatcher | metrics | relay | connector | stream-scorer | upload | train | predict | result | demo."""
 
 from __future__ import annotations
 
@@ -174,6 +174,47 @@ def connector(group, exit_after_invoke):
                 os._exit(3)
     loop = KafkaConnector(settings, group_id=group, after_invoke=hook)
     _run_until_sigterm(loop)
+
+
+@main.command("stream-scorer")
+@click.option("--group", default=None, help="Consumer group id (default kubepredict-stream, or KUBEPREDICT_STREAM_GROUP).")
+@click.option("--instance", default=None, help="This member's name, stable across its restarts (default: the host "
+                                               "name); give each scorer of a group on one host its own.")
+@click.option("--max-messages", type=int, default=500, show_default=True, help="Records per micro-batch at most.")
+@click.option("--max-wait-ms", type=int, default=50, show_default=True, help="Wait for a micro-batch to fill.")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-host", default="0.0.0.0", show_default=True)
+@click.option("--exit-after-produce", type=int, default=None, hidden=True,
+              help="Tests only: SIGKILL itself after producing the Nth batch's answers, before committing.")
+def stream_scorer(group, instance, max_messages, max_wait_ms, metrics_port, metrics_host, exit_after_produce):
+    """Score CloudEvents from kubepredict.predict.stream in micro-batches; answers to kubepredict.predictions."""
+    import logging
+    import signal as _signal
+
+    from . import logs, metrics
+    from .bootstrap import bootstrap
+    from .events.stream import StreamScorer
+
+    logs.configure()
+    svc = bootstrap(_settings())
+    if not svc.settings.kafka_bootstrap_servers:
+        raise click.ClickException("set KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS")
+    hook = None
+    if exit_after_produce:
+        def hook(records):
+            if loop.batches + 1 >= exit_after_produce:
+                logging.getLogger(__name__).warning("killing myself after producing %d answers, before the commit",
+                                                    len(records))
+                logging.shutdown()
+                os.kill(os.getpid(), _signal.SIGKILL)
+    if metrics_port:
+        metrics.serve_metrics(metrics.REGISTRY, metrics_port, metrics_host)
+    loop = StreamScorer(svc, group_id=group, instance=instance, max_messages=max_messages,
+                        max_wait=max_wait_ms / 1000, after_produce=hook)
+    _run_until_sigterm(loop)
+    svc.catalog.dispose()
+    if loop.failed is not None:
+        raise SystemExit(1)
 
 
 # ---- client side ------------------------------------------------------------------------------

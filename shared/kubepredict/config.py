@@ -86,6 +86,9 @@ class Settings:
     topic_predict_requests: str = "kubepredict.predict.requests"
     topic_events: str = "kubepredict.events"
     topic_dead_letter: str = "kubepredict.dead-letter"
+    topic_predict_stream: str = "kubepredict.predict.stream"
+    topic_predictions: str = "kubepredict.predictions"
+    stream_group: str = "kubepredict-stream"
     connector_group: str = "kubepredict-connector"
     kafka_options: str | None = None  # extra librdkafka properties, "k=v,k=v" (TLS, SASL, timeouts)
     gateway_url: str = "http://127.0.0.1:8080"
@@ -137,6 +140,9 @@ class Settings:
             topic_predict_requests=env.get("KUBEPREDICT_TOPIC_PREDICT_REQUESTS", "kubepredict.predict.requests"),
             topic_events=env.get("KUBEPREDICT_TOPIC_EVENTS", "kubepredict.events"),
             topic_dead_letter=env.get("KUBEPREDICT_TOPIC_DEAD_LETTER", "kubepredict.dead-letter"),
+            topic_predict_stream=env.get("KUBEPREDICT_TOPIC_PREDICT_STREAM", "kubepredict.predict.stream"),
+            topic_predictions=env.get("KUBEPREDICT_TOPIC_PREDICTIONS", "kubepredict.predictions"),
+            stream_group=env.get("KUBEPREDICT_STREAM_GROUP") or "kubepredict-stream",
             connector_group=env.get("KUBEPREDICT_CONNECTOR_GROUP") or "kubepredict-connector",
             kafka_options=read_secret("KUBEPREDICT_KAFKA_OPTIONS", env),
             gateway_url=env.get("KUBEPREDICT_GATEWAY_URL", "http://127.0.0.1:8080"),

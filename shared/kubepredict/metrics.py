@@ -13,7 +13,7 @@ Where each figure comes from, and why:
   ``InvocationCollector`` exposes them under the OpenFaaS gateway's names from a long-lived process
   (``kubepredict dispatcher --metrics-port`` or ``kubepredict metrics``; see ``catalog_registry``).
 
-Labels are bounded: function name (4), status code, job kind (2), job status (5). Never ids.
+Labels are bounded: function name (4), status code, job kind (2), job status (5), stream outcome (3). Never ids.
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ FUNCTION_SECONDS = Histogram("gateway_functions_seconds", SECONDS_HELP,
                              ["function_name", "code"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 ONLINE_PREDICT_SECONDS = Histogram("kubepredict_online_predict_seconds", "Online prediction latency in the function.",
                                    buckets=LATENCY_BUCKETS, registry=REGISTRY)
+# Stream scoring (events/stream.py): records answered or dead-lettered, rows scored, micro-batch size and time.
+STREAM_RECORDS = Counter("kubepredict_stream_records_total", "Stream scoring requests by outcome.", ["outcome"],
+                         registry=REGISTRY)
+STREAM_ROWS = Counter("kubepredict_stream_rows_total", "Rows scored by stream scoring.", registry=REGISTRY)
+STREAM_BATCH_RECORDS = Histogram("kubepredict_stream_batch_records", "Requests per stream scoring micro-batch.",
+                                 buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000), registry=REGISTRY)
+STREAM_BATCH_SECONDS = Histogram("kubepredict_stream_batch_seconds",
+                                 "Time to score and commit one stream micro-batch (one Kafka transaction).",
+                                 buckets=LATENCY_BUCKETS, registry=REGISTRY)
 UPLOAD_BYTES = Counter("kubepredict_upload_bytes_total", "Bytes of CSV data uploaded.", registry=REGISTRY)
 
 

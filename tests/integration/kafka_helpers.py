@@ -12,7 +12,8 @@ IRIS = Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" /
 
 def topics(prefix: str) -> dict[str, str]:
     return {"train": f"{prefix}train.requests", "predict": f"{prefix}predict.requests",
-            "events": f"{prefix}events", "dead_letter": f"{prefix}dead-letter"}
+            "events": f"{prefix}events", "dead_letter": f"{prefix}dead-letter",
+            "stream": f"{prefix}predict.stream", "predictions": f"{prefix}predictions"}
 
 
 def kafka_env(bootstrap: str, prefix: str, **extra) -> dict[str, str]:
@@ -21,7 +22,8 @@ def kafka_env(bootstrap: str, prefix: str, **extra) -> dict[str, str]:
     return {"KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KUBEPREDICT_TOPIC_TRAIN_REQUESTS": t["train"], "KUBEPREDICT_TOPIC_PREDICT_REQUESTS": t["predict"],
             "KUBEPREDICT_TOPIC_EVENTS": t["events"], "KUBEPREDICT_TOPIC_DEAD_LETTER": t["dead_letter"],
-            "KUBEPREDICT_CONNECTOR_GROUP": f"{prefix}connector", **extra}
+            "KUBEPREDICT_TOPIC_PREDICT_STREAM": t["stream"], "KUBEPREDICT_TOPIC_PREDICTIONS": t["predictions"],
+            "KUBEPREDICT_CONNECTOR_GROUP": f"{prefix}connector", "KUBEPREDICT_STREAM_GROUP": f"{prefix}stream", **extra}
 
 
 def produce(bootstrap: str, topic: str, values: list, key: bytes | None = None, headers=None) -> None:

@@ -1,4 +1,4 @@
-"""Relay and connector inside ``kubepredict serve`` (``make run``) when Kafka is configured."""
+"""Relay, connector and stream scorer inside ``kubepredict serve`` (``make run``) when Kafka is configured."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 
 from .connector import KafkaConnector
 from .relay import OutboxRelay
+from .stream import StreamScorer, default_instance
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +18,11 @@ def local_gateway_url(settings) -> str:
 
 
 def start_kafka_loops(services) -> list:
-    """Start the outbox relay and the connector, each in a daemon thread; call ``.stop()`` on each to end them."""
+    """Start the outbox relay, the connector and the stream scorer, each in a daemon thread; ``.stop()`` ends each."""
     settings = services.settings
     relay = OutboxRelay(services.catalog, settings).start()
     connector = KafkaConnector(settings, gateway_url=local_gateway_url(settings)).start()
-    logger.info("Kafka at %s: relay and connector running in-process", settings.kafka_bootstrap_servers)
-    return [relay, connector]
+    # one transactional id per gateway on this host: host name and port
+    scorer = StreamScorer(services, instance=f"{default_instance()}-{settings.port}").start()
+    logger.info("Kafka at %s: relay, connector and stream scorer running in-process", settings.kafka_bootstrap_servers)
+    return [relay, connector, scorer]
