@@ -42,6 +42,7 @@ class Target:
     url: Callable[[str], str]
     body: Callable[[str, pd.DataFrame], dict]
     labels: Callable[[dict], list]
+    expected: Callable[[str, pd.DataFrame], list] | None = None  # labels, when not the pipeline's
 
 
 def log(msg: str) -> None:
@@ -109,10 +110,12 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
     with httpx.Client(base_url=gw_url, timeout=120) as http:
         models = kp.train_models(http)
     pipelines = {name: kp.load_pipeline(data, m) for name, m in models.items()}
+    features = iris_features()
+    bare = mlserver.bare_estimators(features, kp.iris_labels())
     log("starting MLServer and the OpenFaaS function server")
     ml_port = free_port()
-    root = mlserver.write_repository(work / "mlserver", pipelines, ml_port, PARALLEL_WORKERS)
-    ml = mlserver.start(bin_dir, root, ml_port, list(pipelines), work / "mlserver.log")
+    root = mlserver.write_repository(work / "mlserver", {**pipelines, **bare}, ml_port, PARALLEL_WORKERS)
+    ml = mlserver.start(bin_dir, root, ml_port, [*pipelines, *bare], work / "mlserver.log")
     stack.callback(ml.stop)
     fn, fn_url = kp.start_function(work / "function", data, work / "function.log")
     stack.callback(fn.stop)
@@ -124,28 +127,31 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
     targets = [
         Target(report.MLSERVER, lambda m: f"{ml_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f),
                mlserver.v2_labels),
+        Target(report.MLSERVER_BARE, lambda m: f"{ml_url}/v2/models/{m}-bare/infer",
+               lambda m, f: mlserver.v2_tensor_body(f), mlserver.v2_labels,
+               expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))]),
         Target(GATEWAY, lambda m: f"{gw_url}/function/predict", kp_body, lambda a: a["predictions"]),
         Target(GATEWAY_V2, lambda m: f"{gw_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f),
                mlserver.v2_labels),
         Target(FUNCTION, lambda m: f"{fn_url}/", kp_body, lambda a: a["predictions"]),
     ]
-    features = iris_features()
     frames = {1: features.head(1), 100: features.sample(100, random_state=0)}
-    ok, why = v2_available(targets[2].url("iris-lr"), mlserver.v2_body(frames[1]))
+    ok, why = v2_available(targets[3].url("iris-lr"), mlserver.v2_body(frames[1]))
     notes.append(f"{GATEWAY_V2}: {why}")
     cells = []
     if not ok:
-        targets.pop(2)
+        targets.pop(3)
         cells.append({"server": GATEWAY_V2, "case": "all", "c": "", "skipped": why})
     for case in report.CASES:
         frame = frames[case.rows]
         expected = [str(v) for v in pipelines[case.model].predict(frame)]
         for target in targets:
             log(f"{target.server}: {case.label}, c={case.concurrency}")
-            cells.append(measure(target, case, frame, expected, work, wrk_bin))
+            labels = target.expected(case.model, frame) if target.expected else expected
+            cells.append(measure(target, case, frame, labels, work, wrk_bin))
     versions = {"mlserver": mlserver.VERSION, "wrk": wrk_bin, "mlserver_pins": mlserver.requirements(),
                 "mlserver_settings": json.loads((root / "settings.json").read_text())}
-    return cells, [t.server for t in targets if t.server != report.MLSERVER], versions
+    return cells, [t.server for t in targets if t.server not in report.PEERS], versions
 
 
 def keep_logs(src: Path, dest: Path) -> None:
@@ -165,8 +171,9 @@ def main() -> int:
              f"{os.getloadavg()[0]:.2f})",
              "MLServer: `mlserver start` with default settings except ports and host 127.0.0.1"
              + (f", parallel_workers={PARALLEL_WORKERS}" if PARALLEL_WORKERS else " (parallel_workers default)")
-             + "; V2 REST with content_type pd, output `predict` only; Kubepredict answers predictions "
-               "and probabilities"]
+             + "; V2 REST with content_type pd (our pipeline) or one 2-D FP64 tensor (bare estimator fitted on "
+               "raw numpy features), output `predict` only; ratios use the faster MLServer row and the lower "
+               "p99; Kubepredict answers predictions and probabilities"]
     started = datetime.datetime.now(datetime.timezone.utc)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp, contextlib.ExitStack() as stack:
         try:

@@ -66,6 +66,14 @@ def train_models(http: httpx.Client) -> dict[str, dict]:
     return models
 
 
+def iris_labels() -> list[str]:
+    """The bundled iris CSV's species column, in file order."""
+    import csv
+
+    with open(IRIS, newline="") as f:
+        return [row["species"] for row in csv.DictReader(f)]
+
+
 def load_pipeline(data_dir: Path, model: dict):
     """The stored artifact of ``model``, verified and loaded by ``kubepredict.ml.artifacts.load_model``
     (bytes from the storage folder, SHA-256 as the API reports it)."""

@@ -115,6 +115,23 @@ def v2_body(frame: pd.DataFrame) -> dict:
     return {"parameters": {"content_type": "pd"}, "inputs": inputs}
 
 
+def bare_estimators(features: pd.DataFrame, labels: list) -> dict[str, object]:
+    """The peer's best case: the same algorithms fitted on raw numpy features, no preprocessing."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X = features.to_numpy(dtype=float)
+    return {"iris-lr-bare": LogisticRegression(max_iter=1000).fit(X, labels),
+            "iris-rf-bare": RandomForestClassifier(n_estimators=100, random_state=0).fit(X, labels)}
+
+
+def v2_tensor_body(frame: pd.DataFrame) -> dict:
+    """One 2-D FP64 tensor in column order: what MLServer's default numpy codec scores directly."""
+    values = frame.to_numpy(dtype=float)
+    return {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(values.shape),
+                        "data": values.ravel().tolist()}]}
+
+
 def v2_labels(answer: dict) -> list:
     """Predicted labels from a V2 response: the ``predict`` output (else the first output)."""
     outputs = answer.get("outputs") or []

@@ -152,6 +152,30 @@ def test_ratios_verdicts_against_the_goals():
     assert scaling["verdict"] == "PASS" and scaling["ratio"] == pytest.approx(2200 / 1600)
 
 
+def test_ratios_use_the_strongest_mlserver_row():
+    """Kubepredict is held to the faster MLServer configuration and the lower of the two p99s."""
+    lr1 = report.CASES[0]
+    kp = "Kubepredict gateway"
+    cells = [report.cell(report.MLSERVER, lr1, {"req_s": 100, "p50_ms": 9, "p99_ms": 40.0, "requests": 1,
+                                                "seconds": 1, "error": None}),
+             report.cell(report.MLSERVER_BARE, lr1, {"req_s": 1200, "p50_ms": 1, "p99_ms": 1.9, "requests": 1,
+                                                     "seconds": 1, "error": None}),
+             report.cell(kp, lr1, {"req_s": 1900, "p50_ms": 1, "p99_ms": 1.8, "requests": 1, "seconds": 1,
+                                   "error": None})]
+    row = report.ratios(cells, [kp], cases=(lr1,))[0]
+    assert row["ratio"] == pytest.approx(1900 / 1200) and row["verdict"] == "PASS"
+    cells[2]["p99_ms"] = 2.0  # above the bare row's p99, far below the pandas row's: still a FAIL
+    assert report.ratios(cells, [kp], cases=(lr1,))[0]["verdict"] == "FAIL"
+    cells[1] = report.cell(report.MLSERVER_BARE, lr1, error="down")  # an erroring row is not the yardstick
+    assert report.ratios(cells, [kp], cases=(lr1,))[0]["ratio"] == pytest.approx(19.0)
+
+
+def test_v2_tensor_body_is_one_row_major_2d_tensor():
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    assert mlserver.v2_tensor_body(frame) == {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 2],
+                                                          "data": [1.0, 3.0, 2.0, 4.0]}]}
+
+
 def test_v2_body_is_one_input_per_column_in_pandas_form():
     frame = pd.DataFrame({"sepal_length": [5.1, 6.7], "count": [1, 2], "colour": ["red", "blue"]})
     body = mlserver.v2_body(frame)
