@@ -162,12 +162,12 @@ def test_ratios_use_the_strongest_mlserver_row():
                                                      "seconds": 1, "error": None}),
              report.cell(kp, lr1, {"req_s": 1900, "p50_ms": 1, "p99_ms": 1.8, "requests": 1, "seconds": 1,
                                    "error": None})]
-    row = report.ratios(cells, [kp], cases=(lr1,))[0]
+    row = report.ratios(cells, [kp], cases=report.CASES[:2])[0]
     assert row["ratio"] == pytest.approx(1900 / 1200) and row["verdict"] == "PASS"
     cells[2]["p99_ms"] = 2.0  # above the bare row's p99, far below the pandas row's: still a FAIL
-    assert report.ratios(cells, [kp], cases=(lr1,))[0]["verdict"] == "FAIL"
+    assert report.ratios(cells, [kp], cases=report.CASES[:2])[0]["verdict"] == "FAIL"
     cells[1] = report.cell(report.MLSERVER_BARE, lr1, error="down")  # an erroring row is not the yardstick
-    assert report.ratios(cells, [kp], cases=(lr1,))[0]["ratio"] == pytest.approx(19.0)
+    assert report.ratios(cells, [kp], cases=report.CASES[:2])[0]["ratio"] == pytest.approx(19.0)
 
 
 def test_v2_tensor_body_is_one_row_major_2d_tensor():
