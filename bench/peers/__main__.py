@@ -117,6 +117,10 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
     root = mlserver.write_repository(work / "mlserver", {**pipelines, **bare}, ml_port, PARALLEL_WORKERS)
     ml = mlserver.start(bin_dir, root, ml_port, [*pipelines, *bare], work / "mlserver.log")
     stack.callback(ml.stop)
+    inproc_port = free_port()  # the same bare models, inference in the HTTP process (its fastest setting)
+    inproc_root = mlserver.write_repository(work / "mlserver-inproc", bare, inproc_port, "0")
+    ml_inproc = mlserver.start(bin_dir, inproc_root, inproc_port, list(bare), work / "mlserver-inproc.log")
+    stack.callback(ml_inproc.stop)
     fn, fn_url = kp.start_function(work / "function", data, work / "function.log")
     stack.callback(fn.stop)
 
@@ -130,17 +134,21 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
         Target(report.MLSERVER_BARE, lambda m: f"{ml_url}/v2/models/{m}-bare/infer",
                lambda m, f: mlserver.v2_tensor_body(f), mlserver.v2_labels,
                expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))]),
+        Target(report.MLSERVER_INPROC, lambda m: f"http://127.0.0.1:{inproc_port}/v2/models/{m}-bare/infer",
+               lambda m, f: mlserver.v2_tensor_body(f), mlserver.v2_labels,
+               expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))]),
         Target(GATEWAY, lambda m: f"{gw_url}/function/predict", kp_body, lambda a: a["predictions"]),
         Target(GATEWAY_V2, lambda m: f"{gw_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f),
                mlserver.v2_labels),
         Target(FUNCTION, lambda m: f"{fn_url}/", kp_body, lambda a: a["predictions"]),
     ]
     frames = {1: features.head(1), 100: features.sample(100, random_state=0)}
-    ok, why = v2_available(targets[3].url("iris-lr"), mlserver.v2_body(frames[1]))
+    v2_target = next(t for t in targets if t.server == GATEWAY_V2)
+    ok, why = v2_available(v2_target.url("iris-lr"), mlserver.v2_body(frames[1]))
     notes.append(f"{GATEWAY_V2}: {why}")
     cells = []
     if not ok:
-        targets.pop(3)
+        targets.remove(v2_target)
         cells.append({"server": GATEWAY_V2, "case": "all", "c": "", "skipped": why})
     for case in report.CASES:
         frame = frames[case.rows]

@@ -9,7 +9,9 @@ MLSERVER = "MLServer"
 # tensor per request (MLServer's default numpy codec; no pandas, no preprocessing). Kubepredict is
 # compared with the faster of the two MLServer rows, and its p99 with the lower of their p99s.
 MLSERVER_BARE = "MLServer, bare estimator (np)"
-PEERS = (MLSERVER, MLSERVER_BARE)
+# ...and with inference in its own process (parallel_workers: 0): no hand-off to a worker process.
+MLSERVER_INPROC = "MLServer, bare, parallel_workers=0"
+PEERS = (MLSERVER, MLSERVER_BARE, MLSERVER_INPROC)
 
 
 @dataclass(frozen=True)
