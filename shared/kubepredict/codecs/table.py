@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Sequence
 
 import pandas as pd
@@ -27,10 +28,7 @@ class Table:
     @classmethod
     def from_records(cls, records: Sequence[dict[str, Any]]) -> "Table":
         """One ``{column: value}`` object per row; a column absent from a row is missing (None) there."""
-        names: dict[str, None] = {}
-        for rec in records:
-            for key in rec:
-                names.setdefault(key, None)
+        names = dict.fromkeys(chain.from_iterable(records))
         return cls({name: [rec.get(name) for rec in records] for name in names}, len(records))
 
     @classmethod

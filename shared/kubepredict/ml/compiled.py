@@ -190,7 +190,7 @@ def _numbers(name: str, values: Sequence[Any], n_rows: int) -> np.ndarray:
     """A column of numbers as float64 (None and blank strings become NaN); a 400 naming bad values."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64, copy=False)
-    if not any(isinstance(v, str) for v in values):  # strings go the careful way (numpy takes "1_000")
+    if str not in set(map(type, values)):  # strings go the careful way (numpy takes "1_000")
         try:
             arr = np.asarray(values, dtype=np.float64)
             if arr.shape == (n_rows,):
