@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,10 +39,11 @@ def rows(items: Sequence, model, where: str) -> Table:
     """A list of rows, each an object (``{column: value}``) or a list in the model's feature order."""
     items = non_empty_list(items, where)
     if set(map(type, items)) == {dict}:
-        for i, r in enumerate(items):
-            if not r:
-                raise bad(f"{where}[{i}] is an empty object")
-            check_scalars(r.values(), f"{where}[{i}]")
+        if not all(items) or not set(map(type, chain.from_iterable(map(dict.values, items)))) <= SCALAR_TYPES:
+            for i, r in enumerate(items):  # something is wrong: find the row and say which
+                if not r:
+                    raise bad(f"{where}[{i}] is an empty object")
+                check_scalars(r.values(), f"{where}[{i}]")
         return Table.from_records(items)
     if all(isinstance(r, list) for r in items):
         return positional(items, model, where)
