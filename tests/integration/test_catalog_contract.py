@@ -47,12 +47,20 @@ def test_claim_next_never_double_claims(catalog):
 
 
 def test_predictions_bulk_write_page_and_stream(catalog):
+    """Batches stored out of order read back in row order; pages cross batch boundaries; values keep their type."""
+    import pyarrow as pa
+
     queued(catalog, 1, "pj")
-    rows = [(i, json.dumps(f"c{i % 3}"), json.dumps([0.5, 0.5])) for i in range(25_000)]
-    catalog.insert_predictions("pj_0", rows)
+    probas = pa.array([[0.25, 0.75]] * 10_000, type=pa.list_(pa.float64()))
+    for first in (10_000, 0, 20_000):  # shards may finish in any order
+        n = 5_000 if first == 20_000 else 10_000
+        labels = pa.array([f"c{i % 3}" for i in range(first, first + n)])
+        catalog.insert_prediction_batch("pj_0", first, labels, probas.slice(0, n))
     assert catalog.count_predictions("pj_0") == 25_000
-    page = catalog.page_predictions("pj_0", offset=100, limit=5)
-    assert [r.row for r in page] == [100, 101, 102, 103, 104]
+    page = catalog.page_predictions("pj_0", offset=9_998, limit=5)
+    assert [r.row for r in page] == [9_998, 9_999, 10_000, 10_001, 10_002]
+    assert [r.prediction for r in page] == ["c2", "c0", "c1", "c2", "c0"] and page[0].probabilities == [0.25, 0.75]
+    assert [r.row for r in catalog.page_predictions("pj_0", offset=24_998, limit=10)] == [24_998, 24_999]
     streamed = [r.row for batch in catalog.iter_predictions("pj_0", batch=4000) for r in batch]
     assert streamed == list(range(25_000))
     catalog.clear_predictions("pj_0")

@@ -1,4 +1,4 @@
-"""What a worker does for each kind of job: train a model, or score a dataset in chunks."""
+"""What a worker does for each kind of job: train a model, or score a dataset batch by batch."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import json
 import logging
 import time
 
-import numpy as np
-
 from .. import ml
-from ..services.datasets import load_frame
+from ..services.datasets import load_frame, open_parquet
 from ..services.prediction import load_pipeline
+from .batch_predict import peak_rss_mib, score_batches
 
 logger = logging.getLogger(__name__)
 
@@ -38,69 +37,28 @@ def run_train(svc, job) -> None:
         "classes": result.classes, "artifact_key": stored.key, "artifact_sha256": stored.sha256})
 
 
-def _summary(task: str, predictions: list, counts: dict, rows: int) -> dict:
-    summary: dict = {"rows": rows}
-    if task == "regression":
-        values = np.asarray(predictions, dtype=float)
-        if values.size:
-            qs = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
-            summary["quantiles"] = {k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs)}
-            summary["mean"] = round(float(values.mean()), 6)
-            hist, edges = np.histogram(values, bins=20)
-            summary["histogram"] = {"counts": hist.tolist(), "edges": [round(float(e), 6) for e in edges]}
-    else:
-        summary["class_counts"] = {str(k): v for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
-    return summary
-
-
-def _encode_scalars(values: list) -> list[str]:
-    """JSON per prediction; classes repeat, so each distinct value is encoded once."""
-    cache: dict = {}
-    out = []
-    for v in values:
-        try:
-            out.append(cache[v])
-        except KeyError:
-            out.append(cache.setdefault(v, json.dumps(v)))
-        except TypeError:  # unhashable: encode directly
-            out.append(json.dumps(v))
-    return out
-
-
-def _encode_probabilities(result) -> list:
-    if result.probabilities is None:
-        return [None] * len(result.predictions)
-    probas = ml.json_values(result.probabilities)
-    if np.isfinite(np.asarray(result.probabilities, dtype=float)).all():
-        return [str(p) for p in probas]  # finite floats: Python's list repr is valid JSON, and faster
-    return [json.dumps(p) for p in probas]
-
-
 def run_predict(svc, job) -> None:
+    """Score every row of the dataset's Parquet copy, batch by batch, into the catalogue."""
     catalog = svc.catalog
     catalog.progress(job.job_id, job.attempt, "loading", 0.02)
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
     dataset = catalog.get_dataset_row(job.dataset_id)
     features, kinds = json.loads(model.features), json.loads(model.kinds)
-    frame = load_frame(svc, dataset, columns=None)
     catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate
-    total, chunk = len(frame), max(1, svc.settings.predict_chunk_rows)
-    counts: dict = {}
-    regression_values: list = []
     started = time.perf_counter()
-    for start in range(0, total, chunk):
-        part = frame.iloc[start:start + chunk]
-        result = ml.score(pipeline, part, features=features, kinds=kinds, task=model.task)
-        preds = ml.json_values(result.predictions)
-        rows = list(zip(range(start, start + len(preds)), _encode_scalars(preds), _encode_probabilities(result)))
-        catalog.insert_predictions(job.job_id, rows)
-        if model.task == "regression":
-            regression_values.extend(p for p in preds if p is not None)
-        else:
-            for p in preds:
-                counts[p] = counts.get(p, 0) + 1
-        catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, (start + len(part)) / total))
-    summary = _summary(model.task, regression_values, counts, total)
+    with open_parquet(svc, dataset) as parquet:
+        total = parquet.metadata.num_rows
+        ml.check_columns(parquet.schema_arrow.names, features)
+        batches = parquet.iter_batches(batch_size=max(1, svc.settings.predict_chunk_rows), columns=features,
+                                       use_threads=False)
+
+        def progress(done: int) -> None:
+            catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, done / max(total, 1)))
+
+        result = score_batches(catalog, job.job_id, pipeline, features=features, kinds=kinds, task=model.task,
+                               batches=batches, first_row=0, progress=progress)
+    summary = result.as_dict()
     summary["seconds"] = round(time.perf_counter() - started, 3)
+    summary["peak_rss_mib"] = peak_rss_mib()
     catalog.succeed_predict(job.job_id, job.attempt, summary=summary)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from typing import Iterator
 
 from ..errors import Conflict, NotFound
@@ -22,18 +19,20 @@ def job_with_predictions(svc, job_id: str, query: dict) -> dict:
                 total = svc.catalog.count_predictions(job_id)
             rows = []
             for r in svc.catalog.page_predictions(job_id, offset=offset, limit=limit):
-                item = {"row": r.row, "prediction": json.loads(r.prediction)}
+                item = {"row": r.row, "prediction": r.prediction}
                 if r.probabilities is not None:
-                    item["probabilities"] = json.loads(r.probabilities)
+                    item["probabilities"] = r.probabilities
                 rows.append(item)
             job["predictions"] = {"total": total, "offset": offset, "limit": limit, "rows": rows}
     return job
 
 
 def csv_stream(svc, job_id: str) -> Iterator[bytes]:
-    """The input rows joined with their predictions, as CSV chunks (never all in memory)."""
-    import pyarrow.parquet as pq
+    """The input rows joined with their predictions, as CSV chunks (one stored batch in memory at a time).
 
+    Built column-wise with Arrow's CSV writer; predictions and probabilities are written as Python
+    would print them (``1.0``, ``True``, ``7.9e-05``), input columns as Arrow does.
+    """
     job = svc.catalog.get_job(job_id)
     if job["kind"] != "predict":
         raise Conflict("CSV results exist for prediction jobs only", code="not_a_prediction_job")
@@ -47,37 +46,124 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
                        code="dataset_not_found") from exc
     classes = (svc.catalog.get_model(job["model_id"]).get("classes")) or []
     fobj = svc.storage.open(dataset.parquet_key)
-    batches = pq.ParquetFile(fobj).iter_batches(batch_size=10_000)
-    preds = svc.catalog.iter_predictions(job_id, batch=10_000)
-
-    def generate() -> Iterator[bytes]:
-        try:
-            buf = io.StringIO()
-            writer = csv.writer(buf)
-            first = True
-            pending: list = []
-            for batch in batches:
-                frame = batch.to_pandas()
-                if first:
-                    writer.writerow(list(frame.columns) + ["prediction"] + [f"probability_{c}" for c in classes])
-                    first = False
-                for values in frame.itertuples(index=False, name=None):
-                    if not pending:
-                        pending = list(next(preds, []))
-                        pending.reverse()
-                    p = pending.pop() if pending else None
-                    extra = [json.loads(p.prediction) if p else ""]
-                    if classes:
-                        extra += json.loads(p.probabilities) if p and p.probabilities else [""] * len(classes)
-                    writer.writerow(["" if _missing(x) else x for x in values] + extra)
-                yield buf.getvalue().encode()
-                buf.seek(0)
-                buf.truncate()
-        finally:
-            fobj.close()
-
-    return generate()
+    return _generate(svc.catalog, job_id, fobj, classes)
 
 
-def _missing(x) -> bool:
-    return x is None or (isinstance(x, float) and x != x)
+def _generate(catalog, job_id: str, fobj, classes: list) -> Iterator[bytes]:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(fobj)
+        inputs = _RowReader(parquet.iter_batches(batch_size=CSV_BATCH_ROWS))
+        total = parquet.metadata.num_rows
+        extra = ["prediction"] + [f"probability_{c}" for c in classes]
+        names = parquet.schema_arrow.names + extra
+        header = pacsv.WriteOptions(include_header=True)
+        body = pacsv.WriteOptions(include_header=False)
+        first = True
+        row = 0
+
+        def emit(table):
+            nonlocal first
+            sink = pa.BufferOutputStream()
+            pacsv.write_csv(table.rename_columns(names), sink, header if first else body)
+            first = False
+            return sink.getvalue().to_pybytes()
+
+        def with_predictions(data: pa.Table, preds: pa.Table | None) -> pa.Table:
+            n = data.num_rows
+            cols = list(data.columns)
+            if preds is None:
+                cols += [pa.nulls(n, pa.string()) for _ in extra]
+            else:
+                cols.append(_python_text(preds.column("prediction")))
+                if classes:
+                    probs = preds.column("probabilities").combine_chunks()
+                    cols += _probability_columns(probs, len(classes))
+            return pa.table(cols, names=[str(i) for i in range(len(cols))])
+
+        for first_row, preds in catalog.iter_prediction_tables(job_id):
+            if first_row > row:  # rows without predictions: blank prediction cells
+                for part in inputs.take(first_row - row):
+                    yield emit(with_predictions(part, None))
+                row = first_row
+            for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+                chunk = preds.slice(start, CSV_BATCH_ROWS)
+                data = pa.Table.from_batches(inputs.take(chunk.num_rows), schema=parquet.schema_arrow)
+                if data.num_rows == 0:
+                    break
+                yield emit(with_predictions(data, chunk.slice(0, data.num_rows)))
+                row += data.num_rows
+        if row < total:
+            for part in inputs.take(total - row):
+                yield emit(with_predictions(pa.Table.from_batches([part], schema=parquet.schema_arrow), None))
+        if first:
+            yield emit(with_predictions(parquet.schema_arrow.empty_table(), None))
+    finally:
+        fobj.close()
+
+
+CSV_BATCH_ROWS = 65_536
+
+
+class _RowReader:
+    """Hands out the next ``n`` rows of a record-batch stream, as record batches."""
+
+    def __init__(self, batches):
+        self._batches, self._pending = iter(batches), None
+
+    def take(self, n: int) -> list:
+        out = []
+        while n > 0:
+            batch = self._pending if self._pending is not None else next(self._batches, None)
+            self._pending = None
+            if batch is None:
+                break
+            if batch.num_rows > n:
+                self._pending = batch.slice(n)
+                batch = batch.slice(0, n)
+            out.append(batch)
+            n -= batch.num_rows
+        return out
+
+
+def _python_text(array):
+    """Values as ``str()`` would print them: floats like Python's repr, booleans ``True``/``False``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    t = array.type
+    if pa.types.is_boolean(t):
+        return pc.if_else(array, "True", "False")
+    if not pa.types.is_floating(t):
+        return array
+    values = array.to_numpy(zero_copy_only=False)
+    text = pc.cast(array, pa.string())
+    # Arrow prints integral floats without ".0" and small ones in fixed notation; Python does not.
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 1e16)
+        odd = np.isfinite(values) & (np.abs(values) < 1e-4) & (values != 0)
+    text = pc.if_else(pa.array(integral), pc.binary_join_element_wise(text, ".0", ""), text)
+    if odd.any():
+        idx = np.flatnonzero(odd)
+        fixed = text.to_numpy(zero_copy_only=False).copy()
+        fixed[idx] = [repr(v) for v in values[idx].tolist()]
+        text = pa.array(fixed, type=pa.string(), mask=np.asarray(array.is_null()))
+    return text
+
+
+def _probability_columns(probs, k: int) -> list:
+    """One column per class from a list-of-floats array (nulls where a row has none)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(probs)
+    if probs.null_count == 0 and len(probs.flatten()) == n * k:
+        flat = probs.flatten()
+        return [_python_text(flat.take(pa.array(np.arange(j, n * k, k)))) for j in range(k)]
+    rows = probs.to_pylist()
+    return [_python_text(pa.array([r[j] if r else None for r in rows], type=pa.float64())) for j in range(k)]
