@@ -28,11 +28,11 @@ MIB = 1024 * 1024
 
 
 def dataset_csv(rows: int) -> Path:
-    """``rows`` × 20 numeric features plus a 0/1 target ``y``, cached (generated in 1M-row blocks)."""
+    """``rows`` × 20 full-precision floats plus a 0/1 target ``y`` (~393 bytes a row, as in issue 12), cached."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    path = CACHE / f"numeric-{rows}x{COLUMNS}.csv"
+    path = CACHE / f"floats-{rows}x{COLUMNS}.csv"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,7 @@ def dataset_csv(rows: int) -> Path:
     with pacsv.CSVWriter(str(tmp), pa.schema([(n, pa.float64()) for n in names[:-1]] + [("y", pa.int64())])) as w:
         for start in range(0, rows, 1_000_000):
             n = min(1_000_000, rows - start)
-            x = rng.normal(0, 1, size=(n, COLUMNS)).round(6)
+            x = rng.normal(0, 1, size=(n, COLUMNS))
             y = ((x @ weights + rng.normal(0, 1, size=n)) > 0).astype(np.int64)
             w.write_table(pa.table([pa.array(x[:, i]) for i in range(COLUMNS)] + [pa.array(y)], names=names))
     tmp.rename(path)

@@ -29,7 +29,7 @@ from ..errors import InvalidInput, PayloadTooLarge
 from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records
 
 ROW_GROUP_ROWS = 131_072
-BLOCK_BYTES = 4 * 1024 * 1024
+BLOCK_BYTES = 1024 * 1024
 READ_BYTES = 1024 * 1024
 #: Distinct values are counted exactly up to this many per column, then estimated (HyperLogLog, ~1 %).
 EXACT_UNIQUE = 16_384
@@ -97,21 +97,33 @@ class _Distinct:
     P = 14
 
     def __init__(self):
-        self.exact: pa.Array | None = None
-        self.registers: np.ndarray | None = None
+        self.exact: pa.Array | None = None  # the distinct values, while there may be few
+        self.many = False
+        self.registers = np.zeros(1 << self.P, dtype=np.uint8)
 
     def add(self, column: pa.Array) -> None:
         column = column.drop_null()
         if len(column) == 0:
             return
-        if self.registers is None:
-            seen = column.unique() if self.exact is None else pa.concat_arrays([self.exact, column.unique()]).unique()
-            if len(seen) <= EXACT_UNIQUE:
-                self.exact = seen
-                return
-            self.registers = np.zeros(1 << self.P, dtype=np.uint8)
-            column, self.exact = seen, None
-        self._hll(column)
+        self._hll(column)  # cheap and vectorised: decides whether exact counting is worth a hash table
+        if self.many:
+            return
+        if self._estimate() > 2 * EXACT_UNIQUE:
+            self.many, self.exact = True, None
+            return
+        seen = column.unique() if self.exact is None else pa.concat_arrays([self.exact, column.unique()]).unique()
+        if len(seen) > EXACT_UNIQUE:
+            self.many, self.exact = True, None
+        else:
+            self.exact = seen
+
+    def _estimate(self) -> float:
+        m = float(len(self.registers))
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
+        zeros = int(np.count_nonzero(self.registers == 0))
+        if estimate <= 2.5 * m and zeros:
+            estimate = m * np.log(m / zeros)
+        return float(estimate)
 
     def _hll(self, column: pa.Array) -> None:
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
@@ -126,14 +138,9 @@ class _Distinct:
         np.maximum.at(self.registers, idx, rank)
 
     def count(self, non_null: int) -> tuple[int, bool]:
-        if self.registers is None:
+        if not self.many:
             return (0 if self.exact is None else len(self.exact)), False
-        m = float(len(self.registers))
-        estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
-        zeros = int(np.count_nonzero(self.registers == 0))
-        if estimate <= 2.5 * m and zeros:
-            estimate = m * np.log(m / zeros)
-        return int(min(max(round(estimate), EXACT_UNIQUE + 1), non_null)), True
+        return int(min(max(round(self._estimate()), EXACT_UNIQUE + 1), non_null)), True
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -251,29 +258,25 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path):
     rows, groups, pending, pending_rows = 0, 0, [], 0
     preview: list[dict] = []
     text = [n for n, t in zip(schema.names, schema.types) if pa.types.is_string(t)]
-    # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing.
-    with pq.ParquetWriter(parquet_path, schema, compression="lz4", use_dictionary=text or False) as writer:
-        def flush():
-            nonlocal pending, pending_rows, groups
-            if pending_rows:
-                writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=ROW_GROUP_ROWS)
-                groups += 1
-            pending, pending_rows = [], 0
-
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                _raise_for(exc, names, types, schema)
-            if batch.num_rows == 0:
-                continue
-            batch = pa.RecordBatch.from_arrays([c.cast(t) if c.type != t else c for c, t in
-                                                zip(batch.columns, schema.types)], schema=schema)
-            for i, col in enumerate(batch.columns):
+    # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing;
+    # random floats do not compress either, so float columns are stored plain.
+    compression = {n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types)}
+    with pq.ParquetWriter(parquet_path, schema, compression=compression, use_dictionary=text or False) as writer:
+        def write(table: pa.Table) -> None:
+            nonlocal groups
+            for i, col in enumerate(table.columns):  # statistics per row group: few, large, vectorised calls
+                col = col.combine_chunks()
                 missing[i] += col.null_count
                 distinct[i].add(col)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            groups += 1
+
+        for batch in _read_ahead(reader, names, types, schema):
+            if batch.num_rows == 0:
+                continue
+            if batch.schema != schema:
+                batch = pa.RecordBatch.from_arrays([c.cast(t) if c.type != t else c for c, t in
+                                                    zip(batch.columns, schema.types)], schema=schema)
             if len(preview) < PREVIEW_ROWS:
                 preview += json_safe_records(batch.slice(0, PREVIEW_ROWS - len(preview)).to_pandas())
             rows += batch.num_rows
@@ -281,11 +284,11 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path):
             pending_rows += batch.num_rows
             if pending_rows >= ROW_GROUP_ROWS:
                 table = pa.Table.from_batches(pending, schema=schema)
-                writer.write_table(table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                groups += 1
+                write(table.slice(0, ROW_GROUP_ROWS))
                 rest = table.slice(ROW_GROUP_ROWS)
                 pending, pending_rows = rest.to_batches(), rest.num_rows
-        flush()
+        if pending_rows:
+            write(pa.Table.from_batches(pending, schema=schema))
     columns = []
     for i, name in enumerate(names):
         unique, estimated = distinct[i].count(rows - missing[i])
@@ -295,6 +298,47 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path):
             col["unique_estimated"] = True
         columns.append(col)
     return rows, columns, preview, groups, schema
+
+
+def _read_ahead(reader, names: list[str], types: dict, schema: pa.Schema, depth: int = 4):
+    """Record batches parsed by a helper thread (Arrow releases the GIL) while the caller describes and
+    writes the previous ones; errors are raised here, in the caller's thread."""
+    import queue
+    import threading
+
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    out.put(reader.read_next_batch())
+                except StopIteration:
+                    out.put(None)
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, name="csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, (pa.ArrowInvalid, pa.ArrowTypeError)):
+                    _raise_for(item, names, types, schema)
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema | None = None):
