@@ -50,59 +50,75 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
 
 
 def _generate(catalog, job_id: str, fobj, classes: list) -> Iterator[bytes]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(fobj)
-        inputs = _RowReader(parquet.iter_batches(batch_size=CSV_BATCH_ROWS))
-        total = parquet.metadata.num_rows
-        extra = ["prediction"] + [f"probability_{c}" for c in classes]
-        names = parquet.schema_arrow.names + extra
-        header = pacsv.WriteOptions(include_header=True)
-        body = pacsv.WriteOptions(include_header=False)
-        first = True
-        row = 0
-
-        def emit(table):
-            nonlocal first
-            sink = pa.BufferOutputStream()
-            pacsv.write_csv(table.rename_columns(names), sink, header if first else body)
-            first = False
-            return sink.getvalue().to_pybytes()
-
-        def with_predictions(data: pa.Table, preds: pa.Table | None) -> pa.Table:
-            n = data.num_rows
-            cols = list(data.columns)
-            if preds is None:
-                cols += [pa.nulls(n, pa.string()) for _ in extra]
-            else:
-                cols.append(_python_text(preds.column("prediction")))
-                if classes:
-                    probs = preds.column("probabilities").combine_chunks()
-                    cols += _probability_columns(probs, len(classes))
-            return pa.table(cols, names=[str(i) for i in range(len(cols))])
-
-        for first_row, preds in catalog.iter_prediction_tables(job_id):
-            if first_row > row:  # rows without predictions: blank prediction cells
-                for part in inputs.take(first_row - row):
-                    yield emit(with_predictions(part, None))
-                row = first_row
-            for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
-                chunk = preds.slice(start, CSV_BATCH_ROWS)
-                data = pa.Table.from_batches(inputs.take(chunk.num_rows), schema=parquet.schema_arrow)
-                if data.num_rows == 0:
-                    break
-                yield emit(with_predictions(data, chunk.slice(0, data.num_rows)))
-                row += data.num_rows
-        if row < total:
-            for part in inputs.take(total - row):
-                yield emit(with_predictions(pa.Table.from_batches([part], schema=parquet.schema_arrow), None))
-        if first:
-            yield emit(with_predictions(parquet.schema_arrow.empty_table(), None))
+        names = parquet.schema_arrow.names + ["prediction"] + [f"probability_{c}" for c in classes]
+        yield from _formatted(_joined(catalog, job_id, parquet, classes), names)
     finally:
         fobj.close()
+
+
+def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
+    """Input rows with their prediction and probability columns, as tables of at most CSV_BATCH_ROWS rows."""
+    import pyarrow as pa
+
+    inputs = _RowReader(parquet.iter_batches(batch_size=CSV_BATCH_ROWS))
+    schema, total, extra = parquet.schema_arrow, parquet.metadata.num_rows, 1 + len(classes)
+
+    def with_predictions(batches: list, preds) -> pa.Table:
+        data = pa.Table.from_batches(batches, schema=schema)
+        cols = list(data.columns)
+        if preds is None:
+            cols += [pa.nulls(data.num_rows, pa.string()) for _ in range(extra)]
+        else:
+            cols.append(_python_text(preds.column("prediction")))
+            if classes:
+                cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
+        return pa.table(cols, names=[str(i) for i in range(len(cols))])
+
+    row = 0
+    for first_row, preds in catalog.iter_prediction_tables(job_id):
+        if first_row > row:  # rows without predictions: blank prediction cells
+            for part in inputs.take(first_row - row):
+                yield with_predictions([part], None)
+            row = first_row
+        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+            batches = inputs.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+            n = sum(b.num_rows for b in batches)
+            if n == 0:
+                break
+            yield with_predictions(batches, preds.slice(start, n))
+            row += n
+    if row < total:
+        for part in inputs.take(total - row):
+            yield with_predictions([part], None)
+    if total == 0:
+        yield with_predictions([], None)
+
+
+def _formatted(tables: Iterator, names: list[str], workers: int = 2) -> Iterator[bytes]:
+    """CSV text of each table, in order; Arrow formats up to ``workers`` tables at once (it releases the GIL)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def fmt(table, header: bool) -> bytes:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table.rename_columns(names), sink, pacsv.WriteOptions(include_header=header))
+        return sink.getvalue().to_pybytes()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="csv-format") as pool:
+        pending: deque = deque()
+        for i, table in enumerate(tables):
+            pending.append(pool.submit(fmt, table, i == 0))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 CSV_BATCH_ROWS = 65_536
