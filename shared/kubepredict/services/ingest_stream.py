@@ -36,6 +36,8 @@ EXACT_UNIQUE = 16_384
 # pandas' default missing-value markers, so a file reads the same as with ``pandas.read_csv``.
 NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
          "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+#: Parquet key-value metadata: the raw CSV holds one plain line per row, in order (see one_line_per_row).
+RAW_LINES_KEY = "kubepredict.raw_lines"
 _WIDER = {pa.null(): pa.float64(), pa.int64(): pa.float64(), pa.float64(): pa.string(), pa.bool_(): pa.string()}
 _COLUMN_ERROR = re.compile(r"In CSV column #(\d+): ")
 
@@ -57,6 +59,7 @@ class _Tee(io.RawIOBase):
     def __init__(self, head: bytes, stream: BinaryIO, spool: BinaryIO, max_bytes: int | None):
         self._head, self._stream, self._spool, self._max = head, stream, spool, max_bytes
         self.digest, self.size, self.too_large = hashlib.sha256(), 0, False
+        self.newlines, self.awkward, self._last = 0, False, b"\n"
         self._keep(head)
 
     def _keep(self, chunk: bytes) -> None:
@@ -67,6 +70,16 @@ class _Tee(io.RawIOBase):
                                   details={"limit_bytes": self._max})
         self.digest.update(chunk)
         self._spool.write(chunk)
+        self.newlines += chunk.count(b"\n")
+        body = chunk if self.newlines > chunk.count(b"\n") else chunk[chunk.find(b"\n") + 1:] if b"\n" in chunk else b""
+        self.awkward = self.awkward or b'"' in body or b"\r" in body  # the header line may be quoted
+        self._last = chunk[-1:]
+
+    def one_line_per_row(self, rows: int) -> bool:
+        """True when the raw file is the header then exactly one plain line per row (no quotes or CR after
+        the header, no blank lines): the CSV download can then reuse its lines as they are."""
+        lines = self.newlines + (0 if self._last == b"\n" else 1)
+        return not self.awkward and lines == rows + 1
 
     def readable(self) -> bool:
         return True
@@ -212,7 +225,7 @@ def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_byte
         tee = _Tee(head, stream, spool, max_bytes)
         types = _sample_types(head, names) or {}
         try:
-            result = _parse(tee, names, types, parquet_path)
+            result = _parse(tee, names, types, parquet_path, tee)
         except _Widen as widen:
             tee.drain()
             result = None
@@ -229,7 +242,7 @@ def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_byte
     while result is None:  # a later value did not fit the inferred type: parse the spooled copy again
         try:
             with open(raw_path, "rb") as f:
-                result = _parse(f, names, types, parquet_path)
+                result = _parse(f, names, types, parquet_path, tee)
         except _Widen as widen:
             types = widen.types
     rows, columns, preview, groups, schema = result
@@ -245,7 +258,7 @@ class _Widen(Exception):
         self.types = types
 
 
-def _parse(source, names: list[str], types: dict, parquet_path: Path):
+def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee):
     try:
         reader = pacsv.open_csv(source, read_options=_read_options(names), parse_options=_PARSE,
                                 convert_options=_convert_options(types))
@@ -289,6 +302,8 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path):
                 pending, pending_rows = rest.to_batches(), rest.num_rows
         if pending_rows:
             write(pa.Table.from_batches(pending, schema=schema))
+        if rows and raw.one_line_per_row(rows):
+            writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
     columns = []
     for i, name in enumerate(names):
         unique, estimated = distinct[i].count(rows - missing[i])

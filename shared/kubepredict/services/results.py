@@ -46,18 +46,125 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
                        code="dataset_not_found") from exc
     classes = (svc.catalog.get_model(job["model_id"]).get("classes")) or []
     fobj = svc.storage.open(dataset.parquet_key)
-    return _generate(svc.catalog, job_id, fobj, classes)
+    return _generate(svc, job_id, fobj, dataset.object_key, classes)
 
 
-def _generate(catalog, job_id: str, fobj, classes: list) -> Iterator[bytes]:
+def _generate(svc, job_id: str, fobj, raw_key: str, classes: list) -> Iterator[bytes]:
     import pyarrow.parquet as pq
+
+    from .ingest_stream import RAW_LINES_KEY
 
     try:
         parquet = pq.ParquetFile(fobj)
         names = parquet.schema_arrow.names + ["prediction"] + [f"probability_{c}" for c in classes]
-        yield from _formatted(_joined(catalog, job_id, parquet, classes), names)
+        if (parquet.metadata.metadata or {}).get(RAW_LINES_KEY.encode()) == b"1":
+            # The uploaded file has one plain line per row: reuse its text rather than format every value.
+            with svc.storage.open(raw_key) as raw:
+                yield from _raw_joined(svc.catalog, job_id, raw, names, classes, parquet.metadata.num_rows)
+            return
+        yield from _formatted(_joined(svc.catalog, job_id, parquet, classes), names)
     finally:
         fobj.close()
+
+
+RAW_READ_BYTES = 8 * 1024 * 1024
+
+
+def _raw_lines(raw) -> Iterator:
+    """The raw file's row lines (header skipped, no newline), as Arrow binary arrays."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    carry, header = b"", True
+    while True:
+        data = raw.read(RAW_READ_BYTES)
+        if not data:
+            break
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1:]
+        lines = pc.split_pattern(pa.array([data[:cut]], pa.large_binary()), b"\n").flatten()
+        if header:
+            lines, header = lines.slice(1), False
+        if len(lines):
+            yield pa.RecordBatch.from_arrays([lines], ["line"])
+    if carry and not header:
+        yield pa.RecordBatch.from_arrays([pa.array([carry], pa.large_binary())], ["line"])
+
+
+def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, total: int) -> Iterator[bytes]:
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\n").writerow(names)
+    yield head.getvalue().encode()
+    lines = _RowReader(_raw_lines(raw))
+    extra = 1 + len(classes)
+
+    def body(parts: list, preds) -> bytes:
+        line = pa.chunked_array([b.column(0) for b in parts], pa.large_binary()).combine_chunks()
+        n = len(line)
+        if preds is None:
+            cols = [pa.nulls(n, pa.large_binary())] * extra
+        else:
+            cols = [_csv_text(_python_text(preds.column("prediction")))]
+            if classes:
+                cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
+            cols = [(c if pa.types.is_string(c.type) else c.cast(pa.string())).cast(pa.large_binary()) for c in cols]
+        out = pc.binary_join_element_wise(line, *cols, pa.scalar(b",", pa.large_binary()),
+                                          null_handling="replace", null_replacement=b"")
+        out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+        return _contiguous(out)
+
+    row = 0
+    for first_row, preds in catalog.iter_prediction_tables(job_id):
+        if first_row > row:
+            parts = lines.take(first_row - row)
+            if parts:
+                yield body(parts, None)
+            row = first_row
+        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+            parts = lines.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+            n = sum(p.num_rows for p in parts)
+            if n == 0:
+                break
+            yield body(parts, preds.slice(start, n))
+            row += n
+    while row < total:
+        parts = lines.take(min(CSV_BATCH_ROWS, total - row))
+        if not parts:
+            break
+        yield body(parts, None)
+        row += sum(p.num_rows for p in parts)
+
+
+def _contiguous(values) -> bytes:
+    """All values of a (large) binary array back to back: its data buffer between the first and last offsets."""
+    import numpy as np
+
+    if len(values) == 0:
+        return b""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + len(values) + 1]
+    return values.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+
+
+def _csv_text(array):
+    """Quote text cells that need it (comma, quote, newline), as ``csv.writer`` does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return array
+    needs = pc.match_substring_regex(array, '[",\r\n]')
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(array, '"', '""'), '"', "")
+    return pc.if_else(needs, quoted, array)
 
 
 def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
