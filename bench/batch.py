@@ -182,8 +182,10 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
                     f"{up['mb_s']:.0f} MB/s",
                     f"{up['seconds']:.2f} s; gateway RSS +{up['rss_growth_mib']:.0f} MiB"))
         # ---- training: job vs the same fit in process ----------------------------------------------
+        # (the 10M-row run scores with a model fitted on 100k rows: the goal there is upload and predict)
+        train_ds = ds if not big else upload(http, pid, dataset_csv(100_000), "bench-train")["dataset"]
         t = time.perf_counter()
-        q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "y",
+        q = http.post("/function/train", json={"dataset_id": train_ds["dataset_id"], "target": "y",
                                                 "algorithm": "logistic_regression"}).json()
         tjob = wait(http, q["job_id"], poll=0.1)
         train_s = time.perf_counter() - t
@@ -200,8 +202,8 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
                         f"in-process ml.train {fit_s:.2f} s → {train_s / fit_s:.2f}× "
                         f"(goal ≤ 1.1× + 1 s = {1.1 * fit_s + 1:.2f} s)"))
         else:
-            out.append((f"train LogisticRegression on {label} rows: submit → succeeded", f"{train_s:.2f} s",
-                        f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job"))
+            out.append(("train LogisticRegression on 100,000 rows (for the 10M run): submit → succeeded",
+                        f"{train_s:.2f} s", f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job"))
         # ---- predict job -----------------------------------------------------------------------------
         t = time.perf_counter()
         pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
