@@ -4,7 +4,8 @@ Compared in the same run with a one-process script (``read_csv`` + the same pipe
 ``DataFrame.to_sql`` into a fresh SQLite file) and with a raw in-process ``fit``.
 
 ``python -m bench.batch`` alone, or as part of ``make bench``; ``BIG=1`` adds the 10M-row run with peak
-RSS per process. ``BENCH_BATCH_ROWS`` overrides the 1M rows (quick runs while developing).
+RSS per process. ``BENCH_BATCH_ROWS`` overrides the 1M rows (quick runs while developing); ``BENCH_PG=0``
+skips the PostgreSQL + S3Proxy run (started with the test helpers; reported as skipped when they are missing).
 """
 
 from __future__ import annotations

@@ -235,8 +235,9 @@ def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_byte
                 raise PayloadTooLarge(f"body is larger than the limit of {max_bytes} bytes",
                                       details={"limit_bytes": max_bytes}) from exc
             raise
-        if tee.read(1):  # the reader stopped early (it never should): keep the whole body all the same
+        if tee.read(1):  # the reader stopped before the end (it should not): spool the rest, parse it all again
             tee.drain()
+            result = None
         spool.flush()
         os.fsync(spool.fileno())
     while result is None:  # a later value did not fit the inferred type: parse the spooled copy again
