@@ -8,7 +8,7 @@ import pytest
 
 from kubepredict import ml
 from kubepredict.runner.batch_predict import BatchSummary, prediction_array, probability_array
-from kubepredict.services.results import _python_text
+from kubepredict.services.csv_download import _python_text
 
 
 @pytest.mark.parametrize("values, task", [
