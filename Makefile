@@ -35,7 +35,7 @@ demo: setup ## Upload, train, predict and print results against a running `make 
 	$(BIN)/kubepredict demo --gateway http://127.0.0.1:$(PORT)
 
 bench: setup ## Benchmarks; prints a table
-	$(BIN)/python -m bench
+	BIG=$(BIG) $(BIN)/python -m bench
 
 bench-peers: setup ## Kubepredict vs MLServer side by side with wrk (MLServer in its own venv under ~/.cache/kubepredict)
 	$(BIN)/python -m bench.peers

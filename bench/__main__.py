@@ -1,6 +1,6 @@
 """Kubepredict benchmarks against a real gateway process, compared with raw scikit-learn.
 
-Run: ``make bench`` (``BENCH_ROWS=1000000`` for the full batch figure, ``BENCH_REQUESTS`` for online calls,
+Run: ``make bench`` (``BENCH_REQUESTS`` for online calls; ``BIG=1`` adds the 10M-row batch run, see bench/batch.py;
 ``BENCH_SHARD_ROWS`` for the 1 vs 2 shards figure, see bench/shards.py; ``BENCH_STREAM_BIG`` /
 ``BENCH_STREAM_SMALL`` for the Kafka stream scoring records, see ``bench/stream.py``).
 Prints a table and writes ``bench/results.json``.
@@ -18,13 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 
 from tests.gateway_process import GatewayProcess
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
-BATCH_ROWS = int(os.environ.get("BENCH_ROWS", "200000"))
 WARMUP = 50
 
 
@@ -116,36 +114,16 @@ def main() -> None:
             r = latency_run(gw.url, body, 1, max(20, REQUESTS // (n_rows // 10)))
             rows.append((f"online predict {n_rows} rows per request", f"{r['req_s'] * n_rows:,.0f} rows/s",
                          f"p50 {r['p50_ms']:.1f} ms per request"))
-        # --- upload + batch prediction ------------------------------------------------------------
-        rng = np.random.default_rng(0)
-        big = pd.DataFrame(rng.normal(5, 2, size=(BATCH_ROWS, 4)).round(3), columns=list(features.columns))
-        data = big.to_csv(index=False).encode()
-        t = time.perf_counter()
-        up = http.post("/function/upload", params={"name": "big"}, content=data, headers={"Content-Type": "text/csv"})
-        up_s = time.perf_counter() - t
-        assert up.status_code == 201, up.text
-        rows.append((f"upload {len(data) / 1e6:.0f} MB CSV ({BATCH_ROWS:,} rows)", f"{len(data) / 1e6 / up_s:.1f} MB/s",
-                     f"{up_s:.2f} s incl. parsing, stats and Parquet copy"))
-        t = time.perf_counter()
-        pq = http.post("/function/predict", json={"model_id": model_id, "dataset_id": up.json()["dataset_id"]}).json()
-        pjob = wait(http, pq["job_id"])
-        batch_s = time.perf_counter() - t
-        assert pjob["status"] == "succeeded", pjob
-        results["batch_rows_per_s"] = BATCH_ROWS / batch_s
-        t = time.perf_counter()
-        pipeline.predict_proba(big)
-        raw_s = time.perf_counter() - t
-        rows.append((f"batch prediction job, {BATCH_ROWS:,} rows into SQLite", f"{BATCH_ROWS / batch_s:,.0f} rows/s",
-                     f"{batch_s:.1f} s end to end; raw predict_proba {BATCH_ROWS / raw_s:,.0f} rows/s"))
-        t = time.perf_counter()
-        csv_bytes = len(http.get(f"/function/result/{pq['job_id']}", params={"format": "csv"}).content)
-        csv_s = time.perf_counter() - t
-        rows.append(("CSV download of those results", f"{BATCH_ROWS / csv_s:,.0f} rows/s", f"{csv_bytes / 1e6:.0f} MB"))
         # --- stream scoring over Kafka (its own broker; the scorer reads this gateway's catalogue) ---------
         from bench.stream import stream_rows
 
         stream_table, results["kafka_stream"] = stream_rows(Path(tmp), model_id, features.to_dict(orient="records"))
         rows.extend(stream_table)
+    # --- upload, train, batch prediction and CSV download of 1M rows (10M with BIG=1) -------------
+    from bench import batch as batch_bench
+
+    rows += batch_bench.main()
+    # --- sharded batch prediction: 1 vs 2 shards --------------------------------------------------
     from bench import shards
 
     shard_rows, results["shards"] = shards.run()  # 1 vs 2 shards, its own gateway (BENCH_SHARD_ROWS rows)

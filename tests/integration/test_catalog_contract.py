@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,12 +46,20 @@ def test_claim_next_never_double_claims(catalog):
 
 
 def test_predictions_bulk_write_page_and_stream(catalog):
+    """Batches stored out of order read back in row order; pages cross batch boundaries; values keep their type."""
+    import pyarrow as pa
+
     queued(catalog, 1, "pj")
-    rows = [(i, json.dumps(f"c{i % 3}"), json.dumps([0.5, 0.5])) for i in range(25_000)]
-    catalog.insert_predictions("pj_0", rows)
+    probas = pa.array([[0.25, 0.75]] * 10_000, type=pa.list_(pa.float64()))
+    for first in (10_000, 0, 20_000):  # shards may finish in any order
+        n = 5_000 if first == 20_000 else 10_000
+        labels = pa.array([f"c{i % 3}" for i in range(first, first + n)])
+        catalog.insert_prediction_batch("pj_0", first, labels, probas.slice(0, n))
     assert catalog.count_predictions("pj_0") == 25_000
-    page = catalog.page_predictions("pj_0", offset=100, limit=5)
-    assert [r.row for r in page] == [100, 101, 102, 103, 104]
+    page = catalog.page_predictions("pj_0", offset=9_998, limit=5)
+    assert [r.row for r in page] == [9_998, 9_999, 10_000, 10_001, 10_002]
+    assert [r.prediction for r in page] == ["c2", "c0", "c1", "c2", "c0"] and page[0].probabilities == [0.25, 0.75]
+    assert [r.row for r in catalog.page_predictions("pj_0", offset=24_998, limit=10)] == [24_998, 24_999]
     streamed = [r.row for batch in catalog.iter_predictions("pj_0", batch=4000) for r in batch]
     assert streamed == list(range(25_000))
     catalog.clear_predictions("pj_0")
@@ -115,11 +122,55 @@ def test_singleton_lease_is_exclusive_until_released(catalog, tmp_path):
 
 
 def test_prediction_text_survives_bulk_write_verbatim(catalog):
-    """Labels with backslashes, tabs, quotes and non-ASCII go through COPY/executemany unchanged."""
+    """Labels with backslashes, tabs, quotes and non-ASCII are stored and read back unchanged."""
+    import pyarrow as pa
+
     queued(catalog, 1, "esc")
     labels = ["a\\b", "tab\there", 'quote"s', "naïve ✓", "line\nbreak", "\\N"]
-    rows = [(i, json.dumps(v), json.dumps([0.1, 0.9]) if i % 2 else None) for i, v in enumerate(labels)]
-    catalog.insert_predictions("esc_0", rows)
+    probas = [[0.1, 0.9] if i % 2 else None for i in range(len(labels))]
+    catalog.insert_prediction_batch("esc_0", 0, pa.array(labels), pa.array(probas, type=pa.list_(pa.float64())))
     back = catalog.page_predictions("esc_0", offset=0, limit=10)
-    assert [json.loads(r.prediction) for r in back] == labels
-    assert [r.probabilities for r in back] == [p for _, _, p in rows]
+    assert [r.prediction for r in back] == labels
+    assert [r.probabilities for r in back] == probas
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path, dialect):
+    """0002 -> 0003 (job_shards) -> 0004 (prediction batches) on a catalogue holding per-row predictions;
+    then down to 0002 and up again: both migrations apply in order, on SQLite and PostgreSQL."""
+    import json
+
+    from sqlalchemy import create_engine, inspect, text
+
+    from kubepredict.catalog.migrate import HEAD_REVISION, current_revision, upgrade
+
+    url = f"sqlite:///{tmp_path / 'chain.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
+                          "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"))
+        conn.execute(text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
+                     [{"j": "job_old", "r": r, "p": json.dumps(r * 0.5), "q": None} for r in range(300)])
+    upgrade(engine, "0003")
+    assert {"job_shards", "predictions"} <= set(inspect(engine).get_table_names())
+    upgrade(engine)
+    assert current_revision(engine) == HEAD_REVISION == "0004"
+    names = set(inspect(engine).get_table_names())
+    assert {"job_shards", "prediction_batches"} <= names and "predictions" not in names
+    engine.dispose()
+    c = open_catalog(url)
+    assert c.get_job("job_old")["shards"] is None
+    assert [(r.row, r.prediction) for r in c.page_predictions("job_old", offset=0, limit=1000)] == [
+        (r, r * 0.5) for r in range(300)]
+    c.dispose()
+    engine = create_engine(url)
+    from alembic import command
+
+    from kubepredict.catalog.migrate import alembic_config
+
+    command.downgrade(alembic_config(engine), "0002")
+    names = set(inspect(engine).get_table_names())
+    assert "predictions" in names and not {"job_shards", "prediction_batches"} & names
+    upgrade(engine)
+    assert current_revision(engine) == "0004"
+    engine.dispose()

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from kubepredict.errors import JobCancelled
+from kubepredict.runner.batch_predict import range_batches
 from kubepredict.runner.shard_plan import plan_ranges
-from kubepredict.runner.shards import read_rows
+from kubepredict.services.datasets import open_parquet
 
 
 def sharded(catalog, job_id: str, rows: int, shards: int, max_attempts: int = 2):
@@ -84,18 +85,39 @@ def test_cancel_stops_every_shard(catalog):
                                                                     ("job_c", 1): ("cancelled", 1)}
 
 
+def _store(catalog, job_id: str, first_row: int, values: list) -> None:
+    """One stored prediction batch (no probabilities), as a shard's scoring loop writes it."""
+    catalog.insert_prediction_batch(job_id, first_row, pa.array(values), pa.nulls(len(values), pa.list_(pa.float64())))
+
+
 def test_last_shard_finishes_the_job_once(catalog):
     sharded(catalog, "job_f", 10, 2)
     catalog.claim_shards(2)
     for shard, (a, b) in enumerate(plan_ranges(10, 2)):
         catalog.clear_shard_predictions("job_f", a, b)
-        catalog.insert_predictions("job_f", [(i, json.dumps("yes" if i % 2 else "no"), None) for i in range(a, b)])
+        _store(catalog, "job_f", a, ["yes" if i % 2 else "no" for i in range(a, b)])
     assert catalog.succeed_shard("job_f", 0, 1, summary={"rows": 5, "class_counts": {'"no"': 3, '"yes"': 2}}) is False
     assert catalog.completed_sharded_jobs() == []
     assert catalog.succeed_shard("job_f", 1, 1, summary={"rows": 5, "class_counts": {'"yes"': 3, '"no"': 2}}) is True
     assert catalog.completed_sharded_jobs() == ["job_f"]
     catalog.clear_shard_predictions("job_f", 100, 200)  # another range: nothing of ours is touched
     assert catalog.count_predictions("job_f") == 10
+
+
+def test_retried_shard_clears_only_its_own_batches(catalog):
+    """A shard's retry deletes the batches it wrote (several, by row range) and none of its neighbours'."""
+    sharded(catalog, "job_r", 30, 3)
+    for a, b in plan_ranges(30, 3):  # each shard wrote its rows in batches of 4
+        for first in range(a, b, 4):
+            _store(catalog, "job_r", first, [float(i) for i in range(first, min(first + 4, b))])
+    catalog.clear_shard_predictions("job_r", 10, 20)
+    assert catalog.count_predictions("job_r") == 20
+    assert [r.row for r in catalog.page_predictions("job_r", offset=0, limit=100)] == list(range(10)) + list(range(20, 30))
+    for first in range(10, 20, 4):  # the retry writes its range again, in other batch sizes
+        _store(catalog, "job_r", first, [float(i) for i in range(first, min(first + 4, 20))])
+    rows = catalog.page_predictions("job_r", offset=0, limit=100)
+    assert [(r.row, r.prediction) for r in rows] == [(i, float(i)) for i in range(30)]
+    assert [first for first, _ in catalog.iter_prediction_tables("job_r")] == [0, 4, 8, 10, 14, 18, 20, 24, 28]
 
 
 def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
@@ -108,9 +130,13 @@ def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
     svc = SimpleNamespace(storage=storage)
     dataset = SimpleNamespace(parquet_key=stored.key)
     whole = pd.read_parquet(io.BytesIO(storage.get(stored.key)))
-    for a, b in plan_ranges(len(frame), 3) + [(4_999, 5_001), (39_999, 40_000)]:
-        part = read_rows(svc, dataset, a, b)
-        pd.testing.assert_frame_equal(part, whole.iloc[a:b].reset_index(drop=True))
+    for a, b in plan_ranges(len(frame), 3) + [(4_999, 5_001), (39_999, 40_000), (7_000, 7_003)]:
+        for size in (1_000, 3_001):
+            with open_parquet(svc, dataset, ranged=True) as parquet:
+                batches = list(range_batches(parquet, a, b, columns=["c1", "k"], batch_size=size))
+            assert all(0 < len(x) <= size for x in batches)
+            part = pa.Table.from_batches(batches).to_pandas()
+            pd.testing.assert_frame_equal(part, whole[["c1", "k"]].iloc[a:b].reset_index(drop=True))
     with storage.open_ranged(stored.key) as f:
         f.seek(-8, io.SEEK_END)
         assert f.read(8)[-4:] == b"PAR1"
@@ -147,7 +173,7 @@ def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(
     catalog.claim_shards(2)
     values = ["a", "b", "a", "a", "c", "b"] if task == "classification" else [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
     for shard, (a, b) in enumerate(plan_ranges(6, 2)):
-        catalog.insert_predictions("job_z", [(i, json.dumps(values[i]), None) for i in range(a, b)])
+        _store(catalog, "job_z", a, values[a:b])
         counts = {}
         for v in values[a:b]:
             counts[json.dumps(v)] = counts.get(json.dumps(v), 0) + 1

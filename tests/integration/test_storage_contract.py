@@ -31,6 +31,21 @@ def test_large_object_streams_in_parts(storage):
         assert f.read() == data[-10:]
 
 
+@pytest.mark.parametrize("known", [False, True])
+def test_put_file_moves_a_staged_file_into_place(storage, known):
+    """Uploads stage their spooled bytes locally, then hand the file over (hashed unless already known)."""
+    data = os.urandom(1024 * 1024) * 9 + b"end"  # above the 8 MiB multipart threshold
+    path = storage.staging_file()
+    with open(path, "wb") as f:
+        f.write(data)
+    digest = hashlib.sha256(data).hexdigest()
+    obj = storage.put_file("datasets/ds_2/data.csv", path, sha256=digest if known else None)
+    assert obj.size == len(data) and obj.sha256 == digest
+    assert not os.path.exists(path)  # consumed
+    assert storage.get("datasets/ds_2/data.csv") == data
+    assert list(storage.list("datasets/ds_2/")) == ["datasets/ds_2/data.csv"]  # no staging leftovers listed
+
+
 def test_missing_key_is_not_found(storage):
     with pytest.raises(NotFound):
         storage.get("nope/never")

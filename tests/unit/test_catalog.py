@@ -110,3 +110,28 @@ def test_head_revision_constant_matches_the_migration_scripts(tmp_path):
     c = open_catalog(f"sqlite:///{tmp_path / 'head.db'}")
     assert current_revision(c.engine) == HEAD_REVISION
     c.dispose()
+
+
+def test_predictions_stored_per_row_before_0004_are_migrated_into_batches(tmp_path):
+    """A catalogue from before prediction batches keeps every prediction, in order, with its values."""
+    from sqlalchemy import create_engine, text
+
+    from kubepredict.catalog.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
+                          "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"))
+        conn.execute(text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
+                     [{"j": "job_old", "r": r, "p": json.dumps(f"c{r % 2}"), "q": json.dumps([0.5, 0.5])}
+                      for r in range(2500)])
+    upgrade(engine)
+    engine.dispose()
+    c = open_catalog(url)
+    assert c.count_predictions("job_old") == 2500
+    page = c.page_predictions("job_old", offset=1998, limit=3)
+    assert [(r.row, r.prediction, r.probabilities) for r in page] == [
+        (1998, "c0", [0.5, 0.5]), (1999, "c1", [0.5, 0.5]), (2000, "c0", [0.5, 0.5])]
+    c.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
                         Table, Text, UniqueConstraint)
 
 metadata = MetaData()
@@ -70,12 +70,14 @@ jobs = Table(
 Index("ix_jobs_status_created", jobs.c.status, jobs.c.created_at)
 Index("ix_jobs_dataset", jobs.c.dataset_id)
 
-predictions = Table(
-    "predictions", metadata,
+# One row per scored batch of a prediction job: rows first_row … first_row + rows - 1, their predictions
+# and probabilities as a compressed Arrow IPC stream (see catalog/predictions.py).
+prediction_batches = Table(
+    "prediction_batches", metadata,
     Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
-    Column("row", BigInteger, primary_key=True, autoincrement=False),
-    Column("prediction", Text, nullable=False),  # JSON scalar
-    Column("probabilities", Text),  # JSON list, classifiers only
+    Column("first_row", BigInteger, primary_key=True, autoincrement=False),
+    Column("rows", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 # One row per shard of a sharded predict job: its input rows [row_start, row_stop) and its own

@@ -8,11 +8,10 @@ The parent succeeds when every shard succeeded (``finalize`` in ``runner.shards`
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, func, select, update
 
 from ..errors import JobCancelled
 from ..ids import utcnow
@@ -20,7 +19,7 @@ from . import schema
 from .base import dumps, loads
 
 logger = logging.getLogger(__name__)
-J, S, P = schema.jobs, schema.job_shards, schema.predictions
+J, S = schema.jobs, schema.job_shards
 ACTIVE = ("queued", "running")
 
 
@@ -118,11 +117,6 @@ class ShardsRepo:
             conn.execute(update(J).where(J.c.job_id == job_id, J.c.status == "running").values(
                 stage="scoring", progress=min(1.0, 0.05 + 0.9 * float(done) / max(1, int(total or 0)))))
 
-    def clear_shard_predictions(self, job_id: str, row_start: int, row_stop: int) -> None:
-        """A retried shard starts from a clean slate: delete its own rows, and only those."""
-        with self.tx() as conn:
-            conn.execute(delete(P).where(P.c.job_id == job_id, P.c.row >= row_start, P.c.row < row_stop))
-
     # ---- outcomes -------------------------------------------------------------------------
     def _lock_parent(self, conn, job_id: str):
         """Serialise shard outcomes of one job (PostgreSQL row lock; SQLite writers are serial already)."""
@@ -196,18 +190,6 @@ class ShardsRepo:
         with self.ro() as conn:
             return [loads(s) or {} for s in conn.execute(select(S.c.summary).where(S.c.job_id == job_id)
                                                          .order_by(S.c.shard)).scalars()]
-
-    def prediction_values(self, job_id: str, batch: int = 200_000):
-        """Yield the job's predictions (decoded JSON scalars) in batches: the regression summary of a sharded job."""
-        last = -1
-        while True:
-            with self.ro() as conn:
-                rows = conn.execute(select(P.c.row, P.c.prediction).where(P.c.job_id == job_id, P.c.row > last)
-                                    .order_by(P.c.row).limit(batch)).all()
-            if not rows:
-                return
-            yield [json.loads(r.prediction) for r in rows]
-            last = rows[-1].row
 
     @staticmethod
     def _cancel_shards(conn, job_id: str) -> None:

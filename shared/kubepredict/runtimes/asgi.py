@@ -41,7 +41,7 @@ class AsgiGateway:
         from a2wsgi import WSGIMiddleware
 
         self.gateway = gateway
-        self.threaded = WSGIMiddleware(gateway.wsgi, workers=threads)
+        self.threaded = WSGIMiddleware(_input_terminated(gateway.wsgi), workers=threads)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and INLINE_PATHS.match(scope["path"]):
@@ -79,6 +79,18 @@ class AsgiGateway:
                     "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
                                 for k, v in resp.headers.items()]})
         await send({"type": "http.response.body", "body": resp.content()})
+
+
+def _input_terminated(wsgi_app):
+    """Mark the WSGI input as ending where the request body ends (a2wsgi's stream does: it reads ASGI
+    messages until the last one). Without it Werkzeug reads a chunked body (no Content-Length) as empty;
+    the gateway and the upload reader enforce the size limits themselves."""
+
+    def app(environ, start_response):
+        environ["wsgi.input_terminated"] = True
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _content_length(scope) -> int | None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import logging
-from typing import BinaryIO
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ..errors import InvalidInput
 from ..ids import new_id
-from . import ingest
+from . import ingest, ingest_stream
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 logger = logging.getLogger(__name__)
 MAX_NAME = 200
@@ -21,23 +27,27 @@ def clean_name(name: str | None, default: str) -> str:
 
 
 def upload_dataset(svc, stream: BinaryIO, *, name: str | None) -> dict:
-    """Store the raw CSV (hashed on the way in), parse it, keep a Parquet copy, record it with its event."""
+    """Parse the CSV body in one streaming pass (hashing and spooling the raw bytes, writing the Parquet
+    copy in row groups), store both objects, record the dataset with its event."""
     dataset_id = new_id("ds")
     name = clean_name(name, dataset_id)
     raw_key, pq_key = f"datasets/{dataset_id}/data.csv", f"datasets/{dataset_id}/data.parquet"
-    stored = svc.storage.put(raw_key, stream, max_bytes=svc.settings.max_upload_bytes)
+    raw_path, pq_path = svc.storage.staging_file(), svc.storage.staging_file()
     try:
-        if stored.size == 0:
+        first = stream.read(1)
+        if not first:
             raise InvalidInput("the request body is empty; send a CSV file", code="empty_body")
-        with svc.storage.open(raw_key) as f:
-            frame = ingest.parse_csv(f)
-        svc.storage.put_bytes(pq_key, ingest.to_parquet_bytes(frame))
+        parsed = ingest_stream.ingest_csv(_Prepend(first, stream), raw_path=Path(raw_path),
+                                          parquet_path=Path(pq_path), max_bytes=svc.settings.max_upload_bytes)
+        svc.storage.put_file(raw_key, raw_path, sha256=parsed.sha256)
+        svc.storage.put_file(pq_key, pq_path)
         view = svc.catalog.add_dataset(
-            dataset_id=dataset_id, name=name, rows=len(frame), size_bytes=stored.size, sha256=stored.sha256,
-            columns=ingest.describe_columns(frame), preview=ingest.preview(frame),
-            object_key=raw_key, parquet_key=pq_key)
+            dataset_id=dataset_id, name=name, rows=parsed.rows, size_bytes=parsed.size, sha256=parsed.sha256,
+            columns=parsed.columns, preview=parsed.preview, object_key=raw_key, parquet_key=pq_key)
     except BaseException:
         # Nothing half-written: no catalogue row means no objects either.
+        for path in (raw_path, pq_path):
+            Path(path).unlink(missing_ok=True)
         for key in (raw_key, pq_key):
             try:
                 svc.storage.delete(key)
@@ -46,6 +56,31 @@ def upload_dataset(svc, stream: BinaryIO, *, name: str | None) -> dict:
         raise
     logger.info("dataset %s uploaded: %s rows, %s bytes", dataset_id, view["rows"], view["size_bytes"])
     return view
+
+
+class _Prepend(io.RawIOBase):
+    """``first`` then the rest of ``stream``."""
+
+    def __init__(self, first: bytes, stream: BinaryIO):
+        self._first, self._stream = first, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._first:
+            if n is not None and 0 <= n < len(self._first):
+                out, self._first = self._first[:n], self._first[n:]
+                return out
+            out, self._first = self._first, b""
+            rest = self._stream.read(n - len(out)) if n is not None and n > len(out) else b""
+            return out + rest if n is None or n < 0 or rest else out
+        return self._stream.read(n)
+
+    def readinto(self, b) -> int:
+        chunk = self.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def delete_dataset(svc, dataset_id: str) -> None:
@@ -57,3 +92,20 @@ def delete_dataset(svc, dataset_id: str) -> None:
 def load_frame(svc, dataset_row, columns: list[str] | None = None):
     with svc.storage.open(dataset_row.parquet_key) as f:
         return ingest.read_parquet(f, columns=columns)
+
+
+@contextmanager
+def open_parquet(svc, dataset_row, *, ranged: bool = False) -> Iterator["pq.ParquetFile"]:
+    """The dataset's Parquet copy for batch or row-group reads (``iter_batches(row_groups=…)``).
+
+    ``ranged``: fetch only the byte ranges read (``Storage.open_ranged``, coalesced per row group), for a
+    reader that needs a few row groups (a shard) rather than the whole file.
+    """
+    import pyarrow.parquet as pq
+
+    if ranged:
+        with svc.storage.open_ranged(dataset_row.parquet_key) as f:
+            yield pq.ParquetFile(f, pre_buffer=True)  # coalesced reads: few ranged GETs per row group
+        return
+    with svc.storage.open(dataset_row.parquet_key) as f:
+        yield pq.ParquetFile(f)

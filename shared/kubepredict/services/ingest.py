@@ -42,7 +42,7 @@ def _check_header(head: bytes) -> list[str]:
 
 
 def parse_csv(stream: BinaryIO) -> pd.DataFrame:
-    """Parse a CSV stream into a DataFrame or raise InvalidInput saying why (line number where known)."""
+    """Parse a small CSV stream into a DataFrame (uploads go through ingest_stream) or raise InvalidInput."""
     head = stream.read(SNIFF_BYTES)
     names = _check_header(head)
     data = io.BufferedReader(_Rewound(head, stream))

@@ -32,6 +32,27 @@ class Storage(ABC):
 
         return self.put(key, io.BytesIO(data))
 
+    def staging_file(self) -> str:
+        """A new local temp file path for ``put_file`` (the same filesystem as the store where it has one)."""
+        import os
+        import tempfile
+
+        fd, path = tempfile.mkstemp(prefix="kubepredict-")
+        os.close(fd)
+        return path
+
+    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
+        """Store a local file under ``key``; the file is consumed (removed or moved into place).
+        ``sha256``: the file's digest when the caller already computed it."""
+        import os
+
+        try:
+            with open(path, "rb") as f:
+                return self.put(key, f)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
         """Open the object for streaming reads (caller closes)."""

@@ -57,6 +57,29 @@ class FileStorage(Storage):
             raise
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
+    def staging_file(self) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        os.close(fd)
+        return tmp
+
+    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
+        """Move a staged file into place (fsynced, atomic rename); hashed unless the caller knows its SHA-256."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(path, "rb+") as f:
+                if sha256 is None:
+                    while chunk := f.read(CHUNK):
+                        digest.update(chunk)
+                size = os.fstat(f.fileno()).st_size
+                os.fsync(f.fileno())
+            os.replace(path, target)
+        except BaseException:
+            Path(path).unlink(missing_ok=True)
+            raise
+        return StoredObject(key=key, size=size, sha256=sha256 or digest.hexdigest())
+
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")

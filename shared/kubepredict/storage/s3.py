@@ -140,6 +140,28 @@ class S3Storage(Storage):
             raise self._fail(exc, key) from exc
         return StoredObject(key=key, size=reader.size, sha256=reader.digest.hexdigest())
 
+    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
+        """Upload a staged local file in parts read lazily from disk (a stream would be buffered part by
+        part in memory), then remove it."""
+        import os
+
+        try:
+            if sha256 is None:
+                digest = hashlib.sha256()
+                with open(path, "rb") as f:
+                    while chunk := f.read(PART_BYTES):
+                        digest.update(chunk)
+                sha256 = digest.hexdigest()
+            size = os.path.getsize(path)
+            try:
+                self.client.upload_file(path, self.bucket, self._key(key), Config=self.transfer)
+            except Exception as exc:  # noqa: BLE001 - botocore/boto3 errors of every kind
+                raise self._fail(exc, key) from exc
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+        return StoredObject(key=key, size=size, sha256=sha256)
+
     def open(self, key: str) -> BinaryIO:
         """A seekable local copy (memory up to 64 MiB, then a temp file): Parquet readers need to seek."""
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)

@@ -1,0 +1,277 @@
+"""Batch benchmarks: upload, train, predict job and CSV download of a large numeric CSV through a real gateway.
+
+Compared in the same run with a one-process script (``read_csv`` + the same pipeline's ``predict`` +
+``DataFrame.to_sql`` into a fresh SQLite file) and with a raw in-process ``fit``.
+
+``python -m bench.batch`` alone, or as part of ``make bench``; ``BIG=1`` adds the 10M-row run with peak
+RSS per process. ``BENCH_BATCH_ROWS`` overrides the 1M rows (quick runs while developing); ``BENCH_PG=0``
+skips the PostgreSQL + S3Proxy run (started with the test helpers; reported as skipped when they are missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from tests.gateway_process import GatewayProcess
+
+COLUMNS = 20
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubepredict" / "bench"
+MIB = 1024 * 1024
+
+
+def dataset_csv(rows: int) -> Path:
+    """``rows`` × 20 full-precision floats plus a 0/1 target ``y`` (~393 bytes a row, as in issue 12), cached."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    path = CACHE / f"floats-{rows}x{COLUMNS}.csv"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=COLUMNS)
+    tmp = path.with_suffix(".tmp")
+    names = [f"x{i}" for i in range(COLUMNS)] + ["y"]
+    with pacsv.CSVWriter(str(tmp), pa.schema([(n, pa.float64()) for n in names[:-1]] + [("y", pa.int64())])) as w:
+        for start in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - start)
+            x = rng.normal(0, 1, size=(n, COLUMNS))
+            y = ((x @ weights + rng.normal(0, 1, size=n)) > 0).astype(np.int64)
+            w.write_table(pa.table([pa.array(x[:, i]) for i in range(COLUMNS)] + [pa.array(y)], names=names))
+    tmp.rename(path)
+    return path
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS / VmHWM (bytes) of a process from /proc."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+class RssSampler(threading.Thread):
+    """Samples one process's RSS every 20 ms; ``peak`` is the largest seen."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.done = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.peak = max(self.peak, proc_status(self.pid).get("VmRSS", 0))
+            self.done.wait(0.02)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.join()
+
+
+def wait(http: httpx.Client, job_id: str, poll: float = 0.05) -> dict:
+    while True:
+        job = http.get(f"/function/result/{job_id}", params={"limit": 0}).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(poll)
+
+
+def _file_chunks(path: Path, size: int = 4 * MIB):
+    with open(path, "rb") as f:
+        while chunk := f.read(size):
+            yield chunk
+
+
+def upload(http: httpx.Client, gw_pid: int, path: Path, name: str) -> dict:
+    """Stream the file (chunked, no Content-Length) and measure MB/s and the gateway's RSS growth."""
+    before = proc_status(gw_pid).get("VmRSS", 0)
+    with RssSampler(gw_pid) as rss:
+        t = time.perf_counter()
+        r = http.post("/function/upload", params={"name": name}, content=_file_chunks(path),
+                      headers={"Content-Type": "text/csv"})
+        seconds = time.perf_counter() - t
+    assert r.status_code == 201, r.text
+    size = path.stat().st_size
+    return {"dataset": r.json(), "seconds": seconds, "mb_s": size / 1e6 / seconds, "bytes": size,
+            "rss_growth_mib": max(0, rss.peak - before) / MIB, "rss_peak_mib": rss.peak / MIB}
+
+
+def one_process_script(path: Path, pipeline, features: list[str]) -> float:
+    """What a user would write without Kubepredict: read_csv, predict, to_sql into a fresh SQLite file."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        frame = pd.read_csv(path)
+        preds = pipeline.predict(frame[features])
+        con = sqlite3.connect(Path(tmp) / "script.db")
+        pd.DataFrame({"row": np.arange(len(preds)), "prediction": preds}).to_sql("predictions", con, index=False)
+        con.commit()
+        con.close()
+        return time.perf_counter() - t
+
+
+def _children_peak(gw_pid: int, stop: threading.Event, out: dict) -> None:
+    """Peak RSS of every child of the gateway (the worker processes) while ``stop`` is unset."""
+    import glob
+
+    while not stop.is_set():
+        for task in glob.glob(f"/proc/{gw_pid}/task/*/children"):
+            try:
+                pids = Path(task).read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                for sub in [pid] + _grandchildren(pid):
+                    hwm = proc_status(int(sub)).get("VmHWM", 0)
+                    out[sub] = max(out.get(sub, 0), hwm)
+        stop.wait(0.05)
+
+
+def _grandchildren(pid: str) -> list[str]:
+    import glob
+
+    found = []
+    for task in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            found += Path(task).read_text().split()
+        except OSError:
+            pass
+    return found
+
+
+def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str = "") -> list[tuple[str, str, str]]:
+    """One full batch run at ``rows``; returns table rows (``tag`` names the backends when not the defaults)."""
+    import pandas as pd
+
+    from kubepredict import ml
+
+    path = dataset_csv(rows)
+    label = (f"{rows / 1e6:g}M" if rows >= 1_000_000 else f"{rows:,}") + (f" [{tag}]" if tag else "")
+    out: list[tuple[str, str, str]] = []
+    features = [f"x{i}" for i in range(COLUMNS)]
+    with tempfile.TemporaryDirectory() as tmp, \
+            GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING",
+                                           "KUBEPREDICT_MAX_UPLOAD_BYTES": str(64 * 1024 * MIB), **(env or {})}) as gw:
+        http = httpx.Client(base_url=gw.url, timeout=3600)
+        pid = gw.proc.pid
+        stop, child_peaks = threading.Event(), {}
+        watcher = threading.Thread(target=_children_peak, args=(pid, stop, child_peaks), daemon=True)
+        watcher.start()
+        # ---- upload --------------------------------------------------------------------------------
+        up = upload(http, pid, path, f"bench-{label}")
+        ds = up["dataset"]
+        assert ds["rows"] == rows, ds
+        out.append((f"upload {up['bytes'] / 1e6:.0f} MB CSV ({label} rows × {COLUMNS + 1})",
+                    f"{up['mb_s']:.0f} MB/s",
+                    f"{up['seconds']:.2f} s; gateway RSS +{up['rss_growth_mib']:.0f} MiB"))
+        # ---- training: job vs the same fit in process ----------------------------------------------
+        # (the 10M-row run scores with a model fitted on 100k rows: the goal there is upload and predict)
+        train_ds = ds if not big else upload(http, pid, dataset_csv(100_000), "bench-train")["dataset"]
+        t = time.perf_counter()
+        q = http.post("/function/train", json={"dataset_id": train_ds["dataset_id"], "target": "y",
+                                                "algorithm": "logistic_regression"}).json()
+        tjob = wait(http, q["job_id"], poll=0.1)
+        train_s = time.perf_counter() - t
+        assert tjob["status"] == "succeeded", tjob
+        if not big:
+            frame = pd.read_csv(path)
+            t = time.perf_counter()
+            result = ml.train(frame, target="y", features=features, task="classification",
+                              algorithm="logistic_regression", params={})
+            fit_s = time.perf_counter() - t
+            pipeline = result.pipeline
+            del frame
+            out.append((f"train LogisticRegression on {label} rows: submit → succeeded", f"{train_s:.2f} s",
+                        f"in-process ml.train {fit_s:.2f} s → {train_s / fit_s:.2f}× "
+                        f"(goal ≤ 1.1× + 1 s = {1.1 * fit_s + 1:.2f} s)"))
+        else:
+            out.append(("train LogisticRegression on 100,000 rows (for the 10M run): submit → succeeded",
+                        f"{train_s:.2f} s", f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job"))
+        # ---- predict job -----------------------------------------------------------------------------
+        t = time.perf_counter()
+        pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
+        pjob = wait(http, pq["job_id"])
+        job_s = time.perf_counter() - t
+        assert pjob["status"] == "succeeded", pjob
+        detail = f"{rows / job_s:,.0f} rows/s"
+        if not big:
+            script_s = one_process_script(path, pipeline, features)
+            detail += (f"; one-process script {script_s:.2f} s → ratio {job_s / script_s:.2f} "
+                       f"(goal ≤ {1.5 if tag else 1.2})")
+        out.append((f"predict job {label} rows: submit → succeeded", f"{job_s:.2f} s", detail))
+        # ---- every prediction readable: the CSV download ---------------------------------------------
+        t = time.perf_counter()
+        lines = 0
+        with http.stream("GET", f"/function/result/{pq['job_id']}", params={"format": "csv"}) as r:
+            assert r.status_code == 200
+            nbytes = 0
+            for chunk in r.iter_bytes():
+                lines += chunk.count(b"\n")
+                nbytes += len(chunk)
+        csv_s = time.perf_counter() - t
+        assert lines == rows + 1, (lines, rows)
+        out.append((f"CSV download of the {label}-row result", f"{rows / csv_s:,.0f} rows/s",
+                    f"{csv_s:.2f} s, {nbytes / 1e6:.0f} MB streamed"))
+        stop.set()
+        watcher.join()
+        gw_peak = proc_status(pid).get("VmHWM", 0)
+        workers = sorted(child_peaks.values(), reverse=True)
+        summary_peak = (pjob.get("summary") or {}).get("peak_rss_mib")
+        out.append((f"peak RSS per process, {label} rows", f"gateway {gw_peak / MIB:.0f} MiB",
+                    f"workers {', '.join(f'{w / MIB:.0f}' for w in workers[:4]) or 'n/a'} MiB"
+                    + (f"; predict job reports {summary_peak} MiB" if summary_peak else "")))
+    return out
+
+
+def postgres_s3_env(stack: contextlib.ExitStack) -> dict:
+    """Start real PostgreSQL and S3Proxy (the test helpers) for the duration of ``stack``."""
+    from tests.services.postgres import PostgresServer
+    from tests.services.s3 import S3ProxyServer
+
+    pg = stack.enter_context(PostgresServer().start())
+    s3 = stack.enter_context(S3ProxyServer().start())
+    bucket = s3.create_bucket()
+    return {"KUBEPREDICT_DATABASE_URL": pg.create_database(), "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
+            "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url, "KUBEPREDICT_S3_REGION": s3.region,
+            "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id, "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+            "KUBEPREDICT_S3_ADDRESSING_STYLE": "path"}
+
+
+def main() -> list[tuple[str, str, str]]:
+    rows = int(os.environ.get("BENCH_BATCH_ROWS", "1000000"))
+    table = run_size(rows)
+    if os.environ.get("BENCH_PG", "1") not in ("0", "false", "no"):
+        with contextlib.ExitStack() as stack:
+            try:
+                env = postgres_s3_env(stack)
+            except Exception as exc:  # noqa: BLE001 - reported in the table, the rest still runs
+                table.append(("PostgreSQL + S3 run", "skipped", f"{type(exc).__name__}: {exc}"[:200]))
+            else:
+                table += run_size(rows, env=env, tag="PostgreSQL + S3")
+    if os.environ.get("BIG") in ("1", "true", "yes"):
+        table += run_size(10 * rows, big=True)
+    return table
+
+
+if __name__ == "__main__":
+    from bench.__main__ import _print
+
+    _print(main())

@@ -1,0 +1,273 @@
+"""The CSV download of a prediction job: every input row joined with its prediction and probabilities,
+streamed one stored batch at a time (never the whole result in memory)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..errors import Conflict, NotFound
+
+
+def csv_stream(svc, job_id: str) -> Iterator[bytes]:
+    """The input rows joined with their predictions, as CSV chunks (one stored batch in memory at a time).
+
+    Built column-wise with Arrow's CSV writer; predictions and probabilities are written as Python
+    would print them (``1.0``, ``True``, ``7.9e-05``), input columns as Arrow does.
+    """
+    job = svc.catalog.get_job(job_id)
+    if job["kind"] != "predict":
+        raise Conflict("CSV results exist for prediction jobs only", code="not_a_prediction_job")
+    if job["status"] != "succeeded":
+        raise Conflict(f"job {job_id} is {job['status']}; results are available once it succeeded",
+                       code="job_not_finished", details={"status": job["status"]})
+    try:
+        dataset = svc.catalog.get_dataset_row(job["dataset_id"])
+    except NotFound as exc:
+        raise NotFound(f"the input dataset {job['dataset_id']} was deleted; use the paginated JSON results",
+                       code="dataset_not_found") from exc
+    classes = (svc.catalog.get_model(job["model_id"]).get("classes")) or []
+    fobj = svc.storage.open(dataset.parquet_key)
+    return _generate(svc, job_id, fobj, dataset.object_key, classes)
+
+
+def _generate(svc, job_id: str, fobj, raw_key: str, classes: list) -> Iterator[bytes]:
+    import pyarrow.parquet as pq
+
+    from .ingest_stream import RAW_LINES_KEY
+
+    try:
+        parquet = pq.ParquetFile(fobj)
+        names = parquet.schema_arrow.names + ["prediction"] + [f"probability_{c}" for c in classes]
+        if (parquet.metadata.metadata or {}).get(RAW_LINES_KEY.encode()) == b"1":
+            # The uploaded file has one plain line per row: reuse its text rather than format every value.
+            with svc.storage.open(raw_key) as raw:
+                yield from _raw_joined(svc.catalog, job_id, raw, names, classes, parquet.metadata.num_rows)
+            return
+        yield from _formatted(_joined(svc.catalog, job_id, parquet, classes), names)
+    finally:
+        fobj.close()
+
+
+RAW_READ_BYTES = 8 * 1024 * 1024
+
+
+def _raw_lines(raw) -> Iterator:
+    """The raw file's row lines (header skipped, no newline), as Arrow binary arrays."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    carry, header = b"", True
+    while True:
+        data = raw.read(RAW_READ_BYTES)
+        if not data:
+            break
+        data = carry + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1:]
+        lines = pc.split_pattern(pa.array([data[:cut]], pa.large_binary()), b"\n").flatten()
+        if header:
+            lines, header = lines.slice(1), False
+        if len(lines):
+            yield pa.RecordBatch.from_arrays([lines], ["line"])
+    if carry and not header:
+        yield pa.RecordBatch.from_arrays([pa.array([carry], pa.large_binary())], ["line"])
+
+
+def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, total: int) -> Iterator[bytes]:
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    head = io.StringIO()
+    csv.writer(head, lineterminator="\n").writerow(names)
+    yield head.getvalue().encode()
+    lines = _RowReader(_raw_lines(raw))
+    extra = 1 + len(classes)
+
+    def body(parts: list, preds) -> bytes:
+        line = pa.chunked_array([b.column(0) for b in parts], pa.large_binary()).combine_chunks()
+        n = len(line)
+        if preds is None:
+            cols = [pa.nulls(n, pa.large_binary())] * extra
+        else:
+            cols = [_csv_text(_python_text(preds.column("prediction")))]
+            if classes:
+                cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
+            cols = [(c if pa.types.is_string(c.type) else c.cast(pa.string())).cast(pa.large_binary()) for c in cols]
+        out = pc.binary_join_element_wise(line, *cols, pa.scalar(b",", pa.large_binary()),
+                                          null_handling="replace", null_replacement=b"")
+        out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
+        return _contiguous(out)
+
+    row = 0
+    for first_row, preds in catalog.iter_prediction_tables(job_id):
+        if first_row > row:
+            parts = lines.take(first_row - row)
+            if parts:
+                yield body(parts, None)
+            row = first_row
+        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+            parts = lines.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+            n = sum(p.num_rows for p in parts)
+            if n == 0:
+                break
+            yield body(parts, preds.slice(start, n))
+            row += n
+    while row < total:
+        parts = lines.take(min(CSV_BATCH_ROWS, total - row))
+        if not parts:
+            break
+        yield body(parts, None)
+        row += sum(p.num_rows for p in parts)
+
+
+def _contiguous(values) -> bytes:
+    """All values of a (large) binary array back to back: its data buffer between the first and last offsets."""
+    import numpy as np
+
+    if len(values) == 0:
+        return b""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + len(values) + 1]
+    return values.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+
+
+def _csv_text(array):
+    """Quote text cells that need it (comma, quote, newline), as ``csv.writer`` does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return array
+    needs = pc.match_substring_regex(array, '[",\r\n]')
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(array, '"', '""'), '"', "")
+    return pc.if_else(needs, quoted, array)
+
+
+def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
+    """Input rows with their prediction and probability columns, as tables of at most CSV_BATCH_ROWS rows."""
+    import pyarrow as pa
+
+    inputs = _RowReader(parquet.iter_batches(batch_size=CSV_BATCH_ROWS))
+    schema, total, extra = parquet.schema_arrow, parquet.metadata.num_rows, 1 + len(classes)
+
+    def with_predictions(batches: list, preds) -> pa.Table:
+        data = pa.Table.from_batches(batches, schema=schema)
+        cols = list(data.columns)
+        if preds is None:
+            cols += [pa.nulls(data.num_rows, pa.string()) for _ in range(extra)]
+        else:
+            cols.append(_python_text(preds.column("prediction")))
+            if classes:
+                cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
+        return pa.table(cols, names=[str(i) for i in range(len(cols))])
+
+    row = 0
+    for first_row, preds in catalog.iter_prediction_tables(job_id):
+        if first_row > row:  # rows without predictions: blank prediction cells
+            for part in inputs.take(first_row - row):
+                yield with_predictions([part], None)
+            row = first_row
+        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+            batches = inputs.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+            n = sum(b.num_rows for b in batches)
+            if n == 0:
+                break
+            yield with_predictions(batches, preds.slice(start, n))
+            row += n
+    if row < total:
+        for part in inputs.take(total - row):
+            yield with_predictions([part], None)
+    if total == 0:
+        yield with_predictions([], None)
+
+
+def _formatted(tables: Iterator, names: list[str], workers: int = 2) -> Iterator[bytes]:
+    """CSV text of each table, in order; Arrow formats up to ``workers`` tables at once (it releases the GIL)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    def fmt(table, header: bool) -> bytes:
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(table.rename_columns(names), sink, pacsv.WriteOptions(include_header=header))
+        return sink.getvalue().to_pybytes()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="csv-format") as pool:
+        pending: deque = deque()
+        for i, table in enumerate(tables):
+            pending.append(pool.submit(fmt, table, i == 0))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+CSV_BATCH_ROWS = 65_536
+
+
+class _RowReader:
+    """Hands out the next ``n`` rows of a record-batch stream, as record batches."""
+
+    def __init__(self, batches):
+        self._batches, self._pending = iter(batches), None
+
+    def take(self, n: int) -> list:
+        out = []
+        while n > 0:
+            batch = self._pending if self._pending is not None else next(self._batches, None)
+            self._pending = None
+            if batch is None:
+                break
+            if batch.num_rows > n:
+                self._pending = batch.slice(n)
+                batch = batch.slice(0, n)
+            out.append(batch)
+            n -= batch.num_rows
+        return out
+
+
+def _python_text(array):
+    """Values as ``str()`` would print them: floats like Python's repr, booleans ``True``/``False``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    t = array.type
+    if pa.types.is_boolean(t):
+        return pc.if_else(array, "True", "False")
+    if not pa.types.is_floating(t):
+        return array
+    values = array.to_numpy(zero_copy_only=False)
+    text = pc.cast(array, pa.string())
+    # Arrow prints integral floats without ".0" and small ones in fixed notation; Python does not.
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 1e16)
+        odd = np.isfinite(values) & (np.abs(values) < 1e-4) & (values != 0)
+    text = pc.if_else(pa.array(integral), pc.binary_join_element_wise(text, ".0", ""), text)
+    if odd.any():
+        idx = np.flatnonzero(odd)
+        fixed = text.to_numpy(zero_copy_only=False).copy()
+        fixed[idx] = [repr(v) for v in values[idx].tolist()]
+        text = pa.array(fixed, type=pa.string(), mask=np.asarray(array.is_null()))
+    return text
+
+
+def _probability_columns(probs, k: int) -> list:
+    """One column per class from a list-of-floats array (nulls where a row has none)."""
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(probs)
+    if probs.null_count == 0 and len(probs.flatten()) == n * k:
+        flat = probs.flatten()
+        return [_python_text(flat.take(pa.array(np.arange(j, n * k, k)))) for j in range(k)]
+    rows = probs.to_pylist()
+    return [_python_text(pa.array([r[j] if r else None for r in rows], type=pa.float64())) for j in range(k)]

@@ -1,0 +1,375 @@
+"""Streaming CSV ingestion: one pass over the upload body, in chunks, never the whole file in memory.
+
+The body is read in blocks by Arrow's streaming CSV reader through a tee that hashes (SHA-256), counts
+(refusing more than ``max_bytes``) and spools the raw bytes to a local file; parsed record batches are
+described column by column (type, missing values, distinct values) and written as Parquet row groups
+of ``ROW_GROUP_ROWS`` rows. Types follow what pandas would read: int64, float64 (integers with missing
+values too), bool, text; dates and anything else stay text. The reader infers types from a sample at
+the start of the file; a later value that does not fit (``1.5`` in an integer column) widens that
+column (int → float → text) and the spooled file is parsed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from ..errors import InvalidInput, PayloadTooLarge
+from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records
+
+ROW_GROUP_ROWS = 131_072
+BLOCK_BYTES = 1024 * 1024
+READ_BYTES = 1024 * 1024
+#: Distinct values are counted exactly up to this many per column, then estimated (HyperLogLog, ~1 %).
+EXACT_UNIQUE = 16_384
+# pandas' default missing-value markers, so a file reads the same as with ``pandas.read_csv``.
+NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+         "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+#: Parquet key-value metadata: the raw CSV holds one plain line per row, in order (see one_line_per_row).
+RAW_LINES_KEY = "kubepredict.raw_lines"
+_WIDER = {pa.null(): pa.float64(), pa.int64(): pa.float64(), pa.float64(): pa.string(), pa.bool_(): pa.string()}
+_COLUMN_ERROR = re.compile(r"In CSV column #(\d+): ")
+
+
+@dataclass
+class Ingested:
+    rows: int
+    size: int
+    sha256: str
+    columns: list[dict]
+    preview: list[dict]
+    row_groups: int
+    schema: pa.Schema = field(repr=False)
+
+
+class _Tee(io.RawIOBase):
+    """Reads the body for the CSV reader while hashing, counting and spooling it to ``spool``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO, spool: BinaryIO, max_bytes: int | None):
+        self._head, self._stream, self._spool, self._max = head, stream, spool, max_bytes
+        self.digest, self.size, self.too_large = hashlib.sha256(), 0, False
+        self.newlines, self.awkward, self._last = 0, False, b"\n"
+        self._keep(head)
+
+    def _keep(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._max is not None and self.size > self._max:
+            self.too_large = True
+            raise PayloadTooLarge(f"body is larger than the limit of {self._max} bytes",
+                                  details={"limit_bytes": self._max})
+        self.digest.update(chunk)
+        self._spool.write(chunk)
+        self.newlines += chunk.count(b"\n")
+        body = chunk if self.newlines > chunk.count(b"\n") else chunk[chunk.find(b"\n") + 1:] if b"\n" in chunk else b""
+        self.awkward = self.awkward or b'"' in body or b"\r" in body  # the header line may be quoted
+        self._last = chunk[-1:]
+
+    def one_line_per_row(self, rows: int) -> bool:
+        """True when the raw file is the header then exactly one plain line per row (no quotes or CR after
+        the header, no blank lines): the CSV download can then reuse its lines as they are."""
+        lines = self.newlines + (0 if self._last == b"\n" else 1)
+        return not self.awkward and lines == rows + 1
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            chunk, self._head = self._head, b""
+            return chunk
+        chunk = self._stream.read(READ_BYTES if n is None or n < 0 else max(n, 1))
+        if chunk:
+            self._keep(chunk)
+        return chunk
+
+    def readinto(self, b) -> int:
+        chunk = self.read(len(b))
+        b[: len(chunk)] = chunk
+        return len(chunk)
+
+    def drain(self) -> None:
+        """Spool the rest of the body (after a parse failure that needs a second pass)."""
+        while self.read(READ_BYTES):
+            pass
+
+
+class _Distinct:
+    """Distinct non-null values of one column: exact while few, then a HyperLogLog estimate."""
+
+    P = 14
+
+    def __init__(self):
+        self.exact: pa.Array | None = None  # the distinct values, while there may be few
+        self.many = False
+        self.registers = np.zeros(1 << self.P, dtype=np.uint8)
+
+    def add(self, column: pa.Array) -> None:
+        column = column.drop_null()
+        if len(column) == 0:
+            return
+        self._hll(column)  # cheap and vectorised: decides whether exact counting is worth a hash table
+        if self.many:
+            return
+        if self._estimate() > 2 * EXACT_UNIQUE:
+            self.many, self.exact = True, None
+            return
+        seen = column.unique() if self.exact is None else pa.concat_arrays([self.exact, column.unique()]).unique()
+        if len(seen) > EXACT_UNIQUE:
+            self.many, self.exact = True, None
+        else:
+            self.exact = seen
+
+    def _estimate(self) -> float:
+        m = float(len(self.registers))
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
+        zeros = int(np.count_nonzero(self.registers == 0))
+        if estimate <= 2.5 * m and zeros:
+            estimate = m * np.log(m / zeros)
+        return float(estimate)
+
+    def _hll(self, column: pa.Array) -> None:
+        if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+            h = _mix64(column.cast(pa.float64() if pa.types.is_floating(column.type) else pa.int64())
+                       .to_numpy(zero_copy_only=False).view(np.uint64))
+        else:
+            h = pd.util.hash_array(column.to_numpy(zero_copy_only=False)).astype(np.uint64, copy=False)
+        idx = (h >> np.uint64(64 - self.P)).astype(np.intp)
+        h <<= np.uint64(self.P)
+        h |= np.uint64(1 << (self.P - 1))  # never 0: rank ≤ 64 - P + 1
+        rank = (64 - np.floor(np.log2(h.astype(np.float64)))).astype(np.uint8)
+        np.maximum.at(self.registers, idx, rank)
+
+    def count(self, non_null: int) -> tuple[int, bool]:
+        if not self.many:
+            return (0 if self.exact is None else len(self.exact)), False
+        return int(min(max(round(self._estimate()), EXACT_UNIQUE + 1), non_null)), True
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised: a well-spread 64-bit hash of each value's bits (a new array)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _pandas_dtype(t: pa.DataType, missing: int) -> str:
+    """The dtype name pandas gives such a column (as ``pandas.read_csv`` would have)."""
+    if pa.types.is_integer(t):
+        return "float64" if missing else "int64"
+    if pa.types.is_floating(t) or pa.types.is_null(t):
+        return "float64"
+    if pa.types.is_boolean(t):
+        return "object" if missing else "bool"
+    return str(pa.array([], type=pa.string()).to_pandas().dtype)
+
+
+def _sample_types(sample: bytes, names: list[str]) -> dict[str, pa.DataType] | None:
+    """Column types inferred from the head of the file, restricted to what pandas would give."""
+    cut = sample.rfind(b"\n")
+    if cut <= 0:
+        return None
+    try:
+        table = pacsv.read_csv(io.BytesIO(sample[: cut + 1]), read_options=_read_options(names),
+                               parse_options=_PARSE, convert_options=_convert_options({}))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    types = {}
+    for name, t in zip(table.column_names, table.schema.types):
+        if t in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
+            types[name] = t
+        elif pa.types.is_null(t):
+            types[name] = pa.float64()  # empty so far: numbers later widen nothing, text widens to string
+        else:
+            types[name] = pa.string()  # dates, times, binary: text, as pandas reads them
+    return types
+
+
+_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+
+
+def _read_options(names: list[str]) -> pacsv.ReadOptions:
+    return pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=BLOCK_BYTES, use_threads=True)
+
+
+def _convert_options(types: dict) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(column_types=types, null_values=NULLS, strings_can_be_null=True,
+                                true_values=["True", "TRUE", "true"], false_values=["False", "FALSE", "false"],
+                                check_utf8=True)
+
+
+def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
+    """Parse ``stream`` into ``parquet_path`` (row groups), spool its raw bytes to ``raw_path``, describe it."""
+    head = stream.read(SNIFF_BYTES)
+    names = _check_header(head)
+    with open(raw_path, "wb") as spool:
+        while len(head) < BLOCK_BYTES:  # a sample to infer types from (one block at most)
+            more = stream.read(BLOCK_BYTES - len(head))
+            if not more:
+                break
+            head += more
+        tee = _Tee(head, stream, spool, max_bytes)
+        types = _sample_types(head, names) or {}
+        try:
+            result = _parse(tee, names, types, parquet_path, tee)
+        except _Widen as widen:
+            tee.drain()
+            result = None
+            types = widen.types
+        except Exception as exc:
+            if tee.too_large:  # raised inside the reader's read(): Arrow may have wrapped it
+                raise PayloadTooLarge(f"body is larger than the limit of {max_bytes} bytes",
+                                      details={"limit_bytes": max_bytes}) from exc
+            raise
+        if tee.read(1):  # the reader stopped before the end (it should not): spool the rest, parse it all again
+            tee.drain()
+            result = None
+        spool.flush()
+        os.fsync(spool.fileno())
+    while result is None:  # a later value did not fit the inferred type: parse the spooled copy again
+        try:
+            with open(raw_path, "rb") as f:
+                result = _parse(f, names, types, parquet_path, tee)
+        except _Widen as widen:
+            types = widen.types
+    rows, columns, preview, groups, schema = result
+    if rows == 0:
+        raise InvalidInput("the CSV file has a header but no rows", code="empty_csv")
+    return Ingested(rows=rows, size=tee.size, sha256=tee.digest.hexdigest(), columns=columns, preview=preview,
+                    row_groups=groups, schema=schema)
+
+
+class _Widen(Exception):
+    def __init__(self, types: dict):
+        super().__init__("widen")
+        self.types = types
+
+
+def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee):
+    try:
+        reader = pacsv.open_csv(source, read_options=_read_options(names), parse_options=_PARSE,
+                                convert_options=_convert_options(types))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        _raise_for(exc, names, types)
+    schema = pa.schema([(n, pa.float64() if pa.types.is_null(t) else t)
+                        for n, t in zip(reader.schema.names, reader.schema.types)])
+    missing = [0] * len(names)
+    distinct = [_Distinct() for _ in names]
+    rows, groups, pending, pending_rows = 0, 0, [], 0
+    preview: list[dict] = []
+    text = [n for n, t in zip(schema.names, schema.types) if pa.types.is_string(t)]
+    # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing;
+    # random floats do not compress either, so float columns are stored plain.
+    compression = {n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types)}
+    with pq.ParquetWriter(parquet_path, schema, compression=compression, use_dictionary=text or False) as writer:
+        def write(table: pa.Table) -> None:
+            nonlocal groups
+            for i, col in enumerate(table.columns):  # statistics per row group: few, large, vectorised calls
+                col = col.combine_chunks()
+                missing[i] += col.null_count
+                distinct[i].add(col)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            groups += 1
+
+        for batch in _read_ahead(reader, names, types, schema):
+            if batch.num_rows == 0:
+                continue
+            if batch.schema != schema:
+                batch = pa.RecordBatch.from_arrays([c.cast(t) if c.type != t else c for c, t in
+                                                    zip(batch.columns, schema.types)], schema=schema)
+            if len(preview) < PREVIEW_ROWS:
+                preview += json_safe_records(batch.slice(0, PREVIEW_ROWS - len(preview)).to_pandas())
+            rows += batch.num_rows
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= ROW_GROUP_ROWS:
+                table = pa.Table.from_batches(pending, schema=schema)
+                write(table.slice(0, ROW_GROUP_ROWS))
+                rest = table.slice(ROW_GROUP_ROWS)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+        if pending_rows:
+            write(pa.Table.from_batches(pending, schema=schema))
+        if rows and raw.one_line_per_row(rows):
+            writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
+    columns = []
+    for i, name in enumerate(names):
+        unique, estimated = distinct[i].count(rows - missing[i])
+        col = {"name": name, "dtype": _pandas_dtype(schema.types[i], missing[i]), "missing": missing[i],
+               "unique": unique}
+        if estimated:
+            col["unique_estimated"] = True
+        columns.append(col)
+    return rows, columns, preview, groups, schema
+
+
+def _read_ahead(reader, names: list[str], types: dict, schema: pa.Schema, depth: int = 4):
+    """Record batches parsed by a helper thread (Arrow releases the GIL) while the caller describes and
+    writes the previous ones; errors are raised here, in the caller's thread."""
+    import queue
+    import threading
+
+    out: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    out.put(reader.read_next_batch())
+                except StopIteration:
+                    out.put(None)
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            out.put(exc)
+
+    thread = threading.Thread(target=produce, name="csv-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, (pa.ArrowInvalid, pa.ArrowTypeError)):
+                    _raise_for(item, names, types, schema)
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                out.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema | None = None):
+    """A conversion error in one column widens it (raises _Widen); anything else is a 400."""
+    message = str(exc)
+    m = _COLUMN_ERROR.search(message)
+    if m and "conversion error" in message and "UTF8" not in message:
+        i = int(m.group(1))
+        name = names[i]
+        current = types.get(name) or (schema.types[i] if schema is not None else pa.string())
+        wider = _WIDER.get(current)
+        if wider is not None:
+            raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types)} if schema else {}),
+                          name: wider})
+    if "UTF8" in message or "utf8" in message.lower():
+        raise InvalidInput("the file is not UTF-8 text", code="invalid_csv") from exc
+    line = message.split("\n")[0]
+    raise InvalidInput(f"malformed CSV: {line}", code="invalid_csv") from exc

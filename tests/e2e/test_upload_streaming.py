@@ -1,0 +1,63 @@
+"""Uploads are streamed: an oversize body is refused without being held in memory, a large one is parsed in
+chunks with the gateway's memory flat, and its Parquet copy is cut into row groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+MIB = 1024 * 1024
+ROW = b"1.234567,2.345678,3.456789,4.567891,5.678912,6.789123,7.891234,8.912345,1\n"
+HEADER = b"a,b,c,d,e,f,g,h,y\n"
+
+
+def _rss(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def _body(total: int, block: int = 4 * MIB):
+    """A CSV body of about ``total`` bytes, generated as it is sent (chunked: no Content-Length)."""
+    yield HEADER
+    rows = ROW * (block // len(ROW))
+    sent = len(HEADER)
+    while sent < total:
+        yield rows
+        sent += len(rows)
+
+
+def test_oversize_chunked_upload_is_refused_without_holding_it(start_gateway):
+    gw = start_gateway({"KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * MIB)})
+    http = httpx.Client(base_url=gw.url, timeout=300)
+    before = _rss(gw.proc.pid)
+    r = http.post("/function/upload", params={"name": "too-big"}, content=_body(256 * MIB),
+                  headers={"Content-Type": "text/csv"})
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json()["error"]["code"] == "payload_too_large"
+    grown = _rss(gw.proc.pid)["VmHWM"] - before["VmRSS"]
+    assert grown < 64 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for a 256 MiB body"
+    assert http.get("/function/upload").json()["total"] == 0  # nothing kept
+    assert http.get("/healthz").text == "OK"
+
+
+def test_large_upload_streams_with_flat_memory_and_row_groups(start_gateway):
+    gw = start_gateway({"KUBEPREDICT_MAX_UPLOAD_BYTES": str(1024 * MIB)})
+    http = httpx.Client(base_url=gw.url, timeout=600)
+    before = _rss(gw.proc.pid)
+    r = http.post("/function/upload", params={"name": "large"}, content=_body(160 * MIB),
+                  headers={"Content-Type": "text/csv"})
+    assert r.status_code == 201, r.text
+    ds = r.json()
+    grown = _rss(gw.proc.pid)["VmHWM"] - before["VmRSS"]
+    assert ds["size_bytes"] > 160 * MIB and ds["rows"] == (ds["size_bytes"] - len(HEADER)) // len(ROW)
+    assert grown < 160 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for {ds['size_bytes'] / MIB:.0f} MiB"
+    cols = {c["name"]: c for c in ds["columns"]}
+    assert cols["a"]["dtype"] == "float64" and cols["a"]["unique"] == 1 and cols["y"]["dtype"] == "int64"

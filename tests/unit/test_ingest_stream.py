@@ -1,0 +1,103 @@
+"""Streaming CSV ingestion reads files as ``pandas.read_csv`` did: same types, missing values, preview, data."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from kubepredict.errors import InvalidInput, PayloadTooLarge
+from kubepredict.services import ingest, ingest_stream
+
+MESSY = (
+    "id,score,city,flag,maybe,when,empty,note\n"
+    "1,1.5,Paris,True,true,2024-01-02,,hello\n"
+    "2,,Lyon,False,,2024-01-03,,\n"
+    "3,2.25,,True,false,2024-02-01,,NA\n"
+    "4,3,Nice,False,True,,,\"a, quoted\"\n"
+    "5,-0.5,Paris,True,,2024-03-01,,x\n"
+)
+
+
+def _ingest(tmp_path, data: bytes, max_bytes: int | None = None):
+    return ingest_stream.ingest_csv(io.BytesIO(data), raw_path=tmp_path / "raw.csv",
+                                    parquet_path=tmp_path / "data.parquet", max_bytes=max_bytes)
+
+
+def _old(data: bytes):
+    """What the upload stored before: pandas' frame, its description and preview, and its Parquet copy read back."""
+    frame = ingest.parse_csv(io.BytesIO(data))
+    return ingest.read_parquet(ingest.to_parquet_bytes(frame)), ingest.describe_columns(frame), ingest.preview(frame)
+
+
+def test_types_missing_unique_and_preview_match_pandas(tmp_path):
+    data = MESSY.encode()
+    got = _ingest(tmp_path, data)
+    frame, columns, preview = _old(data)
+    assert got.columns == columns
+    assert got.preview == preview
+    assert got.rows == len(frame) == 5
+    assert got.size == len(data) and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "raw.csv").read_bytes() == data
+    back = pd.read_parquet(tmp_path / "data.parquet")
+    assert [str(t) for t in back.dtypes] == [str(t) for t in frame.dtypes]
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_parquet_is_written_in_fixed_row_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_stream, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 4096)
+    frame = pd.DataFrame({"a": np.arange(4500), "b": np.arange(4500) / 7})
+    got = _ingest(tmp_path, frame.to_csv(index=False).encode())
+    meta = pq.ParquetFile(tmp_path / "data.parquet").metadata
+    assert got.row_groups == meta.num_row_groups == 5
+    assert [meta.row_group(i).num_rows for i in range(5)] == [1000, 1000, 1000, 1000, 500]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), frame)
+
+
+@pytest.mark.parametrize("late, dtype", [("2.5", "float64"), ("oops", "str"), ("", "float64")])
+def test_a_late_value_that_does_not_fit_widens_the_column(tmp_path, monkeypatch, late, dtype):
+    """Types are inferred from the head; ``1.5`` or text far into an integer column widens it, as pandas does."""
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 2048)
+    rows = [str(i) for i in range(3000)] + [late] + ["7"]
+    data = ("n,m\n" + "".join(f"{v},{i}\n" for i, v in enumerate(rows))).encode()
+    got = _ingest(tmp_path, data)
+    frame, columns, _ = _old(data)
+    assert got.columns == columns and got.columns[0]["dtype"] == dtype
+    back = pd.read_parquet(tmp_path / "data.parquet")
+    pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert (tmp_path / "raw.csv").read_bytes() == data  # the spooled copy is whole after a second pass
+
+
+def test_many_distinct_values_are_estimated_closely(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=60_000).round(5), "k": rng.integers(0, 50, 60_000),
+                          "s": [f"id{i}" for i in rng.integers(0, 40_000, 60_000)]})
+    got = {c["name"]: c for c in _ingest(tmp_path, frame.to_csv(index=False).encode()).columns}
+    assert got["k"]["unique"] == frame["k"].nunique() and "unique_estimated" not in got["k"]
+    for name in ("x", "s"):
+        exact = frame[name].nunique()
+        assert got[name]["unique_estimated"] is True
+        assert abs(got[name]["unique"] - exact) / exact < 0.05, (name, got[name], exact)
+
+
+def test_refuses_more_than_max_bytes(tmp_path):
+    data = b"a,b\n" + b"1,2\n" * 100_000
+    with pytest.raises(PayloadTooLarge):
+        _ingest(tmp_path, data, max_bytes=10_000)
+
+
+@pytest.mark.parametrize("data, code", [
+    (b"a,b\n1,2\n3,4,5,6\n7,8\n", "invalid_csv"),
+    (b"a,b,c\n", "empty_csv"),
+    ("na\xefve,b\n\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
+    (b"a,b\n" + b"x,1\n" * 2000 + "\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
+])
+def test_bad_files_are_invalid_input(tmp_path, data, code):
+    with pytest.raises(InvalidInput) as err:
+        _ingest(tmp_path, data)
+    assert err.value.code == code
