@@ -37,13 +37,15 @@ def test_oversize_chunked_upload_is_refused_without_holding_it(start_gateway):
     gw = start_gateway({"KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * MIB)})
     http = httpx.Client(base_url=gw.url, timeout=300)
     before = _rss(gw.proc.pid)
-    r = http.post("/function/upload", params={"name": "too-big"}, content=_body(256 * MIB),
+    r = http.post("/function/upload", params={"name": "too-big"}, content=_body(512 * MIB),
                   headers={"Content-Type": "text/csv"})
     assert r.status_code == 413, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["error"]["code"] == "payload_too_large"
     grown = _rss(gw.proc.pid)["VmHWM"] - before["VmRSS"]
-    assert grown < 64 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for a 256 MiB body"
+    # What the first upload costs a fresh gateway whatever its size (parser threads and their buffers, the
+    # body read ahead): far below the body, and below the gateway's bound of 256 MiB.
+    assert grown < 96 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for a 512 MiB body"
     assert http.get("/function/upload").json()["total"] == 0  # nothing kept
     assert http.get("/healthz").text == "OK"
 

@@ -62,6 +62,7 @@ def test_parquet_is_written_in_fixed_row_groups(tmp_path, monkeypatch):
 @pytest.mark.parametrize("late, dtype", [("2.5", "float64"), ("oops", "str"), ("", "float64")])
 def test_a_late_value_that_does_not_fit_widens_the_column(tmp_path, monkeypatch, late, dtype):
     """Types are inferred from the head; ``1.5`` or text far into an integer column widens it, as pandas does."""
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 2048)
     monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 2048)
     rows = [str(i) for i in range(3000)] + [late] + ["7"]
     data = ("n,m\n" + "".join(f"{v},{i}\n" for i, v in enumerate(rows))).encode()
@@ -71,6 +72,33 @@ def test_a_late_value_that_does_not_fit_widens_the_column(tmp_path, monkeypatch,
     back = pd.read_parquet(tmp_path / "data.parquet")
     pd.testing.assert_frame_equal(back, frame, check_dtype=False)
     assert (tmp_path / "raw.csv").read_bytes() == data  # the spooled copy is whole after a second pass
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_rows_cut_into_blocks_anywhere_read_as_pandas_reads_them(tmp_path, monkeypatch, newline):
+    """Blocks parsed in parallel are cut only between rows: never inside a quoted field that holds the
+    row terminator, a comma or an escaped quote, whatever the line endings."""
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 700)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 311)  # blocks end at every kind of place
+    rng = np.random.default_rng(3)
+    notes = ["plain", "a, comma", 'say "hi"', f"two{newline}lines", "", f'all: "x",{newline}"y"']
+    frame = pd.DataFrame({"id": np.arange(1500), "x": rng.normal(size=1500).round(4),
+                          "note": [notes[i % len(notes)] for i in range(1500)]})
+    data = frame.to_csv(index=False, lineterminator=newline).encode()
+    got = _ingest(tmp_path, data)
+    expected, columns, preview = _old(data)
+    assert got.rows == 1500 and got.columns == columns and got.preview == preview
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), expected)
+    assert (tmp_path / "raw.csv").read_bytes() == data
+
+
+def test_a_row_longer_than_the_limit_is_invalid_input(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 1024)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 1024)
+    monkeypatch.setattr(ingest_stream, "MAX_ROW_BYTES", 10_000)
+    with pytest.raises(InvalidInput) as err:
+        _ingest(tmp_path, b"a,b\n1,2\n" + b'3,"' + b"x" * 200_000 + b'"\n')
+    assert err.value.code == "invalid_csv" and "longer than" in err.value.message
 
 
 def test_many_distinct_values_are_estimated_closely(tmp_path):

@@ -92,6 +92,14 @@ class LocalProcessRunner(JobRunner):
             self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload(PRELOAD)
 
+    def start(self) -> None:
+        """Start the fork server now, in the background: its imports take seconds, which the first job
+        would otherwise wait for."""
+        if self._ctx is not None:
+            from multiprocessing import forkserver
+
+            threading.Thread(target=forkserver.ensure_running, name="forkserver-start", daemon=True).start()
+
     def _launch(self, spec: JobSpec):
         argv = ["worker", spec.job_id, "--attempt", str(spec.attempt)]
         if spec.shard is not None:

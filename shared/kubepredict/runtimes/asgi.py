@@ -32,6 +32,7 @@ INLINE_PATHS = re.compile(
     r"|(?:/function/predict)?/invocations)$")
 INLINE_MAX_BYTES = 256 * 1024
 FUNCTION_PREFIX = "/function/"
+BODY_KEY = "kubepredict.body"  # scope key: a large request's body, read ahead (_BodyAhead)
 
 
 class AsgiGateway:
@@ -52,6 +53,13 @@ class AsgiGateway:
                     await self._direct(scope, body, send)
                     return
                 receive = _replay(body or b"", receive)
+        elif scope["type"] == "http" and _streamed(scope):
+            body = _BodyAhead(receive)
+            try:
+                await self.threaded({**scope, BODY_KEY: body}, receive, send)
+            finally:
+                body.close()
+            return
         await self.threaded(scope, receive, send)
 
     def _quick(self, scope, body: bytes) -> bool:
@@ -88,6 +96,9 @@ def _input_terminated(wsgi_app):
 
     def app(environ, start_response):
         environ["wsgi.input_terminated"] = True
+        body = environ["asgi.scope"].get(BODY_KEY)
+        if body is not None:
+            environ["wsgi.input"] = body
         return wsgi_app(environ, start_response)
 
     return app
@@ -117,6 +128,109 @@ async def _read_body(receive, length: int) -> bytes | None:
         chunks.append(chunk)
         if size > length or not message.get("more_body"):
             return b"".join(chunks)
+
+
+def _streamed(scope) -> bool:
+    """A body worth reading ahead: chunked, or announced larger than the inline limit."""
+    if scope["method"] not in ("POST", "PUT", "PATCH"):
+        return False
+    length = _content_length(scope)
+    return length is None or length > INLINE_MAX_BYTES
+
+
+class _BodyAhead:
+    """The body of a large request, read ahead on the event loop and read by the worker thread directly.
+
+    A task on the loop keeps receiving the body into a buffer of at most ``limit`` bytes while the
+    thread parses what came before; the thread takes from the buffer under a lock (``wsgi.input``), with
+    no round trip to the loop per message as a2wsgi's own input makes (one per 64 KiB socket read).
+    """
+
+    def __init__(self, receive, *, limit: int = 4 * 1024 * 1024):
+        import asyncio
+        import threading
+        from collections import deque
+
+        self._receive, self._limit = receive, limit
+        self._loop = asyncio.get_running_loop()
+        self._parts: deque = deque()
+        self._size, self._more, self._failed = 0, True, False
+        self._cond = threading.Condition()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._task = self._loop.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            while self._more:
+                await self._space.wait()
+                message = await self._receive()
+                with self._cond:
+                    if message["type"] != "http.request":  # the client went away
+                        self._more, self._failed = False, True
+                    else:
+                        body = message.get("body", b"")
+                        if body:
+                            self._parts.append(body)
+                            self._size += len(body)
+                        self._more = bool(message.get("more_body"))
+                    if self._size >= self._limit:
+                        self._space.clear()
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                if self._more:  # cancelled or failed before the end
+                    self._more, self._failed = False, True
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """The request is over: stop reading a body nobody will consume."""
+        if not self._task.done():
+            self._task.cancel()
+
+    # -- the worker thread's side: a readable binary stream ----------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        """Up to ``n`` bytes (all of the rest when ``n`` < 0), fewer only at the end of the body."""
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(1024 * 1024), b""))
+        out: list = []
+        got = 0
+        with self._cond:
+            while got < n:
+                if not self._parts:
+                    if not self._more:
+                        break
+                    self._cond.wait()
+                    continue
+                part = self._parts[0]
+                if got + len(part) > n:
+                    k = n - got
+                    out.append(part[:k])
+                    self._parts[0] = part[k:]
+                    got = n
+                else:
+                    out.append(self._parts.popleft())
+                    got += len(part)
+            self._size -= got
+            if self._size < self._limit // 2 and not self._space.is_set():
+                self._loop.call_soon_threadsafe(self._space.set)
+            if not out and self._failed:
+                raise OSError("the client closed the connection before the end of the request body")
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def readline(self, limit: int = -1) -> bytes:
+        line = bytearray()
+        while limit < 0 or len(line) < limit:
+            c = self.read(1)
+            if not c:
+                break
+            line += c
+            if c == b"\n":
+                break
+        return bytes(line)
 
 
 def _replay(body: bytes, receive):

@@ -56,11 +56,10 @@ def _raw_lines(raw) -> Iterator:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from ..storage.spool import read_dropping
+
     carry, header = b"", True
-    while True:
-        data = raw.read(RAW_READ_BYTES)
-        if not data:
-            break
+    for data in read_dropping(raw, RAW_READ_BYTES):
         data = carry + data
         cut = data.rfind(b"\n")
         if cut < 0:
@@ -104,26 +103,45 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
         out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
         return _contiguous(out)
 
-    row = 0
-    for first_row, preds in catalog.iter_prediction_tables(job_id):
-        if first_row > row:
-            parts = lines.take(first_row - row)
-            if parts:
-                yield body(parts, None)
-            row = first_row
-        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
-            parts = lines.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
-            n = sum(p.num_rows for p in parts)
-            if n == 0:
+    def pieces() -> Iterator[tuple]:
+        row = 0
+        for first_row, preds in catalog.iter_prediction_tables(job_id):
+            if first_row > row:
+                parts = lines.take(first_row - row)
+                if parts:
+                    yield parts, None
+                row = first_row
+            for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+                parts = lines.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+                n = sum(p.num_rows for p in parts)
+                if n == 0:
+                    break
+                yield parts, preds.slice(start, n)
+                row += n
+        while row < total:
+            parts = lines.take(min(CSV_BATCH_ROWS, total - row))
+            if not parts:
                 break
-            yield body(parts, preds.slice(start, n))
-            row += n
-    while row < total:
-        parts = lines.take(min(CSV_BATCH_ROWS, total - row))
-        if not parts:
-            break
-        yield body(parts, None)
-        row += sum(p.num_rows for p in parts)
+            yield parts, None
+            row += sum(p.num_rows for p in parts)
+
+    yield from _in_order(lambda piece: body(*piece), pieces())
+
+
+def _in_order(fn, items: Iterator, workers: int = 2) -> Iterator:
+    """``fn`` of each item on ``workers`` threads (Arrow's kernels release the GIL), results in input order,
+    at most ``workers + 1`` in flight."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="csv-format") as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _contiguous(values) -> bytes:
@@ -186,27 +204,18 @@ def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
         yield with_predictions([], None)
 
 
-def _formatted(tables: Iterator, names: list[str], workers: int = 2) -> Iterator[bytes]:
-    """CSV text of each table, in order; Arrow formats up to ``workers`` tables at once (it releases the GIL)."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
+def _formatted(tables: Iterator, names: list[str]) -> Iterator[bytes]:
+    """CSV text of each table, in order; Arrow formats two tables at once (it releases the GIL)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    def fmt(table, header: bool) -> bytes:
+    def fmt(item) -> bytes:
+        i, table = item
         sink = pa.BufferOutputStream()
-        pacsv.write_csv(table.rename_columns(names), sink, pacsv.WriteOptions(include_header=header))
+        pacsv.write_csv(table.rename_columns(names), sink, pacsv.WriteOptions(include_header=i == 0))
         return sink.getvalue().to_pybytes()
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="csv-format") as pool:
-        pending: deque = deque()
-        for i, table in enumerate(tables):
-            pending.append(pool.submit(fmt, table, i == 0))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    yield from _in_order(fmt, enumerate(tables))
 
 
 CSV_BATCH_ROWS = 65_536
@@ -252,11 +261,9 @@ def _python_text(array):
         integral = np.isfinite(values) & (values == np.floor(values)) & (np.abs(values) < 1e16)
         odd = np.isfinite(values) & (np.abs(values) < 1e-4) & (values != 0)
     text = pc.if_else(pa.array(integral), pc.binary_join_element_wise(text, ".0", ""), text)
-    if odd.any():
-        idx = np.flatnonzero(odd)
-        fixed = text.to_numpy(zero_copy_only=False).copy()
-        fixed[idx] = [repr(v) for v in values[idx].tolist()]
-        text = pa.array(fixed, type=pa.string(), mask=np.asarray(array.is_null()))
+    if odd.any():  # Python prints these in exponent notation (7.9e-05): only they go through repr
+        text = pc.replace_with_mask(text, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()],
+                                                                   type=pa.string()))
     return text
 
 

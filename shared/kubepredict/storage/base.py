@@ -41,9 +41,10 @@ class Storage(ABC):
         os.close(fd)
         return path
 
-    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
+    def put_file(self, key: str, path: str, *, sha256: str | None = None, hashed: bool = True) -> StoredObject:
         """Store a local file under ``key``; the file is consumed (removed or moved into place).
-        ``sha256``: the file's digest when the caller already computed it."""
+        ``sha256``: the file's digest when the caller already computed it; ``hashed=False``: the caller
+        needs no digest (the result's ``sha256`` is then empty where the store would have to compute it)."""
         import os
 
         try:

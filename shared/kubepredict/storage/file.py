@@ -62,14 +62,15 @@ class FileStorage(Storage):
         os.close(fd)
         return tmp
 
-    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
-        """Move a staged file into place (fsynced, atomic rename); hashed unless the caller knows its SHA-256."""
+    def put_file(self, key: str, path: str, *, sha256: str | None = None, hashed: bool = True) -> StoredObject:
+        """Move a staged file into place (fsynced, atomic rename); hashed unless the caller knows its SHA-256
+        or needs none (``hashed=False``)."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         try:
             with open(path, "rb+") as f:
-                if sha256 is None:
+                if sha256 is None and hashed:
                     while chunk := f.read(CHUNK):
                         digest.update(chunk)
                 size = os.fstat(f.fileno()).st_size
@@ -78,7 +79,7 @@ class FileStorage(Storage):
         except BaseException:
             Path(path).unlink(missing_ok=True)
             raise
-        return StoredObject(key=key, size=size, sha256=sha256 or digest.hexdigest())
+        return StoredObject(key=key, size=size, sha256=sha256 or (digest.hexdigest() if hashed else ""))
 
     def open(self, key: str) -> BinaryIO:
         try:

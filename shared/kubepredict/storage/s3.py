@@ -140,13 +140,13 @@ class S3Storage(Storage):
             raise self._fail(exc, key) from exc
         return StoredObject(key=key, size=reader.size, sha256=reader.digest.hexdigest())
 
-    def put_file(self, key: str, path: str, *, sha256: str | None = None) -> StoredObject:
+    def put_file(self, key: str, path: str, *, sha256: str | None = None, hashed: bool = True) -> StoredObject:
         """Upload a staged local file in parts read lazily from disk (a stream would be buffered part by
         part in memory), then remove it."""
         import os
 
         try:
-            if sha256 is None:
+            if sha256 is None and hashed:
                 digest = hashlib.sha256()
                 with open(path, "rb") as f:
                     while chunk := f.read(PART_BYTES):
@@ -160,7 +160,7 @@ class S3Storage(Storage):
         finally:
             if os.path.exists(path):
                 os.unlink(path)
-        return StoredObject(key=key, size=size, sha256=sha256)
+        return StoredObject(key=key, size=size, sha256=sha256 or "")
 
     def open(self, key: str) -> BinaryIO:
         """A seekable local copy (memory up to 64 MiB, then a temp file): Parquet readers need to seek."""

@@ -1,0 +1,108 @@
+"""A large request body read ahead on the event loop and read by a worker thread (runtimes/asgi.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+
+from kubepredict.runtimes.asgi import _BodyAhead
+from kubepredict.storage.spool import SpoolFile, read_dropping
+
+
+def _messages(parts: list[bytes], *, disconnect: bool = False):
+    """An ASGI ``receive`` over ``parts``; records the largest amount buffered ahead of the reader."""
+    queue = list(parts)
+
+    async def receive():
+        await asyncio.sleep(0)
+        if not queue:
+            return {"type": "http.disconnect"}
+        body = queue.pop(0)
+        more = bool(queue) or disconnect
+        return {"type": "http.request", "body": body, "more_body": more}
+
+    return receive
+
+
+def _read_in_thread(parts, sizes, *, limit: int, disconnect: bool = False):
+    async def main():
+        body = _BodyAhead(_messages(parts, disconnect=disconnect), limit=limit)
+        peaks = []
+
+        def reader():
+            out = []
+            for n in sizes:
+                peaks.append(body._size)
+                chunk = body.read(n)
+                out.append(chunk)
+                if not chunk:
+                    break
+            return out
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, reader), peaks
+        finally:
+            body.close()
+
+    return asyncio.run(main())
+
+
+def test_the_thread_reads_the_whole_body_in_order_in_the_sizes_it_asks():
+    parts = [os.urandom(n) for n in (1, 70_000, 5, 300_000, 65_536, 12)]
+    data = b"".join(parts)
+    chunks, _ = _read_in_thread(parts, [3, 100_000, 1, 200_000] + [50_000] * 10, limit=128 * 1024)
+    assert b"".join(chunks) == data
+    # every read but the last ones is whole: a reader asking n bytes gets n until the body ends
+    assert [len(c) for c in chunks[:4]] == [3, 100_000, 1, 200_000]
+    assert chunks[-1] == b""
+
+
+def test_reading_ahead_stops_at_the_limit():
+    """The loop never buffers much more than ``limit`` ahead of a slow reader (one message past it at most)."""
+    parts = [b"x" * 10_000] * 200
+    chunks, peaks = _read_in_thread(parts, [10_000] * 201, limit=50_000)
+    assert sum(map(len, chunks)) == 2_000_000
+    assert max(peaks) <= 50_000 + 10_000
+
+
+def test_read_all_and_readline():
+    async def main():
+        body = _BodyAhead(_messages([b"a,b\n1,", b"2\n3,4\n"]), limit=1024)
+        try:
+            loop = asyncio.get_running_loop()
+            first = await loop.run_in_executor(None, body.readline)
+            rest = await loop.run_in_executor(None, body.read)
+            return first, rest
+        finally:
+            body.close()
+
+    assert asyncio.run(main()) == (b"a,b\n", b"1,2\n3,4\n")
+
+
+def test_a_client_that_goes_away_is_an_error_not_a_short_body():
+    with pytest.raises(OSError, match="closed the connection"):
+        _read_in_thread([b"a,b\n", b"1,2\n"], [4, 4, 4, 4], limit=1024, disconnect=True)
+
+
+def test_spool_file_round_trip_with_pages_dropped(tmp_path):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "raw"
+    with SpoolFile(str(path), window=1024 * 1024) as spool:
+        for i in range(0, len(data), 100_000):
+            spool.write(data[i:i + 100_000])
+        assert spool.tell() == len(data)
+    with open(path, "rb") as f:
+        back = b"".join(read_dropping(f, 256 * 1024))
+    assert hashlib.sha256(back).digest() == hashlib.sha256(data).digest()
+
+
+def test_spool_file_left_by_an_error_is_closed(tmp_path):
+    path = tmp_path / "raw"
+    with pytest.raises(RuntimeError):
+        with SpoolFile(str(path)) as spool:
+            spool.write(b"partial")
+            raise RuntimeError("boom")
+    assert spool.closed and path.read_bytes() == b"partial"
