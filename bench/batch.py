@@ -211,7 +211,8 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
         pjob = wait(http, pq["job_id"])
         job_s = time.perf_counter() - t
         assert pjob["status"] == "succeeded", pjob
-        detail = f"{rows / job_s:,.0f} rows/s"
+        inside = (pjob.get("summary") or {}).get("seconds")
+        detail = f"{rows / job_s:,.0f} rows/s" + (f" (scoring inside the worker {inside:.2f} s)" if inside else "")
         if not big:
             script_s = one_process_script(path, pipeline, features)
             detail += (f"; one-process script {script_s:.2f} s → ratio {job_s / script_s:.2f} "

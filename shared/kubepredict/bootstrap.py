@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from .catalog import Catalog, open_catalog
 from .config import Settings
@@ -20,6 +20,9 @@ class Services:
     catalog: Catalog
     storage: Storage
     models: "ModelCache" = field(default=None)  # type: ignore[assignment]
+    #: Called after a job is queued: a dispatcher in this process (the embedded gateway's) starts it at
+    #: once instead of at its next round.
+    job_queued: Callable[[], None] = field(default=lambda: None)
 
     def __post_init__(self):
         if self.models is None:

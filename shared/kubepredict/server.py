@@ -18,6 +18,8 @@ def serve(settings, *, dispatch: bool = True) -> None:
     set_default_services(services)
     gateway = Gateway(services)
     dispatcher = Dispatcher(services.catalog, make_runner(settings), settings).start() if dispatch else None
+    if dispatcher:
+        services.job_queued = dispatcher.wake
     background = []
     if settings.kafka_bootstrap_servers:
         from .events.embedded import start_kafka_loops

@@ -21,7 +21,7 @@ class Dispatcher:
     def __init__(self, catalog, runner: JobRunner, settings):
         self.catalog, self.runner, self.settings = catalog, runner, settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop = threading.Event()
+        self._stop, self._wake = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
         self._last_poll = float("-inf")
         runner.on_lost = self._lost
@@ -104,7 +104,12 @@ class Dispatcher:
                 self.tick()
             except Exception:  # noqa: BLE001 - e.g. the database blipped; try again next round
                 logger.exception("dispatcher round failed")
-            self._stop.wait(self.settings.dispatch_interval_seconds)
+            self._wake.wait(self.settings.dispatch_interval_seconds)
+            self._wake.clear()
+
+    def wake(self) -> None:
+        """Run a round now (a job was just queued in this process)."""
+        self._wake.set()
 
     def start(self) -> "Dispatcher":
         self.runner.start()
@@ -114,6 +119,7 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
         self.runner.close()

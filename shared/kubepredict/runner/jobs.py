@@ -64,7 +64,7 @@ def predict_rows(svc, job_id: str, model, pipeline, dataset, *, row_start: int, 
     its row groups through ranged reads. ``progress(rows_done)`` after each batch.
     """
     features, kinds = json.loads(model.features), json.loads(model.kinds)
-    with open_parquet(svc, dataset, ranged=row_stop is not None) as parquet:
+    with open_parquet(svc, dataset, ranged=True) as parquet:
         ml.check_columns(parquet.schema_arrow.names, features)
         stop = parquet.metadata.num_rows if row_stop is None else row_stop
         batches = range_batches(parquet, row_start, stop, columns=features,

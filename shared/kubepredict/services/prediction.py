@@ -44,8 +44,10 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
         request["shards"] = shards
     job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
            "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
-    return svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None,
-                               shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None)
+    queued = svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None,
+                                 shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None)
+    svc.job_queued()
+    return queued
 
 
 def load_pipeline(svc, row):

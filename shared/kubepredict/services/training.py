@@ -82,8 +82,10 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
              "features": json.dumps(features), "target": target, "dataset_id": dataset_id, "job_id": job_id}
     job = {"job_id": job_id, "kind": "train", "model_id": model_id, "dataset_id": dataset_id,
            "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
-    return svc.catalog.enqueue(job=job, model=model,
-                               idempotency=("train", idempotency_key) if idempotency_key else None)
+    queued = svc.catalog.enqueue(job=job, model=model,
+                                 idempotency=("train", idempotency_key) if idempotency_key else None)
+    svc.job_queued()
+    return queued
 
 
 def _numeric(series) -> bool:
