@@ -172,3 +172,17 @@ def test_auto_on_tiny_data_still_trains():
     frame = pd.DataFrame({"x": range(7), "y": list("abcabca")})
     result = train(frame, target="y", features=None, task=None, algorithm="auto", params=None)
     assert result.metrics["auto"]["chosen"] == result.algorithm
+
+
+@pytest.mark.parametrize("algorithm", ["random_forest", "sklearn.ensemble.ExtraTreesClassifier"])
+def test_forest_labels_from_one_pass_equal_scikit_learns_predict(iris, algorithm):
+    """Forests are scored with one pass over the trees (labels = argmax of the probabilities): the very
+    labels scikit-learn's own predict() gives, string classes included."""
+    features = [c for c in iris.columns if c != "target"]
+    rng = np.random.default_rng(4)
+    noisy = iris.assign(**{f: iris[f] + rng.normal(0, 0.4, len(iris)) for f in features})  # near ties too
+    result = train(noisy, target="target", features=features, task="classification", algorithm=algorithm,
+                   params={"n_estimators": 7})
+    scored = score(result.pipeline, noisy, features=features, kinds=result.kinds, task="classification")
+    assert list(scored.predictions) == list(result.pipeline.predict(noisy[features]))
+    np.testing.assert_array_equal(scored.probabilities, result.pipeline.predict_proba(noisy[features]))

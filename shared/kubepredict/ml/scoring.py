@@ -55,13 +55,26 @@ def score(pipeline, frame: pd.DataFrame, *, features: list[str], kinds: dict, ta
             estimator, Xt = pipeline.steps[-1][1], pipeline[:-1].transform(X)
         else:
             estimator, Xt = pipeline, X
-        predictions = np.asarray(estimator.predict(Xt))
         probabilities, classes = None, None
+        if task == "classification" and _predict_is_argmax_of_proba(estimator):
+            # A forest's predict() is that very argmax over predict_proba(): one pass over the trees, not two.
+            probabilities = np.asarray(estimator.predict_proba(Xt), dtype=float)
+            predictions = estimator.classes_.take(np.argmax(probabilities, axis=1), axis=0)
+        else:
+            predictions = np.asarray(estimator.predict(Xt))
+            if task == "classification" and hasattr(estimator, "predict_proba"):
+                probabilities = np.asarray(estimator.predict_proba(Xt), dtype=float)
         if task == "classification":
             classes = json_safe(getattr(pipeline, "classes_", None))
-            if hasattr(estimator, "predict_proba"):
-                probabilities = np.asarray(estimator.predict_proba(Xt), dtype=float)
     return ScoreResult(predictions=predictions, probabilities=probabilities, classes=classes)
+
+
+def _predict_is_argmax_of_proba(estimator) -> bool:
+    """Estimators whose scikit-learn ``predict`` is ``classes_.take(argmax(predict_proba(X)))``, word for word
+    (random and extra-trees forests with one output)."""
+    from sklearn.ensemble._forest import ForestClassifier
+
+    return isinstance(estimator, ForestClassifier) and getattr(estimator, "n_outputs_", 1) == 1
 
 
 def json_values(array, decimals: int | None = None) -> list:
