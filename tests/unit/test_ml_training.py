@@ -186,3 +186,45 @@ def test_forest_labels_from_one_pass_equal_scikit_learns_predict(iris, algorithm
     scored = score(result.pipeline, noisy, features=features, kinds=result.kinds, task="classification")
     assert list(scored.predictions) == list(result.pipeline.predict(noisy[features]))
     np.testing.assert_array_equal(scored.probabilities, result.pipeline.predict_proba(noisy[features]))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 600, 601, 5000])
+def test_median_imputer_learns_scikit_learns_medians(rows):
+    """MedianImputer (partial sort) gives SimpleImputer(strategy="median")'s statistics exactly: odd and even
+    counts, missing values, an all-missing column (0, as keep_empty_features says)."""
+    from sklearn.impute import SimpleImputer
+
+    from kubepredict.ml.preprocess import MedianImputer
+
+    rng = np.random.default_rng(rows)
+    X = rng.normal(size=(rows, 5)).round(2)
+    X[rng.random((rows, 5)) < 0.2] = np.nan
+    X[:, 3] = np.nan
+    expected = SimpleImputer(strategy="median", keep_empty_features=True).fit(X)
+    got = MedianImputer(keep_empty_features=True).fit(X)
+    np.testing.assert_array_equal(got.statistics_, expected.statistics_)
+    np.testing.assert_array_equal(got.transform(X), expected.transform(X))
+
+
+@pytest.mark.parametrize("labels, test_size, seed", [
+    (["b", "a", "c"], 0.2, 0), ([0, 1], 0.25, 7), ([True, False], 0.3, None), ([3, 1, 2, 9], 0.1, 42),
+])
+def test_stratified_split_is_the_one_scikit_learn_draws(labels, test_size, seed):
+    """Our array-only stratified split picks the very rows train_test_split(stratify=y) picks."""
+    from sklearn.model_selection import train_test_split
+
+    from kubepredict.ml.training import stratified_split_indices
+
+    rng = np.random.default_rng(1)
+    y = np.array(labels, dtype=object if isinstance(labels[0], str) else None)[
+        rng.choice(len(labels), size=997, p=np.linspace(1, 2, len(labels)) / np.linspace(1, 2, len(labels)).sum())]
+    rows = np.arange(len(y))
+    expected_train, expected_test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)
+    if seed is None:  # a fresh generator each time: only the shape of the split can be compared
+        train, test = stratified_split_indices(y, test_size, seed)
+        assert len(train) == len(expected_train) and len(test) == len(expected_test)
+        assert set(train).isdisjoint(test)
+        return
+    train, test = stratified_split_indices(y, test_size, seed)
+    np.testing.assert_array_equal(train, expected_train)
+    np.testing.assert_array_equal(test, expected_test)
