@@ -84,3 +84,11 @@ def test_unpersistable_model_is_refused_at_dump():
     with pytest.raises(Unprocessable) as err:
         dump_model(Birch())
     assert err.value.code == "unsupported_algorithm"
+
+
+def test_stored_models_name_only_library_classes(trained):
+    """Our fast median imputer never reaches the artifact: skops, MLServer or a user load it without us."""
+    import skops.io as sio
+
+    types = sio.get_untrusted_types(data=dump_model(trained[1].pipeline))
+    assert not [t for t in types if t.startswith("kubepredict")], types

@@ -204,6 +204,8 @@ def test_median_imputer_learns_scikit_learns_medians(rows):
     got = MedianImputer(keep_empty_features=True).fit(X)
     np.testing.assert_array_equal(got.statistics_, expected.statistics_)
     np.testing.assert_array_equal(got.transform(X), expected.transform(X))
+    assert type(got) is SimpleImputer  # stored models hold scikit-learn classes only
+    assert got.get_params() == expected.get_params()
 
 
 @pytest.mark.parametrize("labels, test_size, seed", [

@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 # sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor, numpy.dtype,
 # scipy.sparse._csr.csr_matrix), contains no DENIED_SEGMENTS, and names a class
 # — not a function: a function object reachable from a model (FunctionTransformer(func=...),
-# a callable param) would run on every prediction. ALLOWED_EXACT names our own classes that a
-# catalogue pipeline holds (checked with sklearn 1.9.1 / skops 0.16.0): data and methods, no callables.
+# a callable param) would run on every prediction. ALLOWED_EXACT is empty on purpose:
+# every catalogue pipeline (checked with sklearn 1.9.1 / skops 0.16.0) needs only the prefixes.
 ALLOWED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
-ALLOWED_EXACT: frozenset[str] = frozenset({"kubepredict.ml.preprocess.MedianImputer"})
+ALLOWED_EXACT: frozenset[str] = frozenset()
 DENIED_SEGMENTS = frozenset({"testing", "_testing", "tests", "externals", "f2py", "distutils",
                              "ctypeslib", "_pytesttester", "_build_utils"})
 

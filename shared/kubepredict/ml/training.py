@@ -17,7 +17,7 @@ from kubepredict.ml import evaluation
 from kubepredict.ml.catalogue import (AUTO, AUTO_CANDIDATES, AlgorithmSpec, build_estimator,
                                       check_task, import_estimator_class, infer_task, resolve)
 from kubepredict.ml.jsonsafe import json_safe
-from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds
+from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds, plain_sklearn
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
     started = time.perf_counter()
     _fit(pipeline, X_train, y_train)
     fit_seconds = time.perf_counter() - started
+    plain_sklearn(pipeline)
     if not auto:
         progress("fitting", 0.8)
     progress("evaluating", 0.85)
