@@ -77,10 +77,11 @@ def test_bad_shard_counts_are_400(gateway_url):
 
 
 def _slow_sharded_job(api: Api, shards: int = 2) -> tuple[dict, str, str]:
-    """A random forest scoring 30,000 rows in 500-row chunks: each shard runs for seconds."""
+    """A random forest (300 trees, scored in one pass) over 30,000 rows in 500-row chunks: each shard runs
+    for seconds, even on a fast machine."""
     train = api.upload(frame_csv(_frame(2000, seed=1)), "slow-train")
     q = api.train(dataset_id=train["dataset_id"], target="label", algorithm="random_forest",
-                  params={"n_estimators": 150, "n_jobs": 1}, features=["f0", "f1", "f2", "f3", "f4", "colour"])
+                  params={"n_estimators": 300, "n_jobs": 1}, features=["f0", "f1", "f2", "f3", "f4", "colour"])
     assert api.wait(q["job_id"])["status"] == "succeeded"
     ds = api.upload(frame_csv(_frame(30_000, seed=2)), "slow-score")
     return _predict(api, q["model_id"], ds["dataset_id"], shards=shards), q["model_id"], ds["dataset_id"]
