@@ -59,3 +59,28 @@ def test_csv_rows_match_inputs_and_paginated_predictions(svc, labels, quote):
     pd.testing.assert_frame_equal(back[["a", "b", "c", "y"]], frame, check_dtype=False)
     first = [k for k in rows[0] if k.startswith("probability_")][0]
     assert [float(r[first]) for r in rows] == [r["probabilities"][0] for r in page]
+
+
+def test_rows_without_stored_predictions_come_out_blank_in_order(monkeypatch):
+    """Input rows and stored prediction batches are walked together; rows no batch covers (before, between,
+    after them) come out in order with no predictions, in pieces of at most CSV_BATCH_ROWS rows."""
+    import pyarrow as pa
+
+    from kubepredict.services import csv_download as cd
+
+    monkeypatch.setattr(cd, "CSV_BATCH_ROWS", 4)
+    rows = pa.RecordBatch.from_arrays([pa.array(range(30))], ["x"])
+
+    class Catalog:
+        def iter_prediction_tables(self, job_id):
+            for first, n in ((5, 6), (13, 3)):  # rows 0-4, 11-12 and 16-29 have none
+                yield first, pa.table({"prediction": pa.array(range(first, first + n))})
+
+    seen = []
+    for parts, preds in cd._aligned(Catalog(), "job", cd._RowReader([rows.slice(0, 9), rows.slice(9)]), 30):
+        xs = [v for p in parts for v in p.column(0).to_pylist()]
+        assert len(xs) <= 4
+        assert preds is None or preds.column("prediction").to_pylist() == xs
+        seen += [(x, preds is not None) for x in xs]
+    assert [x for x, _ in seen] == list(range(30))
+    assert [x for x, scored in seen if scored] == list(range(5, 11)) + [13, 14, 15]

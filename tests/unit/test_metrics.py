@@ -167,7 +167,7 @@ def test_gateway_exposition_labels_are_bounded(tmp_path):
     client.get("/function/result/job_123")
     client.post("/function/upload", data=b"", headers={"Content-Type": "text/csv"})
     body = client.get("/metrics").get_data(as_text=True)
-    allowed = {"function_name", "code", "kind", "status", "le"}
+    allowed = {"function_name", "code", "kind", "status", "le", "outcome"}  # outcome: stream scoring, 3 values
     for family in text_string_to_metric_families(body):
         assert family.name.startswith(("gateway_", "kubepredict_")), family.name
         for sample in family.samples:

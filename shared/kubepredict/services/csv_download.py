@@ -103,29 +103,34 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
         out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
         return _contiguous(out)
 
-    def pieces() -> Iterator[tuple]:
-        row = 0
-        for first_row, preds in catalog.iter_prediction_tables(job_id):
-            if first_row > row:
-                parts = lines.take(first_row - row)
-                if parts:
-                    yield parts, None
-                row = first_row
-            for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
-                parts = lines.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
-                n = sum(p.num_rows for p in parts)
-                if n == 0:
-                    break
-                yield parts, preds.slice(start, n)
-                row += n
-        while row < total:
-            parts = lines.take(min(CSV_BATCH_ROWS, total - row))
-            if not parts:
-                break
-            yield parts, None
-            row += sum(p.num_rows for p in parts)
+    yield from _in_order(lambda piece: body(*piece), _aligned(catalog, job_id, lines, total))
 
-    yield from _in_order(lambda piece: body(*piece), pieces())
+
+def _aligned(catalog, job_id: str, inputs: "_RowReader", total: int) -> Iterator[tuple[list, object]]:
+    """``(input batches, their predictions)`` in input order, at most CSV_BATCH_ROWS rows each; the
+    predictions are None for rows that have none stored (blank cells)."""
+    row = 0
+    for first_row, preds in catalog.iter_prediction_tables(job_id):
+        if first_row > row:
+            yield from _unscored(inputs, first_row - row)
+            row = first_row
+        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
+            parts = inputs.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
+            n = sum(p.num_rows for p in parts)
+            if n == 0:
+                break
+            yield parts, preds.slice(start, n)
+            row += n
+    yield from _unscored(inputs, total - row)
+
+
+def _unscored(inputs: "_RowReader", n: int) -> Iterator[tuple[list, None]]:
+    while n > 0:
+        parts = inputs.take(min(CSV_BATCH_ROWS, n))
+        if not parts:
+            return
+        yield parts, None
+        n -= sum(p.num_rows for p in parts)
 
 
 def _in_order(fn, items: Iterator, workers: int = 2) -> Iterator:
@@ -184,22 +189,7 @@ def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
                 cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
         return pa.table(cols, names=[str(i) for i in range(len(cols))])
 
-    row = 0
-    for first_row, preds in catalog.iter_prediction_tables(job_id):
-        if first_row > row:  # rows without predictions: blank prediction cells
-            for part in inputs.take(first_row - row):
-                yield with_predictions([part], None)
-            row = first_row
-        for start in range(0, preds.num_rows, CSV_BATCH_ROWS):
-            batches = inputs.take(min(CSV_BATCH_ROWS, preds.num_rows - start))
-            n = sum(b.num_rows for b in batches)
-            if n == 0:
-                break
-            yield with_predictions(batches, preds.slice(start, n))
-            row += n
-    if row < total:
-        for part in inputs.take(total - row):
-            yield with_predictions([part], None)
+    yield from (with_predictions(parts, preds) for parts, preds in _aligned(catalog, job_id, inputs, total))
     if total == 0:
         yield with_predictions([], None)
 
