@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.jobs import job_seconds, wait
 from tests.gateway_process import GatewayProcess
 
 COLUMNS = 20
@@ -83,24 +84,6 @@ class RssSampler(threading.Thread):
     def __exit__(self, *exc):
         self.done.set()
         self.join()
-
-
-def job_seconds(job: dict) -> float:
-    """Submit → succeeded by the server's own clock (created_at → finished_at): exact whatever the polling."""
-    from datetime import datetime
-
-    def at(key: str) -> float:
-        return datetime.fromisoformat(job[key].replace("Z", "+00:00")).timestamp()
-
-    return at("finished_at") - at("created_at")
-
-
-def wait(http: httpx.Client, job_id: str, poll: float = 0.05) -> dict:
-    while True:
-        job = http.get(f"/function/result/{job_id}", params={"limit": 0}).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(poll)
 
 
 def _file_chunks(path: Path, size: int = 4 * MIB):
@@ -221,7 +204,7 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
         train_ds = ds if not big else upload(http, pid, dataset_csv(100_000), "bench-train")["dataset"]
         q = http.post("/function/train", json={"dataset_id": train_ds["dataset_id"], "target": "y",
                                                 "algorithm": "logistic_regression"}).json()
-        tjob = wait(http, q["job_id"], poll=0.25)
+        tjob = wait(http, q["job_id"])
         train_s = job_seconds(tjob)
         assert tjob["status"] == "succeeded", tjob
         if not big:
@@ -242,7 +225,7 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
                         f"{train_s:.2f} s", f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job"))
         # ---- predict job (timed by the server's clock: created_at → finished_at) -------------------------
         pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
-        pjob = wait(http, pq["job_id"], poll=0.25)
+        pjob = wait(http, pq["job_id"])
         job_s = job_seconds(pjob)
         assert pjob["status"] == "succeeded", pjob
         inside = (pjob.get("summary") or {}).get("seconds")

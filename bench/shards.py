@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from bench.batch import job_seconds
+from bench.jobs import job_seconds, wait
 from tests.gateway_process import GatewayProcess
 
 ROWS = int(os.environ.get("BENCH_SHARD_ROWS", "1000000"))
@@ -31,15 +30,6 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
     frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(FEATURES)])
     frame["y"] = np.where(X[:, 0] + X[:, 1] ** 2 - X[:, 2] * X[:, 3] > 1, "a", "b")
     return frame
-
-
-def _wait(http: httpx.Client, job_id: str) -> dict:
-    """Poll gently (every 0.25 s): a client polling 20 times a second takes CPU from the shards it measures."""
-    while True:
-        job = http.get(f"/function/result/{job_id}", params={"limit": 0}).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.25)
 
 
 def _upload(http: httpx.Client, frame: pd.DataFrame, name: str) -> dict:
@@ -59,14 +49,14 @@ def run(rows: int = ROWS) -> tuple[list[tuple[str, str, str]], dict]:
         http = httpx.Client(base_url=gw.url, timeout=600)
         train = _upload(http, _frame(20_000, 0), "shard-bench-train")
         q = http.post("/function/train", json={"dataset_id": train["dataset_id"], "target": "y", **MODEL}).json()
-        assert _wait(http, q["job_id"])["status"] == "succeeded"
+        assert wait(http, q["job_id"])["status"] == "succeeded"
         data = _upload(http, _frame(rows, 1), "shard-bench")
         seconds = {}
         for shards in (1, 2):
             body = {"model_id": q["model_id"], "dataset_id": data["dataset_id"], "shards": shards}
             r = http.post("/function/predict", json=body)
             assert r.status_code == 202, r.text
-            job = _wait(http, r.json()["job_id"])
+            job = wait(http, r.json()["job_id"])
             seconds[shards] = job_seconds(job)
             assert job["status"] == "succeeded", job
             assert job["summary"]["rows"] == rows

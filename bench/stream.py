@@ -113,7 +113,8 @@ def stream_rows(data_dir: Path, model_id: str, rows: list[dict]) -> tuple[list[t
 def main() -> None:
     import httpx
 
-    from bench.__main__ import iris_frame, wait
+    from bench.__main__ import iris_frame
+    from bench.jobs import wait
     from tests.gateway_process import GatewayProcess
 
     iris = iris_frame()

@@ -7,10 +7,11 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, InterfaceError
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, Conflict
 from ..events.cloudevents import make_event
 from ..ids import utcnow
 from . import schema
@@ -24,6 +25,15 @@ def dumps(value: Any) -> str | None:
 
 def loads(value: str | None) -> Any:
     return None if value is None else json.loads(value)
+
+
+def refuse_if_in_use(conn: Connection, column, value: str, what: str, code: str) -> None:
+    """409 ``code`` while a queued or running job refers to ``value`` through ``column`` of the jobs table."""
+    j = schema.jobs
+    busy = conn.execute(select(j.c.job_id).where(column == value, j.c.status.in_(schema.ACTIVE))).first()
+    if busy is not None:
+        raise Conflict(f"{what} {value} is used by job {busy.job_id}, which is still active", code=code,
+                       details={"job_id": busy.job_id})
 
 
 class CatalogBase:

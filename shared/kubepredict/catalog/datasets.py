@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ..errors import Conflict, DatasetNotFound
+from ..errors import DatasetNotFound
 from ..ids import iso, utcnow
 from . import schema
-from .base import dumps, loads
-
-ACTIVE = ("queued", "running")
-
+from .base import dumps, loads, refuse_if_in_use
 
 def dataset_view(row, *, preview: bool = False) -> dict:
     out = {
@@ -62,9 +59,6 @@ class DatasetsRepo:
             row = conn.execute(select(d).where(d.c.dataset_id == dataset_id)).first()
             if row is None:
                 raise DatasetNotFound(f"no dataset with id {dataset_id}", details={"dataset_id": dataset_id})
-            busy = conn.execute(select(j.c.job_id).where(j.c.dataset_id == dataset_id, j.c.status.in_(ACTIVE))).first()
-            if busy is not None:
-                raise Conflict(f"dataset {dataset_id} is used by job {busy.job_id}, which is still active",
-                               code="dataset_in_use", details={"job_id": busy.job_id})
+            refuse_if_in_use(conn, j.c.dataset_id, dataset_id, "dataset", "dataset_in_use")
             conn.execute(d.delete().where(d.c.dataset_id == dataset_id))
         return row

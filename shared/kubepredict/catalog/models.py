@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from ..errors import Conflict, ModelNotFound
+from ..errors import ModelNotFound
 from ..ids import iso
 from . import schema
-from .base import loads
+from .base import loads, refuse_if_in_use
 from .heads import HeadReader
 
 
@@ -57,11 +57,7 @@ class ModelsRepo:
             row = conn.execute(select(t).where(t.c.model_id == model_id)).first()
             if row is None:
                 raise ModelNotFound(f"no model with id {model_id}", details={"model_id": model_id})
-            busy = conn.execute(select(j.c.job_id).where(j.c.model_id == model_id,
-                                                         j.c.status.in_(("queued", "running")))).first()
-            if busy is not None:
-                raise Conflict(f"model {model_id} is used by job {busy.job_id}, which is still active",
-                               code="model_in_use", details={"job_id": busy.job_id})
+            refuse_if_in_use(conn, j.c.model_id, model_id, "model", "model_in_use")
             conn.execute(t.delete().where(t.c.model_id == model_id))
             self._emit(conn, "model.deleted", model_id, {"model_id": model_id, "name": row.name,
                                                          "version": row.version})

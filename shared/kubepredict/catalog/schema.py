@@ -6,6 +6,8 @@ from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, 
                         Table, Text, UniqueConstraint)
 
 metadata = MetaData()
+#: The statuses of a job (or shard) that is not over yet.
+ACTIVE = ("queued", "running")
 
 datasets = Table(
     "datasets", metadata,

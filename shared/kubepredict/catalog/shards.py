@@ -20,7 +20,6 @@ from .base import dumps, loads
 
 logger = logging.getLogger(__name__)
 J, S = schema.jobs, schema.job_shards
-ACTIVE = ("queued", "running")
 
 
 def shard_view(row) -> dict:
@@ -71,7 +70,7 @@ class ShardsRepo:
 
     def claim_shard_attempt(self, job_id: str, shard: int, attempt: int, *, worker: str | None = None):
         """A Kubernetes pod takes its shard for ``attempt`` (its index's failure count + 1); None if stale."""
-        return self._claim_shard(job_id, shard, worker=worker, statuses=ACTIVE, attempt=attempt)
+        return self._claim_shard(job_id, shard, worker=worker, statuses=schema.ACTIVE, attempt=attempt)
 
     def _claim_shard(self, job_id: str, shard: int, *, worker, statuses, attempt: int | None = None):
         now = utcnow()
@@ -193,5 +192,5 @@ class ShardsRepo:
 
     @staticmethod
     def _cancel_shards(conn, job_id: str) -> None:
-        conn.execute(update(S).where(and_(S.c.job_id == job_id, S.c.status.in_(ACTIVE))).values(
+        conn.execute(update(S).where(and_(S.c.job_id == job_id, S.c.status.in_(schema.ACTIVE))).values(
             status="cancelled", finished_at=utcnow()))

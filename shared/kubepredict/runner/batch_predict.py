@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import ml
+from ..ahead import ahead
 from ..ml.jsonsafe import json_safe
 from ..ml.scoring import PROBABILITY_DECIMALS
 
@@ -44,56 +45,21 @@ def range_batches(parquet, row_start: int, row_stop: int, *, columns: list[str] 
     if not groups or row_stop <= row_start:
         return
     skip, left = row_start - first, row_stop - row_start
-    for batch in _batches_read_ahead(parquet, groups, columns, max(1, batch_size)):
-        if skip >= batch.num_rows:
-            skip -= batch.num_rows
-            continue
-        batch = batch.slice(skip, left)
-        skip, left = 0, left - batch.num_rows
-        yield batch
-        if left <= 0:
-            return
-
-
-def _batches_read_ahead(parquet, groups: list[int], columns: list[str] | None, batch_size: int):
-    """The row groups' record batches, each group read and decoded by a helper thread while the caller
-    scores the one before (a ranged read from S3 or a local decode: both release the GIL)."""
-    import queue
-    import threading
-
-    out: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def read() -> None:
-        try:
-            for g in groups:
-                table = parquet.read_row_group(g, columns=columns, use_threads=False)
-                while not stop.is_set():
-                    try:
-                        out.put(table, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            out.put(None)
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
-            out.put(exc)
-
-    reader = threading.Thread(target=read, name="row-group-reader", daemon=True)
-    reader.start()
+    # Each row group is read and decoded by a helper thread while the one before is scored.
+    tables = ahead((parquet.read_row_group(g, columns=columns, use_threads=False) for g in groups),
+                   name="row-group-reader")
     try:
-        while (item := out.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield from item.to_batches(max_chunksize=batch_size)
+        for batch in (b for table in tables for b in table.to_batches(max_chunksize=max(1, batch_size))):
+            if skip >= batch.num_rows:
+                skip -= batch.num_rows
+                continue
+            batch = batch.slice(skip, left)
+            skip, left = 0, left - batch.num_rows
+            yield batch
+            if left <= 0:
+                return
     finally:
-        stop.set()
-        while reader.is_alive():
-            try:
-                out.get_nowait()
-            except queue.Empty:
-                reader.join(0.05)
+        tables.close()  # stop the reader now, not when the generator is collected
 
 
 def prediction_array(values: np.ndarray, task: str) -> tuple[pa.Array, np.ndarray, list]:

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ..ahead import ahead
 from ..errors import InvalidInput, PayloadTooLarge
 from ..storage.spool import SpoolFile
 from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records
@@ -353,53 +354,21 @@ PARSERS = max(2, min(4, os.cpu_count() or 2))
 def _parsed_blocks(source, names: list[str], types: dict, schema: pa.Schema, terminator: bytes, many: list[bool]):
     """(table, per-column (nulls, distinct)) for each block of rows of ``source``, in file order; Arrow
     errors are raised here, in the caller's thread, as a widening (_Widen) or a 400."""
-    import queue
-    import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    out: queue.Queue = queue.Queue(maxsize=PARSERS + 1)
-    stop = threading.Event()
-    pool = ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse")
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def split() -> None:
+    with ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse") as pool:
+        # The splitter (a helper thread) reads and cuts the body and hands blocks to the parsers.
+        parsing = ahead((pool.submit(_parse_block, block, names, schema, many)
+                         for block in _blocks(source, terminator)), depth=PARSERS + 1, name="csv-split")
         try:
-            for block in _blocks(source, terminator):
-                if not put(pool.submit(_parse_block, block, names, schema, many)):
-                    return
-            put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
-
-    splitter = threading.Thread(target=split, name="csv-split", daemon=True)
-    splitter.start()
-    try:
-        while True:
-            item = out.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            try:
-                yield item.result()
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                _raise_for(exc, names, types, schema)
-    finally:
-        stop.set()
-        while splitter.is_alive():  # unblock a splitter waiting on a full queue
-            try:
-                out.get_nowait()
-            except queue.Empty:
-                splitter.join(0.05)
-        pool.shutdown(wait=True, cancel_futures=True)
+            for future in parsing:
+                try:
+                    yield future.result()
+                except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                    _raise_for(exc, names, types, schema)
+        finally:
+            parsing.close()  # stop the splitter before the pool: nothing is submitted after shutdown
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _parse_block(block: pa.Buffer, names: list[str], schema: pa.Schema, many: list[bool]):
