@@ -61,15 +61,9 @@ def serve(host, port, data_dir, no_dispatch):
 @click.option("--sharded", is_flag=True, help="The shard is JOB_COMPLETION_INDEX (a Kubernetes Indexed Job pod).")
 def worker(job_id, attempt, shard, sharded):
     """Run one job (what a local worker process or a Kubernetes pod executes)."""
-    from . import logs
-    from .bootstrap import bootstrap
-    from .runner.worker import run_worker, shard_from_env
+    from .runner.worker import worker_main
 
-    logs.configure()
-    if sharded:
-        shard, attempt = shard_from_env()
-    svc = bootstrap(_settings(), create_schema=False)
-    sys.exit(run_worker(svc, job_id, attempt, shard))
+    sys.exit(worker_main(job_id, attempt, shard, sharded=sharded))
 
 
 METRICS_PORT = click.option("--metrics-port", type=int, envvar="KUBEPREDICT_METRICS_PORT", default=8081,

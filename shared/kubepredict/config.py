@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInput
 
 SECRET_DIRS = ("/var/openfaas/secrets", "/run/secrets/kubepredict")
 
@@ -65,6 +65,13 @@ class Settings:
     max_concurrent_jobs: int = field(default_factory=lambda: os.cpu_count() or 2)
     max_queued_jobs: int = 1000
     job_max_attempts: int = 2
+    # Bounds of each local job (runner/limits.py): memory a worker may use (a request's
+    # resources.limits.memory may lower it, or raise it up to job_max_memory), its CPU allowance (empty:
+    # every core; it caps n_jobs and BLAS/OpenMP threads), and the wall-clock time a job may run.
+    job_memory_limit: str = "4Gi"
+    job_max_memory: str = "16Gi"
+    job_cpu_limit: str | None = None
+    job_deadline_seconds: float = 3600.0
     heartbeat_seconds: float = 2.0
     heartbeat_timeout_seconds: float = 30.0
     dispatch_interval_seconds: float = 0.5
@@ -123,6 +130,10 @@ class Settings:
             max_concurrent_jobs=_int(env, "KUBEPREDICT_MAX_CONCURRENT_JOBS", os.cpu_count() or 2),
             max_queued_jobs=_int(env, "KUBEPREDICT_MAX_QUEUED_JOBS", 1000),
             job_max_attempts=_int(env, "KUBEPREDICT_JOB_MAX_ATTEMPTS", 2),
+            job_memory_limit=env.get("KUBEPREDICT_JOB_MEMORY_LIMIT") or "4Gi",
+            job_max_memory=env.get("KUBEPREDICT_JOB_MAX_MEMORY") or "16Gi",
+            job_cpu_limit=env.get("KUBEPREDICT_JOB_CPU_LIMIT") or None,
+            job_deadline_seconds=_float(env, "KUBEPREDICT_JOB_DEADLINE_SECONDS", 3600.0),
             heartbeat_seconds=_float(env, "KUBEPREDICT_HEARTBEAT_SECONDS", 2.0),
             heartbeat_timeout_seconds=_float(env, "KUBEPREDICT_HEARTBEAT_TIMEOUT_SECONDS", 30.0),
             dispatch_interval_seconds=_float(env, "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS", 0.5),
@@ -153,4 +164,21 @@ class Settings:
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if kw["runner"] not in ("local", "kubernetes"):
             raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
+        _check_job_bounds(kw)
         return cls(**kw)
+
+
+def _check_job_bounds(kw: dict) -> None:
+    from .runner.resources import parse_quantity
+
+    for key, name in (("job_memory_limit", "KUBEPREDICT_JOB_MEMORY_LIMIT"), ("job_max_memory", "KUBEPREDICT_JOB_MAX_MEMORY"),
+                      ("job_cpu_limit", "KUBEPREDICT_JOB_CPU_LIMIT")):
+        if kw.get(key) is None:
+            continue
+        try:
+            if parse_quantity(kw[key]) <= 0:
+                raise InvalidInput("not positive")
+        except InvalidInput:
+            raise ConfigError(f"{name} must be a positive Kubernetes quantity (e.g. '4Gi', '2'), got {kw[key]!r}") from None
+    if kw["job_deadline_seconds"] <= 0:
+        raise ConfigError("KUBEPREDICT_JOB_DEADLINE_SECONDS must be positive")

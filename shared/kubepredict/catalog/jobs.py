@@ -266,6 +266,14 @@ class JobsRepo:
                 select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.heartbeat_at < cutoff,
                                                       J.c.shards.is_(None)))]  # shards have their own heartbeats
 
+    def overdue_running(self, deadline_seconds: float) -> list[tuple[str, int]]:
+        """Running (unsharded) jobs whose current attempt started more than ``deadline_seconds`` ago."""
+        cutoff = utcnow() - timedelta(seconds=deadline_seconds)
+        with self.ro() as conn:
+            return [(r.job_id, r.attempt) for r in conn.execute(
+                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.started_at < cutoff,
+                                                      J.c.shards.is_(None)))]  # shards are timed one by one
+
     def statuses(self, job_ids: list[str]) -> dict[str, tuple[str, int]]:
         if not job_ids:
             return {}

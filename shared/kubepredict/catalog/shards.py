@@ -178,6 +178,14 @@ class ShardsRepo:
                 select(S.c.job_id, S.c.shard, S.c.attempt).join(J, J.c.job_id == S.c.job_id).where(
                     S.c.status == "running", S.c.heartbeat_at < cutoff, J.c.status == "running"))]
 
+    def overdue_shards(self, deadline_seconds: float) -> list[tuple[str, int, int]]:
+        """Running shards of running jobs whose current attempt started more than ``deadline_seconds`` ago."""
+        cutoff = utcnow() - timedelta(seconds=deadline_seconds)
+        with self.ro() as conn:
+            return [(r.job_id, r.shard, r.attempt) for r in conn.execute(
+                select(S.c.job_id, S.c.shard, S.c.attempt).join(J, J.c.job_id == S.c.job_id).where(
+                    S.c.status == "running", S.c.started_at < cutoff, J.c.status == "running"))]
+
     def completed_sharded_jobs(self) -> list[str]:
         """Running sharded jobs whose shards all succeeded but that nobody finalized yet (a worker died between)."""
         pending = select(S.c.job_id).where(S.c.job_id == J.c.job_id, S.c.status != "succeeded").exists()

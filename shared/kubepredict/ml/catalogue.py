@@ -70,6 +70,31 @@ AUTO_CANDIDATES: dict[str, tuple[str, ...]] = {
     _K: ("kmeans", "gaussian_mixture", "minibatch_kmeans"),
 }
 
+#: Ceilings on training parameters, whatever the estimator: values above them are refused with a 400
+#: before a job is queued (``check_ceilings``). Generous for real work, far from what would exhaust a
+#: machine; a job's memory limit and deadline (runner/limits.py) bound the rest. ``n_jobs`` is also
+#: clamped at run time to the job's CPU allowance.
+PARAM_CEILINGS: dict[str, int] = {
+    "n_estimators": 5_000,  # forests, boosting, bagging
+    "max_iter": 100_000,  # linear models, MLP, k-means, mixtures, histogram boosting
+    "max_fun": 100_000,  # MLP with lbfgs
+    "n_iter_no_change": 10_000,
+    "n_jobs": 1_024,
+    "n_neighbors": 10_000,
+    "n_clusters": 10_000,
+    "n_components": 1_000,
+    "n_init": 1_000,
+    "max_leaf_nodes": 100_000,
+    "max_depth": 1_000,
+    "cache_size": 4_096,  # SVM kernel cache, MiB
+    "batch_size": 1_000_000,
+    "degree": 20,  # polynomial kernels
+}
+#: ``hidden_layer_sizes`` (MLP): units per layer, units over all layers, and layers.
+MAX_LAYER_UNITS = 4_096
+MAX_TOTAL_UNITS = 16_384
+MAX_LAYERS = 64
+
 _BY_KEY = {(s.name, s.task): s for s in ALGORITHMS}
 _TASK_MIXIN = {_C: ClassifierMixin, _R: RegressorMixin, _K: ClusterMixin}
 # Public dotted path only: "sklearn." then segments that start with a letter (no dunders, no privates).
@@ -87,16 +112,59 @@ def check_task(task: str) -> str:
     return task
 
 
+def param_ceilings(names=None) -> dict:
+    """The documented ceilings (``PARAM_CEILINGS`` plus ``hidden_layer_sizes``), for the params in ``names``."""
+    table: dict = {**PARAM_CEILINGS, "hidden_layer_sizes": {
+        "units_per_layer": MAX_LAYER_UNITS, "total_units": MAX_TOTAL_UNITS, "layers": MAX_LAYERS}}
+    return {k: v for k, v in table.items() if names is None or k in names}
+
+
 def list_algorithms(task: str | None = None) -> list[dict]:
-    """Return the catalogue as JSON-safe dicts (plus one "auto" entry per task), for GET /train/algorithms."""
+    """Return the catalogue as JSON-safe dicts (plus one "auto" entry per task), for GET /train/algorithms.
+
+    Each entry lists the ceilings of the params its estimator takes (``param_ceilings``).
+    """
     tasks = TASKS if task is None else (check_task(task),)
     out = []
     for t in tasks:
         out.append({"name": AUTO, "task": t, "estimator": None, "default_params": {},
-                    "candidates": list(AUTO_CANDIDATES[t])})
+                    "candidates": list(AUTO_CANDIDATES[t]), "param_ceilings": param_ceilings(
+                        {n for c in AUTO_CANDIDATES[t] for n in _param_names(_BY_KEY[c, t])})})
         out.extend({"name": s.name, "task": s.task, "estimator": s.estimator,
-                    "default_params": dict(s.default_params)} for s in ALGORITHMS if s.task == t)
+                    "default_params": dict(s.default_params),
+                    "param_ceilings": param_ceilings(_param_names(s))} for s in ALGORITHMS if s.task == t)
     return out
+
+
+def _param_names(spec: AlgorithmSpec) -> set[str]:
+    return set(import_estimator_class(spec.estimator)._get_param_names())
+
+
+def _too_big(name: str, value: Any, ceiling: int, what: str = "") -> InvalidInput:
+    return InvalidInput(f"params.{name}{what} = {value} is above the ceiling of {ceiling}; such a job would "
+                        "exhaust the machine", code="param_ceiling",
+                        details={"field": f"params.{name}", "value": value, "ceiling": ceiling})
+
+
+def check_ceilings(params: dict) -> None:
+    """Refuse params above the documented ceilings (InvalidInput, code ``param_ceiling``)."""
+    for name, ceiling in PARAM_CEILINGS.items():
+        value = params.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > ceiling:
+            raise _too_big(name, value, ceiling)
+    layers = params.get("hidden_layer_sizes")
+    if layers is None:
+        return
+    sizes = [layers] if isinstance(layers, (int, float)) and not isinstance(layers, bool) else layers
+    if not isinstance(sizes, list):
+        return  # scikit-learn's own validation answers for other shapes
+    numbers = [v for v in sizes if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(sizes) > MAX_LAYERS:
+        raise _too_big("hidden_layer_sizes", f"{len(sizes)} layers", MAX_LAYERS, " (layers)")
+    if numbers and max(numbers) > MAX_LAYER_UNITS:
+        raise _too_big("hidden_layer_sizes", max(numbers), MAX_LAYER_UNITS, " (units in a layer)")
+    if sum(numbers) > MAX_TOTAL_UNITS:
+        raise _too_big("hidden_layer_sizes", sum(numbers), MAX_TOTAL_UNITS, " (units over all layers)")
 
 
 def _unknown(algorithm: str, task: str, why: str = "") -> InvalidInput:
@@ -175,6 +243,7 @@ def build_estimator(spec: AlgorithmSpec, params: dict | None, random_state: int 
     if not isinstance(params, dict):
         raise InvalidInput("params must be a JSON object", code="invalid_params")
     _check_json_params(params)
+    check_ceilings(params)
     cls = import_estimator_class(spec.estimator)
     valid = sorted(cls._get_param_names())
     unknown = sorted(set(params) - set(valid))
@@ -214,6 +283,7 @@ def validate_request(algorithm: str, task: str | None, params: dict | None) -> N
     if algorithm == AUTO:
         if params is not None and not isinstance(params, dict):
             raise InvalidInput("params must be a JSON object", code="invalid_params")
+        check_ceilings(params or {})
         return
     if task is not None:
         build_estimator(resolve(algorithm, task), params)

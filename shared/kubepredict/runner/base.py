@@ -39,6 +39,12 @@ class JobRunner(ABC):
     """
 
     on_lost: LostCallback | None = None
+    #: Called, with the same arguments as ``on_lost``, when the runner stopped a worker for breaking a
+    #: bound of its job (its memory limit): the job (or shard) fails for good, without a retry.
+    on_failed: LostCallback | None = None
+    #: The wall-clock time a job (or a shard) may run, enforced by the dispatcher from the catalogue
+    #: (which then stops the worker); None when the backend enforces its own (activeDeadlineSeconds).
+    deadline_seconds: float | None = None
     #: True when the runner starts a sharded job as one unit (``JobSpec.shards``) whose workers claim
     #: their own shards (Kubernetes Indexed Job); False: the dispatcher claims shards one by one.
     runs_shards_as_one_job: bool = False

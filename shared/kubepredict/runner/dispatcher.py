@@ -13,6 +13,7 @@ import threading
 import time
 
 from .base import JobRunner, JobSpec
+from .limits import DEADLINE_CODE, deadline_message
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +26,31 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._last_poll = float("-inf")
         runner.on_lost = self._lost
+        runner.on_failed = self._failed
 
     def _lost(self, job_id: str, attempt: int, code: str, message: str, shard: int | None = None) -> None:
         if shard is None:
             self.catalog.lost(job_id, attempt, code, message)
         else:
             self.catalog.shard_lost(job_id, shard, attempt, code, message)
+
+    def _failed(self, job_id: str, attempt: int, code: str, message: str, shard: int | None = None) -> None:
+        """A bound was broken (memory, time): the job fails for good; a retry would break it again."""
+        logger.warning("job %s%s attempt %s failed: %s", job_id, "" if shard is None else f" shard {shard}",
+                       attempt, message)
+        if shard is None:
+            self.catalog.fail(job_id, attempt, code, message)
+        else:
+            self.catalog.fail_shard(job_id, shard, attempt, code, message)
+
+    def _enforce_deadline(self) -> None:
+        deadline = self.runner.deadline_seconds
+        if not deadline:
+            return
+        for job_id, attempt in self.catalog.overdue_running(deadline):
+            self._failed(job_id, attempt, DEADLINE_CODE, deadline_message(deadline))
+        for job_id, shard, attempt in self.catalog.overdue_shards(deadline):
+            self._failed(job_id, attempt, DEADLINE_CODE, deadline_message(deadline), shard=shard)
 
     def tick(self) -> int:
         """One round: reap dead or silent workers, stop cancelled ones, start queued jobs and shards.
@@ -46,6 +66,7 @@ class Dispatcher:
             self._lost(job_id, attempt, "heartbeat_timeout", f"no heartbeat for {timeout:.0f} s")
         for job_id, shard, attempt in self.catalog.stale_shards(timeout):
             self._lost(job_id, attempt, "heartbeat_timeout", f"no heartbeat for {timeout:.0f} s", shard=shard)
+        self._enforce_deadline()  # before the check below, which then stops the workers of overdue jobs
         for job_id, (status, _attempt) in self.catalog.statuses(self.runner.running_ids()).items():
             if status != "running":
                 self.runner.cancel(job_id)
@@ -86,8 +107,12 @@ class Dispatcher:
             return 0
         free = self.settings.max_concurrent_jobs - self.runner.running()
         started = 0
+        resources: dict[str, dict] = {}  # each shard runs under its job's resources
         for row in self.catalog.claim_shards(free, worker=self.name):
-            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard)
+            if row.job_id not in resources:
+                resources[row.job_id] = _resources(self.catalog.get_job_row(row.job_id))
+            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard,
+                           resources=resources[row.job_id])
             try:
                 self.runner.submit(spec)
                 self.catalog.shard_heartbeat(row.job_id, row.shard, row.attempt)  # silence counts from the start

@@ -10,11 +10,13 @@ from .. import ml
 from ..services.datasets import load_frame, open_parquet
 from ..services.prediction import load_pipeline
 from .batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
+from .limits import clamp_parallelism
 
 logger = logging.getLogger(__name__)
 
 
-def run_train(svc, job) -> None:
+def run_train(svc, job, *, cpus: int | None = None) -> None:
+    """Train and store the job's model; ``cpus`` (the job's CPU allowance) bounds its ``n_jobs``."""
     catalog, request = svc.catalog, json.loads(job.request)
 
     def progress(stage: str, value: float) -> None:
@@ -28,7 +30,7 @@ def run_train(svc, job) -> None:
     loaded = time.perf_counter()
     # Handed over (popped), not kept here: training frees the frame once split, before the fit.
     result = ml.train(frame.pop(), target=request.get("target"), features=request["features"], task=request["task"],
-                      algorithm=request["algorithm"], params=request.get("params") or {},
+                      algorithm=request["algorithm"], params=clamp_parallelism(request.get("params") or {}, cpus),
                       test_size=request.get("test_size", 0.2), random_state=request.get("random_state", 0),
                       progress=progress)
     progress("saving", 0.95)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 
 from ..errors import InvalidInput
 from .base import JobSpec
+from .resources import K8S_MAX_RESOURCES, SECTIONS, check_resources, parse_quantity
 
 APP_LABEL = "app.kubernetes.io/name"
 APP_NAME = "kubepredict"
@@ -37,15 +37,9 @@ SECRETS = (
 )
 SECRETS_DIR = "/run/secrets/kubepredict"
 KINDS = ("train", "predict")
-RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 
 _DNS_LABEL_MAX = 63
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_SUFFIXES = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
 
 
 def _default_resources() -> dict:
@@ -66,54 +60,19 @@ class JobTemplate:
     ttl_seconds_after_finished: int = 3600
     active_deadline_seconds: dict = field(default_factory=lambda: {"train": 6 * 3600, "predict": 2 * 3600})
     default_resources: dict = field(default_factory=_default_resources)
-    max_resources: dict = field(default_factory=lambda: {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "20Gi"})
+    max_resources: dict = field(default_factory=lambda: dict(K8S_MAX_RESOURCES))
     run_as_user: int = 10001
-
-
-def parse_quantity(value: object) -> Decimal:
-    """Parse a Kubernetes quantity ("500m", "2Gi", 1.5) into a Decimal; raise InvalidInput if malformed."""
-    text = str(value).strip()
-    match = re.fullmatch(r"([+]?[0-9.]+(?:[eE][-+]?[0-9]+)?)([a-zA-Z]{0,2})", text)
-    if not match or (match.group(2) and match.group(2) not in _SUFFIXES):
-        raise InvalidInput(f"not a Kubernetes quantity: {value!r}", details={"quantity": str(value)})
-    try:
-        number = Decimal(match.group(1))
-    except InvalidOperation as exc:
-        raise InvalidInput(f"not a Kubernetes quantity: {value!r}") from exc
-    return number * Decimal(_SUFFIXES.get(match.group(2), 1))
 
 
 def resolve_resources(kind: str, requested: dict | None, template: JobTemplate) -> dict:
     """Merge ``spec.resources`` over the kind's defaults and enforce the configured maximums."""
-    requested = requested or {}
-    unknown = set(requested) - {"requests", "limits"}
-    if unknown:
-        raise InvalidInput(f"resources accept only 'requests' and 'limits', got {sorted(unknown)}")
+    given = check_resources(requested, template.max_resources)
     defaults = template.default_resources[kind]
-    merged: dict = {}
-    for section in ("requests", "limits"):
-        given = requested.get(section) or {}
-        if not isinstance(given, dict):
-            raise InvalidInput(f"resources.{section} must be an object")
-        for name, value in given.items():
-            if name not in RESOURCE_NAMES:
-                raise InvalidInput(f"unsupported resource {name!r}; allowed: {', '.join(RESOURCE_NAMES)}")
-            quantity = parse_quantity(value)
-            if quantity <= 0:
-                raise InvalidInput(f"resources.{section}.{name} must be positive, got {value!r}")
-            bound = template.max_resources.get(name)
-            if bound is not None and quantity > parse_quantity(bound):
-                raise InvalidInput(
-                    f"resources.{section}.{name}={value} exceeds the maximum {bound}",
-                    details={"resource": name, "requested": str(value), "maximum": str(bound)},
-                )
-        merged[section] = {**defaults.get(section, {}), **{k: str(v) for k, v in given.items()}}
-    user_limits = (requested.get("limits") or {})
+    merged = {section: {**defaults.get(section, {}), **given.get(section, {})} for section in SECTIONS}
+    user_limits = given.get("limits") or {}
     for name, request in merged["requests"].items():
         limit = merged["limits"].get(name)
-        if limit is not None and parse_quantity(request) > parse_quantity(limit):
-            if name in user_limits:
-                raise InvalidInput(f"resources.requests.{name}={request} is above resources.limits.{name}={limit}")
+        if limit is not None and parse_quantity(request) > parse_quantity(limit) and name not in user_limits:
             merged["limits"][name] = request  # a raised request lifts the default limit with it
     return merged
 

@@ -1,4 +1,8 @@
-"""Local runner: each job in its own ``kubepredict worker JOB_ID`` process on this machine."""
+"""Local runner: each job in its own ``kubepredict worker JOB_ID`` process on this machine.
+
+Each worker runs under its job's bounds (runner/limits.py): the kernel memory limit and thread caps it
+sets itself from its environment, and this runner's watch of its resident memory on every ``poll``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,11 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 from ..errors import BackendUnavailable
 from .base import JobRunner, JobSpec
+from .limits import MEMORY_LIMIT_CODE, local_limits, memory_message, tree_rss_bytes
 
 logger = logging.getLogger(__name__)
 TERM_GRACE_SECONDS = 5.0
@@ -26,18 +32,26 @@ def _describe_exit(code: int) -> str:
     return f"worker process exited with code {code} without recording an outcome"
 
 
-PRELOAD = ["kubepredict.cli", "kubepredict.runner.worker", "kubepredict.ml", "sklearn.ensemble", "sklearn.linear_model",
-           "sklearn.svm", "sklearn.neighbors", "sklearn.neural_network", "sklearn.cluster", "sklearn.mixture",
-           "pyarrow.parquet"]
+PRELOAD = ["kubepredict.runner.worker", "kubepredict.bootstrap", "kubepredict.ml", "sklearn.ensemble",
+           "sklearn.linear_model", "sklearn.svm", "sklearn.neighbors", "sklearn.neural_network", "sklearn.cluster",
+           "sklearn.mixture", "pyarrow.parquet", "threadpoolctl", "setproctitle"]
 
 
-def _forked_worker(argv: list[str], env: dict) -> None:
-    """Child of the preloaded fork server: run the very same ``kubepredict worker`` entry point."""
+def _forked_worker(job_id: str, attempt: int, shard: int | None, env: dict) -> None:
+    """Child of the preloaded fork server: run the very same worker entry point as ``kubepredict worker``."""
     os.environ.update(env)
     os.setsid()
-    from kubepredict.cli import main
+    from kubepredict.runner.worker import worker_main
 
-    main(argv, prog_name="kubepredict")
+    sys.exit(worker_main(job_id, attempt, shard))
+
+
+@dataclass
+class _Worker:
+    proc: object
+    attempt: int
+    memory_bytes: int
+    term_at: float = 0.0  # when SIGTERM was sent (0: not yet)
 
 
 class _ForkedProcess:
@@ -82,8 +96,8 @@ class LocalProcessRunner(JobRunner):
         self.job_env = {**(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
                         "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
         self.env = {**os.environ, **self.job_env}
-        # (job_id, shard or None) -> (process, attempt, time SIGTERM was sent or 0)
-        self._procs: dict[tuple[str, int | None], tuple[object, int, float]] = {}
+        self.deadline_seconds = settings.job_deadline_seconds  # enforced by the dispatcher
+        self._procs: dict[tuple[str, int | None], _Worker] = {}  # (job_id, shard or None) -> its worker
         self._lock = threading.Lock()
         self._ctx = None
         if self.start_method == "forkserver":
@@ -100,26 +114,30 @@ class LocalProcessRunner(JobRunner):
 
             threading.Thread(target=forkserver.ensure_running, name="forkserver-start", daemon=True).start()
 
-    def _launch(self, spec: JobSpec):
+    def _launch(self, spec: JobSpec, bounds: dict):
+        if self._ctx is not None:
+            proc = self._ctx.Process(target=_forked_worker, args=(spec.job_id, spec.attempt, spec.shard,
+                                                                  {**self.job_env, **bounds}),
+                                     name=f"worker-{spec.job_id}")
+            proc.start()
+            return _ForkedProcess(proc)
         argv = ["worker", spec.job_id, "--attempt", str(spec.attempt)]
         if spec.shard is not None:
             argv += ["--shard", str(spec.shard)]
-        if self._ctx is not None:
-            proc = self._ctx.Process(target=_forked_worker, args=(argv, self.job_env), name=f"worker-{spec.job_id}")
-            proc.start()
-            return _ForkedProcess(proc)
-        return subprocess.Popen([self.python, "-m", "kubepredict.cli", *argv], env=self.env,
+        return subprocess.Popen([self.python, "-m", "kubepredict.cli", *argv], env={**self.env, **bounds},
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
     def submit(self, spec: JobSpec) -> None:
+        bounds = local_limits(self.settings, spec.resources)
         try:
-            proc = self._launch(spec)
+            proc = self._launch(spec, bounds.env())
         except OSError as exc:
             raise BackendUnavailable(f"could not start a worker process: {exc}") from exc
-        logger.info("job %s%s attempt %s: started worker pid %s", spec.job_id,
-                    "" if spec.shard is None else f" shard {spec.shard}", spec.attempt, proc.pid)
+        logger.info("job %s%s attempt %s: started worker pid %s (memory limit %s bytes, %s cpus)", spec.job_id,
+                    "" if spec.shard is None else f" shard {spec.shard}", spec.attempt, proc.pid,
+                    bounds.memory_bytes, bounds.cpus)
         with self._lock:
-            self._procs[(spec.job_id, spec.shard)] = (proc, spec.attempt, 0.0)
+            self._procs[(spec.job_id, spec.shard)] = _Worker(proc, spec.attempt, bounds.memory_bytes)
 
     def cancel(self, job_id: str) -> None:
         """Stop the job's worker, or every shard worker of a sharded job."""
@@ -134,31 +152,50 @@ class LocalProcessRunner(JobRunner):
     def _terminate(self, key) -> None:
         with self._lock:
             entry = self._procs.get(key)
-            if entry is None or entry[2]:
+            if entry is None or entry.term_at:
                 return
-            self._procs[key] = (entry[0], entry[1], time.monotonic())
+            entry.term_at = time.monotonic()
         try:
-            entry[0].send_signal(signal.SIGTERM)
+            entry.proc.send_signal(signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+    def _over_memory(self, job_id: str, shard: int | None, worker: _Worker) -> bool:
+        """Fail and kill a worker whose resident memory (with its children) is above its limit."""
+        used = tree_rss_bytes(worker.proc.pid)
+        if used <= worker.memory_bytes:
+            return False
+        if self.on_failed is not None:  # recorded first: the worker's death is then no loss to retry
+            args = (job_id, worker.attempt, MEMORY_LIMIT_CODE, memory_message(worker.memory_bytes, used))
+            self.on_failed(*args) if shard is None else self.on_failed(*args, shard)
+        worker.term_at = time.monotonic()
+        try:
+            os.killpg(worker.proc.pid, signal.SIGKILL)  # its own session: the worker and its children
+        except ProcessLookupError:
+            pass
+        return True
 
     def poll(self) -> None:
         with self._lock:
             items = list(self._procs.items())
-        for (job_id, shard), (proc, attempt, term_at) in items:
+        for (job_id, shard), worker in items:
+            proc = worker.proc
             code = proc.poll()
             if code is None:
-                if term_at and time.monotonic() - term_at > TERM_GRACE_SECONDS:
-                    proc.kill()
+                if worker.term_at:
+                    if time.monotonic() - worker.term_at > TERM_GRACE_SECONDS:
+                        proc.kill()
+                else:
+                    self._over_memory(job_id, shard, worker)
                 continue
             with self._lock:
                 self._procs.pop((job_id, shard), None)
             if self.on_lost is not None:
                 # The catalogue ignores this when the worker recorded its outcome (the usual case).
                 if shard is None:
-                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code))
+                    self.on_lost(job_id, worker.attempt, "worker_lost", _describe_exit(code))
                 else:
-                    self.on_lost(job_id, attempt, "worker_lost", _describe_exit(code), shard)
+                    self.on_lost(job_id, worker.attempt, "worker_lost", _describe_exit(code), shard)
 
     def running(self) -> int:
         with self._lock:
@@ -170,11 +207,11 @@ class LocalProcessRunner(JobRunner):
 
     def running_shards(self) -> list[tuple[str, int, int]]:
         with self._lock:
-            return [(job_id, shard, entry[1]) for (job_id, shard), entry in self._procs.items() if shard is not None]
+            return [(job_id, shard, w.attempt) for (job_id, shard), w in self._procs.items() if shard is not None]
 
     def close(self) -> None:
         with self._lock:
-            procs = [p for p, _, _ in self._procs.values()]
+            procs = [w.proc for w in self._procs.values()]
         for p in procs:
             if p.poll() is None:
                 p.terminate()

@@ -10,6 +10,7 @@ import threading
 import time
 
 from ..errors import JobCancelled, KubepredictError
+from . import limits as job_limits
 from .jobs import run_predict, run_train
 
 logger = logging.getLogger(__name__)
@@ -42,10 +43,49 @@ class Heartbeat(threading.Thread):
                 logger.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
 
 
-def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None = None) -> int:
+def worker_main(job_id: str, attempt: int | None = None, shard: int | None = None, *, sharded: bool = False) -> int:
+    """The worker process: ``kubepredict worker JOB_ID`` and the local runner's forked workers both run this.
+
+    Applies the job's bounds handed over by the local runner (runner/limits.py), names the process after
+    its job, and runs the job. Returns the process exit code.
+    """
+    from .. import logs
+    from ..bootstrap import bootstrap
+    from ..config import Settings
+
+    logs.configure()
+    if sharded:
+        shard, attempt = shard_from_env()
+    set_title(job_id, shard=shard)
+    bounds = job_limits.JobLimits.from_env()
+    if bounds is not None:
+        job_limits.apply(bounds)
+    svc = bootstrap(Settings.from_env(), create_schema=False)
+    return run_worker(svc, job_id, attempt, shard, cpus=bounds.cpus if bounds else None)
+
+
+def set_title(job_id: str, kind: str | None = None, shard: int | None = None) -> None:
+    """``ps`` shows ``kubepredict worker train job_…`` (forked workers would show the fork server's command)."""
+    from setproctitle import setproctitle
+
+    setproctitle(" ".join(["kubepredict worker", *([kind] if kind else []), job_id,
+                           *([f"shard {shard}"] if shard is not None else [])]))
+
+
+def _memory_failure() -> str:
+    """The reason of a MemoryError, after giving the process room to record it."""
+    job_limits.relax_memory()
+    bounds = job_limits.JobLimits.from_env()
+    if bounds is None:
+        return "the job ran out of memory; use a smaller dataset or more memory"
+    return job_limits.memory_message(bounds.memory_bytes)
+
+
+def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None = None, *,
+               cpus: int | None = None) -> int:
     """Run one job (or one shard of a sharded predict job) to an outcome recorded in the catalogue.
 
-    Returns the process exit code.
+    ``cpus``: the job's CPU allowance, which bounds a training job's ``n_jobs``. Returns the process exit code.
     """
     catalog = svc.catalog
     me = f"{socket.gethostname()}:{os.getpid()}"
@@ -64,12 +104,17 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
             return 3
         catalog.set_worker(job_id, attempt, me)
     attempt = row.attempt
+    set_title(job_id, row.kind)
     signal.signal(signal.SIGTERM, _raise_cancelled)
     beat = Heartbeat(catalog, job_id, attempt, svc.settings.heartbeat_seconds)
     beat.start()
     started = time.perf_counter()
+    out_of_memory = False
     try:
-        (run_train if row.kind == "train" else run_predict)(svc, row)
+        if row.kind == "train":
+            run_train(svc, row, cpus=cpus)
+        else:
+            run_predict(svc, row)
         logger.info("job %s succeeded in %.2f s", job_id, time.perf_counter() - started)
         return 0
     except JobCancelled:
@@ -82,14 +127,17 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
         catalog.fail(job_id, attempt, exc.code, exc.message)
         return 0
     except MemoryError:
-        catalog.fail(job_id, attempt, "out_of_memory", "the job ran out of memory; use a smaller dataset or more memory")
-        return 1
+        out_of_memory = True  # recorded below, once the frames of the failed allocation are released
     except Exception as exc:  # noqa: BLE001 - recorded for the user, logged with traceback for us
         logger.exception("job %s crashed", job_id)
         catalog.fail(job_id, attempt, "job_error", f"{type(exc).__name__}: {exc}"[:2000])
         return 0
     finally:
         beat.stopped.set()
+    if out_of_memory:
+        logger.warning("job %s ran out of memory", job_id)
+        catalog.fail(job_id, attempt, job_limits.MEMORY_LIMIT_CODE, _memory_failure())
+    return 1
 
 
 def _raise_cancelled(signum, frame):
@@ -130,10 +178,12 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> in
         return 3
     row = catalog.get_shard_row(job_id, shard)
     job = catalog.get_job_row(job_id)
+    set_title(job_id, job.kind, shard)
     signal.signal(signal.SIGTERM, _raise_cancelled)
     beat = Heartbeat(catalog, job_id, attempt, svc.settings.heartbeat_seconds, shard=shard)
     beat.start()
     started = time.perf_counter()
+    out_of_memory = False
     try:
         run_predict_shard(svc, job, row)
         logger.info("job %s shard %s succeeded in %.2f s", job_id, shard, time.perf_counter() - started)
@@ -147,12 +197,14 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> in
         catalog.fail_shard(job_id, shard, attempt, exc.code, exc.message)
         return 0
     except MemoryError:
-        catalog.fail_shard(job_id, shard, attempt, "out_of_memory",
-                           "the shard ran out of memory; use more shards or more memory")
-        return 1
+        out_of_memory = True  # recorded below, once the frames of the failed allocation are released
     except Exception as exc:  # noqa: BLE001 - recorded for the user, logged with traceback for us
         logger.exception("job %s shard %s crashed", job_id, shard)
         catalog.fail_shard(job_id, shard, attempt, "job_error", f"{type(exc).__name__}: {exc}"[:2000])
         return 0
     finally:
         beat.stopped.set()
+    if out_of_memory:
+        logger.warning("job %s shard %s ran out of memory", job_id, shard)
+        catalog.fail_shard(job_id, shard, attempt, job_limits.MEMORY_LIMIT_CODE, _memory_failure())
+    return 1

@@ -9,6 +9,7 @@ from .. import metrics, ml
 from ..codecs import native
 from ..errors import Conflict
 from ..ids import new_id
+from ..runner.resources import check_resources, maximums
 from ..runner.shard_plan import plan_ranges, shard_count
 from . import serving
 from . import validate as v
@@ -32,6 +33,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     """
     body = v.require_object(body)
     v.reject_unknown(body, {"model_id", "dataset_id", "resources", "shards"})
+    resources = check_resources(body.get("resources"), maximums(svc.settings))
     model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
     dataset = svc.catalog.get_dataset_row(v.string(body, "dataset_id", required=True, max_len=40))
     columns = {c["name"] for c in json.loads(dataset.columns)}
@@ -39,7 +41,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     shards = shard_count(body, int(dataset.rows), svc.settings)
     check_queue(svc)
     job_id = new_id("job")
-    request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": body.get("resources") or {}}
+    request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": resources}
     if shards > 1:
         request["shards"] = shards
     job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,

@@ -7,6 +7,7 @@ import json
 from .. import ml
 from ..errors import InvalidInput, TooManyJobs, Unprocessable
 from ..ids import new_id
+from ..runner.resources import check_resources, maximums
 from . import validate as v
 from .datasets import clean_name, load_frame
 
@@ -38,9 +39,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
         raise InvalidInput("'params' must be a JSON object", code="invalid_params")
     test_size = v.number(body, "test_size", 0.2, low=0.0, high=1.0)
     random_state = v.optional_int(body, "random_state", 0)
-    resources = body.get("resources") or {}
-    if not isinstance(resources, dict):
-        raise InvalidInput("'resources' must be a JSON object", code="invalid_field", details={"field": "resources"})
+    resources = check_resources(body.get("resources"), maximums(svc.settings))
 
     dataset = svc.catalog.get_dataset_row(dataset_id)
     columns = [c["name"] for c in json.loads(dataset.columns)]
