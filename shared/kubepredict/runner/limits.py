@@ -84,11 +84,9 @@ def local_limits(settings, resources: dict | None) -> JobLimits:
     return JobLimits(memory_bytes=int(memory), cpus=max(1, min(cpus, cores())))
 
 
-def memory_message(limit_bytes: int, used_bytes: int | None = None) -> str:
-    used = f"used {format_bytes(used_bytes)} of memory" if used_bytes else \
-        f"used more than {format_bytes(limit_bytes)} of memory"
-    return (f"the job {used} (limit {format_bytes(limit_bytes)}); ask for more with resources.limits.memory, "
-            "or use a smaller dataset or lighter params")
+def memory_message(limit_bytes: int) -> str:
+    return (f"the job used more than {format_bytes(limit_bytes)} of memory (limit {format_bytes(limit_bytes)}); "
+            "ask for more with resources.limits.memory, or use a smaller dataset or lighter params")
 
 
 def deadline_message(deadline_seconds: float) -> str:

@@ -165,8 +165,10 @@ class LocalProcessRunner(JobRunner):
         used = tree_rss_bytes(worker.proc.pid)
         if used <= worker.memory_bytes:
             return False
+        logger.warning("job %s%s: worker pid %s uses %s bytes, above its limit of %s; killing it", job_id,
+                       "" if shard is None else f" shard {shard}", worker.proc.pid, used, worker.memory_bytes)
         if self.on_failed is not None:  # recorded first: the worker's death is then no loss to retry
-            args = (job_id, worker.attempt, MEMORY_LIMIT_CODE, memory_message(worker.memory_bytes, used))
+            args = (job_id, worker.attempt, MEMORY_LIMIT_CODE, memory_message(worker.memory_bytes))
             self.on_failed(*args) if shard is None else self.on_failed(*args, shard)
         worker.term_at = time.monotonic()
         try:
