@@ -72,13 +72,13 @@ def set_title(job_id: str, kind: str | None = None, shard: int | None = None) ->
                            *([f"shard {shard}"] if shard is not None else [])]))
 
 
-def _memory_failure() -> str:
-    """The reason of a MemoryError, after giving the process room to record it."""
+def _memory_failure() -> tuple[str, str]:
+    """The error code and reason of a MemoryError, after giving the process room to record them."""
     job_limits.relax_memory()
     bounds = job_limits.JobLimits.from_env()
-    if bounds is None:
-        return "the job ran out of memory; use a smaller dataset or more memory"
-    return job_limits.memory_message(bounds.memory_bytes)
+    if bounds is None:  # no limit of ours (a Kubernetes pod has its container's): the machine ran out
+        return "out_of_memory", "the job ran out of memory; use a smaller dataset or more memory"
+    return job_limits.MEMORY_LIMIT_CODE, job_limits.memory_message(bounds.memory_bytes)
 
 
 def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None = None, *,
@@ -136,7 +136,7 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
         beat.stopped.set()
     if out_of_memory:
         logger.warning("job %s ran out of memory", job_id)
-        catalog.fail(job_id, attempt, job_limits.MEMORY_LIMIT_CODE, _memory_failure())
+        catalog.fail(job_id, attempt, *_memory_failure())
     return 1
 
 
@@ -206,5 +206,5 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> in
         beat.stopped.set()
     if out_of_memory:
         logger.warning("job %s shard %s ran out of memory", job_id, shard)
-        catalog.fail_shard(job_id, shard, attempt, job_limits.MEMORY_LIMIT_CODE, _memory_failure())
+        catalog.fail_shard(job_id, shard, attempt, *_memory_failure())
     return 1
