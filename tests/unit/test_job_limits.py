@@ -14,6 +14,7 @@ from kubepredict.config import Settings
 from kubepredict.errors import ConfigError, InvalidInput
 from kubepredict.ml import catalogue
 from kubepredict.runner import limits
+from kubepredict.runner.base import JobRunner
 from kubepredict.runner.local import LocalProcessRunner, _Worker
 from kubepredict.runner.resources import check_resources, format_bytes, maximums, parse_quantity
 
@@ -132,19 +133,21 @@ def test_a_worker_under_its_limit_is_left_alone(tmp_path):
         proc.wait()
 
 
+class Idle(JobRunner):
+    """A runner that starts nothing, with a deadline of half a second."""
+
+    deadline_seconds = 0.5
+
+    def submit(self, spec):
+        pass
+
+    def cancel(self, job_id):
+        pass
+
+
 def test_the_dispatcher_fails_overdue_jobs_for_good(tmp_path):
     from kubepredict.bootstrap import bootstrap
-    from kubepredict.runner.base import JobRunner
     from kubepredict.runner.dispatcher import Dispatcher
-
-    class Idle(JobRunner):
-        deadline_seconds = 0.5
-
-        def submit(self, spec):
-            pass
-
-        def cancel(self, job_id):
-            pass
 
     svc = bootstrap(Settings(data_dir=tmp_path, job_max_attempts=3))
     svc.catalog.enqueue(job={"job_id": "job_slow", "kind": "train", "max_attempts": 3, "request": "{}"})
@@ -157,6 +160,23 @@ def test_the_dispatcher_fails_overdue_jobs_for_good(tmp_path):
     assert job["status"] == "failed" and job["attempt"] == 1
     assert job["error"] == {"code": "deadline_exceeded",
                             "message": "the job ran longer than 0.5 s (limit 0.5 s) and was stopped"}
+
+
+def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    svc = bootstrap(Settings(data_dir=tmp_path, job_max_attempts=3))
+    svc.catalog.enqueue(job={"job_id": "job_sharded", "kind": "predict", "max_attempts": 3, "request": "{}"},
+                        shards=[(0, 5), (5, 10)])
+    dispatcher = Dispatcher(svc.catalog, Idle(), svc.settings)
+    dispatcher.tick()
+    assert [s["status"] for s in svc.catalog.get_job("job_sharded")["shard_status"]] == ["running", "running"]
+    time.sleep(0.7)
+    dispatcher.tick()
+    job = svc.catalog.get_job("job_sharded")
+    assert job["status"] == "failed" and job["error"]["code"] == "deadline_exceeded"
+    assert job["error"]["message"].startswith("shard ") and "ran longer than 0.5 s" in job["error"]["message"]
 
 
 @pytest.mark.parametrize("params", [{"n_estimators": 10**9}, {"n_estimators": 1e9}, {"n_jobs": 100_000},
