@@ -171,14 +171,15 @@ class Settings:
 def _check_job_bounds(kw: dict) -> None:
     from .runner.resources import parse_quantity
 
-    for key, name in (("job_memory_limit", "KUBEPREDICT_JOB_MEMORY_LIMIT"), ("job_max_memory", "KUBEPREDICT_JOB_MAX_MEMORY"),
-                      ("job_cpu_limit", "KUBEPREDICT_JOB_CPU_LIMIT")):
+    for key, name in (("job_memory_limit", "KUBEPREDICT_JOB_MEMORY_LIMIT"),
+                      ("job_max_memory", "KUBEPREDICT_JOB_MAX_MEMORY"), ("job_cpu_limit", "KUBEPREDICT_JOB_CPU_LIMIT")):
         if kw.get(key) is None:
             continue
         try:
             if parse_quantity(kw[key]) <= 0:
                 raise InvalidInput("not positive")
         except InvalidInput:
-            raise ConfigError(f"{name} must be a positive Kubernetes quantity (e.g. '4Gi', '2'), got {kw[key]!r}") from None
+            raise ConfigError(f"{name} must be a positive Kubernetes quantity (e.g. '4Gi', '2'), "
+                              f"got {kw[key]!r}") from None
     if kw["job_deadline_seconds"] <= 0:
         raise ConfigError("KUBEPREDICT_JOB_DEADLINE_SECONDS must be positive")

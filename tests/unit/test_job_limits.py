@@ -9,7 +9,6 @@ import time
 from decimal import Decimal
 
 import pytest
-
 from kubepredict.config import Settings
 from kubepredict.errors import ConfigError, InvalidInput
 from kubepredict.ml import catalogue
@@ -71,7 +70,8 @@ def test_limits_travel_in_the_environment():
     assert limits.JobLimits.from_env({}) is None
 
 
-@pytest.mark.parametrize("n_jobs, cpus, expected", [(100_000, 2, 2), (-1, 2, 2), (-2, 4, 3), (1, 4, 1), (None, 2, None)])
+@pytest.mark.parametrize("n_jobs, cpus, expected",
+                         [(100_000, 2, 2), (-1, 2, 2), (-2, 4, 3), (1, 4, 1), (None, 2, None)])
 def test_n_jobs_is_clamped(n_jobs, cpus, expected):
     assert limits.clamp_parallelism({"n_jobs": n_jobs, "n_estimators": 5}, cpus) == {"n_jobs": expected,
                                                                                       "n_estimators": 5}

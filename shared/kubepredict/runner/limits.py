@@ -19,9 +19,9 @@ from __future__ import annotations
 import math
 import os
 import resource
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from .resources import format_bytes, parse_quantity
 
@@ -48,7 +48,7 @@ class JobLimits:
         return {ENV_MEMORY: str(self.memory_bytes), ENV_CPUS: threads, **{name: threads for name in THREAD_ENV}}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "JobLimits | None":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JobLimits | None:
         environ = os.environ if environ is None else environ
         try:
             return cls(int(environ[ENV_MEMORY]), max(1, int(environ[ENV_CPUS])))
@@ -110,7 +110,8 @@ def relax_memory() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
     if soft != resource.RLIM_INFINITY:
         raised = soft + _RECORDING_HEADROOM
-        resource.setrlimit(resource.RLIMIT_DATA, (raised if hard == resource.RLIM_INFINITY else min(raised, hard), hard))
+        raised = raised if hard == resource.RLIM_INFINITY else min(raised, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (raised, hard))
 
 
 def clamp_parallelism(params: dict, cpus: int | None) -> dict:
