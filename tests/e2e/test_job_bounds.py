@@ -132,7 +132,9 @@ def test_n_jobs_is_clamped_to_the_jobs_cpu_allowance(start_gateway):
         time.sleep(0.05)
     job = api.wait(queued["job_id"])
     assert job["status"] == "succeeded", job
-    assert 0 < most <= 8, f"the worker ran {most} threads"
+    # One fitting thread; the rest are the main thread, the heartbeat and the storage client's transfer
+    # pool (S3: up to 10). Unclamped, the forest alone starts a pool of 1,000 threads.
+    assert 0 < most <= 20, f"the worker ran {most} threads"
     model = api.http.get(f"/function/train/{queued['model_id']}").json()
     assert model["params"]["n_jobs"] == 1
 

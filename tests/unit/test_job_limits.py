@@ -197,3 +197,19 @@ def test_params_within_the_ceilings_pass():
         catalogue.validate_request("random_forest", "classification", {"n_estimators": 10**6})
     with pytest.raises(InvalidInput):
         catalogue.validate_request("auto", None, {"n_estimators": 10**6})
+
+
+def test_a_loaded_models_n_jobs_is_clamped_for_a_predict_job():
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(n_jobs=100_000))])
+    limits.clamp_model(pipeline, 2)
+    assert pipeline[-1].n_jobs == 2
+    alone = RandomForestClassifier(n_jobs=-1)
+    limits.clamp_model(alone, 3)
+    assert alone.n_jobs == 3
+    untouched = RandomForestClassifier()
+    limits.clamp_model(untouched, 2)
+    assert untouched.n_jobs is None

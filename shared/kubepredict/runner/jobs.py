@@ -10,7 +10,7 @@ from .. import ml
 from ..services.datasets import load_frame, open_parquet
 from ..services.prediction import load_pipeline
 from .batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
-from .limits import clamp_parallelism
+from .limits import clamp_model, clamp_parallelism
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +46,16 @@ def run_train(svc, job, *, cpus: int | None = None) -> None:
         "classes": result.classes, "artifact_key": stored.key, "artifact_sha256": stored.sha256})
 
 
-def run_predict(svc, job) -> None:
-    """Score every row of the dataset's Parquet copy, batch by batch, into the catalogue."""
+def run_predict(svc, job, *, cpus: int | None = None) -> None:
+    """Score every row of the dataset's Parquet copy, batch by batch, into the catalogue.
+
+    ``cpus`` (the job's CPU allowance) bounds the model's ``n_jobs``.
+    """
     catalog = svc.catalog
     catalog.progress(job.job_id, job.attempt, "loading", 0.02)
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
+    clamp_model(pipeline, cpus)
     dataset = catalog.get_dataset_row(job.dataset_id)
     catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate
     started = time.perf_counter()

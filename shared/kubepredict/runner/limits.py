@@ -123,6 +123,17 @@ def clamp_parallelism(params: dict, cpus: int | None) -> dict:
     return {**params, "n_jobs": min(wanted, cpus)}
 
 
+def clamp_model(pipeline, cpus: int | None) -> None:
+    """Bound ``n_jobs`` of a loaded model's steps (it was trained under another allowance, or before one)."""
+    if cpus is None:
+        return
+    for _name, step in getattr(pipeline, "steps", None) or [(None, pipeline)]:
+        n_jobs = step.get_params(deep=False).get("n_jobs") if hasattr(step, "get_params") else None
+        clamped = clamp_parallelism({"n_jobs": n_jobs}, cpus)["n_jobs"]
+        if clamped != n_jobs:
+            step.set_params(n_jobs=clamped)
+
+
 def tree_rss_bytes(pid: int) -> int:
     """Resident anonymous memory (what a job allocated, not the files it maps) of a process and its
     descendants (Linux ``/proc``); 0 if it is gone."""

@@ -14,18 +14,23 @@ import logging
 from ..ids import utcnow
 from ..services.prediction import load_pipeline
 from .batch_predict import BatchSummary, peak_rss_mib
+from .limits import clamp_model
 
 logger = logging.getLogger(__name__)
 
 
-def run_predict_shard(svc, job, shard) -> None:
-    """Score shard ``shard`` (a ``job_shards`` row we hold the claim of) of predict job ``job``."""
+def run_predict_shard(svc, job, shard, *, cpus: int | None = None) -> None:
+    """Score shard ``shard`` (a ``job_shards`` row we hold the claim of) of predict job ``job``.
+
+    ``cpus`` (the job's CPU allowance) bounds the model's ``n_jobs``.
+    """
     from .jobs import predict_rows
 
     catalog = svc.catalog
     catalog.shard_progress(job.job_id, shard.shard, shard.attempt, 0)
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
+    clamp_model(pipeline, cpus)
     dataset = catalog.get_dataset_row(job.dataset_id)
     catalog.clear_shard_predictions(job.job_id, shard.row_start, shard.row_stop)
     result = predict_rows(

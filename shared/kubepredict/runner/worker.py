@@ -90,7 +90,7 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
     catalog = svc.catalog
     me = f"{socket.gethostname()}:{os.getpid()}"
     if shard is not None:
-        return _run_shard(svc, job_id, shard, attempt, me)
+        return _run_shard(svc, job_id, shard, attempt, me, cpus)
     if attempt is None:
         row = catalog.claim(job_id, worker=me)
         if row is None:
@@ -114,7 +114,7 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
         if row.kind == "train":
             run_train(svc, row, cpus=cpus)
         else:
-            run_predict(svc, row)
+            run_predict(svc, row, cpus=cpus)
         logger.info("job %s succeeded in %.2f s", job_id, time.perf_counter() - started)
         return 0
     except JobCancelled:
@@ -159,7 +159,7 @@ def shard_from_env(environ=None) -> tuple[int, int]:
 SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"  # == k8s_manifest.SHARD_FAILURES_ENV
 
 
-def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> int:
+def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str, cpus: int | None) -> int:
     """Score one shard. ``attempt`` None: the worker claims the shard itself for ``attempt`` (a pod)."""
     from .shards import run_predict_shard
 
@@ -185,7 +185,7 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str) -> in
     started = time.perf_counter()
     out_of_memory = False
     try:
-        run_predict_shard(svc, job, row)
+        run_predict_shard(svc, job, row, cpus=cpus)
         logger.info("job %s shard %s succeeded in %.2f s", job_id, shard, time.perf_counter() - started)
         return 0
     except JobCancelled:
