@@ -148,7 +148,7 @@ def allowed() -> dict[str, frozenset[str]]:
 def denied(path: str) -> str | None:
     """Why ``path`` is never loaded (it touches files, network, processes or code), or None."""
     if not isinstance(path, str):
-        return "is not a type name"
+        return "not a type name"
     parts = path.split(".")
     named = next((DENIED_NAMES[p] for p in reversed(parts[1:]) if p in DENIED_NAMES), None)
     if named is not None:
@@ -194,10 +194,10 @@ def refusals(data: bytes, reported: list[str] = ()) -> dict[str, str]:
     for loader, path in sorted(schema_nodes(data)):
         reason = denied(path)
         if reason is None and not is_allowed(path, loader):
-            reason = f"is not a type our models hold (as {loader})"
+            reason = f"not a type our models hold as {loader}"
         if reason is not None:
             out.setdefault(path, reason)
     for path in reported:  # names skops derives beyond the schema (a method, a bit generator)
         if not is_allowed(path):
-            out.setdefault(path, denied(path) or "is not a type our models hold")
+            out.setdefault(path, denied(path) or "not a type our models hold")
     return out
