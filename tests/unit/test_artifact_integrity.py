@@ -90,7 +90,7 @@ def replace_artifact(svc, model_id: str, data: bytes) -> None:
 def memmap_artifact(world, tmp_path):
     from tests.unit.skops_craft import call, swap
 
-    svc, client, ds, model_id = world
+    svc, _, _, model_id = world
     secret = tmp_path / "secret"
     secret.write_bytes(b"TOP-SECRET")
     data = svc.storage.get(svc.catalog.get_model_row(model_id).artifact_key)
@@ -99,7 +99,7 @@ def memmap_artifact(world, tmp_path):
 
 
 def test_crafted_artifact_with_matching_hash_refused_online(world, memmap_artifact):
-    svc, client, ds, model_id = world
+    _, client, _, model_id = world
     row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     r = client.post("/function/predict", json={"model_id": model_id, "instances": [row]})
     text = r.get_data(as_text=True)

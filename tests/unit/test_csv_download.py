@@ -90,7 +90,7 @@ def test_rows_without_stored_predictions_come_out_blank_in_order(monkeypatch):
 FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1+1)", "-2+3+cmd|' /C calc'!A0", "@SUM(1)", "=HYPERLINK(A1)"]
 
 
-def _download(svc, frame: pd.DataFrame, target: str) -> tuple[str, list[dict]]:
+def _download(svc, frame: pd.DataFrame, target: str) -> list[list[str]]:
     data = frame.to_csv(index=False).encode()
     ds = json.loads(_call(svc, "upload", "POST", "/", data, {"name": "f"}, "text/csv"))
     q = json.loads(_call(svc, "train", "POST", "/", json.dumps(
@@ -100,7 +100,7 @@ def _download(svc, frame: pd.DataFrame, target: str) -> tuple[str, list[dict]]:
         {"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode()))
     assert run_worker(svc, p["job_id"]) == 0
     out = _call(svc, "result", "GET", "/" + p["job_id"], query={"format": "csv"}).decode()
-    return out, list(csv.reader(io.StringIO(out)))
+    return list(csv.reader(io.StringIO(out)))
 
 
 @pytest.mark.parametrize("quoted", [False, True], ids=["reused-lines", "formatted"])
@@ -116,7 +116,7 @@ def test_formula_cells_are_neutralised_and_numbers_kept(svc, quoted, monkeypatch
     frame = pd.DataFrame({"note": text, "amount": np.round(rng.normal(size=n), 3),
                           "other": rng.choice(["a, b" if quoted else "ab", "c"], n)})
     frame["label"] = np.where(frame["amount"] > 0, "=1+1", "-safe")
-    out, rows = _download(svc, frame, "label")
+    rows = _download(svc, frame, "label")
     assert checked == ([] if quoted else [True])  # a file of plain lines is checked, and formatted instead
     header, body = rows[0], rows[1:]
     assert header[:4] == ["note", "amount", "other", "label"] and len(body) == n
@@ -137,7 +137,7 @@ def test_clean_text_keeps_the_reused_lines_fast_path(svc, monkeypatch):
     monkeypatch.setattr(cd, "_formatted", lambda *a, **k: pytest.fail("a clean file must reuse its lines"))
     frame = pd.DataFrame({"t": ["a", "b-c", "-1", "d"] * 50, "v": np.arange(200) - 100.5})
     frame["y"] = np.where(frame["v"] > 0, "pos", "neg")
-    out, rows = _download(svc, frame, "y")
+    rows = _download(svc, frame, "y")
     assert [r[0] for r in rows[1:5]] == ["a", "b-c", "-1", "d"] and rows[1][1] == "-100.5"
 
 

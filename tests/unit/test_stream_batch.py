@@ -194,6 +194,8 @@ class FakeTxConsumer:
 
 def test_stream_scorer_dead_letters_hostile_records_and_answers_the_rest(tmp_path):
     """A real model behind the real StreamScorer.process, with fake Kafka clients."""
+    from pathlib import Path
+
     from werkzeug.test import Client
 
     from kubepredict.bootstrap import bootstrap
@@ -204,7 +206,7 @@ def test_stream_scorer_dead_letters_hostile_records_and_answers_the_rest(tmp_pat
 
     svc = bootstrap(Settings(data_dir=tmp_path))
     client = Client(Gateway(svc))
-    iris = open(__file__.replace("tests/unit/test_stream_batch.py", "shared/kubepredict/data/iris.csv"), "rb").read()
+    iris = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
     ds = client.post("/function/upload?name=iris", data=iris, headers={"Content-Type": "text/csv"}).get_json()
     q = client.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
                                               "algorithm": "logistic_regression"}).get_json()

@@ -128,7 +128,9 @@ def allowed() -> dict[str, frozenset[str]]:
                | _subclasses(kernels, kernels.Kernel)
                | _subclasses(_dist_metrics, (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32),
                              exclude=("PyFunc", "DistanceMetric")))
-    scalars = {_path(t) for t in set(np.sctypeDict.values()) if np.dtype(t).kind in "biufcSU"}
+    # numpy's own scalar types only (ml_dtypes and the like register theirs in sctypeDict when imported)
+    scalars = {_path(t) for t in set(np.sctypeDict.values())
+               if t.__module__ == "numpy" and np.dtype(t).kind in "biufcSU"}
     losses = _classes(_loss, lambda k: k.startswith("Cy") and k != "CyLossFunction") | _classes(
         _sgd_fast, lambda k: k[0].isupper() and k not in ("Classification", "Regression"))
     table = {**CONTAINERS, **NUMPY_RANDOM,

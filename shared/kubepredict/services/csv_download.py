@@ -273,7 +273,7 @@ def _formula_mask(array):
 _FORMULA_BYTES = np.frombuffer("".join(FORMULA_STARTS).encode(), dtype=np.uint8)
 
 
-def _first_byte_flagged(chunk) -> "np.ndarray":
+def _first_byte_flagged(chunk) -> np.ndarray:
     """Whether each value of a string array starts with a formula character, read from Arrow's buffers."""
     import pyarrow as pa
     import pyarrow.compute as pc
