@@ -79,6 +79,37 @@ def cases(w):
         ("unknown sub-path", "GET", f"/function/upload/{ds}/extra", {}, 404, "route_not_found"),
         ("async with GET", "GET", "/async-function/train", {}, 405, "method_not_allowed"),
         ("unknown system function", "GET", "/system/function/nope", {}, 404, "route_not_found"),
+        *hostile_json(w, row),
+    ]
+
+
+def deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+def hostile_json(w, row) -> list:
+    """JSON nested past 1,024 levels, and numbers no float holds: 400, never 500 (issue 16)."""
+    ds, model = w["ds"]["dataset_id"], w["model"]
+    feature = "sepal length (cm)"
+    raw = lambda text: {"content": text.encode(), "headers": JSONH}
+    ce = lambda data: {"json": {"specversion": "1.0", "id": "ce-deep", "type": "t", "source": "s", "data": data}}
+    online = lambda value: {"json": {"model_id": model, "instances": [row, {**row, feature: value}]}}
+    literal = lambda text: raw(f'{{"model_id": "{model}", "instances": [{{"{feature}": {text}}}]}}')
+    return [
+        ("train body nested 20,000 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'), 400, "invalid_json"),
+        ("train body nested 1,100 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(1100)}}}'), 400, "invalid_json"),
+        ("predict body nested 20,000 deep", "POST", "/function/predict", raw(f'{{"model_id": "{model}", "instances": {deep(20000)}}}'), 400, "invalid_json"),
+        ("CloudEvent data string nested deep (train)", "POST", "/function/train", ce(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'), 400, "invalid_json"),
+        ("CloudEvent data string nested deep (predict)", "POST", "/function/predict", ce(f'{{"model_id": "{model}", "instances": {deep(5000)}}}'), 400, "invalid_json"),
+        ("CloudEvent data string with Infinity", "POST", "/function/predict", ce(f'{{"model_id": "{model}", "instances": [{{"{feature}": Infinity}}]}}'), 400, "invalid_json"),
+        ("online \"inf\"", "POST", "/function/predict", online("inf"), 400, "invalid_values"),
+        ("online \"-Infinity\"", "POST", "/function/predict", online("-Infinity"), 400, "invalid_values"),
+        ("online \"1e999\"", "POST", "/function/predict", online("1e999"), 400, "invalid_values"),
+        ("online 4,000-digit string", "POST", "/function/predict", online("9" * 4000), 400, "invalid_values"),
+        ("online Infinity literal", "POST", "/function/predict", literal("Infinity"), 400, "invalid_json"),
+        ("online NaN literal", "POST", "/function/predict", literal("NaN"), 400, "invalid_json"),
+        ("online 1e999 literal", "POST", "/function/predict", literal("1e999"), 400, "invalid_json"),
+        ("online 4,000-digit integer", "POST", "/function/predict", literal("9" * 4000), 400, "invalid_json"),
     ]
 
 
@@ -115,3 +146,41 @@ def test_gateway_healthy_and_data_intact_after_bad_input(world):
     listing = api.http.get("/function/upload", params={"limit": 1000}).json()
     assert all(d["rows"] > 0 for d in listing["datasets"])  # no half-written dataset from a rejected upload
     assert json.dumps(listing)  # serialisable, sane
+
+
+def test_non_finite_numbers_get_a_400_naming_the_position_in_every_protocol(world):
+    """Open Inference V2 (JSON and binary tensors), KServe V1, MLflow JSON and CSV: the protocol's own 400 shape."""
+    import struct
+
+    api: Api = world["api"]
+    model = world["model"]
+    features = list(world["frame"].drop(columns=["target"]).columns)
+    good = [5.1, 3.5, 1.4, 0.2]
+    header = b'{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP64","parameters":{"binary_data_size":64}}]}'
+    binary = header + struct.pack("<8d", *good, *good[:3], float("inf"))
+    v2 = lambda data, dtype="FP64": {"json": {"inputs": [{"name": "x", "shape": [2, 4], "datatype": dtype, "data": data}]}}
+    v2_columns = {"json": {"inputs": [{"name": f, "shape": [2], "datatype": "BYTES", "data": [str(good[j]), "1e999" if j == 1 else str(good[j])]}
+                                      for j, f in enumerate(features)]}}
+    rows = [dict(zip(features, good)), {**dict(zip(features, good)), features[3]: "-inf"}]
+    csv = ",".join(features) + "\n" + ",".join(map(str, good)) + "\n" + "1,2,3," + "9" * 4000 + "\n"
+    cases = [
+        ("v2 BYTES matrix", f"/v2/models/{model}/infer", v2([[str(v) for v in good], ["inf", "1", "1", "1"]], "BYTES"), "row 1, column 'sepal length (cm)'"),
+        ("v2 BYTES columns", f"/v2/models/{model}/infer", v2_columns, "row 1, column 'sepal width (cm)'"),
+        ("v2 binary FP64", f"/v2/models/{model}/infer",
+         {"content": binary, "headers": {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}},
+         "row 1, column 'petal width (cm)'"),
+        ("v2 1e999 literal", f"/v2/models/{model}/infer", {"content": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1e999,1,1,1]}]}', "headers": JSONH}, "not valid JSON"),
+        ("kserve v1", f"/v1/models/{model}:predict", {"json": {"instances": rows}}, "row 1, column 'petal width (cm)'"),
+        ("mlflow records", f"/models/{model}/invocations", {"json": {"dataframe_records": rows}}, "row 1, column 'petal width (cm)'"),
+        ("mlflow csv", f"/models/{model}/invocations", {"content": csv.encode(), "headers": CSV}, "row 1, column 'petal width (cm)'"),
+        ("native", "/function/predict", {"json": {"model_id": model, "instances": rows}}, "row 1, column 'petal width (cm)'"),
+    ]
+    failures = []
+    for name, path, kwargs, words in cases:
+        r = api.http.post(path, **kwargs)
+        ok = r.status_code == 400 and r.headers.get("content-type", "").startswith("application/json")
+        ok = ok and words in r.text and "Traceback" not in r.text and len(r.text) < 1000
+        if not ok:
+            failures.append(f"{name}: {r.status_code} {r.text[:300]}")
+    assert not failures, "\n".join(failures)
+    assert api.online(model, instances=rows[:1])["predictions"] == [0]

@@ -147,6 +147,8 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_are_answered(serve
         json.dumps(request(species["model_id"], [{**rows(1)[0], "petal_width": "wide"}], "bad-value")).encode(),
         json.dumps(request(species["model_id"], rows(1001), "too-many-rows")).encode(),
         json.dumps({"specversion": "1.0", "id": "no-model", "data": {"instances": rows(1)}}).encode(),
+        b'{"model": "m", "instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",  # was a RecursionError, forever
+        json.dumps(request(species["model_id"], [{**rows(1)[0], "petal_width": "inf"}], "inf-value")).encode(),
     ]
     produce(served["bootstrap"], f"{p}predict.stream", [good_before, *bad, good_after], key=b"k",
             headers=[("trace", b"abc")])
@@ -155,8 +157,8 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_are_answered(serve
     codes = [dict(m.headers())["kubepredict.error.code"].decode() for m in dead]
     statuses = [dict(m.headers())["kubepredict.error.status"].decode() for m in dead]
     assert codes == ["invalid_json", "invalid_request", "model_not_found", "missing_columns", "invalid_values",
-                     "payload_too_large", "invalid_model"], codes
-    assert statuses == ["400", "400", "404", "400", "400", "413", "400"]
+                     "payload_too_large", "invalid_model", "invalid_json", "invalid_values"], codes
+    assert statuses == ["400", "400", "404", "400", "400", "413", "400", "400", "400"]
     assert all(dict(m.headers())["trace"] == b"abc" and m.key() == b"k" for m in dead)
     assert dict(dead[0].headers())["kubepredict.original.topic"] == f"{p}predict.stream".encode()
     got = answers(served["bootstrap"], f"{p}predictions", 2)

@@ -70,3 +70,50 @@ def test_tampered_artifact_fails_batch_job(world):
     assert svc.catalog.count_predictions(q["job_id"]) == 0
     events = [json.loads(p)["type"] for _, p in svc.catalog.events_for(q["job_id"])]
     assert events[-1] == "kubepredict.job.failed"
+
+
+def replace_artifact(svc, model_id: str, data: bytes) -> None:
+    """What the reported attack did: new bytes in the store AND their SHA-256 in the catalogue."""
+    from sqlalchemy import update
+
+    from kubepredict.catalog.schema import models
+    from kubepredict.ml import sha256_hex
+
+    key = svc.catalog.get_model_row(model_id).artifact_key
+    (Path(svc.storage.root) / key).write_bytes(data)
+    with svc.catalog.tx() as conn:
+        conn.execute(update(models).where(models.c.model_id == model_id).values(artifact_sha256=sha256_hex(data)))
+    svc.models = type(svc.models)()  # a fresh process: nothing cached
+
+
+@pytest.fixture
+def memmap_artifact(world, tmp_path):
+    from tests.unit.skops_craft import call, swap
+
+    svc, _, _, model_id = world
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"TOP-SECRET")
+    data = svc.storage.get(svc.catalog.get_model_row(model_id).artifact_key)
+    replace_artifact(svc, model_id, swap(bytes(data), "classes_", call("numpy.memmap", str(secret), "uint8", "r")))
+    return secret
+
+
+def test_crafted_artifact_with_matching_hash_refused_online(world, memmap_artifact):
+    _, client, _, model_id = world
+    row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    r = client.post("/function/predict", json={"model_id": model_id, "instances": [row]})
+    text = r.get_data(as_text=True)
+    assert r.status_code == 500 and "TOP-SECRET" not in text and "Traceback" not in text
+    err = r.get_json()["error"]
+    assert err["code"] == "untrusted_type" and "numpy.memmap" in err["message"]
+    assert "file system" in err["message"]
+
+
+def test_crafted_artifact_with_matching_hash_fails_batch_job(world, memmap_artifact):
+    svc, client, ds, model_id = world
+    q = client.post("/function/predict", json={"model_id": model_id, "dataset_id": ds["dataset_id"]}).get_json()
+    assert run_worker(svc, q["job_id"]) == 0
+    job = client.get(f"/function/result/{q['job_id']}").get_json()
+    assert job["status"] == "failed" and job["error"]["code"] == "untrusted_type"
+    assert "numpy.memmap" in job["error"]["message"]
+    assert svc.catalog.count_predictions(q["job_id"]) == 0

@@ -227,3 +227,84 @@ def test_decode_any_reads_one_flat_record_and_refuses_the_rest():
     for body in ({}, {"inputs": 3, "x": [1]}, [1, 2], {"rows": [[1, 2, 3]]}):
         with pytest.raises(InvalidInput):
             decode_any(body, MODEL)
+
+
+# ---- non-finite and unrepresentable numbers: one 400 naming the row and column, in every format -------------
+HUGE = 10 ** 4000  # what a lenient JSON reader makes of a 4,001-digit integer
+
+
+def _refused(decode) -> InvalidInput:
+    with pytest.raises(InvalidInput) as err:
+        decode()
+    assert err.value.code == "invalid_values", err.value.message
+    return err.value
+
+
+NON_FINITE = ["inf", "-Infinity", "1e999", " -1E400 ", "9" * 4000, float("inf"), float("-inf"), HUGE, -HUGE]
+FORMATS = ["native rows", "native records", "native split", "native columns", "kserve v1", "mlflow records",
+           "mlflow split", "record", "v2 columns", "v2 matrix"]
+# a V2 BYTES matrix carries text only (the FP64 matrix is the binary test below)
+FORMAT_VALUES = [(f, v) for f in FORMATS for v in NON_FINITE if f != "v2 matrix" or isinstance(v, str)]
+
+
+@pytest.mark.parametrize("fmt,value", FORMAT_VALUES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(FORMAT_VALUES)])
+def test_non_finite_numbers_are_refused_naming_their_position(fmt, value):
+    rows = [[1.0, 2, "x"], [3.0, value, "y"]]
+    records = [dict(zip(FEATURES, r)) for r in rows]
+    v2_type = "BYTES" if isinstance(value, str) else "FP64"
+    decoders = {
+        "native rows": lambda: native.decode({"instances": rows}, MODEL),
+        "native records": lambda: native.decode({"dataframe_records": records}, MODEL),
+        "native split": lambda: native.decode({"dataframe_split": {"columns": FEATURES, "data": rows}}, MODEL),
+        "native columns": lambda: native.decode({"inputs": {f: [r[j] for r in rows] for j, f in enumerate(FEATURES)}},
+                                                MODEL),
+        "kserve v1": lambda: kserve_v1.decode({"instances": records}, MODEL),
+        "mlflow records": lambda: mlflow.decode({"dataframe_records": records}, MODEL),
+        "mlflow split": lambda: mlflow.decode({"dataframe_split": {"data": rows}}, MODEL),
+        "record": lambda: decode_any(records[1], MODEL),
+        "v2 columns": lambda: v2.decode({"inputs": [
+            {"name": "a", "datatype": "FP64", "shape": [2], "data": [1.0, 3.0]},
+            {"name": "b", "datatype": v2_type, "shape": [2], "data": ["2" if v2_type == "BYTES" else 2, value]},
+            {"name": "c", "datatype": "BYTES", "shape": [2], "data": ["x", "y"]}]}, MODEL),
+        "v2 matrix": lambda: v2.decode({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [2, 3],
+                                                     "data": [[str(v) for v in r] for r in rows]}]}, MODEL),
+    }
+    err = _refused(decoders[fmt])
+    row = 0 if fmt == "record" else 1
+    assert (err.details["row"], err.details["column"]) == (row, "b")
+    assert f"row {row}, column 'b'" in err.message and "not a finite number" in err.message
+    assert len(err.message) < 200  # a 4,000-digit number is not echoed whole
+
+
+def test_finite_extremes_missing_values_and_text_pass():
+    rows = [[1.7976931348623157e308, -(10 ** 300), "inf"], [None, "nan", "1e999"], ["", 2 ** 70, "x"]]
+    table = native.decode({"instances": rows}, MODEL)  # "c" is categorical: "inf" is just a category there
+    assert table.n_rows == 3 and table.columns["c"] == ["inf", "1e999", "x"]
+    assert native.decode({"instances": [["long", 1, "x"]]}, MODEL).columns["a"] == ["long"]  # the scorer's call
+
+
+def test_csv_and_binary_v2_non_finite_values_are_refused():
+    err = _refused(lambda: mlflow.decode_csv(b"a,b,c\n1,2,x\n3,inf,y\n", MODEL))
+    assert err.details == {"row": 1, "column": "b", "value": "'inf'"}
+    raw = np.array([[1.0, 2.0, 0.0], [np.inf, 1.0, 0.0]], dtype="<f8").tobytes()
+    header = b'{"inputs":[{"name":"x","shape":[2,3],"datatype":"FP64","parameters":{"binary_data_size":48}}]}'
+    body = v2.parse(header + raw, str(len(header)))
+    err = _refused(lambda: v2.decode(body, SimpleNamespace(**{**vars(MODEL), "kinds": dict.fromkeys(FEATURES, "numeric")})))
+    assert (err.details["row"], err.details["column"]) == (1, "a")
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 1100 + b"]" * 1100,                       # nesting past 1024
+    b'{"instances": [[Infinity, 1, "x"]]}',         # not JSON literals
+    b'{"instances": [[NaN, 1, "x"]]}',
+    b'{"instances": [[1e999, 1, "x"]]}',             # beyond float range
+    b'{"instances": [[' + b"9" * 4000 + b', 1, "x"]]}',
+    b"{nope",
+    "{\"a\": \"\ud800\"}".encode("utf-8", "surrogatepass"),
+])
+def test_the_one_json_reader_refuses_what_strict_json_refuses(raw):
+    from kubepredict.codecs.base import loads
+
+    with pytest.raises(InvalidInput) as err:
+        loads(raw, "the event's data")
+    assert err.value.code == "invalid_json" and err.value.message.startswith("the event's data is not valid JSON")

@@ -84,3 +84,73 @@ def test_rows_without_stored_predictions_come_out_blank_in_order(monkeypatch):
         seen += [(x, preds is not None) for x in xs]
     assert [x for x, _ in seen] == list(range(30))
     assert [x for x, scored in seen if scored] == list(range(5, 11)) + [13, 14, 15]
+
+
+# ---- CSV injection: formula cells are neutralised, numbers stay numbers ------------------------------------
+FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1+1)", "-2+3+cmd|' /C calc'!A0", "@SUM(1)", "=HYPERLINK(A1)"]
+
+
+def _download(svc, frame: pd.DataFrame, target: str) -> list[list[str]]:
+    data = frame.to_csv(index=False).encode()
+    ds = json.loads(_call(svc, "upload", "POST", "/", data, {"name": "f"}, "text/csv"))
+    q = json.loads(_call(svc, "train", "POST", "/", json.dumps(
+        {"dataset_id": ds["dataset_id"], "target": target, "algorithm": "decision_tree"}).encode()))
+    assert run_worker(svc, q["job_id"]) == 0
+    p = json.loads(_call(svc, "predict", "POST", "/", json.dumps(
+        {"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode()))
+    assert run_worker(svc, p["job_id"]) == 0
+    out = _call(svc, "result", "GET", "/" + p["job_id"], query={"format": "csv"}).decode()
+    return list(csv.reader(io.StringIO(out)))
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["reused-lines", "formatted"])
+def test_formula_cells_are_neutralised_and_numbers_kept(svc, quoted, monkeypatch):
+    from kubepredict.services import csv_download as cd
+
+    checked = []
+    spy = cd._formula_cells
+    monkeypatch.setattr(cd, "_formula_cells", lambda parquet: checked.append(spy(parquet)) or checked[-1])
+    rng = np.random.default_rng(1)
+    n = 1500
+    text = rng.choice(FORMULAS + ["plain", "-1.5", "+3", "x-y"], n)
+    frame = pd.DataFrame({"note": text, "amount": np.round(rng.normal(size=n), 3),
+                          "other": rng.choice(["a, b" if quoted else "ab", "c"], n)})
+    frame["label"] = np.where(frame["amount"] > 0, "=1+1", "-safe")
+    rows = _download(svc, frame, "label")
+    assert checked == ([] if quoted else [True])  # a file of plain lines is checked, and formatted instead
+    header, body = rows[0], rows[1:]
+    assert header[:4] == ["note", "amount", "other", "label"] and len(body) == n
+    col = {name: [r[j] for r in body] for j, name in enumerate(header)}
+    expected_note = ["'" + t if t in FORMULAS else t for t in text]  # "-1.5" and "+3" are plain numbers
+    assert col["note"] == expected_note
+    assert col["label"] == ["'" + v for v in frame["label"]]
+    assert set(col["prediction"]) <= {"'=1+1", "'-safe"} and "'=1+1" in col["prediction"]
+    assert [float(v) for v in col["amount"]] == frame["amount"].tolist()  # negative numbers: untouched
+    assert any(v.startswith("-") for v in col["amount"])
+    for line_cells in body:  # no cell a spreadsheet would evaluate
+        assert not any(c.startswith(("=", "+", "@", "\t", "\r")) and c not in ("+3",) for c in line_cells)
+
+
+def test_clean_text_keeps_the_reused_lines_fast_path(svc, monkeypatch):
+    from kubepredict.services import csv_download as cd
+
+    monkeypatch.setattr(cd, "_formatted", lambda *a, **k: pytest.fail("a clean file must reuse its lines"))
+    frame = pd.DataFrame({"t": ["a", "b-c", "-1", "d"] * 50, "v": np.arange(200) - 100.5})
+    frame["y"] = np.where(frame["v"] > 0, "pos", "neg")
+    rows = _download(svc, frame, "y")
+    assert [r[0] for r in rows[1:5]] == ["a", "b-c", "-1", "d"] and rows[1][1] == "-100.5"
+
+
+def test_neutralised_touches_text_cells_only():
+    import pyarrow as pa
+
+    from kubepredict.services.csv_download import _neutral_name, _neutralised
+
+    text = pa.array(["=1+1", "-1.5", "-x", "+", "@a", "\tx", "\rx", "ok", None, "", "1e5", "-.5e-3"])
+    assert _neutralised(text).to_pylist() == ["'=1+1", "-1.5", "'-x", "'+", "'@a", "'\tx", "'\rx", "ok", None, "",
+                                              "1e5", "-.5e-3"]
+    assert _neutralised(pa.array([-1.5, 2.0])).to_pylist() == [-1.5, 2.0]
+    assert _neutralised(text.dictionary_encode()).to_pylist()[:3] == ["'=1+1", "-1.5", "'-x"]
+    clean = pa.array(["a", "b"])
+    assert _neutralised(clean) is clean  # nothing to do: the same array, no copy
+    assert (_neutral_name("=x"), _neutral_name("-2"), _neutral_name("a")) == ("'=x", "-2", "a")

@@ -271,3 +271,28 @@ def test_connector_rewinds_and_does_not_commit_on_5xx():
     c = connector_with(503, seen)
     assert c.handle(consumer, FakeMessage(json.dumps(BODY).encode(), 9)) == "retry"
     assert consumer.commits == [] and consumer.seeks == [9]
+
+
+# ---- hostile messages: never crash or stall the consumer, always a dead letter with a reason ------------------
+DEEP = b'{"dataset_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+
+
+@pytest.mark.parametrize("value", [
+    DEEP,                                                                          # RecursionError in json.loads
+    json.dumps({"specversion": "1.0", "id": "e", "data": "[" * 100_000 + "]" * 100_000}).encode(),
+    b'{"model_id": "m", "instances": [[Infinity, 1]]}',                            # not JSON
+    b'{"model_id": "m", "instances": [[1e999, 1]]}',
+])
+def test_a_deep_or_non_finite_message_is_forwarded_raw_and_dead_lettered_with_the_reason(value):
+    assert not unwrap(delivery(value))[2]  # not JSON: read as strictly as the gateway reads it
+    seen, consumer = [], FakeConsumer()
+    c = connector_with(400, seen)
+    assert c.handle(consumer, FakeMessage(value, 4)) == "dead_letter"
+    assert consumer.commits == [4] and not consumer.seeks and c.dead_lettered == 1
+    topic, sent, _, headers = c._producer.sent[0]
+    assert topic == "kubepredict.dead-letter" and sent == value
+    assert dict(headers)["kubepredict.error.code"] == b"invalid_json"
+
+
+def test_error_of_survives_a_deep_answer():
+    assert messages.error_of(502, DEEP)["code"] == "http_502"

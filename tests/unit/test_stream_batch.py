@@ -19,6 +19,7 @@ FEATURES = ["a", "b"]
 class Model:
     def __init__(self, model_id="mdl_1", version=1, features=FEATURES):
         self.model_id, self.name, self.version, self.features = model_id, "m", version, features
+        self.kinds = {f: "numeric" for f in features}  # what the codecs read (ServedModel.kinds)
 
 
 def delivery(value, offset=0, headers=()) -> Delivery:
@@ -149,3 +150,88 @@ def test_an_unexpected_model_error_fails_only_its_record():
     sb.score_group(g.records, g.model, score)
     assert [r.answer["predictions"] if r.answer else r.error.code for r in records] == [[2], "scoring_failed", [6]]
     assert "probabilities" not in records[0].answer and sb.error_status(records[1].error) == 500
+
+
+# ---- hostile records: each is dead-lettered with its reason, the batch's good records are answered -----------
+@pytest.mark.parametrize("value, code, words", [
+    (b'{"model": "m", "instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "invalid_json", "depth"),
+    (event("[" * 5000 + "]" * 5000), "invalid_json", "the event's data (a string) is not valid JSON"),
+    (b'{"model": "m", "instances": [{"a": Infinity, "b": 0}]}', "invalid_json", "the record is not valid JSON"),
+    (b'{"model": "m", "instances": [{"a": NaN, "b": 0}]}', "invalid_json", "the record is not valid JSON"),
+    (b'{"model": "m", "instances": [{"a": 1e999, "b": 0}]}', "invalid_json", "the record is not valid JSON"),
+    ({"specversion": "1.0", "id": "x", "data_base64": base64.b64encode(b"[" * 2000 + b"]" * 2000).decode()},
+     "invalid_json", "data_base64 is not valid JSON"),
+])
+def test_parse_refuses_deep_and_non_json_numbers_without_raising(value, code, words):
+    rec = sb.parse(delivery(value))
+    assert rec.error.code == code and words in rec.error.message
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e999", "9" * 4000], ids=["inf", "-Infinity", "1e999", "digits"])
+def test_group_refuses_a_non_finite_value_naming_where(value):
+    records = [sb.parse(delivery(event({"model": "one", "instances": [{"a": 1, "b": 0}, {"a": value, "b": 0}]})))]
+    assert sb.group(records, lambda ref, v: Model(), max_rows=100) == []
+    err = records[0].error
+    assert err.code == "invalid_values" and "row 1, column 'a'" in err.message
+    assert sb.error_status(err) == 400
+
+
+class FakeTxProducer:
+    def __init__(self):
+        self.sent = []
+
+    def begin_transaction(self): pass
+    def produce(self, topic, value, key, headers): self.sent.append((topic, value, dict(headers)))
+    def poll(self, timeout): pass
+    def flush(self, timeout=None): return 0
+    def send_offsets_to_transaction(self, offsets, meta, timeout): self.offsets = offsets
+    def commit_transaction(self, timeout): self.committed = True
+
+
+class FakeTxConsumer:
+    def consumer_group_metadata(self): return None
+
+
+def test_stream_scorer_dead_letters_hostile_records_and_answers_the_rest(tmp_path):
+    """A real model behind the real StreamScorer.process, with fake Kafka clients."""
+    from pathlib import Path
+
+    from werkzeug.test import Client
+
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.config import Settings
+    from kubepredict.events.stream import StreamScorer
+    from kubepredict.runner.worker import run_worker
+    from kubepredict.runtimes.gateway import Gateway
+
+    svc = bootstrap(Settings(data_dir=tmp_path))
+    client = Client(Gateway(svc))
+    iris = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
+    ds = client.post("/function/upload?name=iris", data=iris, headers={"Content-Type": "text/csv"}).get_json()
+    q = client.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
+                                              "algorithm": "logistic_regression"}).get_json()
+    assert run_worker(svc, q["job_id"]) == 0
+    row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    m = q["model_id"]
+    values = [
+        event({"model": m, "instances": [row]}, "good"),
+        b'{"model": "' + m.encode() + b'", "instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        event({"model": m, "instances": [row, {**row, "petal_width": "inf"}]}, "inf"),
+        event({"model": m, "dataframe_split": {"data": [[1, 2, 3, "9" * 4000]]}}, "digits"),
+        b'{"model": "' + m.encode() + b'", "instances": [{"sepal_length": Infinity}]}',
+        event({"model": m, "inputs": [{"name": "sepal_length", "datatype": "BYTES", "shape": [1], "data": ["1e999"]},
+                                      {"name": "sepal_width", "datatype": "FP64", "shape": [1], "data": [1]},
+                                      {"name": "petal_length", "datatype": "FP64", "shape": [1], "data": [1]},
+                                      {"name": "petal_width", "datatype": "FP64", "shape": [1], "data": [1]}]}, "v2"),
+    ]
+    producer = FakeTxProducer()
+    scorer = StreamScorer(svc)
+    scorer.process(FakeTxConsumer(), producer, [delivery(v, offset=i) for i, v in enumerate(values)])
+    answers = [json.loads(v) for t, v, _ in producer.sent if t == svc.settings.topic_predictions]
+    dead = [h for t, _, h in producer.sent if t == svc.settings.topic_dead_letter]
+    assert [a["subject"] for a in answers] == ["good"] and answers[0]["data"]["predictions"] == ["setosa"]
+    codes = [(h["kubepredict.error.status"], h["kubepredict.error.code"]) for h in dead]
+    assert codes == [(b"400", b"invalid_json"), (b"400", b"invalid_values"), (b"400", b"invalid_values"),
+                     (b"400", b"invalid_json"), (b"400", b"invalid_values")]
+    assert b"row 1, column 'petal_width'" in dead[1]["kubepredict.error.message"]
+    assert producer.committed and scorer.dead_lettered == 5 and scorer.answered == 1

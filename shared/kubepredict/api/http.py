@@ -166,13 +166,12 @@ def idempotency_key(request: Request, body: Any = None) -> str | None:
 
 
 def unwrap_cloudevent(body: Any) -> Any:
-    """A CloudEvent in structured mode carries the request in ``data``."""
+    """A CloudEvent in structured mode carries the request in ``data`` (a JSON string is read as strictly as a body)."""
     if isinstance(body, dict) and "specversion" in body and "data" in body:
         data = body["data"]
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                raise InvalidInput("the CloudEvent's data is not a JSON object", code="invalid_body") from None
+            from ..codecs.base import loads
+
+            data = loads(data, "the CloudEvent's data")
         return data
     return body

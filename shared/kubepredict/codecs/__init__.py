@@ -14,7 +14,7 @@ Every codec module has ``decode(body, model) -> Table`` and ``encode(model, resu
 from __future__ import annotations
 
 from . import kserve_v1, mlflow, native, v2
-from .base import bad
+from .base import bad, check_numbers
 from .table import Table
 
 CODECS = {"native": native, "v2": v2, "kserve_v1": kserve_v1, "mlflow": mlflow}
@@ -39,7 +39,7 @@ def decode_any(body: dict, model) -> Table:
         return v2.decode(body, model)
     if kind == "native":
         return native.decode(body, model, strict=False)
-    return Table.from_records([body])
+    return check_numbers(Table.from_records([body]), model, "the record")
 
 
 __all__ = ["CODECS", "Table", "decode_any", "detect", "kserve_v1", "mlflow", "native", "v2"]

@@ -19,9 +19,8 @@ def decode(body: dict, model) -> Table:
     if len(given) != 1:
         raise base.bad("send exactly one of 'instances' or 'inputs'")
     key = given[0]
-    if isinstance(body[key], dict):
-        return base.columns(body[key], key)
-    return base.rows(body[key], model, key)
+    table = base.columns(body[key], key) if isinstance(body[key], dict) else base.rows(body[key], model, key)
+    return base.check_numbers(table, model, key)
 
 
 def encode(model, result, body: dict | None = None) -> dict:

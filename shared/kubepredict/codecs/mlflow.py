@@ -28,10 +28,12 @@ def decode(body: dict, model) -> Table:
     key = given[0]
     value = body[key]
     if key == "dataframe_split":
-        return native.split(value, model)
-    if isinstance(value, dict):
-        return base.columns(value, key)
-    return base.rows(value, model, key)
+        table = native.split(value, model)
+    elif isinstance(value, dict):
+        table = base.columns(value, key)
+    else:
+        table = base.rows(value, model, key)
+    return base.check_numbers(table, model, key)
 
 
 def decode_csv(data: bytes, model) -> Table:
@@ -53,8 +55,9 @@ def decode_csv(data: bytes, model) -> Table:
     for i, row in enumerate(lines[1:], start=2):
         if len(row) != len(names):
             raise InvalidInput(f"CSV line {i} has {len(row)} fields, the header {len(names)}", code="invalid_csv")
-    return Table({n: [row[j] if row[j] != "" else None for row in lines[1:]] for j, n in enumerate(names)},
-                 len(lines) - 1)
+    table = Table({n: [row[j] if row[j] != "" else None for row in lines[1:]] for j, n in enumerate(names)},
+                  len(lines) - 1)
+    return base.check_numbers(table, model, "CSV data")
 
 
 def encode(model, result, body: dict | None = None) -> dict:

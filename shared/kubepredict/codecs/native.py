@@ -43,10 +43,12 @@ def decode(body: dict, model, *, strict: bool = True) -> Table:
         raise base.bad(f"send exactly one of {', '.join(KEYS)}")
     key = given[0]
     if key == "dataframe_split":
-        return split(body[key], model)
-    if key == "inputs" and isinstance(body[key], dict):
-        return base.columns(body[key], key)
-    return base.rows(body[key], model, key)
+        table = split(body[key], model)
+    elif key == "inputs" and isinstance(body[key], dict):
+        table = base.columns(body[key], key)
+    else:
+        table = base.rows(body[key], model, key)
+    return base.check_numbers(table, model, key)
 
 
 def split(value, model, where: str = "dataframe_split") -> Table:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 import struct
 
-import orjson
-
 import numpy as np
 
 from ..errors import InvalidInput
@@ -61,10 +59,7 @@ def parse(raw: bytes, header_length: str | None = None) -> dict:
 def _json(raw: bytes) -> dict:
     if not raw.strip():
         raise bad("the request body is empty; send {\"inputs\": [...]}")
-    try:
-        body = orjson.loads(raw)  # strict JSON, as every other route parses it (api/http.py)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad(f"the request body is not valid JSON: {exc}") from None
+    body = base.loads(raw, code="invalid_inputs")  # strict JSON, as every other route parses it
     if not isinstance(body, dict):
         raise bad("the request body must be a JSON object with 'inputs'")
     return body
@@ -111,7 +106,7 @@ def decode(body: dict, model) -> Table:
     features = model.features
     if content_type == "np" or (content_type is None and len(tensors) == 1 and tensors[0][0] not in model.kinds
                                 and len(tensors[0][1]) == 2):
-        return _matrix(tensors, model)
+        return base.check_numbers(_matrix(tensors, model), model, f"input {tensors[0][0]!r}")
     n_rows, columns = None, {}
     for name, shape, values in tensors:
         if name not in model.kinds:
@@ -130,7 +125,7 @@ def decode(body: dict, model) -> Table:
     missing = [f for f in features if f not in columns]
     if missing:
         raise InvalidInput(f"missing inputs: {', '.join(missing)}", code="missing_columns", details={"missing": missing})
-    return Table(columns, n_rows)
+    return base.check_numbers(Table(columns, n_rows), model, "inputs")
 
 
 def _matrix(tensors, model) -> Table:

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import orjson
+
 CONNECTOR = "kubepredict-connector"
 NAMESPACE = "kafkatriggers.kubeless.io"  # what Kubeless' KafkaTrigger sends as event-namespace
 COMMIT, RETRY, DEAD_LETTER = "commit", "retry", "dead_letter"
@@ -55,10 +57,7 @@ class Invocation:
 def unwrap(delivery: Delivery) -> tuple[bytes, dict[str, str], bool]:
     """The request body, the CloudEvent attributes (structured or binary mode) and whether the body is JSON."""
     raw = delivery.value or b""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        doc = None
+    doc = _json_or_none(raw)
     if isinstance(doc, dict) and "specversion" in doc:
         attrs = {k: str(doc[k]) for k in ("id", "type", "time", "source") if doc.get(k) not in (None, "")}
         if "data" in doc:
@@ -78,12 +77,20 @@ def unwrap(delivery: Delivery) -> tuple[bytes, dict[str, str], bool]:
     return raw, attrs, doc is not None
 
 
-def _is_json(text: str | bytes) -> bool:
+_NOT_JSON = object()
+
+
+def _json_or_none(raw: str | bytes, default=None):
+    """``raw`` read as strictly as the gateway reads a body (no NaN/Infinity, nesting at most 1024 deep);
+    ``default`` when it is not such JSON — the function it is sent to refuses it, and it is dead-lettered."""
     try:
-        json.loads(text)
-        return True
-    except (ValueError, UnicodeDecodeError):
-        return False
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, UnicodeDecodeError, TypeError):
+        return default
+
+
+def _is_json(text: str | bytes) -> bool:
+    return _json_or_none(text, _NOT_JSON) is not _NOT_JSON
 
 
 def idempotency_key(delivery: Delivery, event_id: str | None) -> str:
@@ -143,12 +150,10 @@ def decide(status: int | None) -> str:
 
 def error_of(status: int | None, body: bytes) -> dict[str, str]:
     """``{"code", "message"}`` from the API's error shape, or from whatever the answer was."""
-    try:
-        err = json.loads(body).get("error") or {}
-        if isinstance(err, dict) and err.get("code"):
-            return {"code": str(err["code"]), "message": str(err.get("message", ""))}
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        pass
+    doc = _json_or_none(body)
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(err, dict) and err.get("code"):
+        return {"code": str(err["code"]), "message": str(err.get("message", ""))}
     return {"code": f"http_{status}", "message": body[:500].decode("utf-8", "replace")}
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import ml
 from ..codecs import decode_any
+from ..codecs.base import loads
 from ..codecs.table import Table
 from ..errors import BackendUnavailable, InvalidInput, KubepredictError, PayloadTooLarge
 from ..ids import iso, utcnow
@@ -47,27 +48,23 @@ def parse(delivery: Delivery) -> Record:
     event_id = delivery.header("ce_id") or delivery.header("ce-id")
     rec = Record(delivery, idempotency_key(delivery, event_id))
     try:
-        doc = json.loads(delivery.value or b"")
-    except (ValueError, UnicodeDecodeError):
-        rec.error = InvalidInput("the record is not JSON", code="invalid_json")
+        doc = loads(delivery.value or b"", "the record")
+        if isinstance(doc, dict) and "specversion" in doc:
+            if doc.get("id") not in (None, ""):
+                rec.request_id = str(doc["id"])
+            data = doc.get("data")
+            if data is None and "data_base64" in doc:
+                try:
+                    raw = base64.b64decode(doc["data_base64"])
+                except (ValueError, TypeError):
+                    raise InvalidInput("data_base64 is not base64", code="invalid_json") from None
+                data = loads(raw, "the event's data_base64")
+            if isinstance(data, str):
+                data = loads(data, "the event's data (a string)")
+            doc = data
+    except InvalidInput as exc:
+        rec.error = exc
         return rec
-    if isinstance(doc, dict) and "specversion" in doc:
-        if doc.get("id") not in (None, ""):
-            rec.request_id = str(doc["id"])
-        data = doc.get("data")
-        if data is None and "data_base64" in doc:
-            try:
-                data = json.loads(base64.b64decode(doc["data_base64"]))
-            except (ValueError, TypeError, UnicodeDecodeError):
-                rec.error = InvalidInput("data_base64 is not base64-encoded JSON", code="invalid_json")
-                return rec
-        if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except ValueError:
-                rec.error = InvalidInput("the event's data is a string that is not JSON", code="invalid_json")
-                return rec
-        doc = data
     if not isinstance(doc, dict):
         rec.error = InvalidInput("the event's data must be a JSON object with a model and rows",
                                  code="invalid_request")

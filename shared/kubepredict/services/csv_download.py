@@ -1,9 +1,18 @@
 """The CSV download of a prediction job: every input row joined with its prediction and probabilities,
-streamed one stored batch at a time (never the whole result in memory)."""
+streamed one stored batch at a time (never the whole result in memory).
+
+Text cells that a spreadsheet would run as a formula (CSV injection, OWASP) are neutralised: a text
+cell — input value, predicted label or column name — starting with ``=``, ``+``, ``-``, ``@``, tab or
+carriage return gets a leading ``'``, unless the whole cell is a plain number (``-1.5``). Numeric
+columns are never touched, so numbers, negative ones included, stay numbers. Only text columns are
+checked, with Arrow kernels; a file with no such cell keeps the fast path that reuses uploaded lines.
+"""
 
 from __future__ import annotations
 
 from typing import Iterator
+
+import numpy as np
 
 from ..errors import Conflict, NotFound
 
@@ -38,7 +47,8 @@ def _generate(svc, job_id: str, fobj, raw_key: str, classes: list) -> Iterator[b
     try:
         parquet = pq.ParquetFile(fobj)
         names = parquet.schema_arrow.names + ["prediction"] + [f"probability_{c}" for c in classes]
-        if (parquet.metadata.metadata or {}).get(RAW_LINES_KEY.encode()) == b"1":
+        names = [_neutral_name(n) for n in names]
+        if (parquet.metadata.metadata or {}).get(RAW_LINES_KEY.encode()) == b"1" and not _formula_cells(parquet):
             # The uploaded file has one plain line per row: reuse its text rather than format every value.
             with svc.storage.open(raw_key) as raw:
                 yield from _raw_joined(svc.catalog, job_id, raw, names, classes, parquet.metadata.num_rows)
@@ -94,7 +104,7 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
         if preds is None:
             cols = [pa.nulls(n, pa.large_binary())] * extra
         else:
-            cols = [_csv_text(_python_text(preds.column("prediction")))]
+            cols = [_csv_text(_python_text(_neutralised(preds.column("prediction"))))]
             if classes:
                 cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
             cols = [(c if pa.types.is_string(c.type) else c.cast(pa.string())).cast(pa.large_binary()) for c in cols]
@@ -180,11 +190,11 @@ def _joined(catalog, job_id: str, parquet, classes: list) -> Iterator:
 
     def with_predictions(batches: list, preds) -> pa.Table:
         data = pa.Table.from_batches(batches, schema=schema)
-        cols = list(data.columns)
+        cols = [_neutralised(c) for c in data.columns]
         if preds is None:
             cols += [pa.nulls(data.num_rows, pa.string()) for _ in range(extra)]
         else:
-            cols.append(_python_text(preds.column("prediction")))
+            cols.append(_python_text(_neutralised(preds.column("prediction"))))
             if classes:
                 cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
         return pa.table(cols, names=[str(i) for i in range(len(cols))])
@@ -230,6 +240,93 @@ class _RowReader:
             out.append(batch)
             n -= batch.num_rows
         return out
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def _is_text(t) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or (
+        pa.types.is_dictionary(t) and _is_text(t.value_type))
+
+
+def _formula_mask(array):
+    """Which cells of a text array a spreadsheet would run as a formula (a numpy bool array), or None when
+    none would — the usual case, found by looking at the first byte of every value in place (no copies)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    flagged = np.concatenate([_first_byte_flagged(c) for c in chunks]) if chunks else np.zeros(0, bool)
+    if not flagged.any():
+        return None
+    number = pc.fill_null(pc.match_substring_regex(array, PLAIN_NUMBER), False)
+    return flagged & ~np.asarray(number.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+_FORMULA_BYTES = np.frombuffer("".join(FORMULA_STARTS).encode(), dtype=np.uint8)
+
+
+def _first_byte_flagged(chunk) -> np.ndarray:
+    """Whether each value of a string array starts with a formula character, read from Arrow's buffers."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(chunk)
+    _, offsets_buf, data_buf = chunk.buffers()
+    if n == 0 or data_buf is None or data_buf.size == 0:
+        return np.zeros(n, bool)
+    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset:chunk.offset + n + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)
+    starts = offsets[:-1]
+    first = np.where(offsets[1:] > starts, data[np.minimum(starts, data.size - 1)], 0)
+    flagged = np.isin(first, _FORMULA_BYTES)
+    if chunk.null_count:
+        flagged &= np.asarray(pc.is_valid(chunk).to_numpy(zero_copy_only=False), dtype=bool)
+    return flagged
+
+
+def _neutralised(array):
+    """``array`` with every formula cell prefixed by ``'`` (text arrays only; numbers pass untouched)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not _is_text(array.type):
+        return array
+    mask = _formula_mask(array)
+    if mask is None or not mask.any():
+        return array
+    if pa.types.is_dictionary(array.type):
+        array = array.cast(array.type.value_type)
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return pc.if_else(pa.array(mask), pc.binary_join_element_wise("'", array, ""), array)
+
+
+def _neutral_name(name: str) -> str:
+    import re
+
+    return "'" + name if name.startswith(FORMULA_STARTS) and not re.match(PLAIN_NUMBER, name) else name
+
+
+def _formula_cells(parquet) -> bool:
+    """Whether any text column of the dataset holds a formula cell (then its raw lines cannot be reused)."""
+    text = [f.name for f in parquet.schema_arrow if _is_text(f.type)]
+    if not text:
+        return False
+    for batch in parquet.iter_batches(batch_size=CSV_BATCH_ROWS, columns=text):
+        for column in batch.columns:
+            mask = _formula_mask(column)
+            if mask is not None and mask.any():
+                return True
+    return False
 
 
 def _python_text(array):
