@@ -118,7 +118,7 @@ class AsgiGateway:
             async with self._streams:
                 body = _BodyAhead(receive, max_bytes=self.edge.max_body)
                 try:
-                    await self.threaded({**scope, BODY_KEY: body}, receive, send)
+                    await self.threaded({**scope, BODY_KEY: body}, receive, _closing_unless_read(send, body))
                 finally:
                     body.close()
             return
@@ -183,6 +183,18 @@ def _adding(send, extra: dict):
         if message["type"] == "http.response.start":
             have = {k for k, _ in message.get("headers", ())}
             message = {**message, "headers": [*message.get("headers", ()), *(kv for kv in encoded if kv[0] not in have)]}
+        await send(message)
+
+    return sending
+
+
+def _closing_unless_read(send, body: "_BodyAhead"):
+    """``send`` that closes the connection after a response given before the whole body arrived (a refusal
+    mid-upload: 413, 415, …), instead of reading and dropping the rest of a body nobody wants."""
+
+    async def sending(message):
+        if message["type"] == "http.response.start" and not body.complete:
+            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
         await send(message)
 
     return sending
@@ -272,6 +284,11 @@ class _BodyAhead:
                 if self._more:  # cancelled or failed before the end
                     self._more, self._failed = False, True
                 self._cond.notify_all()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        return not self._more and not self._failed and not self._too_large
 
     def close(self) -> None:
         """The request is over: stop reading a body nobody will consume."""
