@@ -55,6 +55,7 @@ class Edge:
         self.suffixes = tuple(h.lower() for h in settings.allowed_hosts if h.startswith("."))
         self.any_host = "*" in settings.allowed_hosts or (self.token is not None and not settings.allowed_hosts)
         self.any_ip = settings.host in WILDCARD_BINDS  # bound to every interface: its addresses answer too
+        self._hosts_seen: dict[str, bool] = {}
         self.origins = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
         self.any_origin = "*" in self.origins
 
@@ -73,8 +74,7 @@ class Edge:
                 raise errors.Forbidden(f"requests from pages at {origin} are not allowed; add the origin to "
                                        "KUBEPREDICT_CORS_ORIGINS", code="origin_not_allowed")
             granted = self.grant(authorization)
-            need = required(method, path)
-            if granted < need:
+            if granted < WRITE and granted < required(method, path):
                 if granted == READ:
                     raise errors.Forbidden("this token may only read and predict online; uploading, training, "
                                            "batch predictions, deleting and cancelling need the API token",
@@ -107,6 +107,14 @@ class Edge:
         return OPEN
 
     def host_allowed(self, host: str) -> bool:
+        known = self._hosts_seen.get(host)
+        if known is None:
+            known = self._host_allowed(host)
+            if len(self._hosts_seen) < 256:  # the few names a server is reached by; not grown by an attacker
+                self._hosts_seen[host] = known
+        return known
+
+    def _host_allowed(self, host: str) -> bool:
         name = host.lower()
         if name.startswith("["):  # [v6]:port
             name = name[:name.find("]") + 1]
