@@ -387,7 +387,7 @@ def test_wrong_methods_are_405_json_with_allow(open_gw, method, path):
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/function/train/algorithms", "/function/upload", "/v2/health/live",
-                                  "/metrics"])
+                                  "/metrics", "/ui/", "/ui/app.js"])
 def test_head_answers_like_get_without_a_body(open_gw, path):
     get, head = httpx.get(open_gw.url + path), httpx.head(open_gw.url + path)
     assert head.status_code == get.status_code == 200
