@@ -150,7 +150,7 @@ class Edge:
 
 def required(method: str, path: str) -> int:
     """The access a route needs: OPEN, READ or WRITE (anything not listed as open needs a token)."""
-    if path in OPEN_PATHS or path.startswith("/ui/"):
+    if path in OPEN_PATHS or (path.startswith("/ui/") and "/." not in path):  # no dot segments out of /ui/
         return OPEN
     if method == "HEAD":
         method = "GET"
