@@ -65,7 +65,7 @@ def raw(port: int, request: bytes, *, wait: float = 3.0) -> bytes:
                 if not chunk:
                     break
                 out += chunk
-        except socket.timeout:
+        except TimeoutError:
             pass
         return out
 
@@ -136,7 +136,7 @@ def test_slow_loris_connections_are_shed_and_healthz_keeps_answering(open_gw):
             try:
                 data = s.recv(4096)
                 closed += data == b"" or data.startswith((b"HTTP/1.1 408", b"HTTP/1.1 503"))  # timed out or shed
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except OSError:
                 closed += 1
@@ -192,7 +192,7 @@ def test_idle_connections_above_the_bound_are_shed_oldest_first(open_gw):
             s.settimeout(1)
             try:
                 closed += s.recv(100) == b""
-            except socket.timeout:
+            except TimeoutError:
                 pass
             except OSError:
                 closed += 1

@@ -164,9 +164,10 @@ def test_make_monitor_sends_the_token_when_one_is_set(tmp_path, promtool):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = tmp_path / "data"
-    proc = subprocess.Popen(["make", "--no-print-directory", "monitor", f"DATA={data}", f"PORT={gw.port}",
-                             f"PROMETHEUS_PORT={port}"], cwd=PROM.parents[1], env={**os.environ, **tokens},
-                            stdout=open(tmp_path / "make.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "make.log", "ab") as log:
+        proc = subprocess.Popen(["make", "--no-print-directory", "monitor", f"DATA={data}", f"PORT={gw.port}",
+                                 f"PROMETHEUS_PORT={port}"], cwd=PROM.parents[1], env={**os.environ, **tokens},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
         while True:

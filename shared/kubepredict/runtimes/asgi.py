@@ -69,7 +69,7 @@ class AsgiGateway:
         except Exception as exc:  # noqa: BLE001 - the edge: a JSON 500, never uvicorn's plain text
             try:
                 await _respond(send, http.error_response(exc))
-            except Exception:  # noqa: BLE001 - the response had started: uvicorn closes the connection
+            except Exception:  # noqa: BLE001, S110 - the response had started: uvicorn closes the connection
                 pass
 
     async def _serve(self, scope, receive, send) -> None:
@@ -188,7 +188,7 @@ def _adding(send, extra: dict):
     return sending
 
 
-def _closing_unless_read(send, body: "_BodyAhead"):
+def _closing_unless_read(send, body: _BodyAhead):
     """``send`` that closes the connection after a response given before the whole body arrived (a refusal
     mid-upload: 413, 415, …), instead of reading and dropping the rest of a body nobody wants."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import errors
 from ..api import protocols
