@@ -49,7 +49,10 @@ def test_a_refusal_is_json_and_closes_the_connection():
     e = edge(api_token="w-token", read_token="r-token", max_upload_bytes="1000")
     check = lambda method, path, auth=b"", length=0: e.check(method, path, "127.0.0.1:8080", auth, "", length, False)
     r = check("GET", "/function/upload")
-    assert r.status == 401 and r.headers["Connection"] == "close" and r.headers["WWW-Authenticate"] == "Bearer"
+    assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer" and "Connection" not in r.headers
+    r = check("POST", "/function/upload", b"", 10)
+    assert r.status == 401 and r.headers["Connection"] == "close"  # a body that is never read
+    assert check("POST", "/function/upload", b"", None).headers["Connection"] == "close"  # chunked
     r = check("POST", "/function/upload", b"Bearer r-token")
     assert r.status == 403 and b"read_only_token" in r.body
     r = check("GET", "/v2/models/m")

@@ -86,7 +86,7 @@ class Edge:
                     details={"limit_bytes": self.limit_bytes})
             return granted
         except errors.KubepredictError as exc:
-            resp = refusal(path, exc)
+            resp = refusal(path, exc, unread_body=content_length != 0)
             if origin and self.origin_allowed(origin, host):
                 resp.headers.update(self.cors_headers(origin))
             return resp
@@ -166,10 +166,11 @@ def required(method: str, path: str) -> int:
     return READ  # /system/…, /metrics, the protocol routes (reads and online inference), unknown paths
 
 
-def refusal(path: str, exc: errors.KubepredictError) -> Response:
+def refusal(path: str, exc: errors.KubepredictError, *, unread_body: bool = True) -> Response:
     """The JSON error for a refused request, in the protocol's own shape on its routes."""
     resp = protocols.error_response(path, exc) if protocols.owns(path) else http.error_response(exc)
-    resp.headers["Connection"] = "close"  # the body, if any, is never read
+    if unread_body:
+        resp.headers["Connection"] = "close"  # the body is never read: no reading and dropping it either
     return resp
 
 
