@@ -16,6 +16,7 @@ connections applies the timeouts, so a fast request pays a few attribute writes,
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -23,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 WAITING, HEADERS, BODY, BUSY, IDLE = range(5)  # where a connection is in its current request
 MIN_BODY_BYTES = 16 * 1024
 SWEEP_SECONDS = 1.0
+_SEQUENCE = itertools.count()
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 
 
@@ -41,19 +43,26 @@ class EdgeProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.kp_phase, self.kp_since, self.kp_bytes = WAITING, self.loop.time(), 0
+        self.kp_seq = next(_SEQUENCE)  # the loop's clock ticks in milliseconds: ties go to the older connection
         state = self.server_state
         if not getattr(state, "kp_sweeping", False):
             state.kp_sweeping = True
             self.loop.call_later(SWEEP_SECONDS, _sweep, self.loop, state)
-        if len(self.connections) > self.max_connections and not self._shed_one():
+        if len(self.connections) > self.max_connections and self._open() > self.max_connections \
+                and not self._shed_one():
             self.refuse(503, "too_many_connections", "the server has too many open connections; try again shortly")
+
+    def _open(self) -> int:
+        """Connections not already closing (a closed one leaves ``connections`` a loop turn later)."""
+        return sum(1 for c in self.connections if not c.transport.is_closing())
 
     def _shed_one(self) -> bool:
         """Close the connection that has waited longest without a complete request; False if none has."""
-        victims = [c for c in self.connections if c is not self and getattr(c, "kp_phase", BUSY) in (WAITING, HEADERS, IDLE)]
+        victims = [c for c in self.connections if c is not self and not c.transport.is_closing()
+                   and getattr(c, "kp_phase", BUSY) in (WAITING, HEADERS, IDLE)]
         if not victims:
             return False
-        oldest = min(victims, key=lambda c: c.kp_since)
+        oldest = min(victims, key=lambda c: (c.kp_since, c.kp_seq))
         oldest.refuse(503, "connection_shed", "closed to make room for other clients: too many open connections",
                       say=oldest.kp_phase == HEADERS)
         return True
