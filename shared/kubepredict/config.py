@@ -47,6 +47,11 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list (spaces ignored); empty or unset: ()."""
+    return tuple(p.strip() for p in (environ.get(name) or "").split(",") if p.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with defaults that run on a laptop with nothing installed."""
@@ -57,6 +62,16 @@ class Settings:
     runner: str = "local"
     kafka_bootstrap_servers: str | None = None
     api_token: str | None = None
+    # The embedded gateway's edge (runtimes/edge.py, runtimes/protocol.py): a token that may only read
+    # and predict online; Host names answered in open mode (empty: loopback names and the bound host;
+    # "*": any); browser origins allowed by CORS (empty: none; "*": any); connection bounds.
+    read_token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    max_connections: int = 1000
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 5.0
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 16
@@ -122,6 +137,13 @@ class Settings:
             runner=env.get("KUBEPREDICT_RUNNER", "local"),
             kafka_bootstrap_servers=env.get("KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS") or None,
             api_token=read_secret("KUBEPREDICT_API_TOKEN", env),
+            read_token=read_secret("KUBEPREDICT_READ_TOKEN", env),
+            allowed_hosts=_list(env, "KUBEPREDICT_ALLOWED_HOSTS"),
+            cors_origins=_list(env, "KUBEPREDICT_CORS_ORIGINS"),
+            max_connections=_int(env, "KUBEPREDICT_MAX_CONNECTIONS", 1000),
+            header_timeout_seconds=_float(env, "KUBEPREDICT_HEADER_TIMEOUT_SECONDS", 10.0),
+            body_timeout_seconds=_float(env, "KUBEPREDICT_BODY_TIMEOUT_SECONDS", 30.0),
+            keep_alive_seconds=_float(env, "KUBEPREDICT_KEEP_ALIVE_SECONDS", 5.0),
             host=env.get("KUBEPREDICT_HOST", "127.0.0.1"),
             port=_int(env, "KUBEPREDICT_PORT", 8080),
             threads=_int(env, "KUBEPREDICT_THREADS", 16),
@@ -162,6 +184,10 @@ class Settings:
             default_model=env.get("KUBEPREDICT_DEFAULT_MODEL", "").strip() or None,
         )
         kw.update({k: v for k, v in overrides.items() if v is not None})
+        if kw["read_token"] and not kw["api_token"]:
+            raise ConfigError("KUBEPREDICT_READ_TOKEN needs KUBEPREDICT_API_TOKEN too (without it every route is open)")
+        if kw["read_token"] and kw["read_token"] == kw["api_token"]:
+            raise ConfigError("KUBEPREDICT_READ_TOKEN must differ from KUBEPREDICT_API_TOKEN")
         if kw["runner"] not in ("local", "kubernetes"):
             raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
         _check_job_bounds(kw)

@@ -5,6 +5,7 @@ The core raises these; only ``runtimes/http.py`` maps them to HTTP status codes.
     KubepredictError
     ├── InvalidInput (ValueError)            400  bad request body, params, CSV
     ├── Unauthorized                         401  missing / wrong bearer token
+    ├── Forbidden                            403  a read-only token asked to write; Host or Origin refused
     ├── NotFound (LookupError)               404
     │   ├── DatasetNotFound
     │   ├── ModelNotFound
@@ -47,6 +48,10 @@ class InvalidInput(KubepredictError, ValueError):
 
 class Unauthorized(KubepredictError):
     code = "unauthorized"
+
+
+class Forbidden(KubepredictError):
+    code = "forbidden"
 
 
 class NotFound(KubepredictError, LookupError):

@@ -28,7 +28,9 @@ def serve(settings, *, dispatch: bool = True) -> None:
     logger.info("Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s)",
                 settings.host, settings.port, settings.data_dir, settings.database_url.split("@")[-1])
     try:
-        asgi.run(asgi.AsgiGateway(gateway, threads=settings.threads), host=settings.host, port=settings.port)
+        asgi.run(asgi.AsgiGateway(gateway, threads=settings.threads), host=settings.host, port=settings.port,
+                 max_connections=settings.max_connections, header_timeout=settings.header_timeout_seconds,
+                 body_timeout=settings.body_timeout_seconds, keep_alive=settings.keep_alive_seconds)
     finally:
         for loop in background:
             loop.stop()

@@ -66,7 +66,7 @@ def test_system_functions_like_openfaas(gateway_url):
     assert httpx.get(f"{gateway_url}/ui/").text.lstrip().lower().startswith("<!doctype html")
 
 
-def test_bearer_token_protects_functions_not_health(start_gateway):
+def test_bearer_token_protects_functions_and_metrics_not_health(start_gateway):
     gw = start_gateway({"KUBEPREDICT_API_TOKEN": "s3cret-token"})
     r = httpx.get(f"{gw.url}/function/train/algorithms")
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
@@ -75,7 +75,8 @@ def test_bearer_token_protects_functions_not_health(start_gateway):
     ok = httpx.get(f"{gw.url}/function/train/algorithms", headers={"Authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200 and ok.json()["algorithms"]
     assert httpx.get(f"{gw.url}/healthz").status_code == 200
-    assert httpx.get(f"{gw.url}/metrics").status_code == 200
+    assert httpx.get(f"{gw.url}/metrics").status_code == 401  # Prometheus sends the token (authorization:)
+    assert httpx.get(f"{gw.url}/metrics", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
     assert httpx.get(f"{gw.url}/ui/").status_code == 200
 
 

@@ -144,3 +144,49 @@ def test_local_config_scrapes_a_gateway(tmp_path, promtool):
         proc.terminate()
         proc.wait(30)
         gw.stop()
+
+
+@pytest.mark.slow
+def test_make_monitor_sends_the_token_when_one_is_set(tmp_path, promtool):
+    """With KUBEPREDICT_API_TOKEN (and a read token) set, /metrics needs a token: `make monitor` writes the
+    read-only one to a file and scrapes with it (up == 1), and the generated config passes promtool."""
+    import os
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    tokens = {"KUBEPREDICT_API_TOKEN": "mon-write", "KUBEPREDICT_READ_TOKEN": "mon-read"}
+    gw = GatewayProcess(tmp_path / "gw", env=tokens).start()
+    assert httpx.get(f"{gw.url}/metrics").status_code == 401
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    with open(tmp_path / "make.log", "ab") as log:
+        proc = subprocess.Popen(["make", "--no-print-directory", "monitor", f"DATA={data}", f"PORT={gw.port}",
+                                 f"PROMETHEUS_PORT={port}"], cwd=PROM.parents[1], env={**os.environ, **tokens},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "make.log").read_text()[-2000:]
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": 'up{job="kubepredict"}'})
+                result = r.json()["data"]["result"]
+                if result and result[0]["value"][1] == "1":
+                    break
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            assert time.monotonic() < deadline, "make monitor never scraped the gateway with its token"
+            time.sleep(0.5)
+        config = data / "prometheus" / "prometheus.yml"
+        assert "credentials_file" in config.read_text() and "mon-" not in config.read_text()
+        assert (data / "prometheus" / "token").read_text() == "mon-read"
+        assert (data / "prometheus" / "token").stat().st_mode & 0o077 == 0
+        assert _run(promtool, "check", "config", str(config)).returncode == 0
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        gw.stop()

@@ -87,6 +87,43 @@ def test_a_client_that_goes_away_is_an_error_not_a_short_body():
         _read_in_thread([b"a,b\n", b"1,2\n"], [4, 4, 4, 4], limit=1024, disconnect=True)
 
 
+def test_a_chunked_body_past_the_limit_stops_being_read_and_says_why():
+    """Counted as it arrives: past ``max_bytes`` the pump stops receiving and the reader gets 413."""
+    from kubepredict.errors import PayloadTooLarge
+    from kubepredict.runtimes.edge import FRAMING_BYTES
+
+    received = []
+
+    async def main():
+        source = _messages(parts)
+
+        async def counting():
+            m = await source()
+            received.append(m)
+            return m
+
+        body = _BodyAhead(counting, limit=1 << 20, max_bytes=FRAMING_BYTES + 5000)
+
+        def reader():
+            got = b""
+            with pytest.raises(PayloadTooLarge) as err:
+                while True:
+                    chunk = body.read(4096)
+                    assert chunk, "a short body instead of an error"
+                    got += chunk
+            return got, err.value
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, reader), body.complete
+        finally:
+            body.close()
+
+    parts = [b"x" * 1000] * (FRAMING_BYTES // 1000 + 50)
+    (got, err), complete = asyncio.run(main())
+    assert err.details == {"limit_bytes": 5000} and not complete
+    assert len(received) < len(parts) and len(got) <= FRAMING_BYTES + 6000
+
+
 def test_spool_file_round_trip_with_pages_dropped(tmp_path):
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = tmp_path / "raw"

@@ -62,9 +62,10 @@ def test_without_event_id_the_key_is_topic_partition_offset():
     assert build_invocation(delivery(BODY), "train").idempotency_key == "kp.train.requests-2-7"
 
 
-def test_malformed_body_is_forwarded_raw_as_text():
+def test_malformed_body_is_forwarded_raw_for_the_function_to_refuse():
+    """Labelled JSON (the functions take nothing else), so the answer is 400 invalid_json, not 415."""
     inv = build_invocation(delivery(b"{not json"), "train")
-    assert inv.body == b"{not json" and inv.headers["Content-Type"] == "text/plain"
+    assert inv.body == b"{not json" and inv.headers["Content-Type"] == "application/json"
 
 
 # ---- headers --------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ def body_of(value) -> bytes:
 
 
 # (method, path, body, headers, status, what the answer must hold)
+# On the embedded gateway, JSON bodies need a JSON Content-Type (V2 infer also takes none: Triton's client
+# sends none); the adapters parse JSON whatever the type says. Cases without a type are V2's.
 CASES = [
     ("GET", "/v2/health/live", b"", {}, 200, {"live": True}),
     ("GET", "/v2/health/ready", b"", {}, 200, {"ready": True}),
@@ -80,28 +82,28 @@ CASES = [
     ("GET", "/v2/models/iris/explain", b"", {}, 404, None),
     ("GET", "/v1/models/iris", b"", {}, 200, {"name": "iris", "ready": True}),
     ("GET", "/v1/models/no-such", b"", {}, 404, None),
-    ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, {}, 200, {"predictions": ["setosa"]}),
+    ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, JSON, 200, {"predictions": ["setosa"]}),
     ("POST", "/v1/models/iris:predict", {"instances": [dict(zip(FEATURES, ROW))]}, JSON, 200,
      {"predictions": ["setosa"]}),
-    ("POST", "/v1/models/iris:predict", {"instances": [ROW[:3]]}, {}, 400, None),
-    ("POST", "/v1/models/iris:predict", {"rows": [ROW]}, {}, 400, None),
-    ("POST", "/v1/models/iris:predict", b"{not json", {}, 400, None),
+    ("POST", "/v1/models/iris:predict", {"instances": [ROW[:3]]}, JSON, 400, None),
+    ("POST", "/v1/models/iris:predict", {"rows": [ROW]}, JSON, 400, None),
+    ("POST", "/v1/models/iris:predict", b"{not json", JSON, 400, None),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, {"Content-Type": "text/csv"}, 415, None),
-    ("POST", "/v1/models/iris:explain", {"instances": [ROW]}, {}, 404, None),
-    ("POST", "/v1/models/no-such:predict", {"instances": [ROW]}, {}, 404, None),
-    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW]}}, {}, 200,
+    ("POST", "/v1/models/iris:explain", {"instances": [ROW]}, JSON, 404, None),
+    ("POST", "/v1/models/no-such:predict", {"instances": [ROW]}, JSON, 404, None),
+    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW]}}, JSON, 200,
      {"predictions": ["setosa"]}),
     ("POST", "/models/iris/invocations", {"inputs": {f: [v] for f, v in zip(FEATURES, ROW)}}, JSON, 200,
      {"predictions": ["setosa"]}),
     ("POST", "/models/iris/invocations", (",".join(FEATURES) + "\n" + ",".join(map(str, ROW)) + "\n").encode(),
      {"Content-Type": "text/csv"}, 200, {"predictions": ["setosa"]}),
     ("POST", "/models/iris/invocations", b"a,b\n1\n", {"Content-Type": "text/csv"}, 400, None),
-    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW[:3]]}}, {}, 400, None),
-    ("POST", "/models/iris/invocations", {"instances": [dict(zip(FEATURES, ROW))], "extra": 1}, {}, 400, None),
-    ("POST", "/models/iris/invocations", {"dataframe_records": [{"sepal_length": "long"}]}, {}, 400, None),
+    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW[:3]]}}, JSON, 400, None),
+    ("POST", "/models/iris/invocations", {"instances": [dict(zip(FEATURES, ROW))], "extra": 1}, JSON, 400, None),
+    ("POST", "/models/iris/invocations", {"dataframe_records": [{"sepal_length": "long"}]}, JSON, 400, None),
     ("POST", "/models/iris/invocations", b"<x/>", {"Content-Type": "application/xml"}, 415, None),
-    ("POST", "/models/no-such/invocations", {"instances": [ROW]}, {}, 404, None),
-    ("POST", "/invocations", {"instances": [ROW]}, {}, 404, None),  # KUBEPREDICT_DEFAULT_MODEL unset
+    ("POST", "/models/no-such/invocations", {"instances": [ROW]}, JSON, 404, None),
+    ("POST", "/invocations", {"instances": [ROW]}, JSON, 404, None),  # KUBEPREDICT_DEFAULT_MODEL unset
     ("GET", "/models/iris/ping", b"", {}, 200, None),
     ("GET", "/models/no-such/health", b"", {}, 404, None),
     ("GET", "/ping", b"", {}, 200, None),

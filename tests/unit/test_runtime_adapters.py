@@ -177,9 +177,18 @@ def test_creates_answer_alike(svc, openfaas_apps, trained):
     strip = [{k: v for k, v in b.items() if k not in ("dataset_id", "created_at")} for b in bodies]
     assert strip[0] == strip[1] == strip[2]
     train = json.dumps({"dataset_id": trained["ds"]["dataset_id"], "target": "species"}).encode()
-    answers = all_three(svc, openfaas_apps, "POST", "train", "/", train, {"Content-Type": "text/plain"})
+    answers = all_three(svc, openfaas_apps, "POST", "train", "/", train, JSON)
     assert {a[0] for a in answers} == {202}
     assert all(set(json.loads(a[2])) == {"job_id", "model_id", "status"} for a in answers)
+
+
+def test_text_plain_json_is_parsed_by_the_adapters_and_refused_by_the_embedded_gateway(svc, openfaas_apps, trained):
+    """faas-cli and Kubeless triggers label JSON text/plain: the adapters parse it; the embedded gateway,
+    which a web page on another site can reach with a text/plain body without asking first, answers 415."""
+    train = json.dumps({"dataset_id": trained["ds"]["dataset_id"], "target": "species"}).encode()
+    gateway, openfaas, kubeless = all_three(svc, openfaas_apps, "POST", "train", "/", train, {"Content-Type": "text/plain"})
+    assert (openfaas[0], kubeless[0]) == (202, 202)
+    assert gateway[0] == 415 and json.loads(gateway[2])["error"]["code"] == "unsupported_media_type"
 
 
 def test_kubeless_form_encoded_kafka_trigger_body_is_parsed(svc, trained):

@@ -11,8 +11,13 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
 
+# What a JSON body may be labelled: leniently in the Kubeless and OpenFaaS adapters (Kubeless triggers
+# send form types, faas-cli ``text/plain``), strictly on the embedded gateway, where a browser must not be
+# able to send one from another site without asking first (text/plain, form types and no type at all are
+# "simple" requests there). Any ``+json`` suffix counts as JSON in both.
 JSON_TYPES = {"", "application/json", "application/cloudevents+json", "text/plain", "application/octet-stream",
               "application/x-www-form-urlencoded"}
+STRICT_JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 DEFAULT_MAX_JSON = 64 * 1024 * 1024
 
 
@@ -46,6 +51,10 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Headers = field(default_factory=Headers)
     stream: BinaryIO = field(default_factory=io.BytesIO)
+    #: set by the embedded gateway: only JSON content types for JSON bodies (``STRICT_JSON_TYPES``)
+    strict: bool = False
+    #: False for a read-only token: the function may answer reads and online predictions only
+    can_write: bool = True
 
     @classmethod
     def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | BinaryIO = b"") -> "Request":
@@ -62,11 +71,21 @@ class Request:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes", details={"limit_bytes": limit})
         return data
 
+    def is_json(self) -> bool:
+        """Whether the content type may label a JSON body here (see ``JSON_TYPES``)."""
+        ctype = self.content_type
+        return ctype.endswith("+json") or ctype in (STRICT_JSON_TYPES if self.strict else JSON_TYPES)
+
+    def require_json(self) -> None:
+        if not self.is_json():
+            what = self.content_type or "a body without a Content-Type"
+            raise UnsupportedMediaType(f"send JSON with Content-Type: application/json, not {what}",
+                                       details={"content_type": self.content_type,
+                                                "accepted": ["application/json", "application/cloudevents+json"]})
+
     def json(self, limit: int = DEFAULT_MAX_JSON) -> Any:
-        """Parse a JSON body whatever the content type claims (Kubeless triggers send form types)."""
-        if self.content_type not in JSON_TYPES:
-            raise UnsupportedMediaType(f"send JSON (application/json), not {self.content_type}",
-                                       details={"content_type": self.content_type})
+        """Parse a JSON body (the adapters accept the types Kubeless triggers send; see ``JSON_TYPES``)."""
+        self.require_json()
         raw = self.read(limit)
         if not raw.strip():
             raise InvalidInput("the request body is empty; send a JSON object", code="empty_body")
@@ -129,12 +148,13 @@ class Function:
         from ..bootstrap import default_services
 
         parts = [p for p in request.path.split("/") if p]
+        wanted = "GET" if request.method == "HEAD" else request.method  # HEAD: a GET whose body is dropped
         allowed = []
         for method, pattern, fn in self.routes:
             args = _match(pattern, parts)
             if args is None:
                 continue
-            if method != request.method:
+            if method != wanted:
                 allowed.append(method)
                 continue
             return fn(request, services or default_services(), *args)

@@ -4,6 +4,7 @@ inference protocols (``/v2/...``, ``/v1/...``, MLflow's ``/invocations``; see ``
 from __future__ import annotations
 
 from ..codecs import native
+from ..errors import Forbidden
 from ..services import prediction, validate
 from . import protocols
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
@@ -39,6 +40,9 @@ def create(request: Request, svc) -> Response:
     body = validate.require_object(unwrap_cloudevent(raw))
     if native.is_online(body):
         return Response.json(prediction.predict_online(svc, body))
+    if not request.can_write:
+        raise Forbidden("this token may predict online only; a batch prediction over a dataset queues a job "
+                        "and needs the API token", code="read_only_token")
     job, created = prediction.submit_predict(svc, body, idempotency_key=idempotency_key(request, raw))
     return accepted(job, created)
 

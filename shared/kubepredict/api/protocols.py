@@ -16,13 +16,13 @@ from .. import __version__
 from ..codecs import kserve_v1, mlflow, v2
 from ..errors import KubepredictError, MethodNotAllowed, ModelNotFound, RouteNotFound, UnsupportedMediaType
 from ..services import prediction, serving
-from .http import DEFAULT_MAX_JSON, JSON_TYPES, Request, Response
+from .http import DEFAULT_MAX_JSON, Request, Response
 
 ROOTS = ("v2", "v1", "models", "invocations", "ping", "health", "version")
 
 
 # ---- error shapes ----------------------------------------------------------------------------
-MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "RESOURCE_DOES_NOT_EXIST", 409: "INVALID_STATE",
+MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST", 409: "INVALID_STATE",
                 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
 
 
@@ -72,6 +72,7 @@ def owns(path: str) -> bool:
 
 def match(request: Request) -> tuple[Route, list[str]]:
     parts = [p for p in request.path.split("/") if p]
+    wanted = "GET" if request.method == "HEAD" else request.method
     allowed = []
     for r in ROUTES:
         if len(r.parts) != len(parts):
@@ -83,7 +84,7 @@ def match(request: Request) -> tuple[Route, list[str]]:
             elif p != s:
                 break
         else:
-            if r.method == request.method:
+            if r.method == wanted:
                 return r, args
             allowed.append(r.method)
     if allowed:
@@ -145,6 +146,8 @@ def v2_model_ready(request, svc, name, version=None):
 @route("POST", "/v2/models/{name}/versions/{version}/infer")
 def v2_infer(request, svc, name, version=None):
     _identity_encoding(request)
+    if request.content_type and request.content_type != "application/octet-stream":
+        request.require_json()  # no type at all is what Triton's client sends with binary tensors
     body = v2.parse(request.read(DEFAULT_MAX_JSON), request.headers.get("inference-header-content-length"))
     return Response.json(prediction.infer(svc, v2, body, name, version))
 
@@ -175,8 +178,9 @@ def mlflow_invocations(request, svc, name):
     if request.content_type == "text/csv":
         data = request.read(DEFAULT_MAX_JSON)
         return Response.json(prediction.infer(svc, mlflow, None, name, decode=lambda m: mlflow.decode_csv(data, m)))
-    if request.content_type not in JSON_TYPES:
-        raise UnsupportedMediaType(f"this endpoint takes application/json or text/csv, not {request.content_type}",
+    if not request.is_json():
+        raise UnsupportedMediaType(f"this endpoint takes application/json or text/csv, not "
+                                   f"{request.content_type or 'a body without a Content-Type'}",
                                    details={"content_type": request.content_type})
     return Response.json(prediction.infer(svc, mlflow, request.json(), name))
 
@@ -214,3 +218,8 @@ def _identity_encoding(request: Request) -> None:
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send the body uncompressed",
                                    details={"content_encoding": encoding})
+
+
+# (method, path) of every public route (health checks, server metadata): none has a parameter, so the
+# embedded gateway's edge looks them up in a set before reading a request (runtimes/edge.py).
+PUBLIC = frozenset((r.method, "/" + "/".join(r.parts)) for r in ROUTES if r.public)

@@ -109,7 +109,10 @@ def build_invocation(delivery: Delivery, function: str, token: str | None = None
     """The function call a message becomes, with the headers Kubeless and OpenFaaS connectors send."""
     body, attrs, is_json = unwrap(delivery)
     key = idempotency_key(delivery, attrs.get("id"))
-    content_type = "application/json" if is_json else (delivery.header("content-type") or "text/plain")
+    # train and predict take JSON: a body that is not (or not yet) JSON is still labelled so, unless the
+    # message says otherwise, and the function answers why it is unusable (400 invalid_json) — the
+    # embedded gateway refuses text/plain JSON with 415, as any web page could send it.
+    content_type = "application/json" if is_json else (delivery.header("content-type") or "application/json")
     headers = {
         "Content-Type": content_type,
         "Idempotency-Key": key,

@@ -12,13 +12,17 @@ app on the threads), so authentication, metrics and the error tables stay in one
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl
 
+from .. import errors
 from ..api import FUNCTIONS
-from ..api.http import Headers, Request
+from ..api.http import Headers, Request, Response
 from . import http
+from .edge import BODY_METHODS, FRAMING_BYTES, GRANTED, WRITE
 
 logger = logging.getLogger(__name__)
 
@@ -32,35 +36,110 @@ INLINE_PATHS = re.compile(
     r"|(?:/function/predict)?/invocations)$")
 INLINE_MAX_BYTES = 256 * 1024
 FUNCTION_PREFIX = "/function/"
+RESERVED_THREADS = 4  # worker threads never given to streamed (large) bodies
 BODY_KEY = "kubepredict.body"  # scope key: a large request's body, read ahead (_BodyAhead)
 
 
 class AsgiGateway:
-    """ASGI app over a WSGI gateway: hot online paths inline, the rest on ``threads`` worker threads."""
+    """ASGI app over a WSGI gateway: hot online paths inline, the rest on ``threads`` worker threads.
+
+    Every request first passes the gateway's edge checks (``runtimes/edge.py``: Host, CORS, Origin,
+    token, ``Content-Length``) on its line and headers alone, before a byte of its body is read.
+    ``/healthz`` is answered from its own thread, so busy or stalled worker threads never hide it.
+    """
 
     def __init__(self, gateway, *, threads: int = 16):
         from a2wsgi import WSGIMiddleware
 
         self.gateway = gateway
+        self.edge = gateway.edge
         self.threaded = WSGIMiddleware(_input_terminated(gateway.wsgi), workers=threads)
+        self._health_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="healthz")
+        self._health: tuple[float, Response | None] = (0.0, None)
+        self._health_running = None
+        # Large bodies stream into a worker thread as they arrive, holding it as long as the client takes:
+        # at most this many at once, so slow uploads never take every thread from the other requests.
+        self._streams = asyncio.Semaphore(max(1, threads - RESERVED_THREADS))
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and INLINE_PATHS.match(scope["path"]):
-            length = _content_length(scope)
-            if length is not None and length <= INLINE_MAX_BYTES:
-                body = await _read_body(receive, length)
-                if body is not None and self._quick(scope, body):
-                    await self._direct(scope, body, send)
-                    return
-                receive = _replay(body or b"", receive)
-        elif scope["type"] == "http" and _streamed(scope):
-            body = _BodyAhead(receive)
+        if scope["type"] != "http":
+            return  # lifespan is off and there are no websockets
+        try:
+            await self._serve(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - the edge: a JSON 500, never uvicorn's plain text
             try:
-                await self.threaded({**scope, BODY_KEY: body}, receive, send)
-            finally:
-                body.close()
+                await _respond(send, http.error_response(exc))
+            except Exception:  # noqa: BLE001, S110 - the response had started: uvicorn closes the connection
+                pass
+
+    async def _serve(self, scope, receive, send) -> None:
+        method, path = scope["method"], scope["path"]
+        host = origin = ""
+        auth = b""
+        length: int | None = 0
+        chunked = preflight = False
+        for key, value in scope["headers"]:
+            if key == b"host":
+                host = value.decode("latin-1")
+            elif key == b"authorization":
+                auth = value
+            elif key == b"content-length":
+                length = _int(value)
+            elif key == b"transfer-encoding":
+                chunked = True
+            elif key == b"origin":
+                origin = value.decode("latin-1")
+            elif key == b"access-control-request-method":
+                preflight = method == "OPTIONS"
+        if chunked:
+            length = None
+        granted = self.edge.check(method, path, host, auth, origin, length, preflight)
+        if granted.__class__ is not int:  # refused before reading the body
+            await _respond(send, granted)
+            return
+        scope[GRANTED] = granted
+        if origin:
+            cors = self.edge.cors_for(origin)
+            if cors:
+                send = _adding(send, cors)
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            await _respond(send, await self._healthz())
+            return
+        if method in BODY_METHODS and length is not None and length <= INLINE_MAX_BYTES:
+            # A small body is read here, on the loop, so a slow client never holds a worker thread.
+            body = await _read_body(receive, length)
+            if body is None:
+                return  # the client went away
+            if method == "POST" and INLINE_PATHS.match(path) and self._quick(scope, body):
+                await self._direct(scope, body, send, granted)
+                return
+            receive = _replay(body, receive)
+        elif method in BODY_METHODS:
+            async with self._streams:
+                body = _BodyAhead(receive, max_bytes=self.edge.max_body)
+                try:
+                    await self.threaded({**scope, BODY_KEY: body}, receive, _closing_unless_read(send, body))
+                finally:
+                    body.close()
             return
         await self.threaded(scope, receive, send)
+
+    async def _healthz(self) -> Response:
+        """The gateway's health, from its own thread, at most once a second however often it is asked."""
+        at, resp = self._health
+        loop = asyncio.get_running_loop()
+        if resp is not None and loop.time() - at < 1.0:
+            return resp
+        if self._health_running is None:
+            self._health_running = loop.run_in_executor(self._health_pool, self.gateway.health)
+        running = self._health_running
+        try:
+            resp = await asyncio.shield(running)
+        finally:
+            if self._health_running is running and running.done():
+                self._health_running = None
+        self._health = (loop.time(), resp)
+        return resp
 
     def _quick(self, scope, body: bytes) -> bool:
         path = scope["path"]
@@ -70,7 +149,7 @@ class AsgiGateway:
             return fn is not None and fn.is_quick("POST", "/" + rest, body)
         return FUNCTIONS["predict"].is_quick("POST", path, body)
 
-    async def _direct(self, scope, body: bytes, send) -> None:
+    async def _direct(self, scope, body: bytes, send, granted: int) -> None:
         """Straight to the gateway's neutral calls: no WSGI objects on the hot path."""
         path = scope["path"]
         headers = Headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
@@ -79,14 +158,53 @@ class AsgiGateway:
         if path.startswith(FUNCTION_PREFIX):
             name, _, rest = path[len(FUNCTION_PREFIX):].partition("/")
             request = Request.build("POST", "/" + rest, query=query, headers=headers, body=body)
+            request.strict, request.can_write = True, granted == WRITE
             resp = self.gateway.call_function(name, request)
         else:  # a protocol route at the root (/v2/…, /v1/…, /models/…, /invocations)
-            resp = self.gateway.call_protocol(Request.build("POST", path, query=query, headers=headers, body=body))
-        resp = http.materialize(resp)
-        await send({"type": "http.response.start", "status": resp.status,
-                    "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
-                                for k, v in resp.headers.items()]})
-        await send({"type": "http.response.body", "body": resp.content()})
+            request = Request.build("POST", path, query=query, headers=headers, body=body)
+            request.strict, request.can_write = True, granted == WRITE
+            resp = self.gateway.call_protocol(request)
+        await _respond(send, http.materialize(resp))
+
+
+async def _respond(send, resp: Response) -> None:
+    body = resp.content()
+    headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in resp.headers.items()]
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _adding(send, extra: dict):
+    """``send`` that adds ``extra`` headers to the response's start (CORS for an allowed page)."""
+    encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+
+    async def sending(message):
+        if message["type"] == "http.response.start":
+            have = {k for k, _ in message.get("headers", ())}
+            message = {**message, "headers": [*message.get("headers", ()), *(kv for kv in encoded if kv[0] not in have)]}
+        await send(message)
+
+    return sending
+
+
+def _closing_unless_read(send, body: _BodyAhead):
+    """``send`` that closes the connection after a response given before the whole body arrived (a refusal
+    mid-upload: 413, 415, …), instead of reading and dropping the rest of a body nobody wants."""
+
+    async def sending(message):
+        if message["type"] == "http.response.start" and not body.complete:
+            message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+        await send(message)
+
+    return sending
+
+
+def _int(value: bytes) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _input_terminated(wsgi_app):
@@ -104,18 +222,6 @@ def _input_terminated(wsgi_app):
     return app
 
 
-def _content_length(scope) -> int | None:
-    for key, value in scope["headers"]:
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-        if key == b"transfer-encoding":
-            return None
-    return 0
-
-
 async def _read_body(receive, length: int) -> bytes | None:
     """The whole body (at most ``length`` bytes were announced); None if the client went away."""
     chunks, size = [], 0
@@ -130,14 +236,6 @@ async def _read_body(receive, length: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _streamed(scope) -> bool:
-    """A body worth reading ahead: chunked, or announced larger than the inline limit."""
-    if scope["method"] not in ("POST", "PUT", "PATCH"):
-        return False
-    length = _content_length(scope)
-    return length is None or length > INLINE_MAX_BYTES
-
-
 class _BodyAhead:
     """The body of a large request, read ahead on the event loop and read by the worker thread directly.
 
@@ -146,7 +244,7 @@ class _BodyAhead:
     no round trip to the loop per message as a2wsgi's own input makes (one per 64 KiB socket read).
     """
 
-    def __init__(self, receive, *, limit: int = 4 * 1024 * 1024):
+    def __init__(self, receive, *, limit: int = 4 * 1024 * 1024, max_bytes: int | None = None):
         import asyncio
         import threading
         from collections import deque
@@ -155,6 +253,7 @@ class _BodyAhead:
         self._loop = asyncio.get_running_loop()
         self._parts: deque = deque()
         self._size, self._more, self._failed = 0, True, False
+        self._total, self._max, self._too_large = 0, max_bytes, False  # a chunked body, counted as it comes
         self._cond = threading.Condition()
         self._space = asyncio.Event()
         self._space.set()
@@ -173,7 +272,10 @@ class _BodyAhead:
                         if body:
                             self._parts.append(body)
                             self._size += len(body)
+                            self._total += len(body)
                         self._more = bool(message.get("more_body"))
+                        if self._max is not None and self._total > self._max:  # stop reading; read() says why
+                            self._more, self._too_large = False, True
                     if self._size >= self._limit:
                         self._space.clear()
                     self._cond.notify_all()
@@ -182,6 +284,11 @@ class _BodyAhead:
                 if self._more:  # cancelled or failed before the end
                     self._more, self._failed = False, True
                 self._cond.notify_all()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived."""
+        return not self._more and not self._failed and not self._too_large
 
     def close(self) -> None:
         """The request is over: stop reading a body nobody will consume."""
@@ -217,6 +324,10 @@ class _BodyAhead:
             self._size -= got
             if self._size < self._limit // 2 and not self._space.is_set():
                 self._loop.call_soon_threadsafe(self._space.set)
+            if not out and self._too_large:
+                limit = self._max - FRAMING_BYTES
+                raise errors.PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
+                                             details={"limit_bytes": limit})
             if not out and self._failed:
                 raise OSError("the client closed the connection before the end of the request body")
         return out[0] if len(out) == 1 else b"".join(out)
@@ -247,12 +358,16 @@ def _replay(body: bytes, receive):
     return again
 
 
-def run(app, *, host: str, port: int, limit_concurrency: int | None = None, keep_alive: int = 75) -> None:
-    """Serve ``app`` with uvicorn (uvloop + httptools) until SIGINT/SIGTERM."""
+def run(app, *, host: str, port: int, max_connections: int = 1000, header_timeout: float = 10.0,
+        body_timeout: float = 30.0, keep_alive: float = 5.0) -> None:
+    """Serve ``app`` with uvicorn (uvloop + httptools, with the edge's bounds: ``protocol.py``) until SIGINT/SIGTERM."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", lifespan="off",
+    from .protocol import make_protocol
+
+    protocol = make_protocol(max_connections=max_connections, header_timeout=header_timeout,
+                             body_timeout=body_timeout)
+    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=protocol, lifespan="off",
                             access_log=False, log_config=None, server_header=False, date_header=False,
-                            limit_concurrency=limit_concurrency, timeout_keep_alive=keep_alive,
-                            timeout_graceful_shutdown=5)
+                            timeout_keep_alive=keep_alive, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()

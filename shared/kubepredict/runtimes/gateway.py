@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import io
 import logging
 import threading
@@ -21,6 +20,7 @@ from .. import __version__, errors, metrics
 from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
 from . import http
+from .edge import GRANTED, WRITE, Edge
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +41,12 @@ class Gateway:
         self.invocations = {name: 0 for name in FUNCTIONS}
         self._count_lock = threading.Lock()
         self.async_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-call")
+        self.edge = Edge(self.settings)
+        get = ["GET"]  # HEAD comes with GET
         self.url_map = Map([
-            Rule("/healthz", endpoint="healthz"),
-            Rule("/metrics", endpoint="metrics"),
-            Rule("/", endpoint="root"),
+            Rule("/healthz", endpoint="healthz", methods=get),
+            Rule("/metrics", endpoint="metrics", methods=get),
+            Rule("/", endpoint="root", methods=get),
             Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
             Rule("/function/<name>/<path:rest>", endpoint="function"),
             Rule("/async-function/<name>", endpoint="async_function", defaults={"rest": ""}),
@@ -54,21 +56,41 @@ class Gateway:
             # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
             *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
               for path in (f"/{root}", f"/{root}/<path:rest>")],
-        ], strict_slashes=False)
+        ], strict_slashes=False, merge_slashes=False)  # "/function//upload" is a 404, not a redirect
         metrics.register_catalog(services.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
         if web_dir and Path(web_dir).is_dir():
-            self.wsgi = SharedDataMiddleware(self._app, {"/ui": str(web_dir)}, cache=False)
+            self._static = SharedDataMiddleware(self._route, {"/ui": str(web_dir)}, cache=False)
             self._index = Path(web_dir) / "index.html"
         else:
-            self._index = None
+            self._static = self._index = None
 
     def __call__(self, environ, start_response):
         return self.wsgi(environ, start_response)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _app(self, environ, start_response):
+        scope = environ.get("asgi.scope")
+        granted = scope.get(GRANTED) if scope else None
+        if granted is None:  # a plain WSGI server or test client: the ASGI front's checks, here
+            verdict = self.edge.check(*_edge_args(environ))
+            if not isinstance(verdict, int):
+                return _to_wsgi(verdict)(environ, start_response)
+            granted = verdict
+            cors = self.edge.cors_for(environ.get("HTTP_ORIGIN", ""))
+            if cors:
+                start_response = _adding(start_response, cors)
+        environ[GRANTED] = granted
+        if environ.get("PATH_INFO", "").startswith("/ui/") and self._static is not None:
+            if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
+                err = errors.MethodNotAllowed(f"{environ['REQUEST_METHOD']} not allowed on the web page",
+                                              details={"allowed": ["GET", "HEAD"]})
+                return _to_wsgi(http.error_response(err))(environ, start_response)
+            return self._static(environ, start_response)  # a missing file falls through to _route
+        return self._route(environ, start_response)
+
+    def _route(self, environ, start_response):
         wreq = WRequest(environ)
         try:
             endpoint, values = self.url_map.bind_to_environ(environ).match()
@@ -76,50 +98,33 @@ class Gateway:
                 values["name"] = self._local_name(values["name"])
             resp = getattr(self, f"on_{endpoint}")(wreq, **values)
         except HTTPException as exc:
-            if exc.code == 404 and wreq.path == "/ui":
+            if exc.code == 404 and wreq.path == "/ui" and wreq.method in ("GET", "HEAD"):
                 resp = WResponse("", status=302, headers={"Location": "/ui/"})
-            elif exc.code == 404 and wreq.path == "/ui/" and self._index is not None:
+            elif exc.code == 404 and wreq.path == "/ui/" and self._index is not None and wreq.method in ("GET", "HEAD"):
                 resp = WResponse(self._index.read_bytes(), content_type="text/html; charset=utf-8")
-            else:
-                err = errors.RouteNotFound(f"no route {wreq.path}") if exc.code == 404 else \
-                    errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}")
+            elif exc.code == 405:
+                err = errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}",
+                                              details={"allowed": sorted(getattr(exc, "valid_methods", None) or [])})
                 resp = _to_wsgi(http.error_response(err))
+            else:
+                resp = _to_wsgi(http.error_response(errors.RouteNotFound(f"no route {wreq.path}",
+                                                                         details={"path": wreq.path})))
         except errors.KubepredictError as exc:
             resp = _to_wsgi(http.error_response(exc))
         return resp(environ, start_response)
 
-    def _authorize(self, wreq: WRequest) -> None:
-        self.authorize(wreq.headers.get("Authorization", ""))
-
-    def authorize(self, given: str) -> None:
-        """Raise Unauthorized unless ``given`` (an Authorization header) carries the API token, if one is set."""
-        token = self.settings.api_token
-        if not token:
-            return
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip(), token)):
-            raise errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
-
-    def check_length(self, length: int | None) -> None:
-        limit = self.settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
-        if length is not None and length > limit:
-            raise errors.PayloadTooLarge(f"request body of {length} bytes is larger than the limit of "
-                                         f"{self.settings.max_upload_bytes} bytes",
-                                         details={"limit_bytes": self.settings.max_upload_bytes})
-
     def _request(self, wreq: WRequest, rest: str) -> Request:
-        self.check_length(wreq.content_length)
         headers = Headers(wreq.headers.items())
         headers["X-Forwarded-Host"] = wreq.host
-        return Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,
-                             body=wreq.stream)
+        request = Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,
+                                body=wreq.stream)
+        request.strict, request.can_write = True, wreq.environ.get(GRANTED) == WRITE
+        return request
 
     def call_function(self, name: str, request: Request) -> Response:
-        """``/function/{name}/…`` without a WSGI request: what the ASGI front calls for online predictions."""
-        try:
-            self.authorize(request.headers.get("authorization") or "")
-            return self.invoke(self._local_name(name), request)
-        except errors.KubepredictError as exc:
-            return http.error_response(exc)
+        """``/function/{name}/…`` without a WSGI request: what the ASGI front calls for online predictions
+        (after its edge checks: ``request.strict`` and ``can_write`` are the caller's to set)."""
+        return self.invoke(self._local_name(name), request)
 
     def invoke(self, name: str, request: Request) -> Response:
         """Call a function with metrics; unknown names are a JSON 404."""
@@ -137,14 +142,19 @@ class Gateway:
         return resp
 
     # ---- routes -----------------------------------------------------------------------------
-    def on_healthz(self, wreq):
+    def health(self) -> Response:
+        """``/healthz``: 200 ``OK`` once database and storage answer (the ASGI front calls it on its own thread)."""
         try:
             self.services.catalog.ping()
             self.services.storage.ping()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             logger.warning("health check failed: %s", exc)
-            return WResponse("unhealthy: " + str(exc).splitlines()[0][:200], status=503, content_type="text/plain")
-        return WResponse("OK", content_type="text/plain")
+            return Response(503, ("unhealthy: " + str(exc).splitlines()[0][:200]).encode(),
+                            {"Content-Type": "text/plain; charset=utf-8"})
+        return Response(200, b"OK", {"Content-Type": "text/plain; charset=utf-8"})
+
+    def on_healthz(self, wreq):
+        return _to_wsgi(self.health())
 
     def on_metrics(self, wreq):
         from prometheus_client import CONTENT_TYPE_LATEST
@@ -155,7 +165,6 @@ class Gateway:
         return WResponse("", status=302, headers={"Location": "/ui/"})
 
     def on_function(self, wreq, name, rest):
-        self._authorize(wreq)
         return _to_wsgi(self.invoke(name, self._request(wreq, rest)))
 
     def on_protocol(self, wreq, rest=""):
@@ -168,15 +177,9 @@ class Gateway:
 
     def call_protocol(self, request: Request) -> Response:
         """A protocol route at the root (``request.path`` is the full path), without a WSGI request."""
-        try:
-            if not protocols.is_public(request):
-                self.authorize(request.headers.get("authorization") or "")
-        except errors.KubepredictError as exc:
-            return protocols.error_response(request.path, exc)
         return self.invoke("predict", request)
 
     def on_async_function(self, wreq, name, rest):
-        self._authorize(wreq)
         if wreq.method != "POST":
             raise errors.MethodNotAllowed("async invocations must use POST", details={"allowed": ["POST"]})
         if name not in FUNCTIONS:
@@ -220,17 +223,33 @@ class Gateway:
                 "labels": labels, "annotations": annotations, "envProcess": "kubepredict serve"}
 
     def on_system_functions(self, wreq):
-        self._authorize(wreq)
         if wreq.method != "GET":
             raise errors.MethodNotAllowed("the embedded gateway does not deploy functions; use GET",
                                           details={"allowed": ["GET"]})
         return _to_wsgi(Response.json([self._status(n) for n in FUNCTIONS]))
 
     def on_system_function(self, wreq, name):
-        self._authorize(wreq)
         if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         return _to_wsgi(Response.json(self._status(name)))
+
+
+def _edge_args(environ) -> tuple:
+    """``Edge.check``'s arguments from a WSGI environ."""
+    method = environ["REQUEST_METHOD"]
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = None
+    return (method, environ.get("PATH_INFO", ""), environ.get("HTTP_HOST", ""),
+            environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace"), environ.get("HTTP_ORIGIN", ""),
+            length, method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ)
+
+
+def _adding(start_response, extra: dict):
+    def start(status, headers, exc_info=None):
+        return start_response(status, [*headers, *extra.items()], exc_info)
+    return start
 
 
 def _default_web_dir() -> Path | None:

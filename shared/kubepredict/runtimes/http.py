@@ -12,6 +12,7 @@ logger = logging.getLogger(__name__)
 STATUS = (
     (errors.InvalidInput, 400),
     (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.MethodNotAllowed, 405),
     (errors.Conflict, 409),
@@ -31,6 +32,8 @@ def error_response(exc: Exception) -> Response:
             headers = {}
             if status == 405:
                 headers["Allow"] = ", ".join(exc.details.get("allowed", []))
+            if status == 401:
+                headers["WWW-Authenticate"] = "Bearer"
             if status in (429, 503):
                 headers["Retry-After"] = "5"
             return Response.json({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},

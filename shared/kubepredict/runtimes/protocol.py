@@ -1,0 +1,136 @@
+"""uvicorn's httptools protocol with the bounds a public edge needs (uvicorn has a keep-alive timeout only).
+
+- **Slow headers**: a connection must deliver a request's headers within ``header_timeout`` seconds of
+  opening (or of its first byte after a response); a slow-loris client is answered 408 and closed.
+- **Slow bodies**: once the headers are in, a body must keep arriving at ``MIN_BODY_BYTES`` per
+  ``body_timeout`` seconds (unless the server itself paused reading: a busy handler is not a slow client).
+- **Connection bound**: above ``max_connections``, the connection that has waited longest without a
+  complete request (idle keep-alive, slow headers) is closed to make room; only when there is none is
+  the new one refused with 503.
+- The server's own errors (unparsable requests: 400, the two above: 408, 503) are the API's JSON errors.
+
+Timestamps are plain attributes set in the parser callbacks; one sweep a second over the open
+connections applies the timeouts, so a fast request pays a few attribute writes, no timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+WAITING, HEADERS, BODY, BUSY, IDLE = range(5)  # where a connection is in its current request
+MIN_BODY_BYTES = 16 * 1024
+SWEEP_SECONDS = 1.0
+_SEQUENCE = itertools.count()
+REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+
+
+def make_protocol(*, max_connections: int, header_timeout: float, body_timeout: float) -> type:
+    """The protocol class for ``uvicorn.Config(http=...)`` with these bounds."""
+    return type("EdgeProtocol", (EdgeProtocol,), {"max_connections": max_connections,
+                                                  "header_timeout": header_timeout, "body_timeout": body_timeout})
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    max_connections = 1000
+    header_timeout = 10.0
+    body_timeout = 30.0
+
+    # ---- connection -------------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.kp_phase, self.kp_since, self.kp_bytes = WAITING, self.loop.time(), 0
+        self.kp_seq = next(_SEQUENCE)  # the loop's clock ticks in milliseconds: ties go to the older connection
+        state = self.server_state
+        if not getattr(state, "kp_sweeping", False):
+            state.kp_sweeping = True
+            self.loop.call_later(SWEEP_SECONDS, _sweep, self.loop, state)
+        if len(self.connections) > self.max_connections and self._open() > self.max_connections \
+                and not self._shed_one():
+            self.refuse(503, "too_many_connections", "the server has too many open connections; try again shortly")
+
+    def _open(self) -> int:
+        """Connections not already closing (a closed one leaves ``connections`` a loop turn later)."""
+        return sum(1 for c in self.connections if not c.transport.is_closing())
+
+    def _shed_one(self) -> bool:
+        """Close the connection that has waited longest without a complete request; False if none has."""
+        victims = [c for c in self.connections if c is not self and not c.transport.is_closing()
+                   and getattr(c, "kp_phase", BUSY) in (WAITING, HEADERS, IDLE)]
+        if not victims:
+            return False
+        oldest = min(victims, key=lambda c: (c.kp_since, c.kp_seq))
+        oldest.refuse(503, "connection_shed", "closed to make room for other clients: too many open connections",
+                      say=oldest.kp_phase == HEADERS)
+        return True
+
+    def refuse(self, status: int, code: str, message: str, *, say: bool = True) -> None:
+        """Close, first answering ``status`` with the API's JSON error when ``say`` (the server's own answers,
+        outside the app: never in the middle of, or after, the app's response to the current request)."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if say and not (self.kp_phase in (BODY, BUSY) and cycle is not None and cycle.response_started):
+            body = orjson.dumps({"error": {"code": code, "message": message, "details": {}}})
+            head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n" % (
+                status, REASONS[status], len(body))
+            if status == 503:
+                head += b"retry-after: 5\r\n"
+            self.transport.write(head + b"\r\n" + body)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        self.refuse(400, "invalid_http_request", f"the request is not valid HTTP/1.1: {msg}")
+
+    # ---- parser callbacks: where the connection is ----------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self.kp_phase != WAITING:  # the first request's deadline runs from the connection's opening
+            self.kp_since = self.loop.time()
+        self.kp_phase = HEADERS
+
+    def on_headers_complete(self) -> None:
+        self.kp_phase, self.kp_since, self.kp_bytes = BODY, self.loop.time(), 0
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.kp_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.kp_phase = BUSY
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        if self.kp_phase == BUSY:
+            self.kp_phase, self.kp_since = IDLE, self.loop.time()
+        super().on_response_complete()
+
+    # ---- the sweep ---------------------------------------------------------------------------------
+    def kp_overdue(self, now: float) -> None:
+        phase = self.kp_phase
+        if phase in (WAITING, HEADERS):
+            if now - self.kp_since > self.header_timeout:
+                self.refuse(408, "request_timeout",
+                            f"the request headers did not arrive within {self.header_timeout:g} s",
+                            say=phase == HEADERS)
+        elif phase == BODY and now - self.kp_since > self.body_timeout:
+            if self.kp_bytes < MIN_BODY_BYTES and not self.flow.read_paused:
+                self.refuse(408, "request_timeout", f"the request body arrived slower than {MIN_BODY_BYTES} bytes "
+                                                    f"per {self.body_timeout:g} s")
+            else:
+                self.kp_since, self.kp_bytes = now, 0
+
+
+def _sweep(loop: asyncio.AbstractEventLoop, state) -> None:
+    now = loop.time()
+    for conn in list(state.connections):
+        if isinstance(conn, EdgeProtocol):
+            try:
+                conn.kp_overdue(now)
+            except Exception:  # noqa: BLE001, S110 - a connection torn down under us; the sweep goes on
+                pass
+    loop.call_later(SWEEP_SECONDS, _sweep, loop, state)
