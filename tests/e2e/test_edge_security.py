@@ -217,11 +217,21 @@ def test_open_mode_answers_only_its_own_host_names(open_gw):
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
                                    None])
 def test_json_routes_refuse_types_a_page_can_send_without_asking(open_gw, ctype):
+    """A browser's request (it carries Origin, or Sec-Fetch-Mode) must label a JSON body as JSON."""
     body = b'{"dataset_id": "ds_nope", "target": "y"}'
-    headers = {"Content-Type": ctype} if ctype else {}
-    for path in ("/function/train", "/function/predict", "/v1/models/x:predict", "/models/x/invocations"):
-        r = httpx.post(open_gw.url + path, content=body, headers=headers)
-        assert r.status_code == 415, (path, r.status_code, r.text)
+    for browser in ({"Origin": open_gw.url}, {"Sec-Fetch-Mode": "no-cors"}):
+        headers = {**browser, **({"Content-Type": ctype} if ctype else {})}
+        for path in ("/function/train", "/function/predict", "/v1/models/x:predict", "/models/x/invocations"):
+            r = httpx.post(open_gw.url + path, content=body, headers=headers)
+            assert r.status_code == 415, (path, browser, r.status_code, r.text)
+
+
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded"])
+def test_clients_that_are_not_pages_keep_their_default_types(open_gw, ctype):
+    """faas-cli invoke (text/plain) and curl -d (a form type) send no Origin: their JSON is read."""
+    r = httpx.post(f"{open_gw.url}/function/train", content=b'{"dataset_id": "ds_nope", "target": "y"}',
+                   headers={"Content-Type": ctype})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "dataset_not_found"
 
 
 @pytest.mark.parametrize("ctype", ["application/json", "application/json; charset=utf-8",

@@ -11,10 +11,11 @@ from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
 
-# What a JSON body may be labelled: leniently in the Kubeless and OpenFaaS adapters (Kubeless triggers
-# send form types, faas-cli ``text/plain``), strictly on the embedded gateway, where a browser must not be
-# able to send one from another site without asking first (text/plain, form types and no type at all are
-# "simple" requests there). Any ``+json`` suffix counts as JSON in both.
+# What a JSON body may be labelled: leniently for clients that are not web pages (Kubeless triggers send
+# form types, ``faas-cli invoke`` and the OpenFaaS Kafka connector ``text/plain``, ``curl -d`` a form type),
+# strictly for a request a browser sent (it carries ``Origin`` or ``Sec-Fetch-Mode``) to the embedded
+# gateway: a page must not be able to send a JSON body to another site without asking first (text/plain,
+# form types and no type at all are "simple" requests there). Any ``+json`` suffix counts as JSON in both.
 JSON_TYPES = {"", "application/json", "application/cloudevents+json", "text/plain", "application/octet-stream",
               "application/x-www-form-urlencoded"}
 STRICT_JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
@@ -51,7 +52,8 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Headers = field(default_factory=Headers)
     stream: BinaryIO = field(default_factory=io.BytesIO)
-    #: set by the embedded gateway: only JSON content types for JSON bodies (``STRICT_JSON_TYPES``)
+    #: set by the embedded gateway: a browser's request takes only JSON content types for JSON bodies
+    #: (``STRICT_JSON_TYPES``)
     strict: bool = False
     #: False for a read-only token: the function may answer reads and online predictions only
     can_write: bool = True
@@ -74,7 +76,14 @@ class Request:
     def is_json(self) -> bool:
         """Whether the content type may label a JSON body here (see ``JSON_TYPES``)."""
         ctype = self.content_type
-        return ctype.endswith("+json") or ctype in (STRICT_JSON_TYPES if self.strict else JSON_TYPES)
+        return ctype.endswith("+json") or ctype in (STRICT_JSON_TYPES if self.strict and self.from_browser
+                                                    else JSON_TYPES)
+
+    @property
+    def from_browser(self) -> bool:
+        """Sent by a web page: browsers add ``Origin`` to cross-origin and POST requests and
+        ``Sec-Fetch-Mode`` to every request; curl, SDKs and faas-cli send neither."""
+        return "origin" in self.headers or "sec-fetch-mode" in self.headers
 
     def require_json(self) -> None:
         if not self.is_json():
