@@ -6,7 +6,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers clean
+.PHONY: setup setup-services run lint fmt test test-unit demo bench bench-peers clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kaf
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)
+
+lint: setup ## ruff (lint and format check) over the repository, mypy over the kubepredict package (settings: pyproject.toml)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: setup ## Apply ruff's safe fixes, then format the code (`make lint` says what is left)
+	$(BIN)/ruff check --fix-only .
+	$(BIN)/ruff format .
 
 test: setup setup-services ## Every test (unit, integration on real services, end-to-end)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
