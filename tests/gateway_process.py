@@ -32,7 +32,7 @@ class GatewayProcess:
         self.log_path = self.data_dir / f"gateway-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60, *, healthy: bool = True) -> "GatewayProcess":
+    def start(self, timeout: float = 60, *, healthy: bool = True) -> GatewayProcess:
         """Start and wait until ``/healthz`` answers 200 (or, with ``healthy=False``, answers at all)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")

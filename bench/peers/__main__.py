@@ -15,9 +15,9 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pandas as pd
@@ -46,7 +46,7 @@ class Target:
 
 
 def log(msg: str) -> None:
-    print(f"[bench-peers {datetime.datetime.now():%H:%M:%S}] {msg}", flush=True)
+    print(f"[bench-peers {datetime.datetime.now().astimezone():%H:%M:%S}] {msg}", flush=True)
 
 
 def iris_features() -> pd.DataFrame:
@@ -174,15 +174,15 @@ def _terminate(signum, frame):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    notes = [f"{SECONDS:g} s per cell after a {WARMUP:g} s warm-up; wrk -t1 at c=1, -t2 at c=8; "
-             f"client and servers on one {os.cpu_count()}-CPU machine (load average at start "
-             f"{os.getloadavg()[0]:.2f})",
+    notes = [(f"{SECONDS:g} s per cell after a {WARMUP:g} s warm-up; wrk -t1 at c=1, -t2 at c=8; "
+              f"client and servers on one {os.cpu_count()}-CPU machine (load average at start "
+              f"{os.getloadavg()[0]:.2f})"),
              "MLServer: `mlserver start` with default settings except ports and host 127.0.0.1"
              + (f", parallel_workers={PARALLEL_WORKERS}" if PARALLEL_WORKERS else " (parallel_workers default)")
              + "; V2 REST with content_type pd (our pipeline) or one 2-D FP64 tensor (bare estimator fitted on "
                "raw numpy features), output `predict` only; ratios use the faster MLServer row and the lower "
                "p99; Kubepredict answers predictions and probabilities"]
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp, contextlib.ExitStack() as stack:
         try:
             cells, servers, versions = run(Path(tmp), stack, notes)

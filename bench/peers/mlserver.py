@@ -92,7 +92,7 @@ def start(bin_dir: Path, root: Path, http_port: int, models: list[str], log: Pat
     server.start(f"{url}/v2/health/ready", timeout=180)
     try:
         for name in models:
-            wait_until(lambda: httpx.get(f"{url}/v2/models/{name}/ready", timeout=2).status_code == 200,
+            wait_until(lambda name=name: httpx.get(f"{url}/v2/models/{name}/ready", timeout=2).status_code == 200,
                        timeout=60, what=f"MLServer model {name}")
     except BaseException:
         server.stop()

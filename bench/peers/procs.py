@@ -7,8 +7,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -36,7 +36,7 @@ class ServerProcess:
         self.name, self.cmd, self.cwd, self.env, self.log = name, cmd, cwd, env, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self, ready_url: str, *, timeout: float = 120) -> "ServerProcess":
+    def start(self, ready_url: str, *, timeout: float = 120) -> ServerProcess:
         """Start, then wait until ``GET ready_url`` answers 200."""
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,

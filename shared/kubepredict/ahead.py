@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, TypeVar
+from collections.abc import Generator, Iterable
+from typing import TypeVar
 
 T = TypeVar("T")
 _END = object()
 
 
-def ahead(items: Iterable[T], *, depth: int = 1, name: str = "read-ahead") -> Iterator[T]:
+def ahead(items: Iterable[T], *, depth: int = 1, name: str = "read-ahead") -> Generator[T, None, None]:
     """``items``, produced by a helper thread at most ``depth`` items ahead of the caller.
 
     An error raised while producing is raised here, in the caller's thread; leaving the loop early (or

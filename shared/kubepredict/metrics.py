@@ -69,7 +69,7 @@ class CatalogCollector:
         up = GaugeMetricFamily("kubepredict_catalog_up", "1 when the last scrape could read the catalogue.")
         try:
             stats = job_stats(self.catalog, JOB_BUCKETS, JOB_KINDS)
-        except Exception:  # noqa: BLE001 - a scrape must not fail because the database blipped
+        except Exception:  # a scrape must not fail because the database blipped
             logger.exception("could not read catalogue metrics")
             up.add_metric([], 0)
             yield up
@@ -122,7 +122,7 @@ class InvocationCollector:
 
         try:
             stats = invocation_stats(self.catalog, LATENCY_BUCKETS)
-        except Exception:  # noqa: BLE001 - see CatalogCollector
+        except Exception:  # see CatalogCollector
             logger.exception("could not read invocation metrics")
             return
         total = CounterMetricFamily("gateway_function_invocation", INVOCATIONS_HELP,
@@ -163,7 +163,7 @@ def record_call(function_name: str, status: int, seconds: float, services=None) 
 
             services = default_services()
         record_invocation(services.catalog, function_name, str(status), seconds, LATENCY_BUCKETS)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.warning("could not record the %s call (%s) for metrics", function_name, status, exc_info=True)
 
 

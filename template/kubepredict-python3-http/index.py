@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 # platform runs the container as an arbitrary uid (no $HOME-based user site).
 site.addsitedir("/home/app/python")
 
-from function import handler  # noqa: E402
+from function import handler
 
 METHODS = {"GET", "PUT", "POST", "PATCH", "DELETE"}
 THREADS = int(os.getenv("threads", "16"))
@@ -152,7 +152,7 @@ def call(event):
     """Run the handler once; an uncaught exception is a JSON 500 (never a traceback to the client)."""
     try:
         return format_response(handler.handle(event, Context()))
-    except Exception:  # noqa: BLE001 - the edge
+    except Exception:  # the edge
         import logging
 
         logging.getLogger("index").exception("handler failed")

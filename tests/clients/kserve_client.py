@@ -28,7 +28,7 @@ async def main(base, model, features, row, token):
     # (V1 is_server_live GETs the bare base URL, "/", which is the gateway's redirect to the web page.)
     out["v1_model_ready"] = await v1.is_model_ready(base, model, headers=headers)
     out["v1_lists"] = await v1.infer(base, {"instances": [row, row]}, model_name=model, headers=headers)
-    out["v1_objects"] = await v1.infer(base, {"instances": [dict(zip(features, row))]}, model_name=model,
+    out["v1_objects"] = await v1.infer(base, {"instances": [dict(zip(features, row, strict=True))]}, model_name=model,
                                        headers=headers)
     out["v1_bad_width"] = await failure(v1.infer(base, {"instances": [row[:-1]]}, model_name=model, headers=headers))
     out["v1_unknown_model"] = await failure(v1.infer(base, {"instances": [row]}, model_name="no-such-model",
@@ -40,7 +40,7 @@ async def main(base, model, features, row, token):
     out["v2_model_ready"] = await v2.is_model_ready(base, model, headers=headers)
     out["v2_unknown_ready"] = await v2.is_model_ready(base, "no-such-model", headers=headers)
     columns = []
-    for name, value in zip(features, row):
+    for name, value in zip(features, row, strict=True):
         tensor = InferInput(name, [1], "FP32")
         tensor.set_data_from_numpy(np.array([value], dtype=np.float32))  # binary tensor data (the default)
         columns.append(tensor)

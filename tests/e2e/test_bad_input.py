@@ -32,7 +32,8 @@ def cases(w):
     ds, model = w["ds"]["dataset_id"], w["model"]
     row = w["frame"].drop(columns=["target"]).iloc[0].to_dict()
     big = b"a,b\n" + b"1,2\n" * (3 * 1024 * 1024)  # > 8 MiB upload limit of the test gateway
-    train = lambda **b: ("POST", "/function/train", {"json": {"dataset_id": ds, "target": "target", **b}})
+    def train(**b):
+        return ("POST", "/function/train", {"json": {"dataset_id": ds, "target": "target", **b}})
     return [
         ("empty upload", "POST", "/function/upload", {"content": b"", "headers": CSV}, 400, "empty_body"),
         ("binary upload", "POST", "/function/upload", {"content": b"\x89PNG\r\n\x1a\n\x00\x00\x00", "headers": CSV}, 400, "invalid_csv"),
@@ -91,10 +92,14 @@ def hostile_json(w, row) -> list:
     """JSON nested past 1,024 levels, and numbers no float holds: 400, never 500 (issue 16)."""
     ds, model = w["ds"]["dataset_id"], w["model"]
     feature = "sepal length (cm)"
-    raw = lambda text: {"content": text.encode(), "headers": JSONH}
-    ce = lambda data: {"json": {"specversion": "1.0", "id": "ce-deep", "type": "t", "source": "s", "data": data}}
-    online = lambda value: {"json": {"model_id": model, "instances": [row, {**row, feature: value}]}}
-    literal = lambda text: raw(f'{{"model_id": "{model}", "instances": [{{"{feature}": {text}}}]}}')
+    def raw(text):
+        return {"content": text.encode(), "headers": JSONH}
+    def ce(data):
+        return {"json": {"specversion": "1.0", "id": "ce-deep", "type": "t", "source": "s", "data": data}}
+    def online(value):
+        return {"json": {"model_id": model, "instances": [row, {**row, feature: value}]}}
+    def literal(text):
+        return raw(f'{{"model_id": "{model}", "instances": [{{"{feature}": {text}}}]}}')
     return [
         ("train body nested 20,000 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'), 400, "invalid_json"),
         ("train body nested 1,100 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(1100)}}}'), 400, "invalid_json"),
@@ -135,7 +140,7 @@ def test_malformed_requests_get_documented_errors(world):
 def test_gateway_healthy_and_data_intact_after_bad_input(world):
     api: Api = world["api"]
     for _ in range(2):
-        for name, method, path, kwargs, status, code in cases(world):
+        for _name, method, path, kwargs, _status, _code in cases(world):
             assert api.http.request(method, path, **kwargs).status_code < 500
     assert api.http.get("/healthz").text == "OK"
     ds = api.http.get(f"/function/upload/{world['ds']['dataset_id']}").json()
@@ -158,10 +163,11 @@ def test_non_finite_numbers_get_a_400_naming_the_position_in_every_protocol(worl
     good = [5.1, 3.5, 1.4, 0.2]
     header = b'{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP64","parameters":{"binary_data_size":64}}]}'
     binary = header + struct.pack("<8d", *good, *good[:3], float("inf"))
-    v2 = lambda data, dtype="FP64": {"json": {"inputs": [{"name": "x", "shape": [2, 4], "datatype": dtype, "data": data}]}}
+    def v2(data, dtype="FP64"):
+        return {"json": {"inputs": [{"name": "x", "shape": [2, 4], "datatype": dtype, "data": data}]}}
     v2_columns = {"json": {"inputs": [{"name": f, "shape": [2], "datatype": "BYTES", "data": [str(good[j]), "1e999" if j == 1 else str(good[j])]}
                                       for j, f in enumerate(features)]}}
-    rows = [dict(zip(features, good)), {**dict(zip(features, good)), features[3]: "-inf"}]
+    rows = [dict(zip(features, good, strict=True)), {**dict(zip(features, good, strict=True)), features[3]: "-inf"}]
     csv = ",".join(features) + "\n" + ",".join(map(str, good)) + "\n" + "1,2,3," + "9" * 4000 + "\n"
     cases = [
         ("v2 BYTES matrix", f"/v2/models/{model}/infer", v2([[str(v) for v in good], ["inf", "1", "1", "1"]], "BYTES"), "row 1, column 'sepal length (cm)'"),

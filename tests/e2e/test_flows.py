@@ -60,7 +60,7 @@ def test_multiclass_classification_iris(api):
     assert len(m["confusion_matrix"]) == 3 and sorted(m["labels"]) == ["setosa", "versicolor", "virginica"]
     assert set(m["feature_importance"]) == set(frame.columns) - {"target"}
     assert model["task"] == "classification" and sorted(model["classes"]) == sorted(m["labels"])
-    assert sum(r["prediction"] == t for r, t in zip(rows, frame["target"])) / len(rows) >= 0.9
+    assert sum(r["prediction"] == t for r, t in zip(rows, frame["target"], strict=True)) / len(rows) >= 0.9
     online = _online_matches(api, model, frame.drop(columns=["target"]), rows)
     assert all(abs(sum(p) - 1) < 1e-3 for p in online["probabilities"])
 

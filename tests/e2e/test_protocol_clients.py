@@ -72,7 +72,7 @@ def test_triton_client(served):
     assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [(f, "FP64") for f in FEATURES]
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
 
-    expected = native(api, models[NAME], [dict(zip(FEATURES, ROW)), dict(zip(FEATURES, [5.0, 3.4, 1.5, 0.2]))])
+    expected = native(api, models[NAME], [dict(zip(FEATURES, ROW, strict=True)), dict(zip(FEATURES, [5.0, 3.4, 1.5, 0.2], strict=True))])
     inputs = []
     for j, name in enumerate(FEATURES):  # one FP32 tensor per column, binary (the client's default)
         tensor = triton.InferInput(name, [2], "FP32")
@@ -131,7 +131,7 @@ def kserve_python() -> Path:
 
 def test_kserve_sdk_rest_client(served, kserve_python):
     gw, api, models = served
-    expected = native(api, models[NAME], [dict(zip(FEATURES, ROW))])
+    expected = native(api, models[NAME], [dict(zip(FEATURES, ROW, strict=True))])
     run = subprocess.run([str(kserve_python), str(REPO / "tests" / "clients" / "kserve_client.py"), gw.url, NAME,
                           json.dumps(FEATURES), json.dumps(ROW)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -154,10 +154,10 @@ def test_kserve_sdk_rest_client(served, kserve_python):
 MLFLOW_BODIES = [  # as documented for MLflow's scoring server (mlflow models serve)
     {"dataframe_split": {"columns": FEATURES, "data": [ROW]}},
     {"dataframe_split": {"index": [0], "columns": FEATURES, "data": [ROW]}},
-    {"dataframe_records": [dict(zip(FEATURES, ROW))]},
-    {"instances": [dict(zip(FEATURES, ROW))]},
+    {"dataframe_records": [dict(zip(FEATURES, ROW, strict=True))]},
+    {"instances": [dict(zip(FEATURES, ROW, strict=True))]},
     {"instances": [ROW]},
-    {"inputs": {f: [v] for f, v in zip(FEATURES, ROW)}},
+    {"inputs": {f: [v] for f, v in zip(FEATURES, ROW, strict=True)}},
     {"inputs": [ROW], "params": {}},
 ]
 
@@ -165,7 +165,7 @@ MLFLOW_BODIES = [  # as documented for MLflow's scoring server (mlflow models se
 @pytest.mark.parametrize("path", [f"/models/{NAME}/invocations", "/invocations"])
 def test_mlflow_scoring_server_bodies(served, path):
     gw, api, models = served
-    expected = {"predictions": native(api, models[NAME], [dict(zip(FEATURES, ROW))])["predictions"]}
+    expected = {"predictions": native(api, models[NAME], [dict(zip(FEATURES, ROW, strict=True))])["predictions"]}
     http = httpx.Client(base_url=gw.url, timeout=30)
     for body in MLFLOW_BODIES:
         r = http.post(path, json=body)

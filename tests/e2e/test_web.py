@@ -293,7 +293,7 @@ def test_two_trainings_at_once(walk, web_url, tmp_path):
     samples: dict[str, list] = {first: [], second: []}
     for job in (first, second):
         _wait_job(page, job, samples[job])
-    for job, item in items.items():
+    for item in items.values():
         assert item.get_attribute("data-status") == "succeeded"
         assert float(item.locator("progress").get_attribute("value")) == 1.0
         assert "100%" in item.inner_text()

@@ -186,7 +186,7 @@ def test_broker_outage_delays_events_and_loses_none(start_gateway, kafka_broker,
         assert r.status_code == 202, r.text
         queued.append(r.json()["job_id"])
     for job_id in queued:
-        assert wait_for(lambda: finished(http, job_id), 240, "jobs to finish without Kafka")["status"] == "succeeded"
+        assert wait_for(lambda job_id=job_id: finished(http, job_id), 240, "jobs to finish without Kafka")["status"] == "succeeded"
     assert http.get("/healthz").status_code == 200
     assert pending_metric(http) >= 2 + 4 * len(queued)
     down_for = time.monotonic() - started

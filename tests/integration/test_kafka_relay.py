@@ -40,7 +40,7 @@ def test_relay_publishes_pending_rows_in_order_and_marks_them_sent(catalog, kafk
     finally:
         reader.close()
     assert [json.loads(m.value())["id"] for m in msgs] == [e["id"] for e in written]  # one partition: seq order
-    for m, e in zip(msgs, written):
+    for m, e in zip(msgs, written, strict=True):
         assert m.key().decode() == e["subject"]
         assert dict(m.headers())["content-type"] == b"application/cloudevents+json"
         assert json.loads(m.value()) == e

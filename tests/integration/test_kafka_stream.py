@@ -197,7 +197,7 @@ def test_one_answer_per_request_after_the_scorer_is_killed_between_scoring_and_c
     assert log_text.count("killing myself after producing") == 1
     keys = [m.key() for m in got]
     assert len(keys) == 30 and len(set(keys)) == 30, "exactly one committed answer per request id"
-    for req, m in zip(reqs[:30], sorted(got, key=lambda m: int(m.key().split(b"-")[1]))):
+    for req, m in zip(reqs[:30], sorted(got, key=lambda m: int(m.key().split(b"-")[1])), strict=True):
         check_answer(svc, m, req)
     everything = answers(served["bootstrap"], f"{p}predictions", 30 + len(raw), committed=False)
     assert len(everything) > 30, "read_uncommitted shows the aborted copies: the crash happened mid-transaction"

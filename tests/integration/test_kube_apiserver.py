@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -44,25 +44,25 @@ import yaml
 
 pytest.importorskip("kubernetes")
 
-from kubernetes import client, dynamic  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
-from kubernetes.dynamic.exceptions import ResourceNotFoundError  # noqa: E402
+from kubernetes import client, dynamic
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from kubepredict.bootstrap import bootstrap  # noqa: E402
-from kubepredict.config import Settings  # noqa: E402
-from kubepredict.runner.base import JobSpec  # noqa: E402
-from kubepredict.runner.dispatcher import Dispatcher  # noqa: E402
-from kubepredict.runner.k8s_manifest import RUNNER_SELECTOR  # noqa: E402
-from kubepredict.runner.k8s_status import owner_key  # noqa: E402
-from kubepredict.runner.kubernetes import REQUIRED_PERMISSIONS, KubernetesJobRunner  # noqa: E402
-from kubepredict.services.datasets import upload_dataset  # noqa: E402
-from kubepredict.services.prediction import submit_predict  # noqa: E402
-from kubepredict.services.training import submit_train  # noqa: E402
-from tests.services import REPO_ROOT, ServiceStartError, ServiceUnavailable, in_ci  # noqa: E402
-from tests.services.kube_apiserver import KubeAPIServer, binaries_built  # noqa: E402
+from kubepredict.bootstrap import bootstrap
+from kubepredict.config import Settings
+from kubepredict.runner.base import JobSpec
+from kubepredict.runner.dispatcher import Dispatcher
+from kubepredict.runner.k8s_manifest import RUNNER_SELECTOR
+from kubepredict.runner.k8s_status import owner_key
+from kubepredict.runner.kubernetes import REQUIRED_PERMISSIONS, KubernetesJobRunner
+from kubepredict.services.datasets import upload_dataset
+from kubepredict.services.prediction import submit_predict
+from kubepredict.services.training import submit_train
+from tests.services import REPO_ROOT, ServiceStartError, ServiceUnavailable, in_ci
+from tests.services.kube_apiserver import KubeAPIServer, binaries_built
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
-from render_manifests import load_kustomization  # noqa: E402
+from render_manifests import load_kustomization
 
 NS = "kubepredict"
 RUNNER_USER = "system:serviceaccount:kubepredict:kubepredict-runner"
@@ -104,7 +104,7 @@ def kube(request) -> KubeAPIServer:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Applier:
@@ -235,7 +235,7 @@ class _KubeletHandler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):  # http.server's naming
         url = urlsplit(self.path)
         parts = url.path.strip("/").split("/")  # containerLogs/<ns>/<pod>/<container>
         path = self.server.logs.get(parts[2]) if len(parts) == 4 and parts[0] == "containerLogs" else None
@@ -300,11 +300,11 @@ class NodeStandIn:
     def sync(self) -> list[str]:
         """Give every Job without a pod its pod and run it per its behaviour; return the pod names started."""
         started = []
-        for job in self.batch.list_namespaced_job(NS).items:
-            uid = job.metadata.uid
-            if uid in self.pod_of_job or job.status.conditions:
+        for listed in self.batch.list_namespaced_job(NS).items:
+            uid = listed.metadata.uid
+            if uid in self.pod_of_job or listed.status.conditions:
                 continue
-            job = self.admin.sanitize_for_serialization(job)
+            job = self.admin.sanitize_for_serialization(listed)
             if job["spec"].get("completionMode") == "Indexed":
                 started += self._run_indexed(job)
             else:
@@ -407,8 +407,8 @@ class NodeStandIn:
             exe = Path(sys.executable).parent / argv[0]
             return [str(exe) if exe.exists() else argv[0]] + argv[1:]
         if behaviour == "crash":
-            return ["sh", "-c", "echo 'worker: loading dataset'; echo 'worker: Segmentation fault (stand-in)' >&2; "
-                                "exit 2"]
+            return ["sh", "-c", ("echo 'worker: loading dataset'; echo 'worker: Segmentation fault (stand-in)' >&2; "
+                                 "exit 2")]
         if behaviour == "hang":
             return ["sleep", "600"]
         raise ValueError(behaviour)

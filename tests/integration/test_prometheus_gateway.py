@@ -69,7 +69,7 @@ def test_prometheus_counts_the_flow_through_the_gateway(prometheus, promtool, st
     # No label carries an id: every label value of our series is from a small, known set.
     series = prometheus.query(f'{{{sel},__name__=~"gateway_.*|kubepredict_.*"}}', timeout=30)
     for s in series:
-        for name, value in s["metric"].items():
+        for _name, value in s["metric"].items():
             assert not value.startswith(("ds_", "mdl_", "job_")), s["metric"]
         assert set(s["metric"]) <= {"__name__", "job", "instance", "function_name", "code", "kind", "status", "le"}
 

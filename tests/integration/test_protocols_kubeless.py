@@ -16,7 +16,7 @@ import tritonclient.http as triton
 from kubepredict.bootstrap import bootstrap
 from kubepredict.config import Settings
 from kubepredict.runner.worker import run_worker
-from tests.integration.test_prometheus_kubeless import IRIS, JSON, KubelessRuntime, kubeless_env  # noqa: F401
+from tests.integration.test_prometheus_kubeless import IRIS, JSON, KubelessRuntime, kubeless_env  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROW = [6.3, 2.9, 5.6, 1.8]
 
 
-def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811
+def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811 - the fixture imported above
     rt = KubelessRuntime(kubeless_env)
     status, ds = rt.call("upload", "POST", "/", IRIS, {"Content-Type": "text/csv"}, {"name": "iris"})
     assert status == 201, ds
@@ -35,11 +35,11 @@ def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811
     assert run_worker(bootstrap(Settings.from_env(kubeless_env)), queued["job_id"]) == 0
 
     status, native = rt.call("predict", "POST", "/", json.dumps(
-        {"model_id": "iris", "instances": [dict(zip(FEATURES, ROW))]}).encode(), JSON)
+        {"model_id": "iris", "instances": [dict(zip(FEATURES, ROW, strict=True))]}).encode(), JSON)
     assert status == 200 and native["model_id"] == queued["model_id"]
 
     inputs = []
-    for name, value in zip(FEATURES, ROW):
+    for name, value in zip(FEATURES, ROW, strict=True):
         tensor = triton.InferInput(name, [1], "FP32")
         tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
         inputs.append(tensor)

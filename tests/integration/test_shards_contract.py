@@ -4,6 +4,7 @@ Parquet copy from both object stores (a shard fetches only the row groups it sco
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -31,7 +32,7 @@ def test_plan_covers_every_row_once_in_order():
     for rows, shards in ((10, 3), (5003, 3), (7, 7), (1, 4), (1_000_000, 2)):
         ranges = plan_ranges(rows, shards)
         assert ranges[0][0] == 0 and ranges[-1][1] == rows
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert max(b - a for a, b in ranges) - min(b - a for a, b in ranges) <= 1 and min(b - a for a, b in ranges) >= 1
 
 
@@ -93,7 +94,7 @@ def _store(catalog, job_id: str, first_row: int, values: list) -> None:
 def test_last_shard_finishes_the_job_once(catalog):
     sharded(catalog, "job_f", 10, 2)
     catalog.claim_shards(2)
-    for shard, (a, b) in enumerate(plan_ranges(10, 2)):
+    for _shard, (a, b) in enumerate(plan_ranges(10, 2)):
         catalog.clear_shard_predictions("job_f", a, b)
         _store(catalog, "job_f", a, ["yes" if i % 2 else "no" for i in range(a, b)])
     assert catalog.succeed_shard("job_f", 0, 1, summary={"rows": 5, "class_counts": {'"no"': 3, '"yes"': 2}}) is False

@@ -32,8 +32,8 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: where scripts/setup-services.sh puts the jars; override with KUBEPREDICT_JARS_DIR
@@ -71,14 +71,14 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
 
 
 def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.1,
-               what: str = "condition", alive: Optional[Callable[[], bool]] = None):
+               what: str = "condition", alive: Callable[[], bool] | None = None):
     """Poll ``check()`` until it returns something truthy; return that value.
 
     ``alive()`` returning False (the process died) stops waiting early.
     Exceptions raised by ``check`` count as "not yet".
     """
     deadline = time.monotonic() + timeout
-    last_exc: Optional[BaseException] = None
+    last_exc: BaseException | None = None
     while True:
         try:
             value = check()
@@ -203,7 +203,7 @@ def install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-_LIVE: "weakref.WeakSet[Service]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[Service] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -225,12 +225,12 @@ class Service:
     port_attrs: tuple[str, ...] = ("port",)
 
     def __init__(self) -> None:
-        self.tmpdir: Optional[Path] = None
-        self.log_path: Optional[Path] = None
+        self.tmpdir: Path | None = None
+        self.log_path: Path | None = None
         self._procs: list[subprocess.Popen] = []
         self._logs: list = []
         self.started = False
-        self.start_seconds: Optional[float] = None
+        self.start_seconds: float | None = None
 
     # -- lifecycle -------------------------------------------------------
     def check_available(self) -> None:
@@ -312,7 +312,7 @@ class Service:
     def _log_files(self) -> list[Path]:
         return [p for p in [self.log_path] if p is not None]
 
-    def _spawn(self, argv: list[str], log_path: Optional[Path] = None, **kw) -> subprocess.Popen:
+    def _spawn(self, argv: list[str], log_path: Path | None = None, **kw) -> subprocess.Popen:
         """Start a child in its own process group, stdout+stderr to a log file."""
         log_path = log_path or self.log_path
         fh = open(log_path, "ab")

@@ -20,7 +20,8 @@ service that is installed but does not start always fails, with its log tail.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -61,7 +62,7 @@ def _start(name: str, start: Callable[[], S], request: pytest.FixtureRequest) ->
 
 # -- PostgreSQL -------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def postgres_server(request) -> "PostgresServer":
+def postgres_server(request) -> PostgresServer:
     from .postgres import PostgresServer
 
     return _start("PostgreSQL", lambda: PostgresServer().start(), request)

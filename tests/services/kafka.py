@@ -18,10 +18,19 @@ import os
 import re
 import subprocess
 import uuid
-from typing import Optional
 
-from . import (JARS_DIR, LOOPBACK, SETUP_HINT, Service, ServiceUnavailable, free_port, port_open,
-               require_java, tail, wait_until)
+from . import (
+    JARS_DIR,
+    LOOPBACK,
+    SETUP_HINT,
+    Service,
+    ServiceUnavailable,
+    free_port,
+    port_open,
+    require_java,
+    tail,
+    wait_until,
+)
 
 KAFKA_VERSION = "4.1.1"
 KAFKA_LIBS = JARS_DIR / f"kafka-{KAFKA_VERSION}"
@@ -60,13 +69,13 @@ class KafkaBroker(Service):
     heap = os.environ.get("KUBEPREDICT_KAFKA_HEAP", "512m")
     started_marker = re.compile(r"\[KafkaRaftServer nodeId=\d+\] Kafka Server started|Kafka Server started")
 
-    def __init__(self, port: Optional[int] = None, controller_port: Optional[int] = None,
-                 extra_properties: Optional[dict[str, str]] = None) -> None:
+    def __init__(self, port: int | None = None, controller_port: int | None = None,
+                 extra_properties: dict[str, str] | None = None) -> None:
         super().__init__()
         self.port = port
         self.controller_port = controller_port
         self.extra_properties = dict(extra_properties or {})
-        self.cluster_id: Optional[str] = None
+        self.cluster_id: str | None = None
 
     @property
     def bootstrap(self) -> str:

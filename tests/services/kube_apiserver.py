@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from . import CACHE_ROOT, REPO_ROOT, Service, ServiceStartError, ServiceUnavailable, in_ci, wait_until
 
@@ -37,7 +37,7 @@ ETCD_VERSION_FILE = KUBE_CACHE / "bin" / f"etcd-version-for-v{K8S_VERSION}"
 BUILD_HINT = f"run `{SCRIPT.relative_to(REPO_ROOT)} build` (needs Go and the Go module proxy)"
 
 
-def go_binary() -> Optional[str]:
+def go_binary() -> str | None:
     """The Go toolchain: $GO if set (empty or missing = none), else go on PATH, else /usr/local/go/bin/go."""
     if "GO" in os.environ:
         return os.environ["GO"] if os.environ["GO"] and os.access(os.environ["GO"], os.X_OK) else None
@@ -56,14 +56,14 @@ class KubeAPIServer(Service):
     start_timeout = 180.0
     port_attrs = ()  # the script picks free ports itself
     #: a cold build on 2 cores takes a while; this bounds it
-    build_timeout = float(os.environ.get("KUBE_BUILD_TIMEOUT", 3600))
+    build_timeout = float(os.environ.get("KUBE_BUILD_TIMEOUT", "3600"))
 
     def __init__(self) -> None:
         super().__init__()
         self.env: dict[str, str] = {}
-        self.build_seconds: Optional[float] = None
-        self.ready_seconds: Optional[float] = None
-        self._run: Optional[subprocess.Popen] = None
+        self.build_seconds: float | None = None
+        self.ready_seconds: float | None = None
+        self._run: subprocess.Popen | None = None
 
     # -- availability and build -------------------------------------------
     def check_available(self) -> None:
@@ -157,7 +157,7 @@ class KubeAPIServer(Service):
         """``admin`` (system:masters), ``runner`` (the ServiceAccount's identity) or ``nobody`` (no bindings)."""
         return self.env[f"KUBE_{who.upper()}_TOKEN"]
 
-    def configuration(self, who: str = "admin", token: Optional[str] = None) -> Any:
+    def configuration(self, who: str = "admin", token: str | None = None) -> Any:
         from kubernetes import client
 
         cfg = client.Configuration()
@@ -171,7 +171,7 @@ class KubeAPIServer(Service):
         cfg.api_key_prefix = {"BearerToken": "Bearer", "authorization": "Bearer"}
         return cfg
 
-    def api_client(self, who: str = "admin", token: Optional[str] = None) -> Any:
+    def api_client(self, who: str = "admin", token: str | None = None) -> Any:
         from kubernetes import client
 
         return client.ApiClient(self.configuration(who, token))
@@ -192,7 +192,7 @@ class KubeAPIServer(Service):
     def audit_log(self) -> Path:
         return Path(self.env["KUBE_AUDIT_LOG"])
 
-    def audit_events(self, user: Optional[str] = None) -> list[dict]:
+    def audit_events(self, user: str | None = None) -> list[dict]:
         """Completed requests from the audit log (blocking mode: written before the response)."""
         events = []
         try:

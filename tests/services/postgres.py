@@ -17,7 +17,6 @@ import pwd
 import signal
 import subprocess
 from pathlib import Path
-from typing import Optional
 
 from . import LOOPBACK, SETUP_HINT, Service, ServiceUnavailable, free_port, unique_name, wait_until
 
@@ -30,12 +29,12 @@ class PostgresServer(Service):
     name = "postgres"
     start_timeout = 60.0
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: int | None = None) -> None:
         super().__init__()
         self.port = port
         self.host = LOOPBACK
-        self._user: Optional[str] = None  # run initdb/postgres as this user (when root)
-        self._data: Optional[Path] = None
+        self._user: str | None = None  # run initdb/postgres as this user (when root)
+        self._data: Path | None = None
 
     # -- availability ------------------------------------------------------
     def check_available(self) -> None:
@@ -119,7 +118,7 @@ class PostgresServer(Service):
 
         return psycopg.connect(self.dsn("postgres"), autocommit=True, connect_timeout=5)
 
-    def create_database(self, name: Optional[str] = None) -> str:
+    def create_database(self, name: str | None = None) -> str:
         """Create an empty database; return its SQLAlchemy URL."""
         name = name or unique_name("t")
         with self._admin() as conn:

@@ -21,17 +21,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from . import (LOOPBACK, SETUP_HINT, Service, ServiceUnavailable, free_port, port_open,
-               wait_until)
+from . import LOOPBACK, SETUP_HINT, Service, ServiceUnavailable, free_port, port_open, wait_until
 
 PROMETHEUS = "prometheus"
 PUSHGATEWAY = "prometheus-pushgateway"
 PROMTOOL = "promtool"
 
 
-def _http(method: str, url: str, data: Optional[bytes] = None, timeout: float = 5.0) -> tuple[int, bytes]:
+def _http(method: str, url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=data, method=method)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -46,7 +46,7 @@ class PrometheusServer(Service):
     port_attrs = ("port", "pushgateway_port")
     scrape_interval = "1s"
 
-    def __init__(self, port: Optional[int] = None, pushgateway_port: Optional[int] = None) -> None:
+    def __init__(self, port: int | None = None, pushgateway_port: int | None = None) -> None:
         super().__init__()
         self.port = port
         self.pushgateway_port = pushgateway_port
@@ -152,7 +152,7 @@ class PrometheusServer(Service):
         return result if isinstance(result, list) else [result]
 
     def query(self, promql: str, timeout: float = 30.0, interval: float = 0.5,
-              until: Optional[Callable[[list[dict[str, Any]]], bool]] = None) -> list[dict[str, Any]]:
+              until: Callable[[list[dict[str, Any]]], bool] | None = None) -> list[dict[str, Any]]:
         """Poll an instant query until ``until(result)`` holds (default: non-empty).
 
         Returns the result list (``[{"metric": {...}, "value": [ts, "str"]}, ...]``);

@@ -20,10 +20,20 @@ import os
 import time
 import urllib.error
 import urllib.request
-from typing import Optional
 
-from . import (JARS_DIR, LOOPBACK, SETUP_HINT, Service, ServiceUnavailable, free_port, in_ci,
-               port_open, require_java, unique_name, wait_until)
+from . import (
+    JARS_DIR,
+    LOOPBACK,
+    SETUP_HINT,
+    Service,
+    ServiceUnavailable,
+    free_port,
+    in_ci,
+    port_open,
+    require_java,
+    unique_name,
+    wait_until,
+)
 
 S3PROXY_VERSION = "4.0.0"
 S3PROXY_JAR = JARS_DIR / f"s3proxy-{S3PROXY_VERSION}" / f"s3proxy-{S3PROXY_VERSION}-jar-with-dependencies.jar"
@@ -54,7 +64,7 @@ class _S3Base(Service):
     region = REGION
     checks_signatures = True
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: int | None = None) -> None:
         super().__init__()
         self.port = port
 
@@ -62,7 +72,7 @@ class _S3Base(Service):
     def endpoint_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def client(self, *, access_key_id: Optional[str] = None, secret_access_key: Optional[str] = None,
+    def client(self, *, access_key_id: str | None = None, secret_access_key: str | None = None,
                **config_overrides):
         import boto3
 
@@ -82,7 +92,7 @@ class _S3Base(Service):
         }
 
     # -- per-test cleaning ---------------------------------------------------
-    def create_bucket(self, name: Optional[str] = None) -> str:
+    def create_bucket(self, name: str | None = None) -> str:
         name = name or unique_name("kp-test-", 12)
         self.client().create_bucket(Bucket=name)
         return name

@@ -18,7 +18,7 @@ MODEL = SimpleNamespace(model_id="mdl_x", name="m", version=3, task="classificat
                         classes=["no", "yes"], target="y", sha256="0")
 ROWS = [[1.5, 2, "x"], [3.0, None, "y"]]
 EXPECTED = {"a": [1.5, 3.0], "b": [2, None], "c": ["x", "y"]}
-RECORDS = [dict(zip(FEATURES, r)) for r in ROWS]
+RECORDS = [dict(zip(FEATURES, r, strict=True)) for r in ROWS]
 
 
 def cols(table) -> dict:
@@ -250,7 +250,7 @@ FORMAT_VALUES = [(f, v) for f in FORMATS for v in NON_FINITE if f != "v2 matrix"
 @pytest.mark.parametrize("fmt,value", FORMAT_VALUES, ids=[f"{f}-{i}" for i, (f, _) in enumerate(FORMAT_VALUES)])
 def test_non_finite_numbers_are_refused_naming_their_position(fmt, value):
     rows = [[1.0, 2, "x"], [3.0, value, "y"]]
-    records = [dict(zip(FEATURES, r)) for r in rows]
+    records = [dict(zip(FEATURES, r, strict=True)) for r in rows]
     v2_type = "BYTES" if isinstance(value, str) else "FP64"
     decoders = {
         "native rows": lambda: native.decode({"instances": rows}, MODEL),

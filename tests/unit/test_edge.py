@@ -4,6 +4,7 @@ are answered, how a bearer token is read, and the settings behind them."""
 from __future__ import annotations
 
 import pytest
+
 from kubepredict.config import Settings
 from kubepredict.errors import ConfigError
 from kubepredict.runtimes.edge import OPEN, READ, WRITE, Edge, required
@@ -47,7 +48,8 @@ def test_tokens_grant_write_read_or_nothing():
 
 def test_a_refusal_is_json_and_closes_the_connection():
     e = edge(api_token="w-token", read_token="r-token", max_upload_bytes="1000")
-    check = lambda method, path, auth=b"", length=0: e.check(method, path, "127.0.0.1:8080", auth, "", length, False)
+    def check(method, path, auth=b"", length=0):
+        return e.check(method, path, "127.0.0.1:8080", auth, "", length, False)
     r = check("GET", "/function/upload")
     assert r.status == 401 and r.headers["WWW-Authenticate"] == "Bearer" and "Connection" not in r.headers
     r = check("POST", "/function/upload", b"", 10)

@@ -16,8 +16,8 @@ import yaml
 kv = pytest.importorskip("kubernetes_validate")
 jsonschema = pytest.importorskip("jsonschema")
 
-from kubepredict.runner.base import JobSpec  # noqa: E402
-from kubepredict.runner.k8s_manifest import JobTemplate, build_job  # noqa: E402
+from kubepredict.runner.base import JobSpec
+from kubepredict.runner.k8s_manifest import JobTemplate, build_job
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.34.0"  # the newest minor kube-apiserver SERVICES.md builds; schemas ship up to 1.37
@@ -143,7 +143,7 @@ def test_crd_schema_rejects_bad_objects():
 
 def test_kubeless_functions_embedded_objects_validate():
     """The Function's deployment (a Deployment patch) and HPA are Kubernetes objects too."""
-    for label, obj in _kubeless_objects():
+    for _label, obj in _kubeless_objects():
         if obj["kind"] != "Function":
             continue
         spec = obj["spec"]

@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("kubernetes")
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client
 
-from kubepredict import errors  # noqa: E402
-from kubepredict.runner.base import JobSpec  # noqa: E402
-from kubepredict.runner.k8s_manifest import JobTemplate, build_job, job_name  # noqa: E402
-from kubepredict.runner.kubernetes import KubernetesJobRunner  # noqa: E402
+from kubepredict import errors
+from kubepredict.runner.base import JobSpec
+from kubepredict.runner.k8s_manifest import JobTemplate, build_job, job_name
+from kubepredict.runner.kubernetes import KubernetesJobRunner
 
 NS = "kubepredict"
 JOBS = re.compile(r"^/apis/batch/v1/namespaces/(?P<ns>[^/]+)/jobs(?:/(?P<name>[^/]+))?$")

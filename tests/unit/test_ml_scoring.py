@@ -8,8 +8,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from kubepredict.errors import InvalidInput
-from kubepredict.ml import (build_preprocessor, check_columns, coerce_frame, column_kinds, json_values, score,
-                            train)
+from kubepredict.ml import build_preprocessor, check_columns, coerce_frame, column_kinds, json_values, score, train
 
 
 @pytest.fixture(scope="module")

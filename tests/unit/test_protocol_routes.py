@@ -13,7 +13,7 @@ from kubepredict.bootstrap import bootstrap
 from kubepredict.config import Settings
 from kubepredict.runner.worker import run_worker
 from kubepredict.runtimes.gateway import Gateway
-from tests.unit.test_runtime_adapters import IRIS, JSON, openfaas_apps, svc, via_kubeless, via_openfaas  # noqa: F401
+from tests.unit.test_runtime_adapters import IRIS, JSON, openfaas_apps, svc, via_kubeless, via_openfaas  # noqa: F401 - fixtures
 
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -23,12 +23,12 @@ def tensor(name, shape, datatype, data):
     return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
-COLUMNS = {"inputs": [tensor(f, [1], "FP32", [v]) for f, v in zip(FEATURES, ROW)], "id": "c1"}
+COLUMNS = {"inputs": [tensor(f, [1], "FP32", [v]) for f, v in zip(FEATURES, ROW, strict=True)], "id": "c1"}
 MATRIX = {"inputs": [tensor("input-0", [2, 4], "FP64", [ROW, [6.7, 3.0, 5.2, 2.3]])]}
 
 
 @pytest.fixture(scope="module")
-def served(svc):  # noqa: F811
+def served(svc):  # noqa: F811 - the fixture imported above
     gw = Client(Gateway(svc))
     ds = gw.post("/function/upload", query_string={"name": "iris"}, data=IRIS, headers={"Content-Type": "text/csv"})
     queued = gw.post("/function/train", json={"dataset_id": ds.get_json()["dataset_id"], "target": "species",
@@ -83,7 +83,7 @@ CASES = [
     ("GET", "/v1/models/iris", b"", {}, 200, {"name": "iris", "ready": True}),
     ("GET", "/v1/models/no-such", b"", {}, 404, None),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, JSON, 200, {"predictions": ["setosa"]}),
-    ("POST", "/v1/models/iris:predict", {"instances": [dict(zip(FEATURES, ROW))]}, JSON, 200,
+    ("POST", "/v1/models/iris:predict", {"instances": [dict(zip(FEATURES, ROW, strict=True))]}, JSON, 200,
      {"predictions": ["setosa"]}),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW[:3]]}, JSON, 400, None),
     ("POST", "/v1/models/iris:predict", {"rows": [ROW]}, JSON, 400, None),
@@ -93,13 +93,13 @@ CASES = [
     ("POST", "/v1/models/no-such:predict", {"instances": [ROW]}, JSON, 404, None),
     ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW]}}, JSON, 200,
      {"predictions": ["setosa"]}),
-    ("POST", "/models/iris/invocations", {"inputs": {f: [v] for f, v in zip(FEATURES, ROW)}}, JSON, 200,
+    ("POST", "/models/iris/invocations", {"inputs": {f: [v] for f, v in zip(FEATURES, ROW, strict=True)}}, JSON, 200,
      {"predictions": ["setosa"]}),
     ("POST", "/models/iris/invocations", (",".join(FEATURES) + "\n" + ",".join(map(str, ROW)) + "\n").encode(),
      {"Content-Type": "text/csv"}, 200, {"predictions": ["setosa"]}),
     ("POST", "/models/iris/invocations", b"a,b\n1\n", {"Content-Type": "text/csv"}, 400, None),
     ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW[:3]]}}, JSON, 400, None),
-    ("POST", "/models/iris/invocations", {"instances": [dict(zip(FEATURES, ROW))], "extra": 1}, JSON, 400, None),
+    ("POST", "/models/iris/invocations", {"instances": [dict(zip(FEATURES, ROW, strict=True))], "extra": 1}, JSON, 400, None),
     ("POST", "/models/iris/invocations", {"dataframe_records": [{"sepal_length": "long"}]}, JSON, 400, None),
     ("POST", "/models/iris/invocations", b"<x/>", {"Content-Type": "application/xml"}, 415, None),
     ("POST", "/models/no-such/invocations", {"instances": [ROW]}, JSON, 404, None),
@@ -121,7 +121,7 @@ def error_shape(path: str, body: dict) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]} {c[1]} {c[4]}-{i}" for i, c in enumerate(CASES)])
-def test_route_contract_on_every_runtime(svc, openfaas_apps, served, case):  # noqa: F811
+def test_route_contract_on_every_runtime(svc, openfaas_apps, served, case):  # noqa: F811 - the fixture imported above
     method, path, body, headers, status, holds = case
     path = path.format(**served)
     raw = body_of(body)
@@ -146,15 +146,15 @@ def test_route_contract_on_every_runtime(svc, openfaas_apps, served, case):  # n
             assert out[key] == value, (key, out)
 
 
-def _gateway_function(svc, method, path, raw, headers):
-    r = Client(Gateway(svc)).open("/function/predict" + path, method=method, data=raw, headers=headers)
+def _gateway_function(services, method, path, raw, headers):
+    r = Client(Gateway(services)).open("/function/predict" + path, method=method, data=raw, headers=headers)
     return r.status_code, r.headers.get("Content-Type"), r.get_data()
 
 
-def test_v2_infer_answer_matches_native(svc, served):  # noqa: F811
+def test_v2_infer_answer_matches_native(svc, served):  # noqa: F811 - the fixture imported above
     gw = Client(Gateway(svc))
     v2 = gw.post("/v2/models/iris/infer", json=MATRIX).get_json()
-    rows = [dict(zip(FEATURES, r)) for r in MATRIX["inputs"][0]["data"]]
+    rows = [dict(zip(FEATURES, r, strict=True)) for r in MATRIX["inputs"][0]["data"]]
     ref = gw.post("/function/predict", json={"model_id": "iris", "instances": rows}).get_json()
     assert ref["model_id"] == served["model_id"]
     outputs = {o["name"]: o for o in v2["outputs"]}
@@ -164,7 +164,7 @@ def test_v2_infer_answer_matches_native(svc, served):  # noqa: F811
     assert proba["data"] == [p for row in ref["probabilities"] for p in row]
 
 
-def test_default_model_and_auth(svc, served):  # noqa: F811
+def test_default_model_and_auth(svc, served):  # noqa: F811 - the fixture imported above
     """``KUBEPREDICT_DEFAULT_MODEL`` names /invocations' model; the token guards data routes, not health."""
     settings = Settings.from_env({"KUBEPREDICT_DATA_DIR": str(svc.settings.data_dir),
                                   "KUBEPREDICT_DEFAULT_MODEL": "iris", "KUBEPREDICT_API_TOKEN": "s3cret"})

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import orjson
@@ -141,9 +142,8 @@ def columns(mapping: dict, where: str) -> Table:
         raise bad(f"{where} must name at least one column")
     lengths = set()
     out = {}
-    for name, values in mapping.items():
-        if not isinstance(values, list):
-            values = [values]  # a single row written as {column: value}
+    for name, given in mapping.items():
+        values = given if isinstance(given, list) else [given]  # a single row written as {column: value}
         check_scalars(values, f"{where}.{name}")
         lengths.add(len(values))
         out[str(name)] = values

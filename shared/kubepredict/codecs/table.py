@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any, Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+Column = Sequence[Any] | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -17,22 +21,22 @@ class Table:
     (one V2 tensor per feature) and the fast path scores columns, so nothing is transposed twice.
     """
 
-    columns: dict[str, Sequence[Any]]
+    columns: Mapping[str, Column]
     n_rows: int
 
     @classmethod
-    def from_rows(cls, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> "Table":
+    def from_rows(cls, names: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
         """Row-major values (``rows[i][j]`` is column ``names[j]``), e.g. ``dataframe_split``."""
         return cls({name: [row[j] for row in rows] for j, name in enumerate(names)}, len(rows))
 
     @classmethod
-    def from_records(cls, records: Sequence[dict[str, Any]]) -> "Table":
+    def from_records(cls, records: Sequence[dict[str, Any]]) -> Table:
         """One ``{column: value}`` object per row; a column absent from a row is missing (None) there."""
         names = dict.fromkeys(chain.from_iterable(records))
         return cls({name: [rec.get(name) for rec in records] for name in names}, len(records))
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> "Table":
+    def from_frame(cls, frame: pd.DataFrame) -> Table:
         return cls({str(c): frame[c].to_numpy() for c in frame.columns}, len(frame))
 
     def frame(self) -> pd.DataFrame:

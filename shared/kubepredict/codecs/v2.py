@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -230,7 +231,8 @@ def _requested_outputs(body: dict) -> list[str] | None:
 # ---- response --------------------------------------------------------------------------------
 def encode(model, result, body: dict | None = None) -> dict:
     predictions = base.predictions(result)
-    outputs = [{"name": "predict", "datatype": base.v2_datatype(result.predictions), "shape": [len(predictions)],
+    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": base.v2_datatype(result.predictions),
+                                      "shape": [len(predictions)],
                 "data": predictions}]
     probabilities = base.probabilities(result)
     if probabilities is not None:
@@ -252,7 +254,7 @@ def metadata(model) -> dict:
     """Model metadata: one input per feature (FP64 numeric, BYTES categorical) and the outputs."""
     inputs = [{"name": f, "datatype": "FP64" if model.kinds.get(f) == "numeric" else "BYTES", "shape": [-1]}
               for f in model.features]
-    outputs = [{"name": "predict", "datatype": _predict_datatype(model), "shape": [-1]}]
+    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": _predict_datatype(model), "shape": [-1]}]
     if model.task == "classification" and model.classes:
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)],
                         "parameters": {"classes": model.classes}})

@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable
 from .kafka_config import UNREACHABLE, consumer_config, ensure_topics, error_name, producer_config, unavailable
 from .messages import COMMIT, DEAD_LETTER, Delivery, Invocation, build_invocation, dead_letter_headers, decide, error_of
+
+if TYPE_CHECKING:
+    from confluent_kafka import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ class KafkaConnector:
         self.routes = {settings.topic_train_requests: "train", settings.topic_predict_requests: "predict"}
         self.after_invoke, self.max_backoff, self.invoke_timeout = after_invoke, max_backoff, invoke_timeout
         self._http = http
-        self._producer = None
+        self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage, self._outage_since = False, 0.0
@@ -65,7 +69,7 @@ class KafkaConnector:
                     logger.warning("connector: %s; %s[%s]@%s will be retried", exc, msg.topic(), msg.partition(),
                                    msg.offset())
                     self._retry_later(consumer, msg)
-                except Exception:  # noqa: BLE001 - never lose the loop; the message is re-read (not committed)
+                except Exception:  # never lose the loop; the message is re-read (not committed)
                     logger.exception("connector: handling %s[%s]@%s failed", msg.topic(), msg.partition(), msg.offset())
                     self._retry_later(consumer, msg)
         finally:
@@ -186,7 +190,7 @@ class KafkaConnector:
             self._outage = False
             logger.info("connector: Kafka reachable again")
 
-    def start(self) -> "KafkaConnector":
+    def start(self) -> KafkaConnector:
         self._thread = threading.Thread(target=self._run_logged, name="kafka-connector", daemon=True)
         self._thread.start()
         return self
@@ -194,7 +198,7 @@ class KafkaConnector:
     def _run_logged(self) -> None:
         try:
             self.run()
-        except Exception:  # noqa: BLE001 - a thread's exception would otherwise vanish
+        except Exception:  # a thread's exception would otherwise vanish
             logger.exception("connector stopped")
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 
@@ -31,7 +31,7 @@ class Delivery:
     timestamp_ms: int | None = None
 
     @classmethod
-    def from_message(cls, msg) -> "Delivery":
+    def from_message(cls, msg) -> Delivery:
         """From a confluent-kafka ``Message``."""
         kind, ts = msg.timestamp()
         return cls(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
@@ -100,8 +100,8 @@ def idempotency_key(delivery: Delivery, event_id: str | None) -> str:
 
 def kubeless_time(timestamp_ms: int | None, now: datetime | None = None) -> str:
     """``2009-11-10 23:00:00 +0000 UTC``, Go's default time format, as Kubeless triggers send it."""
-    when = (datetime.fromtimestamp(timestamp_ms / 1000, timezone.utc) if timestamp_ms
-            else (now or datetime.now(timezone.utc)))
+    when = (datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms
+            else (now or datetime.now(UTC)))
     return when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
@@ -160,7 +160,9 @@ def error_of(status: int | None, body: bytes) -> dict[str, str]:
     return {"code": f"http_{status}", "message": body[:500].decode("utf-8", "replace")}
 
 
-def dead_letter_headers(delivery: Delivery, function: str, status: int | None, error: dict) -> list[tuple[str, bytes]]:
+def dead_letter_headers(
+    delivery: Delivery, function: str, status: int | None, error: dict
+) -> list[tuple[str, str | bytes | None]]:
     """The original headers plus why and where from (``kubepredict.error.*``, ``kubepredict.original.*``)."""
     extra = {
         "kubepredict.error.status": str(status if status is not None else ""),

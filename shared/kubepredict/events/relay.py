@@ -165,7 +165,7 @@ class OutboxRelay:
                 backoff = min(self.max_backoff, max(0.5, backoff * 2))
                 logger.debug("relay round failed (%s); next try in %.1f s", exc, backoff)
                 self._stop.wait(backoff)
-            except Exception:  # noqa: BLE001 - a bug or a database blip must not end the loop
+            except Exception:  # a bug or a database blip must not end the loop
                 logger.exception("relay round failed")
                 self._stop.wait(self.max_backoff / 6)
         if lease is not None:
@@ -175,7 +175,7 @@ class OutboxRelay:
     def _take_lease(self):
         try:
             lease = self.catalog.singleton("outbox-relay")
-        except Exception:  # noqa: BLE001 - database away: try again later
+        except Exception:  # database away: try again later
             logger.warning("relay could not reach the catalogue to take its lease", exc_info=True)
             return None
         if lease is None and not self._standby_logged:
@@ -183,7 +183,7 @@ class OutboxRelay:
             self._standby_logged = True
         return lease
 
-    def start(self) -> "OutboxRelay":
+    def start(self) -> OutboxRelay:
         self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
         self._thread.start()
         return self

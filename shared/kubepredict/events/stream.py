@@ -12,7 +12,8 @@ import logging
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..errors import BackendUnavailable, KubepredictError
@@ -20,6 +21,9 @@ from ..services import serving
 from . import stream_batch as sb
 from .kafka_config import UNREACHABLE, consumer_config, ensure_topics, error_name, producer_config, unavailable
 from .messages import Delivery, dead_letter_headers
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
 
 logger = logging.getLogger(__name__)
 FUNCTION = "predict-stream"  # the kubepredict.function header of its dead letters
@@ -53,7 +57,7 @@ class StreamScorer:
         self.stuck_after = stuck_after
         self._generation = 0
         self._busy_since: float | None = None
-        self._consumer = None
+        self._consumer: Consumer | None = None
         self.restarts = 0
         self._backoff = 0.0
         self._outage = False
@@ -106,7 +110,7 @@ class StreamScorer:
                     raise
                 except _Replaced:
                     return
-                except Exception as exc:  # noqa: BLE001 - never lose the loop; the batch is read again
+                except Exception as exc:  # never lose the loop; the batch is read again
                     if generation != self._generation:
                         return  # replaced by the watchdog while blocked: the new loop owns the batch
                     if isinstance(exc, BackendUnavailable):
@@ -176,7 +180,7 @@ class StreamScorer:
         metrics.STREAM_RECORDS.labels("answered").inc(answered)
         metrics.STREAM_RECORDS.labels("dead_lettered").inc(dead)
         metrics.STREAM_RECORDS.labels("duplicate").inc(duplicates)
-        metrics.STREAM_ROWS.inc(sum(r.table.n_rows for r in records if r.answer is not None))
+        metrics.STREAM_ROWS.inc(sum(r.table.n_rows for r in records if r.answer is not None and r.table is not None))
         metrics.STREAM_BATCH_RECORDS.observe(len(records))
         metrics.STREAM_BATCH_SECONDS.observe(time.perf_counter() - started)
 
@@ -255,7 +259,7 @@ class StreamScorer:
             self._outage = False
             logger.info("stream scorer: Kafka reachable again")
 
-    def start(self) -> "StreamScorer":
+    def start(self) -> StreamScorer:
         self._thread = threading.Thread(target=self._run_logged, args=(self._generation,), name="kafka-stream-scorer",
                                         daemon=True)
         self._thread.start()
@@ -280,7 +284,7 @@ class StreamScorer:
         try:
             if self._consumer is not None:
                 self._consumer.close()  # leaves the group now: the stuck thread holds no lock on it
-        except Exception:  # noqa: BLE001 - already closed
+        except Exception:  # already closed
             logger.debug("stream scorer: closing the old consumer", exc_info=True)
         self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
                                         name="kafka-stream-scorer", daemon=True)
@@ -297,7 +301,7 @@ class StreamScorer:
             logger.error("stream scorer: fatal Kafka producer error (%s); new clients in 10 s", exc)
             if not self._stop.wait(10):
                 self._replace()
-        except Exception as exc:  # noqa: BLE001 - a thread's exception would otherwise vanish
+        except Exception as exc:  # a thread's exception would otherwise vanish
             self.failed = exc
             logger.exception("stream scorer stopped")
 

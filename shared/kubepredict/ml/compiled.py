@@ -18,8 +18,9 @@ The scikit-learn pipeline stays the always-correct fallback.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -70,7 +71,7 @@ class CompiledScorer:
         self._numeric = numeric
         self._categorical = categorical
         self._estimator = estimator
-        self._classes = classes
+        self._classes = classes if classes is not None else np.empty(0)  # a regressor has none
         self.classes = json_safe(classes) if classes is not None and task == "classification" else None
         self.width = (len(numeric.names) if numeric else 0) + sum(c.width for c in categorical)
         if kind == "linear-classifier":
@@ -158,9 +159,9 @@ class _Forest:
         offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
         self.roots = offsets.astype(np.intp)
         self.left = np.concatenate([np.where(t.children_left >= 0, t.children_left + o, -1)
-                                    for t, o in zip(trees, offsets)]).astype(np.intp)
+                                    for t, o in zip(trees, offsets, strict=True)]).astype(np.intp)
         self.right = np.concatenate([np.where(t.children_right >= 0, t.children_right + o, -1)
-                                     for t, o in zip(trees, offsets)]).astype(np.intp)
+                                     for t, o in zip(trees, offsets, strict=True)]).astype(np.intp)
         self.feature = np.concatenate([np.maximum(t.feature, 0) for t in trees]).astype(np.intp)
         self.threshold = np.concatenate([t.threshold for t in trees]).astype(np.float64)
         self.value = np.concatenate([t.value[:, 0, :n_values] for t in trees]).astype(np.float64)
@@ -219,13 +220,15 @@ def _numbers(name: str, values: Sequence[Any], n_rows: int) -> np.ndarray:
 
 def _preprocessing(pre: ColumnTransformer, features: list[str], kinds: dict[str, str]):
     """Read the fitted parameters of our own ColumnTransformer; None if it is any other shape."""
-    numeric, categorical, order = None, [], []
+    numeric = None
+    categorical: list[_Categorical] = []
+    order: list[str] = []
     if getattr(pre, "remainder", None) != "drop":
         return None
-    for name, transformer, cols in pre.transformers_:
+    for name, transformer, fitted_cols in pre.transformers_:
         if name == "remainder":
             continue
-        cols = list(cols)
+        cols = list(fitted_cols)
         if not all(isinstance(c, str) for c in cols):
             return None
         steps = dict(getattr(transformer, "steps", []))
@@ -245,7 +248,7 @@ def _preprocessing(pre: ColumnTransformer, features: list[str], kinds: dict[str,
             if enc.handle_unknown != "ignore" or getattr(enc, "sparse_output", False):
                 return None
             infrequent = getattr(enc, "infrequent_categories_", None) or [None] * len(cols)
-            for col, fill, cats, rare in zip(cols, imp.statistics_, enc.categories_, infrequent):
+            for col, fill, cats, rare in zip(cols, imp.statistics_, enc.categories_, infrequent, strict=True):
                 rare_set = set() if rare is None else {str(r) for r in rare}
                 index, k = {}, 0
                 for c in cats:
@@ -353,7 +356,7 @@ def probe_frame(compiled: CompiledScorer, rows: int = 8):
 
 def describe(check: dict | None, compiled: CompiledScorer | None, reason: str | None = None) -> dict:
     """What goes into the model's metrics as ``serving``."""
-    if compiled is None:
+    if compiled is None or check is None:
         return {"fast_path": None, "reason": reason or "pipeline shape not compiled"}
     return {"fast_path": compiled.kind if check and check["equal"] else None, "verified_rows": check["rows"],
             "max_abs_diff": check["max_abs_diff"],

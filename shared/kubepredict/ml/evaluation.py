@@ -84,7 +84,7 @@ def clustering_metrics(pipeline: Pipeline, X: pd.DataFrame, random_state: int | 
     score = silhouette(pipeline, X, labels, random_state)
     if score is not None:
         out["silhouette"] = score
-    out["cluster_sizes"] = {str(json_safe(v)): int(c) for v, c in zip(values, counts)}
+    out["cluster_sizes"] = {str(json_safe(v)): int(c) for v, c in zip(values, counts, strict=True)}
     return out
 
 
@@ -114,7 +114,7 @@ def feature_importance(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray | None
         owners = output_columns(pipeline[0])
         if len(owners) == len(weights):
             sums = dict.fromkeys(features, 0.0)
-            for owner, w in zip(owners, weights):
+            for owner, w in zip(owners, weights, strict=True):
                 sums[owner] += float(w)
             return {k: _num(v) for k, v in sums.items()}
         logger.warning("importance layout mismatch (%d vs %d); using permutation", len(owners), len(weights))
@@ -126,4 +126,4 @@ def feature_importance(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray | None
         X, y = X.iloc[idx], np.asarray(y)[idx]
     result = permutation_importance(pipeline, X, y, n_repeats=PERMUTATION_REPEATS,
                                     random_state=random_state, n_jobs=1)
-    return {name: _num(v) for name, v in zip(X.columns, result.importances_mean)}
+    return {name: _num(v) for name, v in zip(X.columns, result.importances_mean, strict=True)}

@@ -136,7 +136,7 @@ def output_columns(preprocessor: ColumnTransformer) -> list[str]:
         elif name == "cat":
             enc = transformer.named_steps["onehot"]
             infrequent = getattr(enc, "infrequent_categories_", None) or [None] * len(columns)
-            for col, cats, rare in zip(columns, enc.categories_, infrequent):
+            for col, cats, rare in zip(columns, enc.categories_, infrequent, strict=True):
                 n_rare = 0 if rare is None else len(rare)
                 owners.extend([col] * (len(cats) - n_rare + (1 if n_rare else 0)))
     return owners

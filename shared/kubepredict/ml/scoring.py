@@ -7,9 +7,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
-import pandas as pd
 
 from kubepredict.errors import InvalidInput, Unprocessable
 from kubepredict.ml.jsonsafe import json_safe

@@ -7,8 +7,8 @@ reports what the database cannot know by itself (a process killed, a pod OOMKill
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 #: Called by a runner when a worker vanished without recording an outcome:
 #: ``on_lost(job_id, attempt, code, message[, shard])``; the composition root wires it to the
@@ -52,7 +52,7 @@ class JobRunner(ABC):
     #: workers from events (Kubernetes watches) only needs an occasional full resync.
     poll_interval_seconds: float = 0.0
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Begin background observation of workers, if the runner has any (called by the dispatcher)."""
 
     @abstractmethod
@@ -63,7 +63,7 @@ class JobRunner(ABC):
     def cancel(self, job_id: str) -> None:
         """Stop the job's worker if it runs here; a missing worker is not an error."""
 
-    def poll(self) -> None:
+    def poll(self) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Look at running workers and report lost ones through ``on_lost`` (called periodically)."""
 
     def running(self) -> int:
@@ -78,8 +78,8 @@ class JobRunner(ABC):
         """``(job_id, shard, attempt)`` of shard workers in flight here (the dispatcher stops stale ones)."""
         return []
 
-    def cancel_shard(self, job_id: str, shard: int) -> None:
+    def cancel_shard(self, job_id: str, shard: int) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Stop one shard's worker if it runs here (its shard was requeued or finished without it)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Release resources (stop watching, terminate nothing that should survive)."""

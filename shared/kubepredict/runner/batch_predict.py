@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import resource
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,11 +49,11 @@ def range_batches(parquet, row_start: int, row_stop: int, *, columns: list[str] 
     tables = ahead((parquet.read_row_group(g, columns=columns, use_threads=False) for g in groups),
                    name="row-group-reader")
     try:
-        for batch in (b for table in tables for b in table.to_batches(max_chunksize=max(1, batch_size))):
-            if skip >= batch.num_rows:
-                skip -= batch.num_rows
+        for whole in (b for table in tables for b in table.to_batches(max_chunksize=max(1, batch_size))):
+            if skip >= whole.num_rows:
+                skip -= whole.num_rows
                 continue
-            batch = batch.slice(skip, left)
+            batch = whole.slice(skip, left)
             skip, left = 0, left - batch.num_rows
             yield batch
             if left <= 0:
@@ -114,7 +114,7 @@ class BatchSummary:
             p = np.asarray(predictions, dtype=float)
             self.values.append(p[np.isfinite(p)])
             return
-        for label, n in zip(labels, np.bincount(codes, minlength=len(labels)).tolist()):
+        for label, n in zip(labels, np.bincount(codes, minlength=len(labels)).tolist(), strict=True):
             if n:
                 self.counts[label] = self.counts.get(label, 0) + n
 
@@ -131,14 +131,14 @@ class BatchSummary:
         return out
 
     @classmethod
-    def from_partial(cls, task: str, partial: dict) -> "BatchSummary":
+    def from_partial(cls, task: str, partial: dict) -> BatchSummary:
         summary = cls(task, rows=int(partial.get("rows") or 0))
         for k, n in (partial.get("class_counts") or {}).items():
             label = json.loads(k)
             summary.counts[label] = summary.counts.get(label, 0) + int(n)
         return summary
 
-    def merge(self, other: "BatchSummary") -> None:
+    def merge(self, other: BatchSummary) -> None:
         self.rows += other.rows
         self.values += other.values
         for k, n in other.counts.items():
@@ -150,7 +150,7 @@ class BatchSummary:
             values = np.concatenate(self.values) if self.values else np.empty(0)
             if values.size:
                 qs = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
-                summary["quantiles"] = {k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs)}
+                summary["quantiles"] = {k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs, strict=True)}
                 summary["mean"] = round(float(values.mean()), 6)
                 hist, edges = np.histogram(values, bins=20)
                 summary["histogram"] = {"counts": hist.tolist(), "edges": [round(float(e), 6) for e in edges]}

@@ -96,7 +96,7 @@ class Dispatcher:
                 # seconds (a cold fork server on a busy machine, an image pull in a cluster).
                 self.catalog.heartbeat(row.job_id, row.attempt)
                 started += 1
-            except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
+            except Exception as exc:  # a failed start must not stop the loop
                 logger.exception("could not start job %s", row.job_id)
                 self._lost(row.job_id, row.attempt, "start_failed", str(exc))
         return started + self._start_shards()
@@ -117,7 +117,7 @@ class Dispatcher:
                 self.runner.submit(spec)
                 self.catalog.shard_heartbeat(row.job_id, row.shard, row.attempt)  # silence counts from the start
                 started += 1
-            except Exception as exc:  # noqa: BLE001 - a failed start must not stop the loop
+            except Exception as exc:  # a failed start must not stop the loop
                 logger.exception("could not start job %s shard %s", row.job_id, row.shard)
                 self._lost(row.job_id, row.attempt, "start_failed", str(exc), shard=row.shard)
         return started
@@ -127,7 +127,7 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - e.g. the database blipped; try again next round
+            except Exception:  # e.g. the database blipped; try again next round
                 logger.exception("dispatcher round failed")
             self._wake.wait(self.settings.dispatch_interval_seconds)
             self._wake.clear()
@@ -136,7 +136,7 @@ class Dispatcher:
         """Run a round now (a job was just queued in this process)."""
         self._wake.set()
 
-    def start(self) -> "Dispatcher":
+    def start(self) -> Dispatcher:
         self.runner.start()
         self._thread = threading.Thread(target=self.run, name="dispatcher", daemon=True)
         self._thread.start()

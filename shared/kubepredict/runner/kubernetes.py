@@ -5,14 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .. import errors
 from .base import JobRunner, JobSpec, LostCallback
-from .k8s_manifest import (APP_LABEL, APP_NAME, JOB_ID_LABEL, KIND_LABEL, RUNNER_SELECTOR, JobTemplate, build_job,
-                           job_name, label_value)
-from .k8s_status import (STUCK_CODES, Verdict, classify_pod, is_indexed, job_finished, owner_key, pod_shard,
-                         verdict_for)
+from .k8s_manifest import (
+    APP_LABEL,
+    APP_NAME,
+    JOB_ID_LABEL,
+    KIND_LABEL,
+    RUNNER_SELECTOR,
+    JobTemplate,
+    build_job,
+    job_name,
+    label_value,
+)
+from .k8s_status import STUCK_CODES, Verdict, classify_pod, is_indexed, job_finished, owner_key, pod_shard, verdict_for
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +117,7 @@ class KubernetesJobRunner(JobRunner):
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def from_settings(cls, settings: Any, **kwargs: Any) -> "KubernetesJobRunner":
+    def from_settings(cls, settings: Any, **kwargs: Any) -> KubernetesJobRunner:
         """Build the runner from ``Settings`` (job image and namespace); kwargs go to JobTemplate or the runner."""
         runner_keys = {"api_client", "on_lost", "kubeconfig", "context", "log_tail_lines"}
         runner_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in runner_keys}

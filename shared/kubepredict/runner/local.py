@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import BackendUnavailable
 from .base import JobRunner, JobSpec
@@ -46,9 +47,21 @@ def _forked_worker(job_id: str, attempt: int, shard: int | None, env: dict) -> N
     sys.exit(worker_main(job_id, attempt, shard))
 
 
+class _Process(Protocol):
+    """What the runner uses of a worker process: subprocess.Popen's verbs (``_ForkedProcess`` has them too)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+    def terminate(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> int | None: ...
+
+
 @dataclass
 class _Worker:
-    proc: object
+    proc: _Process
     attempt: int
     memory_bytes: int
     term_at: float = 0.0  # when SIGTERM was sent (0: not yet)
@@ -114,7 +127,7 @@ class LocalProcessRunner(JobRunner):
 
             threading.Thread(target=forkserver.ensure_running, name="forkserver-start", daemon=True).start()
 
-    def _launch(self, spec: JobSpec, bounds: dict):
+    def _launch(self, spec: JobSpec, bounds: dict) -> _Process:
         if self._ctx is not None:
             proc = self._ctx.Process(target=_forked_worker, args=(spec.job_id, spec.attempt, spec.shard,
                                                                   {**self.job_env, **bounds}),

@@ -18,7 +18,7 @@ RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
 #: The most a request may ask for on Kubernetes (the pod runs wherever the cluster places it).
 K8S_MAX_RESOURCES = {"cpu": "8", "memory": "32Gi", "ephemeral-storage": "20Gi"}
 
-_SUFFIXES = {
+_SUFFIXES: dict[str, int | Decimal] = {
     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
     "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
     "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,

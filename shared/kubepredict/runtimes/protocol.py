@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import weakref
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 WAITING, HEADERS, BODY, BUSY, IDLE = range(5)  # where a connection is in its current request
 MIN_BODY_BYTES = 16 * 1024
 SWEEP_SECONDS = 1.0
 _SEQUENCE = itertools.count()
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
+_SWEPT: weakref.WeakSet[ServerState] = weakref.WeakSet()  # servers whose connections a sweep already watches
 
 
 def make_protocol(*, max_connections: int, header_timeout: float, body_timeout: float) -> type:
@@ -38,15 +41,19 @@ class EdgeProtocol(HttpToolsProtocol):
     max_connections = 1000
     header_timeout = 10.0
     body_timeout = 30.0
+    kp_phase: int  # WAITING, HEADERS, ...
+    kp_since: float  # loop time the current phase began
+    kp_bytes: int  # body bytes since kp_since
+    kp_seq: int  # opening order
 
     # ---- connection -------------------------------------------------------------------------------
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.kp_phase, self.kp_since, self.kp_bytes = WAITING, self.loop.time(), 0
         self.kp_seq = next(_SEQUENCE)  # the loop's clock ticks in milliseconds: ties go to the older connection
         state = self.server_state
-        if not getattr(state, "kp_sweeping", False):
-            state.kp_sweeping = True
+        if state not in _SWEPT:
+            _SWEPT.add(state)
             self.loop.call_later(SWEEP_SECONDS, _sweep, self.loop, state)
         if len(self.connections) > self.max_connections and self._open() > self.max_connections \
                 and not self._shed_one():
@@ -58,8 +65,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _shed_one(self) -> bool:
         """Close the connection that has waited longest without a complete request; False if none has."""
-        victims = [c for c in self.connections if c is not self and not c.transport.is_closing()
-                   and getattr(c, "kp_phase", BUSY) in (WAITING, HEADERS, IDLE)]
+        victims = [c for c in self.connections if isinstance(c, EdgeProtocol) and c is not self
+                   and not c.transport.is_closing() and c.kp_phase in (WAITING, HEADERS, IDLE)]
         if not victims:
             return False
         oldest = min(victims, key=lambda c: (c.kp_since, c.kp_seq))
@@ -125,12 +132,12 @@ class EdgeProtocol(HttpToolsProtocol):
                 self.kp_since, self.kp_bytes = now, 0
 
 
-def _sweep(loop: asyncio.AbstractEventLoop, state) -> None:
+def _sweep(loop: asyncio.AbstractEventLoop, state: ServerState) -> None:
     now = loop.time()
     for conn in list(state.connections):
         if isinstance(conn, EdgeProtocol):
             try:
                 conn.kp_overdue(now)
-            except Exception:  # noqa: BLE001, S110 - a connection torn down under us; the sweep goes on
+            except Exception:  # noqa: BLE001 - a connection torn down under us; the sweep goes on
                 pass
     loop.call_later(SWEEP_SECONDS, _sweep, loop, state)

@@ -10,7 +10,7 @@ checked, with Arrow kernels; a file with no such cell keeps the fast path that r
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -69,8 +69,8 @@ def _raw_lines(raw) -> Iterator:
     from ..storage.spool import read_dropping
 
     carry, header = b"", True
-    for data in read_dropping(raw, RAW_READ_BYTES):
-        data = carry + data
+    for chunk in read_dropping(raw, RAW_READ_BYTES):
+        data = carry + chunk
         cut = data.rfind(b"\n")
         if cut < 0:
             carry = data
@@ -116,7 +116,7 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
     yield from _in_order(lambda piece: body(*piece), _aligned(catalog, job_id, lines, total))
 
 
-def _aligned(catalog, job_id: str, inputs: "_RowReader", total: int) -> Iterator[tuple[list, object]]:
+def _aligned(catalog, job_id: str, inputs: _RowReader, total: int) -> Iterator[tuple[list, object]]:
     """``(input batches, their predictions)`` in input order, at most CSV_BATCH_ROWS rows each; the
     predictions are None for rows that have none stored (blank cells)."""
     row = 0
@@ -134,7 +134,7 @@ def _aligned(catalog, job_id: str, inputs: "_RowReader", total: int) -> Iterator
     yield from _unscored(inputs, total - row)
 
 
-def _unscored(inputs: "_RowReader", n: int) -> Iterator[tuple[list, None]]:
+def _unscored(inputs: _RowReader, n: int) -> Iterator[tuple[list, None]]:
     while n > 0:
         parts = inputs.take(min(CSV_BATCH_ROWS, n))
         if not parts:

@@ -99,7 +99,7 @@ def compiled_scorer(pipeline, *, features, kinds, task) -> CompiledScorer | None
         if compiled is None:
             return None
         check = verify(compiled, pipeline, probe_frame(compiled), task=task)
-    except Exception:  # noqa: BLE001 - any surprise means: serve with scikit-learn, which is always right
+    except Exception:  # any surprise means: serve with scikit-learn, which is always right
         logger.warning("model could not be compiled for serving; using the pipeline", exc_info=True)
         return None
     if not check["equal"]:
