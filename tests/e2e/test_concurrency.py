@@ -25,7 +25,10 @@ def tagged_dataset(i: int, rows: int) -> pd.DataFrame:
 def run_concurrency(base_urls: str | list[str], n: int = N) -> list[str]:
     """Run the scenario, spreading calls round-robin over the given gateways; returns every job id."""
     apis = [Api(u) for u in ([base_urls] if isinstance(base_urls, str) else base_urls)]
-    pick = lambda i: apis[i % len(apis)]  # noqa: E731
+
+    def pick(i: int) -> Api:
+        return apis[i % len(apis)]
+
     api = apis[0]
     with ThreadPoolExecutor(n) as pool:
         train_sets = list(pool.map(lambda i: pick(i).upload(frame_csv(tagged_dataset(i, 60 + i)), f"conc-{i}"), range(n)))

@@ -87,7 +87,7 @@ def wait_for(check, timeout: float = 120, what: str = "condition", interval: flo
             value = check()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - "not yet": reported if the wait times out
             last = exc
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last!r})")

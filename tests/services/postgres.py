@@ -51,7 +51,7 @@ class PostgresServer(Service):
                                          f"initdb as: {SETUP_HINT}") from None
             self._user = "postgres"
         try:
-            import psycopg  # noqa: F401
+            import psycopg  # noqa: F401 - only: is it installed?
         except ImportError:
             raise ServiceUnavailable("psycopg not installed: pip install -r requirements.txt") from None
 

@@ -123,7 +123,7 @@ class S3ProxyServer(_S3Base):
         if not S3PROXY_JAR.is_file():
             raise ServiceUnavailable(f"S3Proxy jar missing ({S3PROXY_JAR}): {SETUP_HINT}")
         try:
-            import boto3  # noqa: F401
+            import boto3  # noqa: F401 - only: is it installed?
         except ImportError:
             raise ServiceUnavailable("boto3 not installed: pip install -r requirements.txt") from None
 
@@ -171,7 +171,7 @@ class MotoS3Server(_S3Base):
 
     def check_available(self) -> None:
         try:
-            from moto.server import ThreadedMotoServer  # noqa: F401
+            from moto.server import ThreadedMotoServer  # noqa: F401 - only: is it installed?
         except ImportError:
             raise ServiceUnavailable('moto not installed (fallback for S3Proxy): pip install '
                                      '"moto[server]"; or get S3Proxy: ' + SETUP_HINT) from None
