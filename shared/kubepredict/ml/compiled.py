@@ -18,7 +18,7 @@ The scikit-learn pipeline stays the always-correct fallback.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +82,7 @@ class CompiledScorer:
                                    int(estimator.n_classes_) if kind == "tree-classifier" else 1)
 
     # ---- preprocessing ---------------------------------------------------------------------
-    def transform(self, columns: dict[str, Sequence[Any]], n_rows: int) -> np.ndarray:
+    def transform(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> np.ndarray:
         """The preprocessed matrix (what the pipeline's ColumnTransformer would give) for raw columns."""
         check_columns(columns, self.features)
         if n_rows == 0:
@@ -117,7 +117,7 @@ class CompiledScorer:
         return out
 
     # ---- estimator -------------------------------------------------------------------------
-    def score(self, columns: dict[str, Sequence[Any]], n_rows: int) -> ScoreResult:
+    def score(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> ScoreResult:
         Xt = self.transform(columns, n_rows)
         probabilities = None
         kind = self.kind
@@ -187,7 +187,7 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _numbers(name: str, values: Sequence[Any], n_rows: int) -> np.ndarray:
+def _numbers(name: str, values: Sequence[Any] | np.ndarray, n_rows: int) -> np.ndarray:
     """A column of numbers as float64 (None and blank strings become NaN); a 400 naming bad values."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64, copy=False)

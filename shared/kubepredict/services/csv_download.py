@@ -282,7 +282,7 @@ def _first_byte_flagged(chunk) -> np.ndarray:
     _, offsets_buf, data_buf = chunk.buffers()
     if n == 0 or data_buf is None or data_buf.size == 0:
         return np.zeros(n, bool)
-    width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+    width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
     offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset:chunk.offset + n + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8)
     starts = offsets[:-1]
