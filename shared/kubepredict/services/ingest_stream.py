@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ..ahead import ahead
 from ..errors import InvalidInput, PayloadTooLarge
 from ..storage.spool import SpoolFile
-from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records
+from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records, read_header
 
 ROW_GROUP_ROWS = 65_536
 #: Types are inferred from the whole rows in the first SAMPLE_BYTES; rows are parsed in blocks of about
@@ -112,14 +112,22 @@ class _Tee(io.RawIOBase):
 
 
 class _Distinct:
-    """Distinct non-null values of one column: exact while few, then a HyperLogLog estimate."""
+    """Distinct non-null values of one column: exact while few, then a HyperLogLog estimate.
+
+    While not ``many``, ``exact`` holds every distinct value seen; once ``many``, the registers hold a hash
+    of every value seen. Registers are made only for a column with many values, and a block's few values
+    are kept as (register, rank) pairs rather than a whole register array: a wide file (thousands of
+    columns, a few rows per block) then costs little per column and block.
+    """
 
     P = 14
+    SPARSE = 1 << (P - 2)  # fewer values than this in a block: (register, rank) pairs, not registers
 
     def __init__(self):
         self.exact: pa.Array | None = None  # the distinct values, while there may be few
         self.many = False
-        self.registers = np.zeros(1 << self.P, dtype=np.uint8)
+        self.registers: np.ndarray | None = None
+        self.sparse: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, column: pa.Array, *, many: bool = False) -> None:
         """``many``: the column is already known to hold too many values to count exactly."""
@@ -127,35 +135,61 @@ class _Distinct:
             column = column.drop_null()
         if len(column) == 0:
             return
-        self._hll(column)  # cheap and vectorised: decides whether exact counting is worth a hash table
-        if many:
-            self.many, self.exact = True, None
-        if self.many:
+        if many or self.many:
+            self._to_many()
+            self._hll(column)
             return
-        if self._estimate() > 2 * EXACT_UNIQUE:
-            self.many, self.exact = True, None
-            return
-        seen = column.unique() if self.exact is None else pa.concat_arrays([self.exact, column.unique()]).unique()
-        if len(seen) > EXACT_UNIQUE:
-            self.many, self.exact = True, None
-        else:
-            self.exact = seen
+        if len(column) > EXACT_UNIQUE:  # a big block: a cheap estimate decides whether a hash table is worth it
+            probe = _Distinct()
+            probe.registers = np.zeros(1 << self.P, dtype=np.uint8)
+            probe._hll(column)
+            if probe._estimate() > 2 * EXACT_UNIQUE:
+                self._to_many()
+                np.maximum(self._dense(), probe.registers, out=self.registers)
+                return
+        self._union(column.unique())
 
     def merge(self, other: "_Distinct") -> None:
         """Add what ``other`` saw (another block of the same column)."""
-        np.maximum(self.registers, other.registers, out=self.registers)
-        if self.many or other.many or self._estimate() > 2 * EXACT_UNIQUE:
-            self.many, self.exact = True, None
-            return
-        if other.exact is None:
-            return
-        seen = other.exact if self.exact is None else pa.concat_arrays([self.exact, other.exact]).unique()
+        if other.many:
+            self._to_many()
+            registers = self._dense()
+            if other.registers is not None:
+                np.maximum(registers, other.registers, out=registers)
+            for idx, rank in other.sparse:
+                np.maximum.at(registers, idx, rank)
+        elif other.exact is not None:
+            if self.many:
+                self._hll(other.exact)
+            else:
+                self._union(other.exact)
+
+    def _union(self, values: pa.Array) -> None:
+        seen = values if self.exact is None else pa.concat_arrays([self.exact, values]).unique()
+        self.exact = seen
         if len(seen) > EXACT_UNIQUE:
-            self.many, self.exact = True, None
-        else:
-            self.exact = seen
+            self._to_many()
+
+    def _to_many(self) -> None:
+        """From now on estimate: the exact values seen so far go into the registers."""
+        if self.many:
+            return
+        self.many = True
+        exact, self.exact = self.exact, None
+        if exact is not None and len(exact):
+            self._hll(exact)
+
+    def _dense(self) -> np.ndarray:
+        """The registers as one array (made now if needed, with the sparse pairs folded in)."""
+        if self.registers is None:
+            self.registers = np.zeros(1 << self.P, dtype=np.uint8)
+        for idx, rank in self.sparse:
+            np.maximum.at(self.registers, idx, rank)
+        self.sparse = []
+        return self.registers
 
     def _estimate(self) -> float:
+        self._dense()
         m = float(len(self.registers))
         estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
         zeros = int(np.count_nonzero(self.registers == 0))
@@ -165,8 +199,9 @@ class _Distinct:
 
     def _hll(self, column: pa.Array) -> None:
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-            h = _mix64(column.cast(pa.float64() if pa.types.is_floating(column.type) else pa.int64())
-                       .to_numpy(zero_copy_only=False).view(np.uint64))
+            wide = (pa.float64() if pa.types.is_floating(column.type)
+                    else pa.uint64() if pa.types.is_unsigned_integer(column.type) else pa.int64())
+            h = _mix64(column.cast(wide).to_numpy(zero_copy_only=False).view(np.uint64))
         else:
             h = pd.util.hash_array(column.to_numpy(zero_copy_only=False)).astype(np.uint64, copy=False)
         idx = (h >> np.uint64(64 - self.P)).astype(np.intp)
@@ -175,6 +210,11 @@ class _Distinct:
         # rank = 64 - floor(log2(h)), read off the float64 exponent: no log2 over every value
         exponent = h.astype(np.float64).view(np.uint64) >> np.uint64(52)
         rank = (np.uint64(64 + 1023) - exponent).astype(np.uint8)
+        if self.registers is None and len(idx) < self.SPARSE:
+            self.sparse.append((idx, rank))
+            return
+        if self.registers is None:
+            self.registers = np.zeros(1 << self.P, dtype=np.uint8)
         np.maximum.at(self.registers, idx, rank)
 
     def count(self, non_null: int) -> tuple[int, bool]:
@@ -219,8 +259,8 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             _raise_for(exc, names, {})
     types = {}
-    for i, name in enumerate(names):
-        t = table.schema.types[i] if table is not None else pa.null()
+    inferred = table.schema.types if table is not None else [pa.null()] * len(names)  # one list: O(columns)
+    for name, t in zip(names, inferred):
         if t in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
             types[name] = t
         elif pa.types.is_null(t):
@@ -241,7 +281,7 @@ def _convert_options(types: dict) -> pacsv.ConvertOptions:
 
 def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
     """Parse ``stream`` into ``parquet_path`` (row groups), spool its raw bytes to ``raw_path``, describe it."""
-    head = stream.read(SNIFF_BYTES)
+    head = read_header(stream, stream.read(SNIFF_BYTES))
     names = _check_header(head)
     with SpoolFile(str(raw_path)) as spool:
         while len(head) < SAMPLE_BYTES:  # a sample to infer types from
@@ -338,9 +378,9 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
         if rows and raw.one_line_per_row(rows):
             writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
     columns = []
-    for i, name in enumerate(names):
+    for i, (name, t) in enumerate(zip(names, schema.types)):
         unique, estimated = distinct[i].count(rows - missing[i])
-        col = {"name": name, "dtype": _pandas_dtype(schema.types[i], missing[i]), "missing": missing[i],
+        col = {"name": name, "dtype": _pandas_dtype(t, missing[i]), "missing": missing[i],
                "unique": unique}
         if estimated:
             col["unique_estimated"] = True
