@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -45,6 +46,11 @@ NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "
 RAW_LINES_KEY = "kubepredict.raw_lines"
 _WIDER = {pa.null(): pa.float64(), pa.int64(): pa.float64(), pa.float64(): pa.string(), pa.bool_(): pa.string()}
 _COLUMN_ERROR = re.compile(r"In CSV column #(\d+): ")
+_INVALID_VALUE = re.compile(r"invalid value '(.*)'", re.S)
+#: An integer literal; one beyond int64 makes its column text, as ``pandas.read_csv`` makes it ``object``
+#: (Python ints): the digits are kept exactly, never rounded to a float.
+INTEGER = r"^\s*[+-]?\d+\s*$"
+_INTEGER = re.compile(INTEGER)
 
 
 @dataclass
@@ -267,7 +273,34 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
             types[name] = pa.float64()  # empty so far: numbers later widen nothing, text widens to string
         else:
             types[name] = pa.string()  # dates, times, binary: text, as pandas reads them
+    if table is not None:
+        for name in _big_integer_columns(sample[:cut], names, table):
+            types[name] = pa.string()
     return types
+
+
+def _beyond_int64(text: str) -> bool:
+    return bool(_INTEGER.match(text)) and not -(2 ** 63) <= int(text) < 2 ** 63
+
+
+def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> list[str]:
+    """Columns Arrow read as floats only because an integer did not fit int64 (all values integer literals)."""
+    suspects = []
+    for name, col in zip(names, table.columns):
+        if col.type == pa.float64() and col.null_count < len(col):
+            biggest = pc.max(pc.abs(col)).as_py()
+            if biggest is not None and biggest >= 2.0 ** 63 and pc.all(pc.equal(col, pc.floor(col))).as_py():
+                suspects.append(name)
+    if not suspects:
+        return []
+    text = pacsv.read_csv(io.BytesIO(sample),
+                          read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                                         block_size=max(len(sample) + 1, SAMPLE_BYTES)),
+                          parse_options=_PARSE,
+                          convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in suspects},
+                                                               include_columns=suspects, null_values=NULLS,
+                                                               strings_can_be_null=True))
+    return [n for n in suspects if pc.all(pc.match_substring_regex(text.column(n), INTEGER)).as_py()]
 
 
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
@@ -483,6 +516,9 @@ def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema 
         name = names[i]
         current = types.get(name) or (schema.types[i] if schema is not None else pa.string())
         wider = _WIDER.get(current)
+        value = _INVALID_VALUE.search(message)
+        if current == pa.int64() and value and _beyond_int64(value.group(1)):
+            wider = pa.string()  # an integer beyond int64: text, exactly (see INTEGER)
         if wider is not None:
             raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types)} if schema else {}),
                           name: wider})
