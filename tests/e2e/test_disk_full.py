@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -125,3 +126,40 @@ def test_a_model_write_that_meets_a_full_disk_fails_its_job_clearly_and_leaves_n
     assert _wait(http, again["job_id"])["status"] == "succeeded"
     row = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
     assert http.post("/function/predict", json={"model_id": again["model_id"], "instances": [row]}).status_code == 200
+
+
+def test_a_prediction_write_that_meets_a_full_disk_fails_its_job_and_keeps_no_rows(tmp_path, small_disk):
+    """The catalogue (SQLite, where prediction batches go) and the objects both on the small disk."""
+    gw = GatewayProcess(tmp_path / "gw", env={
+        "KUBEPREDICT_DATABASE_URL": f"sqlite:///{small_disk / 'kubepredict.db'}",
+        "KUBEPREDICT_STORAGE_URL": (small_disk / "objects").as_uri(), "KUBEPREDICT_MIN_FREE_BYTES": str(MIB),
+        "KUBEPREDICT_MAX_CONCURRENT_JOBS": "1", "KUBEPREDICT_PREDICT_CHUNK_ROWS": "10000"}).start()
+    try:
+        http = httpx.Client(base_url=gw.url, timeout=120)
+        row = "1.234567,{:.6f},3.456789,4.567891,{}\n"
+        body = ("a,b,c,d,y\n" + "".join(row.format(i / 7, i % 2) for i in range(60_000))).encode()
+        ds = http.post("/function/upload", content=body, headers={"Content-Type": "text/csv"}).json()
+        q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "y",
+                                                "algorithm": "logistic_regression"}).json()
+        trained = _wait(http, q["job_id"])
+        assert trained["status"] == "succeeded", trained
+        filler = _fill(small_disk, leave=150 * 1024)
+        assert http.get("/healthz").status_code == 503
+        p = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]})
+        assert p.status_code == 202, p.text
+        job = _wait(http, p.json()["job_id"])
+        assert job["status"] == "failed" and job["error"]["code"] == "insufficient_storage", job
+        assert "full" in job["error"]["message"]
+        filler.unlink()
+        assert http.get("/healthz").status_code == 200
+        again = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
+        done = _wait(http, again["job_id"])
+        assert done["status"] == "succeeded" and done["summary"]["rows"] == 60_000
+        # No prediction rows of the failed job: dropped as it failed, or (when the full disk refused even
+        # that delete) by the next predict job's clean slate.
+        with sqlite3.connect(small_disk / "kubepredict.db") as db:
+            left = db.execute("select count(*) from prediction_batches where job_id = ?", (job["job_id"],)).fetchone()[0]
+        assert left == 0
+        assert "Traceback" not in gw.log_tail(400)
+    finally:
+        gw.stop()

@@ -140,3 +140,18 @@ def test_the_gateway_start_sweeps_in_the_background(world):
     while find_orphans(svc) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert find_orphans(svc) == [] and orphans
+
+
+def test_prediction_rows_of_a_failed_job_are_reported_and_swept(world):
+    import pyarrow as pa
+
+    svc, _, dataset_id, model_id = world
+    svc.catalog.enqueue(job={"job_id": "job_p", "kind": "predict", "model_id": model_id, "dataset_id": dataset_id,
+                             "max_attempts": 1, "request": "{}"})
+    row = svc.catalog.claim("job_p", worker="w")
+    svc.catalog.insert_prediction_batch("job_p", 0, pa.array([1, 2]), pa.nulls(2, type=pa.list_(pa.float64())))
+    svc.catalog._fail("job_p", row.attempt, "insufficient_storage", "full", drop_predictions=False)  # a full disk
+    assert find_orphans(svc) == ["predictions/job_p"]
+    assert sweep(svc, dry_run=True).removed == 0 and svc.catalog.count_predictions("job_p") == 2
+    assert sweep(svc).removed == 1 and svc.catalog.count_predictions("job_p") == 0
+    assert find_orphans(svc, grace_seconds=0) == []

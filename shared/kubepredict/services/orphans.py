@@ -1,5 +1,6 @@
-"""Orphans: objects under ``datasets/`` and ``models/`` that no catalogue row owns, and staging files a
-killed process left behind; found, and removed once older than a grace period.
+"""Orphans: objects under ``datasets/`` and ``models/`` that no catalogue row owns, staging files a killed
+process left behind, and prediction rows of failed jobs; found, and removed (objects once older than a
+grace period).
 
 A dataset's objects are written before its catalogue row (an upload in progress owns objects no row
 names yet) and a model's row exists before its artifact, so only what is older than the grace period
@@ -23,12 +24,15 @@ OWNERS = {"datasets/": "dataset_ids", "models/": "model_ids"}
 class Sweep:
     objects: list[str] = field(default_factory=list)  # object keys no row owns
     staging: list[str] = field(default_factory=list)  # leftover staging files
+    predictions: list[str] = field(default_factory=list)  # failed jobs still holding prediction rows
     removed: int = 0
     failed: list[str] = field(default_factory=list)
 
     @property
     def found(self) -> list[str]:
-        return self.objects + self.staging
+        """Object keys and staging files, then ``predictions/<job_id>`` for each failed job's rows (left when a
+        full disk refused their delete as the job failed)."""
+        return self.objects + self.staging + [f"predictions/{job_id}" for job_id in self.predictions]
 
 
 def _grace(svc, grace_seconds: float | None) -> float:
@@ -56,6 +60,7 @@ def _find(svc, grace: float, now: float | None) -> Sweep:
             if owner not in owned:
                 found.objects.append(obj.key)
     found.staging = svc.storage.stale_staging(cutoff)
+    found.predictions = svc.catalog.failed_jobs_with_predictions()
     return found
 
 
@@ -64,6 +69,13 @@ def sweep(svc, *, dry_run: bool = False, grace_seconds: float | None = None, now
     found = _find(svc, _grace(svc, grace_seconds), now)
     if dry_run:
         return found
+    if found.predictions:
+        try:
+            svc.catalog.drop_failed_predictions()
+            found.removed += len(found.predictions)
+        except Exception:  # noqa: BLE001 - the object sweep still runs
+            logger.warning("could not drop the predictions of failed jobs", exc_info=True)
+            found.failed += [f"predictions/{job_id}" for job_id in found.predictions]
     for key in found.objects:
         try:
             svc.storage.delete(key)
