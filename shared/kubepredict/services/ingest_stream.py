@@ -11,6 +11,7 @@ column (int → float → text) and the spooled file is parsed again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from ..ahead import ahead
 from ..errors import InvalidInput, PayloadTooLarge
 from ..storage.spool import SpoolFile
-from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records, read_header
+from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, header_end, json_safe_records, read_header
 
 ROW_GROUP_ROWS = 65_536
 #: Types are inferred from the whole rows in the first SAMPLE_BYTES; rows are parsed in blocks of about
@@ -248,6 +249,12 @@ def _pandas_dtype(t: pa.DataType, missing: int) -> str:
         return "float64"
     if pa.types.is_boolean(t):
         return "object" if missing else "bool"
+    return _text_dtype()
+
+
+@functools.cache
+def _text_dtype() -> str:
+    """What pandas calls a text column read from Arrow (``str`` in pandas 3, ``object`` before)."""
     return str(pa.array([], type=pa.string()).to_pandas().dtype)
 
 
@@ -317,8 +324,9 @@ def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_byte
     head = read_header(stream, stream.read(SNIFF_BYTES))
     names = _check_header(head)
     with SpoolFile(str(raw_path)) as spool:
-        while len(head) < SAMPLE_BYTES:  # a sample to infer types from
-            more = stream.read(SAMPLE_BYTES - len(head))
+        wanted = header_end(head) + SAMPLE_BYTES  # rows to infer types from, however long the header
+        while len(head) < wanted:
+            more = stream.read(wanted - len(head))
             if not more:
                 break
             head += more
