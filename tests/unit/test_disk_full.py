@@ -59,3 +59,20 @@ def test_database_disk_full_is_insufficient_storage(orig, expected):
 def test_insufficient_storage_is_507_json():
     r = error_response(InsufficientStorage("the object store's disk is full"))
     assert r.status == 507
+
+
+def test_a_multipart_upload_whose_spool_meets_a_full_temp_folder_is_507(tmp_path, monkeypatch):
+    import werkzeug.formparser
+    from werkzeug.test import Client
+
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.config import Settings
+    from kubepredict.runtimes.gateway import Gateway
+
+    monkeypatch.setattr(werkzeug.formparser, "parse_form_data", _enospc)
+    svc = bootstrap(Settings(data_dir=tmp_path))
+    r = Client(Gateway(svc)).post("/function/upload", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "d.csv")},
+                                  content_type="multipart/form-data")
+    assert r.status_code == 507 and r.get_json()["error"]["code"] == "insufficient_storage"
+    assert svc.catalog.list_datasets(limit=10, offset=0)[1] == 0
+    svc.catalog.dispose()
