@@ -107,9 +107,10 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]: ...
 
-    @abstractmethod
     def list_modified(self, prefix: str = "") -> Iterator[ListedObject]:
-        """Keys under ``prefix`` with their last-modified times (what the orphan sweep reads)."""
+        """Keys under ``prefix`` with their last-modified times (what the orphan sweep reads); a store that
+        cannot tell is never swept (an object of unknown age may be an upload in progress)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list modification times")
 
     def stale_staging(self, older_than: float) -> list[str]:
         """Staging files left by an interrupted write (a killed process), last modified before
