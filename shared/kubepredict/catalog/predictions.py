@@ -46,7 +46,8 @@ class PredictionsRepo:
         J = schema.jobs
         failed = select(J.c.job_id).where(J.c.status == "failed", J.c.kind == "predict")
         with self.tx() as conn:
-            conn.execute(delete(B).where((B.c.job_id == job_id) | B.c.job_id.in_(failed)))
+            conn.execute(delete(B).where(B.c.job_id == job_id))
+            conn.execute(delete(B).where(B.c.job_id.in_(failed)))  # two deletes: each can use the job_id index
 
     def failed_jobs_with_predictions(self) -> list[str]:
         """Failed predict jobs whose prediction rows are still stored (what the orphan sweep reports)."""
