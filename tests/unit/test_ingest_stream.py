@@ -190,3 +190,16 @@ def test_a_type_change_after_262k_rows_gives_one_schema(tmp_path, late, dtype):
     column = table.column("a").to_pylist()
     assert column[262_200] == (late if dtype == "str" else 2.5)
     assert column[0] == ("0" if dtype == "str" else 0.0) and column[-1] == ("299999" if dtype == "str" else 299999.0)
+
+
+def test_columns_changing_type_in_the_same_block_cost_one_more_pass_not_one_each(tmp_path, monkeypatch):
+    """Five integer columns that all turn to text on one late row: every widening the block needs is found
+    at once (int → text directly), so the spooled upload is parsed twice, not once per column and step."""
+    passes = []
+    real = ingest_stream._parse
+    monkeypatch.setattr(ingest_stream, "_parse", lambda *a, **k: passes.append(1) or real(*a, **k))
+    body = "".join(f"{i},{i},{i},{i},{i}\n" if i != 262_200 else "a,b,c,d,e\n" for i in range(300_000))
+    got = _ingest(tmp_path, ("v,w,x,y,z\n" + body).encode())
+    assert [c["dtype"] for c in got.columns] == ["str"] * 5 and got.rows == 300_000
+    assert len(passes) == 2
+    assert pq.read_table(tmp_path / "data.parquet").column("z").to_pylist()[262_199:262_202] == ["262199", "e", "262201"]

@@ -439,17 +439,39 @@ def _parsed_blocks(source, names: list[str], types: dict, schema: pa.Schema, ter
 
     with ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse") as pool:
         # The splitter (a helper thread) reads and cuts the body and hands blocks to the parsers.
-        parsing = ahead((pool.submit(_parse_block, block, names, schema, many)
+        parsing = ahead(((block, pool.submit(_parse_block, block, names, schema, many))
                          for block in _blocks(source, terminator)), depth=PARSERS + 1, name="csv-split")
         try:
-            for future in parsing:
+            for block, future in parsing:
                 try:
                     yield future.result()
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    _raise_for(exc, names, types, schema)
+                    try:
+                        _raise_for(exc, names, types, schema)
+                    except _Widen as widen:
+                        raise _widen_all(block, names, widen) from None
         finally:
             parsing.close()  # stop the splitter before the pool: nothing is submitted after shutdown
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _widen_all(block: pa.Buffer, names: list[str], widen: _Widen) -> _Widen:
+    """Every widening ``block`` needs, not just its first failing column's: one more pass over the file
+    for all the columns that change in this block, instead of one pass per column."""
+    types = widen.types
+    for _ in range(3 * len(names)):  # each round widens one column one step: a bound, never reached
+        schema = pa.schema([(n, types[n]) for n in names])
+        try:
+            _parse_block(block, names, schema, [True] * len(names))
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            try:
+                _raise_for(exc, names, types, schema)
+            except _Widen as more:
+                types = more.types
+            except InvalidInput:
+                break  # malformed, not a type change: the next pass reports it
+    return _Widen(types)
 
 
 def _parse_block(block: pa.Buffer, names: list[str], schema: pa.Schema, many: list[bool]):
