@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
+from ..schema import parse
+from .docs import RouteDoc
 
 JSON_TYPES = {"", "application/json", "application/cloudevents+json", "text/plain", "application/octet-stream",
               "application/x-www-form-urlencoded"}
@@ -46,6 +48,8 @@ class Request:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Headers = field(default_factory=Headers)
     stream: BinaryIO = field(default_factory=io.BytesIO)
+    #: the query string parsed by the route's ``query`` model (``api/docs.py``), when it declares one
+    params: Any = None
 
     @classmethod
     def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | BinaryIO = b"") -> "Request":
@@ -105,12 +109,24 @@ def normalize_path(path: str) -> str:
 Handler = Callable[..., Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    method: str
+    parts: list[str]
+    handler: Handler
+    doc: RouteDoc
+
+    @property
+    def pattern(self) -> str:
+        return "/" + "/".join(self.parts)
+
+
 class Function:
     """A named function with its own routes: ``(method, pattern)`` where ``{x}`` matches one segment."""
 
     def __init__(self, name: str):
         self.name = name
-        self.routes: list[tuple[str, list[str], Handler]] = []
+        self.routes: list[Route] = []
         self.__name__ = name
         #: ``quick(method, path, body) -> bool``: whether a call is cheap, CPU-only work (an online
         #: prediction) that a server may run on its event loop instead of handing it to a thread.
@@ -119,9 +135,10 @@ class Function:
     def is_quick(self, method: str, path: str, body: bytes) -> bool:
         return self.quick is not None and self.quick(method, path, body)
 
-    def route(self, method: str, pattern: str):
+    def route(self, method: str, pattern: str, **doc):
+        """Register ``fn`` for ``method pattern``; ``doc`` is a RouteDoc's fields (query model, body, responses…)."""
         def register(fn: Handler) -> Handler:
-            self.routes.append((method, [p for p in pattern.split("/") if p], fn))
+            self.routes.append(Route(method, [p for p in pattern.split("/") if p], fn, RouteDoc(**doc)))
             return fn
         return register
 
@@ -130,14 +147,16 @@ class Function:
 
         parts = [p for p in request.path.split("/") if p]
         allowed = []
-        for method, pattern, fn in self.routes:
-            args = _match(pattern, parts)
+        for r in self.routes:
+            args = _match(r.parts, parts)
             if args is None:
                 continue
-            if method != request.method:
-                allowed.append(method)
+            if r.method != request.method:
+                allowed.append(r.method)
                 continue
-            return fn(request, services or default_services(), *args)
+            if r.doc.query is not None:
+                request.params = parse.query(r.doc.query, request.query)
+            return r.handler(request, services or default_services(), *args)
         if allowed:
             raise MethodNotAllowed(f"{request.method} is not allowed on /function/{self.name}{request.path}",
                                    details={"allowed": sorted(set(allowed))})

@@ -44,6 +44,7 @@ class Gateway:
         self.url_map = Map([
             Rule("/healthz", endpoint="healthz"),
             Rule("/metrics", endpoint="metrics"),
+            Rule("/openapi.json", endpoint="openapi", methods=["GET"]),
             Rule("/", endpoint="root"),
             Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
             Rule("/function/<name>/<path:rest>", endpoint="function"),
@@ -150,6 +151,12 @@ class Gateway:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return WResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    def on_openapi(self, wreq):
+        """The OpenAPI 3.1 document (``api/openapi.py``), open like ``/metrics``."""
+        from ..api.openapi import document
+
+        return _to_wsgi(Response.json(document()))
 
     def on_root(self, wreq):
         return WResponse("", status=302, headers={"Location": "/ui/"})

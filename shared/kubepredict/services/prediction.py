@@ -10,8 +10,9 @@ from ..codecs import native
 from ..errors import Conflict
 from ..ids import new_id
 from ..runner.shard_plan import plan_ranges, shard_count
+from ..schema import parse
+from ..schema.requests import BatchPredictRequest
 from . import serving
-from . import validate as v
 from .training import check_queue
 
 ONLINE_KEYS = native.KEYS
@@ -30,16 +31,15 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
 
     ``"shards": N`` splits it into N row ranges, each scored by its own worker (see runner/shards.py).
     """
-    body = v.require_object(body)
-    v.reject_unknown(body, {"model_id", "dataset_id", "resources", "shards"})
-    model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
-    dataset = svc.catalog.get_dataset_row(v.string(body, "dataset_id", required=True, max_len=40))
+    req = parse.body(BatchPredictRequest, body)
+    model = ready_model(svc, req.model_id)
+    dataset = svc.catalog.get_dataset_row(req.dataset_id)
     columns = {c["name"] for c in json.loads(dataset.columns)}
     ml.check_columns(columns, json.loads(model.features))
     shards = shard_count(body, int(dataset.rows), svc.settings)
     check_queue(svc)
     job_id = new_id("job")
-    request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": body.get("resources") or {}}
+    request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": req.resources or {}}
     if shards > 1:
         request["shards"] = shards
     job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
