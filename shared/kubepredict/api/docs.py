@@ -28,6 +28,7 @@ class RouteDoc:
     query: type | None = None
     #: request body: a model (JSON) or a Content with several media types
     body: Any = None
+    body_required: bool = True
     #: status -> a model (JSON answer), a Content, or a string (an error, described)
     responses: dict[int, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()

@@ -23,7 +23,7 @@ from .docs import JSON, Content, RouteDoc
 
 REF = "#/components/schemas/{model}"
 TEXT = Content({"text/plain": {"type": "string"}})
-ID = {"type": "string", "minLength": 1, "maxLength": 200}
+ID = {"type": "string", "minLength": 1}
 
 
 def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
@@ -48,7 +48,8 @@ def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
                                                     responses={200: out.FunctionStatus, 404: "unknown function"})),
         ("POST", "/async-function/{name}", RouteDoc(
             "Invoke a function in the background (any of its routes: /async-function/{name}/{path})",
-            tags=("System",), body=Content({JSON: {}, "text/csv": {"type": "string"}}),
+            tags=("System",), body=Content({JSON: {}}, "passed to the function as it is (any content type)"),
+            body_required=False,
             responses={202: Content({}, "accepted; X-Callback-Url receives the answer",
                                     {"X-Call-Id": "the call's id, also sent to the callback"}),
                        404: "unknown function", 413: "body over the limit"})),
@@ -111,9 +112,12 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
         if prop.get("default") is None:
             prop.pop("default", None)
         prop.pop("title", None)
+        description = prop.pop("description", None)
+        if name not in required:  # ``?name=`` (an empty value) means absent, as HTML forms send it
+            prop = {"anyOf": [prop, {"type": "string", "maxLength": 0}]}
         param = {"name": name, "in": "query", "required": name in required, "schema": prop}
-        if "description" in prop:
-            param["description"] = prop.pop("description")
+        if description:
+            param["description"] = description
         params.append(param)
     return params
 
@@ -132,6 +136,7 @@ def _responses(doc: RouteDoc, dialect: str, has_body: bool, has_query: bool, has
         defaults[400] = "invalid query string"
     if has_path:
         defaults[404] = "not found"
+        defaults.setdefault(400, "not a valid identifier or model reference")
     for status, text in defaults.items():
         declared.setdefault(status, text)
     answers = {}
@@ -176,7 +181,7 @@ def document() -> dict:
             op["parameters"] = params
         if doc.body is not None:
             content, description, _ = _media(doc.body, models)
-            op["requestBody"] = {"required": True, "content": content, **({"description": description}
+            op["requestBody"] = {"required": doc.body_required, "content": content, **({"description": description}
                                                                           if description else {})}
         op["responses"] = _responses(doc, dialect, doc.body is not None, doc.query is not None, bool(names), models)
         if doc.links:

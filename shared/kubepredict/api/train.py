@@ -34,7 +34,12 @@ JOB_LINKS = {"GetJob": ("result_show", {"path.job_id": "$response.body#/job_id"}
                         429: "too many queued jobs"},
              links={**JOB_LINKS,
                     "GetModel": ("train_show", {"path.model_id": "$response.body#/model_id"}, None),
-                    "PredictWithModel": ("predict_create", None, {"model_id": "$response.body#/model_id"})})
+                    "PredictWithModel": ("predict_create", None, {"model_id": "$response.body#/model_id"}),
+                    "ModelReadyV2": ("get_v2_models_name_ready", {"path.name": "$response.body#/model_id"}, None),
+                    "InferV2": ("post_v2_models_name_infer", {"path.name": "$response.body#/model_id"}, None),
+                    "PredictV1": ("post_v1_models_name_predict", {"path.name": "$response.body#/model_id"}, None),
+                    "InvokeMLflow": ("post_models_name_invocations", {"path.name": "$response.body#/model_id"},
+                                     None)})
 def create(request: Request, svc) -> Response:
     raw = request.json()
     job, created = training.submit_train(svc, unwrap_cloudevent(raw), idempotency_key=idempotency_key(request, raw))

@@ -34,7 +34,9 @@ def _multipart(request: Request, limit: int):
     return f.stream, form.get("name") or (f.filename or "").rsplit(".", 1)[0] or None
 
 
-CSV_BODY = Content({"text/csv": {"type": "string", "description": "a CSV file with a header row"},
+EXAMPLE_CSV = "x1,x2,label\n" + "".join(f"{i},{(i * 7) % 10},{'ab'[i % 2]}\n" for i in range(20))
+CSV_BODY = Content({"text/csv": {"type": "string", "description": "a CSV file with a header row",
+                                 "examples": [EXAMPLE_CSV]},
                     "multipart/form-data": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary", "description": "the CSV file"},
                         "name": {"type": "string", "description": "the dataset's name"}}}})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, PathConverter, Rule
 from werkzeug.wrappers import Request as WRequest
 from werkzeug.wrappers import Response as WResponse
 
@@ -25,6 +25,13 @@ from . import http
 logger = logging.getLogger(__name__)
 
 TOPICS = {"train": "kubepredict.train.requests", "predict": "kubepredict.predict.requests"}
+
+
+class AnyPath(PathConverter):
+    """``<path:…>`` that also matches control characters such as a newline (Werkzeug's ``.`` does not), so
+    such a path reaches its function or protocol and gets that route's answer, not the gateway's 404."""
+
+    regex = "[^/](?s:.)*?"
 
 
 def _to_wsgi(resp: Response) -> WResponse:
@@ -55,7 +62,7 @@ class Gateway:
             # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
             *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
               for path in (f"/{root}", f"/{root}/<path:rest>")],
-        ], strict_slashes=False)
+        ], strict_slashes=False, converters={"path": AnyPath})
         metrics.register_catalog(services.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
