@@ -117,3 +117,13 @@ def test_served_open_without_a_token(tmp_path, doc):
     assert r.get_json() == doc
     assert client.get("/system/functions").status_code == 401  # the token still guards the rest
     assert client.post("/openapi.json").status_code == 405
+
+
+@pytest.mark.parametrize("path, shape", [("/v2/models/a%0Ab/ready", "error"), ("/function/predict/v2/models/a%0Ab", "error"),
+                                         ("/models/x%0A/ping", "error_code")])
+def test_protocol_paths_with_a_newline_answer_in_the_protocols_shape(tmp_path, path, shape):
+    """Found by the fuzzer: Werkzeug's path converter did not match a newline, so the gateway's own
+    404 (the native error shape) answered a protocol route whose documented errors look different."""
+    client = Client(Gateway(bootstrap(Settings(data_dir=tmp_path))))
+    r = client.get(path)
+    assert r.status_code == 404 and isinstance(r.get_json()[shape], str)

@@ -144,11 +144,11 @@ class PageQuery(Query):
 
 
 class UploadQuery(Query):
-    name: Text | None = Field(None, description="the dataset's name (default: the file's name)")
+    name: str | None = Field(None, description="the dataset's name, up to 200 characters (default: the file's name)")
 
 
 class ModelsQuery(PageQuery):
-    name: Text | None = Field(None, description="only the versions of this model name")
+    name: str | None = Field(None, description="only the versions of this model name")
 
 
 class AlgorithmsQuery(Query):
