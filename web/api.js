@@ -29,6 +29,7 @@ function typeOf(schema) {
       return parts;
     }
   }
+  if (schema.type === "string" && schema.maxLength === 0) return ["empty (= absent)"];
   if (schema.enum) return [schema.enum.map((v) => JSON.stringify(v)).join(" | ")];
   if (schema.const !== undefined) return [JSON.stringify(schema.const)];
   if (schema.type === "array") return ["array of ", ...typeOf(schema.items)];

@@ -32,6 +32,8 @@ class RouteDoc:
     #: status -> a model (JSON answer), a Content, or a string (an error, described)
     responses: dict[int, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    #: optional request headers the route reads: {name: description}
+    headers: dict[str, str] = field(default_factory=dict)
     #: OpenAPI links from this route's answer: {name: (operationId, {"path.x": expr} | None, body | None)}
     links: dict[str, tuple] = field(default_factory=dict)
     #: the path as the document writes it, when the route table's pattern is coarser (V1's ``{name}:predict``)

@@ -49,6 +49,7 @@ def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
         ("POST", "/async-function/{name}", RouteDoc(
             "Invoke a function in the background (any of its routes: /async-function/{name}/{path})",
             tags=("System",), body=Content({JSON: {}}, "passed to the function as it is (any content type)"),
+            headers={"X-Callback-Url": "where to POST the function's answer", "X-Call-Id": "the call's id"},
             body_required=False,
             responses={202: Content({}, "accepted; X-Callback-Url receives the answer",
                                     {"X-Call-Id": "the call's id, also sent to the callback"}),
@@ -177,6 +178,8 @@ def document() -> dict:
                    else ID} for n in names]
         if doc.query is not None:
             params += _query_parameters(doc.query)
+        params += [{"name": h, "in": "header", "required": False, "description": d, "schema": {"type": "string"}}
+                   for h, d in doc.headers.items()]
         if params:
             op["parameters"] = params
         if doc.body is not None:

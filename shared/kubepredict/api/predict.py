@@ -11,7 +11,7 @@ from ..services import prediction
 from . import protocols
 from .docs import Content
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
-from .train import ACCEPTED, JOB_LINKS, accepted
+from .train import ACCEPTED, IDEMPOTENCY, JOB_LINKS, accepted
 
 
 class PredictFunction(Function):
@@ -43,7 +43,7 @@ predict.quick = _quick
                           202: ACCEPTED, 400: "invalid request or rows; columns missing",
                           404: "unknown model or dataset", 409: "the model is not ready",
                           413: "more rows than KUBEPREDICT_MAX_ONLINE_ROWS", 429: "too many queued jobs"},
-               links=JOB_LINKS)
+               headers=IDEMPOTENCY, links=JOB_LINKS)
 def create(request: Request, svc) -> Response:
     raw = request.json()
     body = parse.require_object(unwrap_cloudevent(raw))

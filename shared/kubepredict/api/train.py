@@ -28,7 +28,10 @@ JOB_LINKS = {"GetJob": ("result_show", {"path.job_id": "$response.body#/job_id"}
              "CancelJob": ("result_cancel", {"path.job_id": "$response.body#/job_id"}, None)}
 
 
-@train.route("POST", "/", summary="Queue a training job", body=q.TrainRequest,
+IDEMPOTENCY = {"Idempotency-Key": "the same key returns the same job (also a CloudEvent id, ce-id or event-id)"}
+
+
+@train.route("POST", "/", summary="Queue a training job", body=q.TrainRequest, headers=IDEMPOTENCY,
              responses={202: ACCEPTED, 400: "invalid request, unknown column, algorithm or parameter",
                         404: "unknown dataset", 422: "the target cannot be learned (one class, not numeric)",
                         429: "too many queued jobs"},
