@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
-FUZZ_EXAMPLES ?= 300
+FUZZ_EXAMPLES ?= 200
 
 .PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz clean
 
