@@ -26,9 +26,13 @@ TEXT = Content({"text/plain": {"type": "string"}})
 ID = {"type": "string", "minLength": 1}
 
 
+def _function_name() -> dict:
+    """The ``{name}`` of ``/system/function/{name}`` and ``/async-function/{name}``."""
+    return {"type": "string", "enum": sorted(FUNCTIONS)}
+
+
 def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
     """The embedded gateway's own routes (``runtimes/gateway.py``)."""
-    names = {"type": "string", "enum": sorted(FUNCTIONS)}
     return [
         ("GET", "/healthz", RouteDoc("Health: storage and database answer", public=True, tags=("System",),
                                      responses={200: TEXT, 503: Content({"text/plain": {"type": "string"}},
@@ -54,13 +58,12 @@ def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
             responses={202: Content({}, "accepted; X-Callback-Url receives the answer",
                                     {"X-Call-Id": "the call's id, also sent to the callback"}),
                        404: "unknown function", 413: "body over the limit"})),
-    ], {"name": names}
+    ]
 
 
 def _operations() -> Iterable[tuple[str, str, str, RouteDoc, str]]:
     """``(method, path, operationId, doc, error dialect)`` for every route of the API."""
-    routes, path_params = _gateway_routes()
-    for method, path, doc in routes:
+    for method, path, doc in _gateway_routes():
         yield method, path, _op_id(method, path), doc, "native"
     for fn in FUNCTIONS.values():
         for r in fn.routes:
@@ -167,14 +170,13 @@ def _reason(status: int) -> str:
 def document() -> dict:
     """The OpenAPI 3.1 document (a dict; built once per process)."""
     models: set = set()
-    ids = {}
+    ids: dict[str, str] = {}
     paths: dict[str, dict] = {}
-    _, gateway_params = _gateway_routes()
     for method, path, op_id, doc, dialect in _operations():
         names = re.findall(r"{(\w+)}", path)
         op: dict[str, Any] = {"operationId": op_id, "summary": doc.summary or op_id, "tags": list(doc.tags)}
         params = [{"name": n, "in": "path", "required": True,
-                   "schema": gateway_params.get(n) if path.startswith(("/system/", "/async-function/"))
+                   "schema": _function_name() if path.startswith(("/system/", "/async-function/"))
                    else ID} for n in names]
         if doc.query is not None:
             params += _query_parameters(doc.query)
@@ -194,6 +196,8 @@ def document() -> dict:
                        **({"requestBody": b} if b else {})}
                 for name, (target, p, b) in doc.links.items()}
         op["security"] = [] if doc.public else [{"bearerAuth": []}, {}]
+        if op_id in ids:
+            raise ValueError(f"operationId {op_id} names both {ids[op_id]} and {path}")
         ids[op_id] = path
         paths.setdefault(path, {})[method.lower()] = op
     _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
