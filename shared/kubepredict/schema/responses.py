@@ -5,7 +5,7 @@ Objects allow more fields than listed (``extra="allow"``): additions to a view a
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -227,4 +227,3 @@ class Predictions(Open):
     predictions: list[Any]
 
 
-Scalar = Union[str, float, bool, None]
