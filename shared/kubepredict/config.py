@@ -97,6 +97,13 @@ class Settings:
     web_dir: Path | None = None
     # The model plain MLflow ``POST /invocations`` scores (id, name or name/versions/N); unset = 404 there
     default_model: str | None = None
+    # /async-function: calls queued or running at once, their spooled body bytes (on disk under
+    # data_dir/async), threads running them; X-Callback-Url allow-list ("" refuses every callback) and timeout
+    async_queue_max: int = 64
+    async_queue_max_bytes: int = 2 * 1024 * 1024 * 1024
+    async_workers: int = 4
+    callback_hosts: str = ""
+    callback_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -149,8 +156,15 @@ class Settings:
             job_image=env.get("KUBEPREDICT_JOB_IMAGE", "kubepredict/job:0.1.0"),
             web_dir=Path(env["KUBEPREDICT_WEB_DIR"]) if env.get("KUBEPREDICT_WEB_DIR") else None,
             default_model=env.get("KUBEPREDICT_DEFAULT_MODEL", "").strip() or None,
+            async_queue_max=_int(env, "KUBEPREDICT_ASYNC_QUEUE_MAX", 64),
+            async_queue_max_bytes=_int(env, "KUBEPREDICT_ASYNC_QUEUE_MAX_BYTES", 2 * 1024 * 1024 * 1024),
+            async_workers=_int(env, "KUBEPREDICT_ASYNC_WORKERS", 4),
+            callback_hosts=env.get("KUBEPREDICT_CALLBACK_HOSTS", ""),
+            callback_timeout_seconds=_float(env, "KUBEPREDICT_CALLBACK_TIMEOUT_SECONDS", 5.0),
         )
         kw.update({k: v for k, v in overrides.items() if v is not None})
+        if kw["async_queue_max"] < 1 or kw["async_workers"] < 1:
+            raise ConfigError("KUBEPREDICT_ASYNC_QUEUE_MAX and KUBEPREDICT_ASYNC_WORKERS must be at least 1")
         if kw["runner"] not in ("local", "kubernetes"):
             raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
         return cls(**kw)
