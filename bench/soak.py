@@ -346,25 +346,24 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
         traffic = Traffic(gw.url, stats, acks, csvs)
         started = time.monotonic()
         traffic.start()
-        time.sleep(WARMUP)
-        figures.append(ProcessFigures("before restart", *sample(gw.proc.pid)))
-        next_kill, restarted = started + KILL_EVERY, False
+        next_kill, restart_at, sample_at = started + KILL_EVERY, started + SECONDS / 2, started + min(WARMUP, SECONDS / 4)
         while (now := time.monotonic()) < started + SECONDS:
+            if now >= sample_at:  # a gateway's "start" figures, once it has served WARMUP s of traffic
+                figures.append(ProcessFigures("after restart" if restarts else "before restart", *sample(gw.proc.pid)))
+                sample_at = float("inf")
             if now >= next_kill:
                 if kill_a_worker(gw.proc.pid):
                     kills += 1
                     next_kill = now + KILL_EVERY
                 else:
-                    next_kill = now + 2  # no worker running right now: try again shortly
-            if not restarted and now >= started + SECONDS / 2:
+                    next_kill = now + 1  # no worker running right now: try again shortly
+            if now >= restart_at:
                 figures[-1].rss_end, figures[-1].fds_end = sample(gw.proc.pid)
-                down = time.monotonic()
                 gw.stop()
                 gw.start()
-                restarts, restarted, downtime = restarts + 1, True, time.monotonic() - down
-                time.sleep(WARMUP)
-                figures.append(ProcessFigures("after restart", *sample(gw.proc.pid)))
-            time.sleep(0.5)
+                restarts, downtime = restarts + 1, time.monotonic() - now
+                restart_at, sample_at = float("inf"), time.monotonic() + min(WARMUP, SECONDS / 4)
+            time.sleep(0.25)
         figures[-1].rss_end, figures[-1].fds_end = sample(gw.proc.pid)
         traffic.finish()
         problems = settle_and_check(gw, acks)
