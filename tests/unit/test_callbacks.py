@@ -81,3 +81,32 @@ def test_the_callback_goes_to_the_checked_address_with_the_name_as_host(monkeypa
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_slow_callback_target_is_given_up_after_the_timeout():
+    import time
+
+    import httpx
+
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            release.wait(10)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(httpx.TimeoutException):
+            CallbackPolicy("127.0.0.1", 0.5).post(f"http://127.0.0.1:{server.server_port}/cb", b"{}", {})
+        assert time.monotonic() - started < 3
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
