@@ -190,3 +190,23 @@ def test_a_body_larger_than_the_limit_is_refused_and_not_kept(start_gateway):
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     assert _spooled(gw) == []
     assert _post(gw, None).status_code == 202
+
+
+def test_a_client_leaving_mid_body_frees_its_slot_and_file(start_gateway):
+    import socket
+
+    gw = start_gateway({"KUBEPREDICT_ASYNC_QUEUE_MAX": "1"})
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", gw.port)) as s:
+            s.sendall(f"POST /async-function/train HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * MB}\r\n\r\n".encode())
+            s.sendall(b"x" * MB)
+            deadline = time.monotonic() + 10
+            while not _spooled(gw) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(_spooled(gw)) == 1  # being spooled, on disk
+        deadline = time.monotonic() + 10
+        while _spooled(gw) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _spooled(gw) == []
+    assert _post(gw, None).status_code == 202  # the one slot is free again
+    assert "Traceback" not in gw.log_tail(200)

@@ -25,6 +25,14 @@ logger = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 
 
+def _read(stream) -> bytes:
+    """A chunk of the request body; a client that goes away mid-body is bad input, not a server error."""
+    try:
+        return stream.read(CHUNK)
+    except OSError as exc:
+        raise errors.InvalidInput(f"the request body could not be read: {exc}", code="incomplete_body") from exc
+
+
 class AsyncCalls:
     """Admit, spool and run async calls: ``run(name, request, call_id, callback)`` on a worker thread."""
 
@@ -79,14 +87,17 @@ class AsyncCalls:
         size, taken, body = 0, declared, None
         try:
             with open(path, "wb") as out:
-                while chunk := request.stream.read(CHUNK):
+                while chunk := _read(request.stream):
                     size += len(chunk)
                     if size > self.max_body:
                         raise self._too_large()
                     if size > taken:  # chunked, or more than declared
                         self._take(0, size - taken)
                         taken = size
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise errors.BackendUnavailable(f"could not spool the async call's body: {exc}") from exc
             body = request.stream = open(path, "rb")
             self._pool.submit(self._run, name, request, call_id, callback, (body, path, taken))
         except BaseException:
