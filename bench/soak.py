@@ -99,8 +99,8 @@ class ProcessFigures:
         ok = grow_mb <= RSS_BOUND_MB and grow_fd <= FD_BOUND
         return (f"gateway {self.label}: RSS, open fds", f"{self.rss_start / 2**20:.0f} → {self.rss_end / 2**20:.0f} MiB",
                 f"{self.fds_start} → {self.fds_end} fds",
-                f"growth {grow_mb:+.0f} MiB, {grow_fd:+d} fds: {'within' if ok else 'OVER'} the bound "
-                f"({RSS_BOUND_MB:.0f} MiB, {FD_BOUND} fds)")
+                (f"growth {grow_mb:+.0f} MiB, {grow_fd:+d} fds: {'within' if ok else 'OVER'} the bound "
+                 f"({RSS_BOUND_MB:.0f} MiB, {FD_BOUND} fds)"))
 
 
 def sample(pid: int) -> tuple[int, int]:

@@ -12,9 +12,9 @@ import logging
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from .. import errors
 from ..api.http import Request
@@ -98,7 +98,7 @@ class AsyncCalls:
                         out.write(chunk)
                     except OSError as exc:
                         raise errors.BackendUnavailable(f"could not spool the async call's body: {exc}") from exc
-            body = request.stream = open(path, "rb")
+            body = request.stream = open(path, "rb")  # noqa: SIM115 - closed by _release when the call ends
             self._pool.submit(self._run, name, request, call_id, callback, (body, path, taken))
         except BaseException:
             self._release(body, path, taken)
