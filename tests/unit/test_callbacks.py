@@ -110,3 +110,51 @@ def test_a_slow_callback_target_is_given_up_after_the_timeout():
         release.set()
         server.shutdown()
         server.server_close()
+
+
+def _self_signed(tmp_path, name: str) -> tuple[str, str]:
+    import subprocess
+
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_callbacks_pinned_to_the_address_still_verify_the_name(tmp_path, monkeypatch):
+    import ssl
+
+    import httpx
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    for served_name, expect_ok in (("hooks.example.com", True), ("other.example.com", False)):
+        cert, key = _self_signed(tmp_path, served_name)
+        server = HTTPServer(("127.0.0.1", 0), Handler)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(cert, key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            _resolving(monkeypatch, {"hooks.example.com": ["127.0.0.1"]})
+            policy = CallbackPolicy("hooks.example.com", 5, verify=ssl.create_default_context(cafile=cert))
+            url = f"https://hooks.example.com:{server.server_port}/cb"
+            if expect_ok:
+                assert policy.post(url, b"{}", {}) == 200 and seen == [f"hooks.example.com:{server.server_port}"]
+            else:  # the address is pinned, the certificate is still checked against the name
+                with pytest.raises(httpx.ConnectError, match="certificate"):
+                    policy.post(url, b"{}", {})
+        finally:
+            server.shutdown()
+            server.server_close()

@@ -98,9 +98,10 @@ class Target:
 class CallbackPolicy:
     """Checks and sends callbacks under one allow-list and timeout."""
 
-    def __init__(self, hosts: str, timeout: float):
+    def __init__(self, hosts: str, timeout: float, *, verify=True):
         self.entries = parse_hosts(hosts)
         self.timeout = timeout
+        self.verify = verify  # httpx's: True (system CAs via certifi) or an ssl.SSLContext (tests)
 
     def check(self, url: str) -> Target:
         """The parsed target of ``url``, or CallbackRefused (400) saying why not."""
@@ -154,7 +155,7 @@ class CallbackPolicy:
         parts = urlsplit(target.url)
         pinned = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        with httpx.Client(follow_redirects=False, trust_env=False, timeout=self.timeout) as client:
+        with httpx.Client(follow_redirects=False, trust_env=False, timeout=self.timeout, verify=self.verify) as client:
             resp = client.post(pinned, content=content, headers={**headers, "Host": target.netloc},
                                extensions=extensions)
         return resp.status_code
