@@ -358,15 +358,20 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
                 else:
                     next_kill = now + 1  # no worker running right now: try again shortly
             if now >= restart_at:
+                if not figures:
+                    figures.append(ProcessFigures("before restart (no warm-up)", *sample(gw.proc.pid)))
                 figures[-1].rss_end, figures[-1].fds_end = sample(gw.proc.pid)
                 gw.stop()
                 gw.start()
                 restarts, downtime = restarts + 1, time.monotonic() - now
                 restart_at, sample_at = float("inf"), time.monotonic() + min(WARMUP, SECONDS / 4)
             time.sleep(0.25)
+        if sample_at != float("inf"):  # a short run: this gateway never reached its warm-up sample
+            figures.append(ProcessFigures("after restart (no warm-up)" if restarts else "(no warm-up)",
+                                          *sample(gw.proc.pid)))
         figures[-1].rss_end, figures[-1].fds_end = sample(gw.proc.pid)
         traffic.finish()
-        problems = settle_and_check(gw, acks)
+        problems, outcomes = settle_and_check(gw, acks)
     finally:
         gw.stop()
     rows = [(f"{route}", served, errors, f"p99 {lat}") for route, served, errors, lat in stats.rows()]
@@ -374,15 +379,34 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
     rows.append(("faults", f"{kills} workers SIGKILLed", f"{restarts} gateway restart ({downtime:.1f} s down)",
                  f"{SECONDS:.0f} s of traffic, {CONNECTIONS} online connections"))
     rows.append(("acknowledged", f"{len(acks.datasets)} datasets, {len(acks.models)} models",
-                 f"{len(acks.jobs)} jobs", ""))
+                 f"{len(acks.jobs)} jobs", f"jobs at the end: {outcomes}"))
     rows.append(("consistency check", "PASS" if not problems else "FAIL",
                  "; ".join(problems)[:300] or "all present, jobs final or alive, no orphans, "
                  "no predictions of failed jobs", ""))
     return rows, problems
 
 
-def settle_and_check(gw: GatewayProcess, acks: Acks) -> list[str]:
-    """Wait (up to SETTLE s) for queued jobs to start and running ones to end, then check the catalogue."""
+def job_outcomes(services) -> str:
+    """Jobs by final status (failures by error code) and how many were retried after a lost worker."""
+    import json
+
+    from sqlalchemy import select
+
+    from kubepredict.catalog import schema as s
+
+    with services.catalog.ro() as conn:
+        rows = conn.execute(select(s.jobs.c.status, s.jobs.c.error, s.jobs.c.attempt)).all()
+    by_status = Counter(r.status for r in rows)
+    codes = Counter((json.loads(r.error) or {}).get("code", "?") for r in rows if r.status == "failed" and r.error)
+    retried = sum(1 for r in rows if (r.attempt or 0) > 1)
+    failed = f" ({', '.join(f'{c}×{n}' for c, n in codes.most_common())})" if codes else ""
+    return (", ".join(f"{n} {st}" + (failed if st == "failed" else "") for st, n in sorted(by_status.items()))
+            + f"; {retried} retried after a lost worker")
+
+
+def settle_and_check(gw: GatewayProcess, acks: Acks) -> tuple[list[str], str]:
+    """Wait (up to SETTLE s) for queued jobs to start and running ones to end, then check the catalogue.
+    Returns (problems, job outcomes)."""
     from kubepredict.bootstrap import bootstrap
     from kubepredict.config import Settings
 
@@ -394,7 +418,7 @@ def settle_and_check(gw: GatewayProcess, acks: Acks) -> list[str]:
             if services.catalog.count_jobs(status="queued") + services.catalog.count_jobs(status="running") == 0:
                 break
             time.sleep(1)
-        return consistency(services, acks, settings.heartbeat_timeout_seconds)
+        return consistency(services, acks, settings.heartbeat_timeout_seconds), job_outcomes(services)
     finally:
         services.catalog.dispose()
 

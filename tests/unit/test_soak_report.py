@@ -51,3 +51,21 @@ def test_consistency_finds_missing_rows_stale_jobs_orphans_and_rows_of_failed_jo
         assert orphans(svc) == ["models/mdl_gone/model.skops"]
     finally:
         svc.catalog.dispose()
+
+
+def test_job_outcomes_count_statuses_codes_and_retries(tmp_path):
+    from bench.soak import job_outcomes
+
+    svc = bootstrap(Settings(data_dir=tmp_path))
+    try:
+        ds = upload_dataset(svc, io.BytesIO(IRIS), name="iris")["dataset_id"]
+        jobs = [submit_train(svc, {"dataset_id": ds, "target": "species", "algorithm": "logistic_regression"})[0]
+                for _ in range(3)]
+        with svc.catalog.tx() as conn:
+            conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[0]["job_id"]).values(
+                status="failed", attempt=2, error='{"code": "heartbeat_timeout", "message": "lost"}'))
+            conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[1]["job_id"]).values(
+                status="succeeded", attempt=1))
+        assert job_outcomes(svc) == "1 failed (heartbeat_timeout×1), 1 queued, 1 succeeded; 1 retried after a lost worker"
+    finally:
+        svc.catalog.dispose()
