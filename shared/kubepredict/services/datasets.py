@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import InvalidInput
 from ..ids import new_id
@@ -97,7 +98,7 @@ def load_frame(svc, dataset_row, columns: list[str] | None = None):
 
 
 @contextmanager
-def open_parquet(svc, dataset_row, *, ranged: bool = False) -> Iterator["pq.ParquetFile"]:
+def open_parquet(svc, dataset_row, *, ranged: bool = False) -> Iterator[pq.ParquetFile]:
     """The dataset's Parquet copy for batch or row-group reads (``iter_batches(row_groups=…)``).
 
     ``ranged``: fetch only the byte ranges read (``Storage.open_ranged``, coalesced per row group), for a

@@ -7,7 +7,7 @@ import io
 import json
 import math
 from collections import Counter
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import pandas as pd
 
@@ -18,6 +18,12 @@ SNIFF_BYTES = 64 * 1024
 #: The header line may be this long at most, and name this many columns at most (documented limits).
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_COLUMNS = 16_384
+
+
+class Readable(Protocol):
+    """What ingestion reads from: a request body, a file, or a body with its first bytes put back."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def header_end(head: bytes) -> int:
@@ -31,7 +37,7 @@ def header_end(head: bytes) -> int:
     return at + (2 if head[at:at + 2] == b"\r\n" else 1)
 
 
-def read_header(stream: BinaryIO, head: bytes = b"") -> bytes:
+def read_header(stream: Readable, head: bytes = b"") -> bytes:
     """``head`` plus what ``stream`` yields until the header line is whole (or the stream ends); a header
     line longer than MAX_HEADER_BYTES is refused."""
     while not header_end(head):

@@ -18,7 +18,6 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -30,7 +29,7 @@ import pyarrow.parquet as pq
 from ..ahead import ahead
 from ..errors import InvalidInput, PayloadTooLarge
 from ..storage.spool import SpoolFile
-from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, header_end, json_safe_records, read_header
+from .ingest import PREVIEW_ROWS, SNIFF_BYTES, Readable, _check_header, header_end, json_safe_records, read_header
 
 ROW_GROUP_ROWS = 65_536
 #: Types are inferred from the whole rows in the first SAMPLE_BYTES; rows are parsed in blocks of about
@@ -68,7 +67,7 @@ class Ingested:
 class _Tee(io.RawIOBase):
     """Reads the body for the CSV reader while hashing, counting and spooling it to ``spool``."""
 
-    def __init__(self, head: bytes, stream: BinaryIO, spool: SpoolFile, max_bytes: int | None):
+    def __init__(self, head: bytes, stream: Readable, spool: SpoolFile, max_bytes: int | None):
         self._head, self._stream, self._spool, self._max = head, stream, spool, max_bytes
         self.digest, self.size, self.too_large = hashlib.sha256(), 0, False
         self.newlines, self.awkward, self._last = 0, False, b"\n"
@@ -156,7 +155,7 @@ class _Distinct:
                 return
         self._union(column.unique())
 
-    def merge(self, other: "_Distinct") -> None:
+    def merge(self, other: _Distinct) -> None:
         """Add what ``other`` saw (another block of the same column)."""
         if other.many:
             self._to_many()
@@ -196,10 +195,10 @@ class _Distinct:
         return self.registers
 
     def _estimate(self) -> float:
-        self._dense()
-        m = float(len(self.registers))
-        estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
-        zeros = int(np.count_nonzero(self.registers == 0))
+        registers = self._dense()
+        m = float(len(registers))
+        estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-registers.astype(np.float64)))
+        zeros = int(np.count_nonzero(registers == 0))
         if estimate <= 2.5 * m and zeros:
             estimate = m * np.log(m / zeros)
         return float(estimate)
@@ -273,7 +272,7 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
             _raise_for(exc, names, {})
     types = {}
     inferred = table.schema.types if table is not None else [pa.null()] * len(names)  # one list: O(columns)
-    for name, t in zip(names, inferred):
+    for name, t in zip(names, inferred, strict=True):
         if t in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
             types[name] = t
         elif pa.types.is_null(t):
@@ -293,7 +292,7 @@ def _beyond_int64(text: str) -> bool:
 def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> list[str]:
     """Columns Arrow read as floats only because an integer did not fit int64 (all values integer literals)."""
     suspects = []
-    for name, col in zip(names, table.columns):
+    for name, col in zip(names, table.columns, strict=True):
         if col.type == pa.float64() and col.null_count < len(col):
             biggest = pc.max(pc.abs(col)).as_py()
             if biggest is not None and biggest >= 2.0 ** 63 and pc.all(pc.equal(col, pc.floor(col))).as_py():
@@ -319,7 +318,7 @@ def _convert_options(types: dict) -> pacsv.ConvertOptions:
                                 check_utf8=True)
 
 
-def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
+def ingest_csv(stream: Readable, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
     """Parse ``stream`` into ``parquet_path`` (row groups), spool its raw bytes to ``raw_path``, describe it."""
     head = read_header(stream, stream.read(SNIFF_BYTES))
     names = _check_header(head)
@@ -384,10 +383,10 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
     distinct = [_Distinct() for _ in names]
     rows, groups, pending, pending_rows = 0, 0, [], 0
     preview: list[dict] = []
-    text = [n for n, t in zip(schema.names, schema.types) if pa.types.is_string(t)]
+    text = [n for n, t in zip(schema.names, schema.types, strict=True) if pa.types.is_string(t)]
     # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing;
     # random floats do not compress either, so float columns are stored plain.
-    compression = {n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types)}
+    compression = {n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types, strict=True)}
     with SpoolFile(str(parquet_path), drop=False) as sink, \
             pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression=compression,
                              use_dictionary=text or False) as writer:
@@ -419,7 +418,7 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
         if rows and raw.one_line_per_row(rows):
             writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
     columns = []
-    for i, (name, t) in enumerate(zip(names, schema.types)):
+    for i, (name, t) in enumerate(zip(names, schema.types, strict=True)):
         unique, estimated = distinct[i].count(rows - missing[i])
         col = {"name": name, "dtype": _pandas_dtype(t, missing[i]), "missing": missing[i],
                "unique": unique}
@@ -478,10 +477,10 @@ def _parse_block(block: pa.Buffer, names: list[str], schema: pa.Schema, many: li
     table = pacsv.read_csv(pa.BufferReader(block),
                            read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
                                                           block_size=max(block.size + 1, BLOCK_BYTES)),
-                           parse_options=_PARSE, convert_options=_convert_options(dict(zip(names, schema.types))))
+                           parse_options=_PARSE, convert_options=_convert_options(dict(zip(names, schema.types, strict=True))))
     stats = []
-    for i, col in enumerate(table.columns):
-        col = col.combine_chunks()
+    for i, chunked in enumerate(table.columns):
+        col = chunked.combine_chunks()
         seen = _Distinct()
         seen.add(col, many=many[i])
         stats.append((col.null_count, seen))
@@ -550,7 +549,7 @@ def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema 
         if current == pa.int64() and value and _beyond_int64(value.group(1)):
             wider = pa.string()  # an integer beyond int64: text, exactly (see INTEGER)
         if wider is not None:
-            raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types)} if schema else {}),
+            raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types, strict=True)} if schema else {}),
                           name: wider})
     if "UTF8" in message or "utf8" in message.lower():
         raise InvalidInput("the file is not UTF-8 text", code="invalid_csv") from exc

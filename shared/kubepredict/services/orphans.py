@@ -73,21 +73,21 @@ def sweep(svc, *, dry_run: bool = False, grace_seconds: float | None = None, now
         try:
             svc.catalog.drop_failed_predictions()
             found.removed += len(found.predictions)
-        except Exception:  # noqa: BLE001 - the object sweep still runs
+        except Exception:  # the object sweep still runs
             logger.warning("could not drop the predictions of failed jobs", exc_info=True)
             found.failed += [f"predictions/{job_id}" for job_id in found.predictions]
     for key in found.objects:
         try:
             svc.storage.delete(key)
             found.removed += 1
-        except Exception:  # noqa: BLE001 - one stuck object must not stop the sweep
+        except Exception:  # one stuck object must not stop the sweep
             logger.warning("could not remove orphaned object %s", key, exc_info=True)
             found.failed.append(key)
     for name in found.staging:
         try:
             svc.storage.remove_staging(name)
             found.removed += 1
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("could not remove staging file %s", name, exc_info=True)
             found.failed.append(name)
     if found.removed:
@@ -102,7 +102,7 @@ def sweep_in_background(svc) -> None:
     def run() -> None:
         try:
             sweep(svc)
-        except Exception:  # noqa: BLE001 - a sweep is housekeeping; the next start tries again
+        except Exception:  # a sweep is housekeeping; the next start tries again
             logger.warning("orphan sweep at start failed", exc_info=True)
 
     threading.Thread(target=run, name="orphan-sweep", daemon=True).start()

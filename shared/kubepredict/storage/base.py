@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..errors import InsufficientStorage
 
@@ -112,7 +114,7 @@ class Storage(ABC):
         cannot tell is never swept (an object of unknown age may be an upload in progress)."""
         raise NotImplementedError(f"{type(self).__name__} does not list modification times")
 
-    def stale_staging(self, older_than: float) -> list[str]:
+    def stale_staging(self, older_than: float) -> builtins.list[str]:  # `list` is a method here
         """Staging files left by an interrupted write (a killed process), last modified before
         ``older_than`` (epoch seconds), named as ``remove_staging`` takes them; none where the store stages
         nothing of its own (S3: an interrupted multipart upload is the bucket's lifecycle rule's)."""

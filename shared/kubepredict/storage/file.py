@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -28,7 +30,7 @@ class FileStorage(Storage):
         self.min_free_bytes = min_free_bytes
 
     @classmethod
-    def from_url(cls, url: str, settings=None) -> "FileStorage":
+    def from_url(cls, url: str, settings=None) -> FileStorage:
         kw = {} if settings is None else {"min_free_bytes": settings.min_free_bytes}
         return cls(url2pathname(urlparse(url).path), **kw)
 
@@ -144,7 +146,7 @@ class FileStorage(Storage):
                     if p.is_file():
                         yield ListedObject(key, st.st_mtime)
 
-    def stale_staging(self, older_than: float) -> list[str]:
+    def stale_staging(self, older_than: float) -> builtins.list[str]:  # `list` is a method here
         stale = []
         for p in self.root.rglob(STAGING + "*"):
             try:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 from ..errors import BackendUnavailable, ConfigError, NotFound, PayloadTooLarge
@@ -25,7 +26,7 @@ RANGE_BUFFER_BYTES = 256 * 1024
 class _RangedReader(io.RawIOBase):
     """Raw random-access reader over one S3 object: each read is a ``Range: bytes=a-b`` GET."""
 
-    def __init__(self, store: "S3Storage", key: str, size: int):
+    def __init__(self, store: S3Storage, key: str, size: int):
         self._store, self._key, self._size, self._pos = store, key, size, 0
         self.bytes_fetched = 0  # what was actually downloaded (tests assert a shard reads only its part)
 
@@ -52,7 +53,7 @@ class _RangedReader(io.RawIOBase):
             resp = store.client.get_object(Bucket=store.bucket, Key=store._key(self._key),
                                            Range=f"bytes={self._pos}-{self._pos + n - 1}")
             data = resp["Body"].read()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise store._fail(exc, self._key) from exc
         got = len(data)
         b[:got] = data
@@ -100,7 +101,7 @@ class S3Storage(Storage):
                                        max_concurrency=4, use_threads=True)
 
     @classmethod
-    def from_url(cls, url: str, settings=None) -> "S3Storage":
+    def from_url(cls, url: str, settings=None) -> S3Storage:
         u = urlparse(url)
         if not u.netloc:
             raise ConfigError(f"storage URL {url!r} names no bucket; use s3://bucket/prefix")
@@ -131,8 +132,8 @@ class S3Storage(Storage):
             self.client.upload_fileobj(reader, self.bucket, self._key(key), Config=self.transfer)
         except PayloadTooLarge:
             raise
-        except Exception as exc:  # noqa: BLE001 - botocore/boto3 errors of every kind
-            cause = exc
+        except Exception as exc:  # botocore/boto3 errors of every kind
+            cause: BaseException | None = exc
             while cause is not None and not isinstance(cause, PayloadTooLarge):
                 cause = cause.__cause__ or cause.__context__
             if isinstance(cause, PayloadTooLarge):
@@ -155,7 +156,7 @@ class S3Storage(Storage):
             size = os.path.getsize(path)
             try:
                 self.client.upload_file(path, self.bucket, self._key(key), Config=self.transfer)
-            except Exception as exc:  # noqa: BLE001 - botocore/boto3 errors of every kind
+            except Exception as exc:  # botocore/boto3 errors of every kind
                 raise self._fail(exc, key) from exc
         finally:
             if os.path.exists(path):
@@ -167,7 +168,7 @@ class S3Storage(Storage):
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
         try:
             self.client.download_fileobj(self.bucket, self._key(key), spool, Config=self.transfer)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             spool.close()
             raise self._fail(exc, key) from exc
         spool.seek(0)
@@ -178,7 +179,7 @@ class S3Storage(Storage):
         row groups it needs, not the whole object."""
         try:
             size = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._fail(exc, key) from exc
         return io.BufferedReader(_RangedReader(self, key, int(size)), buffer_size=RANGE_BUFFER_BYTES)
 
@@ -186,7 +187,7 @@ class S3Storage(Storage):
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err = self._fail(exc, key)
             if isinstance(err, NotFound):
                 return False
@@ -195,7 +196,7 @@ class S3Storage(Storage):
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             err = self._fail(exc, key)
             if not isinstance(err, NotFound):
                 raise err from exc
@@ -211,11 +212,11 @@ class S3Storage(Storage):
                                                                               Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
                     yield ListedObject(obj["Key"][len(base):], obj["LastModified"].timestamp())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._fail(exc, prefix) from exc
 
     def ping(self) -> None:
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BackendUnavailable(f"object store unavailable: {exc}") from exc

@@ -15,7 +15,8 @@ that training and prediction read is only written back as it goes (``drop=False`
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from .base import disk_full_is_507
 
@@ -73,7 +74,7 @@ class SpoolFile:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "SpoolFile":
+    def __enter__(self) -> SpoolFile:
         return self
 
     def __exit__(self, *exc) -> None:
