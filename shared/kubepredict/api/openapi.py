@@ -70,11 +70,11 @@ def _operations() -> Iterable[tuple[str, str, str, RouteDoc, str]]:
             path = f"/function/{fn.name}" + ("" if r.pattern == "/" else r.pattern)
             yield r.method, path, f"{fn.name}_{r.handler.__name__.rstrip('_')}", \
                 RouteDoc(**{**r.doc.__dict__, "tags": r.doc.tags or (fn.name,)}), "native"
-    for r in protocols.ROUTES:
-        path = r.doc.path or r.pattern
+    for pr in protocols.ROUTES:
+        path = pr.doc.path or pr.pattern
         dialect = protocols.dialect(path)
         for prefix in ("", "/function/predict"):
-            yield r.method, prefix + path, _op_id(r.method, prefix + path), r.doc, dialect
+            yield pr.method, prefix + path, _op_id(pr.method, prefix + path), pr.doc, dialect
 
 
 def _op_id(method: str, path: str) -> str:

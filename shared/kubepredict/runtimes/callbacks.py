@@ -137,7 +137,7 @@ class CallbackPolicy:
             infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise errors.CallbackRefused(f"X-Callback-Url host {target.host} does not resolve: {exc}") from None
-        addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos))
         for ip in addresses:
             if why := address_refusal(ip):
                 raise errors.CallbackRefused(f"X-Callback-Url host {target.host} resolves to {ip}: {why}")
