@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
+from typing import overload
 
 
 def new_id(prefix: str) -> str:
@@ -15,6 +16,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@overload
+def iso(ts: datetime) -> str: ...
+@overload
+def iso(ts: None) -> None: ...
 def iso(ts: datetime | None) -> str | None:
     """Format a naive-UTC timestamp as ``2026-11-28T21:40:00.123Z``."""
     if ts is None:

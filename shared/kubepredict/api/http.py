@@ -7,7 +7,7 @@ import json
 
 import orjson
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
 from ..schema import parse
@@ -53,7 +53,7 @@ class Request:
     path: str = "/"
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Headers = field(default_factory=Headers)
-    stream: BinaryIO = field(default_factory=io.BytesIO)
+    stream: IO[bytes] = field(default_factory=io.BytesIO)
     #: set by the embedded gateway: a browser's request takes only JSON content types for JSON bodies
     #: (``STRICT_JSON_TYPES``)
     strict: bool = False
@@ -63,7 +63,7 @@ class Request:
     params: Any = None
 
     @classmethod
-    def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | BinaryIO = b"") -> "Request":
+    def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | bytearray | IO[bytes] = b"") -> "Request":
         stream = io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body
         return cls(method.upper(), normalize_path(path), dict(query or {}), Headers(headers or {}), stream)
 

@@ -39,6 +39,13 @@ class Record:
     error: KubepredictError | None = None
     answer: dict | None = field(default=None, repr=False)
 
+    @property
+    def rows(self) -> Table:
+        """The decoded rows: set by ``group`` on the records it accepts, which are all that get scored."""
+        if self.table is None:
+            raise RuntimeError(f"record {self.request_id} was not grouped: it has no rows")
+        return self.table
+
 
 def parse(delivery: Delivery) -> Record:
     """A CloudEvent (structured JSON, or binary mode with ``ce_*`` headers) whose data names a model and rows.
@@ -126,7 +133,7 @@ def group(records: list[Record], resolve, max_rows: int) -> list[ModelGroup]:
             model = models[key]
             if isinstance(model, KubepredictError):
                 raise model
-            table = _decode(rec.data, model)
+            table = _decode(rec.data or {}, model)  # a record without an error has its data
             if table.n_rows == 0:
                 raise InvalidInput("no rows to score", code="invalid_instances")
             if table.n_rows > max_rows:
@@ -146,13 +153,14 @@ def group(records: list[Record], resolve, max_rows: int) -> list[ModelGroup]:
 def chunks(records: list[Record], max_rows: int) -> list[list[Record]]:
     """Consecutive runs of records of at most ``max_rows`` rows in all (each record fits alone)."""
     out: list[list[Record]] = []
-    current, rows = [], 0
+    current: list[Record] = []
+    rows = 0
     for rec in records:
-        if current and rows + rec.table.n_rows > max_rows:
+        if current and rows + rec.rows.n_rows > max_rows:
             out.append(current)
             current, rows = [], 0
         current.append(rec)
-        rows += rec.table.n_rows
+        rows += rec.rows.n_rows
     if current:
         out.append(current)
     return out
@@ -161,13 +169,13 @@ def chunks(records: list[Record], max_rows: int) -> list[list[Record]]:
 def concat(records: list[Record], features: list[str]) -> Table:
     """The feature columns of several records, one after the other."""
     if len(records) == 1:
-        t = records[0].table
+        t = records[0].rows
         return Table({f: t.columns[f] for f in features}, t.n_rows)
     columns: dict[str, list] = {f: [] for f in features}
     for rec in records:
         for f in features:
-            columns[f].extend(rec.table.columns[f])
-    return Table(columns, sum(r.table.n_rows for r in records))
+            columns[f].extend(rec.rows.columns[f])
+    return Table(columns, sum(r.rows.n_rows for r in records))
 
 
 def score_group(records: list[Record], model, score) -> None:
@@ -195,7 +203,7 @@ def score_group(records: list[Record], model, score) -> None:
     probabilities = ml.json_values(result.probabilities) if result.probabilities is not None else None
     start = 0
     for rec in records:
-        end = start + rec.table.n_rows
+        end = start + rec.rows.n_rows
         answer: dict[str, Any] = {"request_id": rec.request_id, "model_id": model.model_id,
                                   "model_name": model.name, "model_version": model.version,
                                   "predictions": predictions[start:end]}

@@ -32,6 +32,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -133,7 +134,7 @@ def allowed() -> dict[str, frozenset[str]]:
                if t.__module__ == "numpy" and np.dtype(t).kind in "biufcSU"}
     losses = _classes(_loss, lambda k: k.startswith("Cy") and k != "CyLossFunction") | _classes(
         _sgd_fast, lambda k: k[0].isupper() and k not in ("Classification", "Regression"))
-    table = {**CONTAINERS, **NUMPY_RANDOM,
+    candidates = {**CONTAINERS, **NUMPY_RANDOM,
              "TypeNode": CONTAINERS["JsonNode"] - {"builtins.NoneType"} | scalars,
              "NdArrayNode": {"numpy.ndarray"} | scalars,
              "DTypeNode": {"numpy.dtype"},
@@ -141,7 +142,7 @@ def allowed() -> dict[str, frozenset[str]]:
              "TreeNode": {"sklearn.tree._tree.Tree"},
              "LossNode": losses,
              "FunctionNode": FUNCTIONS}
-    table = {loader: frozenset(t for t in types if denied(t) is None) for loader, types in table.items()}
+    table = {loader: frozenset(t for t in types if denied(t) is None) for loader, types in candidates.items()}
     # A CachedNode points back at an object rebuilt elsewhere in the file: any type allowed anywhere.
     table["CachedNode"] = frozenset().union(*table.values())
     return table
@@ -190,7 +191,7 @@ def schema_nodes(data: bytes) -> set[tuple[str, str]]:
     return found
 
 
-def refusals(data: bytes, reported: list[str] = ()) -> dict[str, str]:
+def refusals(data: bytes, reported: Sequence[str] = ()) -> dict[str, str]:
     """``{type path: reason}`` for every node of ``data`` (and every type skops ``reported``) not allowed."""
     out: dict[str, str] = {}
     for loader, path in sorted(schema_nodes(data)):

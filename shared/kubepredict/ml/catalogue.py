@@ -175,7 +175,7 @@ def _unknown(algorithm: str, task: str, why: str = "") -> InvalidInput:
     return InvalidInput(msg, code="unknown_algorithm", details={"known": known + [AUTO]})
 
 
-def import_estimator_class(path: str) -> type:
+def import_estimator_class(path: str) -> type[BaseEstimator]:
     """Import a public ``sklearn.*`` estimator class by dotted path; raise LookupError/TypeError otherwise."""
     if not isinstance(path, str) or not _DOTTED.match(path):
         raise LookupError(f"{path!r} is not a public sklearn dotted name")

@@ -76,8 +76,9 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
     else:
         y = _target_values(frame[target], task)
         X_train, X_test, y_train, y_test = _split(X, y, task, test_size, random_state)
-        del X, y  # the split made copies: free these (and the frame, unless the caller holds it) before
-        frame = None  # fitting, the peak of memory
+        # the split made copies: free these (and the frame, unless the caller holds it) before fitting,
+        # the peak of memory
+        del X, y, frame
     chosen, auto = (specs[0], None) if len(specs) == 1 else _search(
         specs, params, kinds, X_train, y_train, task, random_state, progress)
     progress("fitting", 0.8 if auto else 0.1)
@@ -146,10 +147,10 @@ def _features(frame: pd.DataFrame, target: str | None, features: list[str] | Non
 
 def _target_values(y: pd.Series, task: str) -> np.ndarray:
     if task == "regression":
-        values = pd.to_numeric(y, errors="coerce")
-        if values.isna().any():
+        numeric = pd.to_numeric(y, errors="coerce")
+        if numeric.isna().any():
             raise Unprocessable("a regression target must be numeric", code="non_numeric_target")
-        return values.to_numpy(dtype=float)
+        return numeric.to_numpy(dtype=float)
     if pd.api.types.is_bool_dtype(y) or pd.api.types.is_numeric_dtype(y):
         values = y.to_numpy()
     else:
@@ -233,9 +234,9 @@ def _search(specs, params, kinds, X, y, task, random_state, progress) -> tuple[A
             logger.info("auto candidate %s skipped: %s", spec.name, exc)
             score = None
         scores[spec.name] = None if score is None else round(score, 6)
-    ranked = [s for s in specs if scores[s.name] is not None]
+    ranked = [(s, value) for s in specs if (value := scores[s.name]) is not None]
     if ranked:
-        best = max(ranked, key=lambda s: scores[s.name])  # first wins ties (catalogue order)
+        best = max(ranked, key=lambda ranked_spec: ranked_spec[1])[0]  # first wins ties (catalogue order)
     else:
         # Too little data to score anyone (e.g. a handful of rows): keep the first candidate and
         # let the final fit succeed or fail on its own.

@@ -56,7 +56,7 @@ class AsgiGateway:
         self.threaded = WSGIMiddleware(_input_terminated(gateway.wsgi), workers=threads)
         self._health_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="healthz")
         self._health: tuple[float, Response | None] = (0.0, None)
-        self._health_running = None
+        self._health_running: asyncio.Future[Response] | None = None
         # Large bodies stream into a worker thread as they arrive, holding it as long as the client takes:
         # at most this many at once, so slow uploads never take every thread from the other requests.
         self._streams = asyncio.Semaphore(max(1, threads - RESERVED_THREADS))
@@ -116,20 +116,20 @@ class AsgiGateway:
             receive = _replay(body, receive)
         elif method in BODY_METHODS:
             async with self._streams:
-                body = _BodyAhead(receive, max_bytes=self.edge.max_body)
+                ahead = scope[BODY_KEY] = _BodyAhead(receive, max_bytes=self.edge.max_body)
                 try:
-                    await self.threaded({**scope, BODY_KEY: body}, receive, _closing_unless_read(send, body))
+                    await self.threaded(scope, receive, _closing_unless_read(send, ahead))
                 finally:
-                    body.close()
+                    ahead.close()
             return
         await self.threaded(scope, receive, send)
 
     async def _healthz(self) -> Response:
         """The gateway's health, from its own thread, at most once a second however often it is asked."""
-        at, resp = self._health
+        at, cached = self._health
         loop = asyncio.get_running_loop()
-        if resp is not None and loop.time() - at < 1.0:
-            return resp
+        if cached is not None and loop.time() - at < 1.0:
+            return cached
         if self._health_running is None:
             self._health_running = loop.run_in_executor(self._health_pool, self.gateway.health)
         running = self._health_running
@@ -325,6 +325,7 @@ class _BodyAhead:
             if self._size < self._limit // 2 and not self._space.is_set():
                 self._loop.call_soon_threadsafe(self._space.set)
             if not out and self._too_large:
+                assert self._max is not None  # only a bounded body can be too large
                 limit = self._max - FRAMING_BYTES
                 raise errors.PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
                                              details={"limit_bytes": limit})
@@ -369,5 +370,7 @@ def run(app, *, host: str, port: int, max_connections: int = 1000, header_timeou
                              body_timeout=body_timeout)
     config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=protocol, lifespan="off",
                             access_log=False, log_config=None, server_header=False, date_header=False,
-                            timeout_keep_alive=keep_alive, timeout_graceful_shutdown=5)
+                            # uvicorn annotates an int, but uses it as a call_later delay: seconds as a float work
+                            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
+                            timeout_graceful_shutdown=5)
     uvicorn.Server(config).run()
