@@ -20,7 +20,7 @@ def catalog(tmp_path):
 
 def job(job_id: str, max_attempts: int = 2) -> dict:
     return {"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-            "max_attempts": max_attempts, "request": "{}"}
+            "max_attempts": max_attempts, "request": {}}
 
 
 def types(catalog, key):
@@ -49,7 +49,7 @@ def test_idempotency_key_returns_same_job(catalog):
 def test_model_versions_count_per_name(catalog):
     for i in range(3):
         model = {"model_id": f"mdl_{i}", "name": "same", "task": "classification", "algorithm": "auto",
-                 "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
+                 "params": {}, "features": [], "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
         catalog.enqueue(job={**job(f"job_{i}"), "kind": "train", "model_id": f"mdl_{i}"}, model=model)
     assert sorted(catalog.get_model(f"mdl_{i}")["version"] for i in range(3)) == [1, 2, 3]
 

@@ -52,6 +52,4 @@ def list_(request: Request, svc) -> Response:
     limit, offset = validate.page(request.query)
     items, total = svc.catalog.list_jobs(kind="predict", status=request.query.get("status") or None,
                                          limit=limit, offset=offset)
-    for j in items:
-        j.pop("request", None)
     return Response.json({"jobs": items, "total": total, "limit": limit, "offset": offset})

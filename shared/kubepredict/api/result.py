@@ -17,8 +17,6 @@ def list_(request: Request, svc) -> Response:
         raise InvalidInput(f"kind must be one of {KINDS}, status one of {STATUSES}", code="invalid_query")
     limit, offset = validate.page(request.query)
     items, total = svc.catalog.list_jobs(kind=kind, status=status, limit=limit, offset=offset)
-    for j in items:
-        j.pop("request", None)
     return Response.json({"jobs": items, "total": total, "limit": limit, "offset": offset})
 
 
@@ -36,6 +34,4 @@ def show(request: Request, svc, job_id: str) -> Response:
 
 @result.route("DELETE", "/{job_id}")
 def cancel(request: Request, svc, job_id: str) -> Response:
-    job = svc.catalog.cancel(job_id)
-    job.pop("request", None)
-    return Response.json(job, 202)
+    return Response.json(svc.catalog.cancel(job_id), 202)

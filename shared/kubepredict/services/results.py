@@ -8,7 +8,6 @@ from .csv_download import csv_stream  # noqa: F401 - the result function's CSV f
 
 def job_with_predictions(svc, job_id: str, query: dict) -> dict:
     job = svc.catalog.get_job(job_id)
-    job.pop("request", None)
     if ("offset" in query or "limit" in query) or job["kind"] == "predict":
         limit, offset = v.page(query)
         if job["kind"] == "predict" and job["status"] == "succeeded":
