@@ -47,10 +47,12 @@ class Catalog:
         self.get_dataset_row = self.datasets.get_dataset_row
         self.list_datasets = self.datasets.list_datasets
         self.delete_dataset = self.datasets.delete_dataset
+        self.dataset_ids = self.datasets.dataset_ids
         self.get_model = self.models.get_model
         self.get_model_row = self.models.get_model_row
         self.list_models = self.models.list_models
         self.delete_model = self.models.delete_model
+        self.model_ids = self.models.model_ids
         self.enqueue = self.jobs.enqueue
         self.count_jobs = self.jobs.count_jobs
         self.get_job = self.jobs.get_job
@@ -70,6 +72,7 @@ class Catalog:
         self.stale_running = self.jobs.stale_running
         self.overdue_running = self.jobs.overdue_running
         self.statuses = self.jobs.statuses
+        self.drop_failed_predictions = self.jobs.drop_failed_predictions
         self.list_shards = self.shards.list_shards
         self.get_shard_row = self.shards.get_shard_row
         self.shard_statuses = self.shards.shard_statuses
@@ -92,6 +95,7 @@ class Catalog:
         self.page_predictions = self.predictions.page_predictions
         self.iter_prediction_tables = self.predictions.iter_prediction_tables
         self.iter_predictions = self.predictions.iter_predictions
+        self.failed_jobs_with_predictions = self.predictions.failed_jobs_with_predictions
         self.pending_events = self.outbox.pending_events
         self.mark_sent = self.outbox.mark_sent
         self.pending_count = self.outbox.pending_count

@@ -11,8 +11,21 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from ..errors import BackendUnavailable, Conflict
+from ..errors import BackendUnavailable, Conflict, InsufficientStorage
 from . import schema
+
+
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def _unavailable(exc: OperationalError | InterfaceError) -> Exception:
+    """A database error as the API's: a full disk is InsufficientStorage (507), anything else 503."""
+    orig = exc.orig
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or getattr(orig, "sqlstate", None) == PG_DISK_FULL:
+        return InsufficientStorage(f"the database's disk is full ({orig}); free some space and retry",
+                                   details={"where": "database"})
+    return BackendUnavailable(f"database unavailable: {orig}")
 
 
 class Database:
@@ -25,21 +38,24 @@ class Database:
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
-        """A write transaction (SQLite: BEGIN IMMEDIATE); database outages become BackendUnavailable."""
+        """A write transaction (SQLite: BEGIN IMMEDIATE).
+
+        Database outages become BackendUnavailable (503), a full disk InsufficientStorage (507).
+        """
         try:
             with self.engine.begin() as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
-            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise _unavailable(exc) from exc
 
     @contextmanager
     def ro(self) -> Iterator[Connection]:
-        """A read-only connection (the read engine); database outages become BackendUnavailable."""
+        """A read-only connection (the read engine); errors translated as in ``tx``."""
         try:
             with self.read_engine.connect() as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
-            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise _unavailable(exc) from exc
 
     def singleton(self, name: str) -> Held | None:
         """Try to become the only holder of ``name`` across processes; a handle with ``release()``, or None.

@@ -45,6 +45,11 @@ class DatasetsRepo:
     def get_dataset(self, dataset_id: str, *, preview: bool = False) -> dict[str, Any]:
         return self.get_dataset_row(dataset_id).view(preview=preview)
 
+    def dataset_ids(self) -> set[str]:
+        """Every dataset id (the orphan sweep's view of which dataset folders are owned)."""
+        with self.db.ro() as conn:
+            return set(conn.execute(select(D.c.dataset_id)).scalars())
+
     def list_datasets(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
         with self.db.ro() as conn:
             total = conn.execute(select(func.count()).select_from(D)).scalar_one()

@@ -38,6 +38,11 @@ class ModelsRepo:
     def get_model(self, model_id: str) -> dict[str, Any]:
         return self.get_model_row(model_id).view()
 
+    def model_ids(self) -> set[str]:
+        """Every model id, whatever its status (a model in training owns its folder before its artifact)."""
+        with self.db.ro() as conn:
+            return set(conn.execute(select(M.c.model_id)).scalars())
+
     def list_models(self, *, limit: int, offset: int, name: str | None = None) -> tuple[list[dict[str, Any]], int]:
         where = [M.c.name == name] if name else []
         with self.db.ro() as conn:
