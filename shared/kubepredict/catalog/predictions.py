@@ -26,7 +26,7 @@ _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 class PredictionRow(NamedTuple):
     row: int
     prediction: object
-    probabilities: list | None
+    probabilities: list[float] | None
 
 
 def encode_batch(predictions: pa.Array, probabilities: pa.Array) -> bytes:
@@ -34,7 +34,8 @@ def encode_batch(predictions: pa.Array, probabilities: pa.Array) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def decode_batch(data: bytes) -> pa.Table:

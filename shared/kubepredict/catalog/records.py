@@ -30,7 +30,7 @@ _FIELDS: dict[type, tuple[str, ...]] = {}
 def _field_names(cls: type) -> tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]  # a dataclass
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
     return names
 
 
