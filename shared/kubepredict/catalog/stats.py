@@ -37,7 +37,8 @@ def _seconds(conn: Connection, start: Any, end: Any) -> Any:
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def job_stats(catalog: Transactions, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) -> dict[str, Any]:
+def job_stats(catalog: Transactions, buckets: tuple[float, ...],
+              kinds: tuple[str, ...] = ()) -> dict[str, Any]:
     """Jobs by kind and status, finished-job duration buckets (every kind in ``kinds`` present, empty or not),
     rows predicted, outbox backlog, oldest ages."""
     with catalog.ro() as conn:
@@ -84,7 +85,8 @@ def _cumulative(buckets: tuple[float, ...], counts: list[Any], total: int) -> Bu
 
 
 # ---- durable function-call counts (Kubeless) -------------------------------------------------------
-def record_invocation(catalog: Transactions, function_name: str, code: str, seconds: float, buckets: tuple[float, ...]) -> None:
+def record_invocation(catalog: Transactions, function_name: str, code: str, seconds: float,
+                      buckets: tuple[float, ...]) -> None:
     """Count one call: upsert its (function, code, smallest bucket ≥ seconds) row, in one statement."""
     le = next((_le(b) for b in buckets if seconds <= b), "+Inf")
     values = {"function_name": function_name, "code": code, "le": le, "count": 1, "sum_seconds": float(seconds)}
