@@ -35,10 +35,10 @@ class GatewayProcess:
     def start(self, timeout: float = 60, *, healthy: bool = True) -> GatewayProcess:
         """Start and wait until ``/healthz`` answers 200 (or, with ``healthy=False``, answers at all)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubepredict.cli", "serve", "--port", str(self.port), "--data-dir",
-             str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kubepredict.cli", "serve", "--port", str(self.port), "--data-dir",
+                 str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -121,10 +121,10 @@ def test_local_config_scrapes_a_gateway(tmp_path, promtool):
     (tmp_path / "rules").symlink_to(PROM / "rules")
     (tmp_path / "prometheus.yml").write_text(
         (PROM / "prometheus-local.yml").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{gw.port}"))
-    log = open(tmp_path / "prometheus.log", "ab")
-    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    with open(tmp_path / "prometheus.log", "ab") as log:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 90
         while True:

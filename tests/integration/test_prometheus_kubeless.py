@@ -104,10 +104,11 @@ def kubeless_env(tmp_path, backend_env):
 def dispatcher(kubeless_env, tmp_path):
     """``kubepredict dispatcher`` with its metrics port: runs the jobs, serves the catalogue's metrics."""
     port = free_port()
-    log = open(tmp_path / "dispatcher.log", "ab")
     env = {**os.environ, **kubeless_env, "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS": "0.2"}
-    proc = subprocess.Popen([sys.executable, "-m", "kubepredict.cli", "dispatcher", "--metrics-port", str(port),
-                             "--metrics-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    with open(tmp_path / "dispatcher.log", "ab") as log:  # the child has its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "kubepredict.cli", "dispatcher", "--metrics-port", str(port),
+                                 "--metrics-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=REPO)
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, Path(tmp_path / "dispatcher.log").read_text()[-3000:]

@@ -315,7 +315,7 @@ class Service:
     def _spawn(self, argv: list[str], log_path: Path | None = None, **kw) -> subprocess.Popen:
         """Start a child in its own process group, stdout+stderr to a log file."""
         log_path = log_path or self.log_path
-        fh = open(log_path, "ab")
+        fh = open(log_path, "ab")  # noqa: SIM115 - kept in self._logs, closed when the service stops
         self._logs.append(fh)
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, preexec_fn=_parent_death_signal, **kw)

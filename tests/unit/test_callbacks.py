@@ -62,7 +62,7 @@ def test_the_callback_goes_to_the_checked_address_with_the_name_as_host(monkeypa
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             seen.append((self.headers["Host"], self.path, self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -91,7 +91,7 @@ def test_a_slow_callback_target_is_given_up_after_the_timeout():
     release = threading.Event()
 
     class Slow(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             release.wait(10)
             self.send_response(200)
             self.end_headers()
@@ -130,7 +130,7 @@ def test_https_callbacks_pinned_to_the_address_still_verify_the_name(tmp_path, m
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             seen.append(self.headers["Host"])
             self.send_response(200)
             self.send_header("Content-Length", "0")

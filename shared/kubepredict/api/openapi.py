@@ -10,8 +10,9 @@ walks the gateway's URL map so none can be added without being described.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -106,8 +107,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     schema = model.model_json_schema()
     required = set(schema.get("required", []))
     params = []
-    for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+    for name, declared_prop in schema.get("properties", {}).items():
+        prop = dict(declared_prop)
         branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
         if len(branches) == 1:
             prop.update(branches[0])  # a query parameter is absent, never null
@@ -144,7 +145,8 @@ def _responses(doc: RouteDoc, dialect: str, has_body: bool, has_query: bool, has
     for status, text in defaults.items():
         declared.setdefault(status, text)
     answers = {}
-    for status, spec in sorted(declared.items()):
+    for status, given in sorted(declared.items()):
+        spec = given
         if isinstance(spec, str):
             if status < 400:
                 answers[str(status)] = {"description": spec}

@@ -14,7 +14,6 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from ..errors import BackendUnavailable, Conflict, InsufficientStorage
 from . import schema
 
-
 SQLITE_FULL = 13
 PG_DISK_FULL = "53100"
 

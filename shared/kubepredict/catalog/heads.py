@@ -61,7 +61,7 @@ class HeadReader:
                 finally:
                     cur.close()
                 return Head(*row) if row else None
-            except Exception as exc:  # noqa: BLE001 - a broken connection is replaced once, then reported
+            except Exception as exc:  # a broken connection is replaced once, then reported
                 self.close_thread()
                 if attempt == 2 or not _is_db_error(exc):
                     raise BackendUnavailable(f"database unavailable: {exc}") from exc

@@ -99,7 +99,7 @@ class PredictionsRepo:
             lo, hi = max(offset, first) - first, min(end, first + rows) - first
             table = decode_batch(data).slice(lo, hi - lo)
             out += [PredictionRow(first + lo + i, p, pr) for i, (p, pr) in enumerate(
-                zip(table.column("prediction").to_pylist(), table.column("probabilities").to_pylist()))]
+                zip(table.column("prediction").to_pylist(), table.column("probabilities").to_pylist(), strict=True))]
         return out
 
     def iter_prediction_tables(self, job_id: str) -> Iterator[tuple[int, pa.Table]]:
@@ -120,4 +120,4 @@ class PredictionsRepo:
             for start in range(0, table.num_rows, batch):
                 part = table.slice(start, batch)
                 yield [PredictionRow(first + start + i, p, pr) for i, (p, pr) in enumerate(
-                    zip(part.column("prediction").to_pylist(), part.column("probabilities").to_pylist()))]
+                    zip(part.column("prediction").to_pylist(), part.column("probabilities").to_pylist(), strict=True))]

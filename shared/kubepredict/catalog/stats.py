@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import case, func, literal_column, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from ..ids import utcnow
 from . import schema
@@ -81,7 +81,7 @@ def _le(bound: float) -> str:
 
 def _cumulative(buckets: tuple[float, ...], counts: list[Any], total: int) -> Buckets:
     """``[(le, cumulative count)…, ("+Inf", total)]`` as a HistogramMetricFamily wants it."""
-    return [(_le(b), int(n or 0)) for b, n in zip(buckets, counts)] + [("+Inf", int(total))]
+    return [(_le(b), int(n or 0)) for b, n in zip(buckets, counts, strict=True)] + [("+Inf", int(total))]
 
 
 # ---- durable function-call counts (Kubeless) -------------------------------------------------------

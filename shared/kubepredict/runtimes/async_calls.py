@@ -107,7 +107,7 @@ class AsyncCalls:
     def _run(self, name, request, call_id, callback, spooled) -> None:
         try:
             self.run(name, request, call_id, callback)
-        except Exception:  # noqa: BLE001 - a background call logs, never kills the worker thread
+        except Exception:  # a background call logs, never kills the worker thread
             logger.exception("async call %s to %s failed", call_id, name)
         finally:
             self._release(*spooled)

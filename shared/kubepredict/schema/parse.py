@@ -7,7 +7,8 @@ for query strings. ``details`` names the field and lists every problem found.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 

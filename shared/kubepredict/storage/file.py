@@ -89,7 +89,7 @@ class FileStorage(Storage):
         try:
             with disk_full_is_507(WHERE):
                 target.parent.mkdir(parents=True, exist_ok=True)
-                f = open(path, "rb+")
+                f = open(path, "rb+")  # noqa: SIM115 - opened under the disk-full check, closed by the `with` below
             with f:
                 if sha256 is None and hashed:
                     while chunk := f.read(CHUNK):

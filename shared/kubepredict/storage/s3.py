@@ -165,7 +165,7 @@ class S3Storage(Storage):
 
     def open(self, key: str) -> BinaryIO:
         """A seekable local copy (memory up to 64 MiB, then a temp file): Parquet readers need to seek."""
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned: the caller closes it
         try:
             self.client.download_fileobj(self.bucket, self._key(key), spool, Config=self.transfer)
         except Exception as exc:

@@ -6,9 +6,8 @@ Revises: 0003
 import json
 from typing import Any
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'
