@@ -6,7 +6,7 @@ PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers clean
+.PHONY: setup setup-services images run test test-unit demo bench bench-peers clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,14 @@ $(BIN)/.installed: requirements.txt shared/pyproject.toml
 
 setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the kubepredict package
 
-setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver)
+setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver, images)
 	bash scripts/setup-services.sh
 	bash scripts/kube-apiserver.sh build
 	bash scripts/build-promtool.sh
+	bash scripts/images.sh build
+
+images: ## Container images (job + four functions) with podman on a local Debian base; cache in ~/.cache/kubepredict/images
+	bash scripts/images.sh build
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)
