@@ -2,7 +2,8 @@
 # Build Kubepredict's container images locally, without a Docker daemon and without pulling anything
 # (docs: /work/handoff/images.md; `make images`).
 #
-#   scripts/images.sh build [job|upload|train|predict|result ...]   base image + the named images (default: all)
+#   scripts/images.sh build [job|upload|train|predict|result|pause ...]   base image + the named images
+#                                (default: the job and function images; pause = the pod sandbox image)
 #   scripts/images.sh base       only the base image (Debian bookworm + python3 + venv, built with mmdebstrap)
 #   scripts/images.sh env        print the settings the tests use (CONTAINERS_CONF, image names, ...)
 #   scripts/images.sh podman ARGS...   podman with our private configuration (e.g. `images`, `run`, `rmi`)
@@ -174,12 +175,26 @@ cmd_build() {
     case "$t" in
       job) build_job ;;
       upload|train|predict|result) build_function "$t" ;;
+      pause) build_pause ;;
       *) die "unknown image $t (job, upload, train, predict, result)" ;;
     esac
   done
   # dangling layers of earlier builds (vfs keeps full copies): drop them so the cache does not grow
   podman_ image prune -f >/dev/null 2>&1 || true
   log "images ready in $((SECONDS - t0)) s: ${targets[*]} ($STORAGE_DRIVER store $(du -sh "$IMAGES_CACHE/storage-$STORAGE_DRIVER" | cut -f1))"
+}
+
+build_pause() {  # the pod sandbox image: a static Go binary that sleeps until SIGTERM (scripts/pause/main.go)
+  local img="$IMAGE_PREFIX/pause:$IMAGE_TAG" dir="$IMAGES_CACHE/pause"
+  image_exists "$img" && return 0
+  need go "install Go (the pause binary is built from scripts/pause/main.go)"
+  rm -rf "$dir"; mkdir -p "$dir"
+  cp "$REPO/scripts/pause/main.go" "$dir/"
+  printf 'module local/pause\n\ngo 1.22\n' >"$dir/go.mod"
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local go build -trimpath -ldflags "-s -w" -o pause .)
+  printf 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n' >"$dir/Containerfile"
+  podman_ build -q --network none -t "$img" -f "$dir/Containerfile" "$dir" >/dev/null
+  log "pause: $img built"
 }
 
 cmd_env() {
@@ -190,6 +205,7 @@ cmd_env() {
   echo "STORAGE_DRIVER=$STORAGE_DRIVER"
   echo "BASE_IMAGE=$BASE_IMAGE"
   echo "JOB_IMAGE=$IMAGE_PREFIX/job:$IMAGE_TAG"
+  echo "PAUSE_IMAGE=$IMAGE_PREFIX/pause:$IMAGE_TAG"
   for fn in $FUNCTIONS; do echo "$(echo "$fn" | tr a-z A-Z)_IMAGE=$IMAGE_PREFIX/$fn:$IMAGE_TAG"; done
 }
 
