@@ -20,6 +20,7 @@ setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the k
 setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver, images)
 	bash scripts/setup-services.sh
 	bash scripts/kube-apiserver.sh build
+	bash scripts/kube-node.sh build
 	bash scripts/build-promtool.sh
 	bash scripts/images.sh build
 

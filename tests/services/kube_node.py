@@ -19,7 +19,9 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -31,6 +33,7 @@ NODE_SCRIPT = REPO_ROOT / "scripts" / "kube-node.sh"
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images.sh"
 NODE_NAME = "kp-node"
 POD_SUBNET = "10.244.0.0/24"
+GATEWAY = "10.244.0.1"  # the bridge's address: pods reach the host here
 BRIDGE = "kp-cni0"
 
 
@@ -194,6 +197,9 @@ enforceNodeAllocatable: []
                                           "kube-controller-manager.log")]
 
     def _stop(self) -> None:
+        for listener in getattr(self, "_listeners", []):
+            with contextlib.suppress(OSError):
+                listener.close()
         # the kubelet first (it would restart what we stop), then every task containerd runs, then containerd
         for proc in reversed(self._procs):
             if proc.args[0].endswith(f"kubelet-v{K8S_VERSION}"):
@@ -212,6 +218,35 @@ enforceNodeAllocatable: []
             for mnt in sorted(mounts, key=len, reverse=True):
                 subprocess.run(["umount", "-l", mnt], capture_output=True)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+
+    def expose(self, port: int) -> str:
+        """Make a host service on 127.0.0.1:port reachable from pods: "10.244.0.1:P" relays to it.
+
+        The bridge exists once the first pod ran (the CNI plugin creates it). The relay is a thread per
+        connection in this process, closed when the node stops.
+        """
+        listener = socket.create_server((GATEWAY, 0))
+        self._listeners = [*getattr(self, "_listeners", []), listener]
+
+        def pump(src, dst):
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(("127.0.0.1", port))
+                for a, b in ((conn, upstream), (upstream, conn)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=serve, name=f"relay-{port}", daemon=True).start()
+        return f"{GATEWAY}:{listener.getsockname()[1]}"
 
     def run_pod(self, pod: dict, namespace: str = "default", timeout: float = 120.0) -> dict:
         """Create a pod and wait until it finished; returns {phase, exit_code, log, seconds}."""
