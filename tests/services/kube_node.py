@@ -24,9 +24,15 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
-from . import REPO_ROOT, Service, ServiceStartError, ServiceUnavailable, free_port, wait_until
+from . import (
+    REPO_ROOT,
+    Service,
+    ServiceStartError,
+    ServiceUnavailable,
+    free_port,
+    wait_until,
+)
 from .kube_apiserver import K8S_VERSION, KUBE_CACHE, KubeAPIServer
 
 NODE_SCRIPT = REPO_ROOT / "scripts" / "kube-node.sh"
@@ -216,8 +222,8 @@ enforceNodeAllocatable: []
             mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
                       if line.split()[1].startswith(str(self.tmpdir))]
             for mnt in sorted(mounts, key=len, reverse=True):
-                subprocess.run(["umount", "-l", mnt], capture_output=True)
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+                subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
+        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
 
     def expose(self, port: int) -> str:
         """Make a host service on 127.0.0.1:port reachable from pods: "10.244.0.1:P" relays to it.
@@ -279,7 +285,3 @@ enforceNodeAllocatable: []
         assert self.tmpdir is not None
         lines = (self.tmpdir / "kubelet.log").read_text(errors="replace").splitlines()
         return "\n".join([ln for ln in lines if ln.startswith("E")][-limit:])
-
-
-def started_node(kube: KubeAPIServer) -> Optional[KubeNode]:
-    return KubeNode(kube).start()
