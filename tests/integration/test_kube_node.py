@@ -65,26 +65,26 @@ def _csv(rows: int = 90) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def test_train_job_from_the_job_runner_runs_as_a_real_pod(node, postgres_server, s3_server):
-    """The Dispatcher claims a train job; KubernetesJobRunner (the ServiceAccount's token) creates the Job;
-    the controller manager makes its pod, the kubelet runs our job image, the worker trains against the
-    host's PostgreSQL and S3 (reached through the bridge), and the job succeeds."""
+@pytest.fixture(scope="module")
+def jobs(node, postgres_server, s3_server):
+    """infra/base's namespace, RBAC and ConfigMap plus the Secrets on the cluster; the job image on the node;
+    the real Dispatcher driving KubernetesJobRunner with the runner ServiceAccount's token."""
     import io
     from urllib.parse import urlsplit, urlunsplit
 
     import yaml
-    from kubernetes import client, utils
-
     from kubepredict.bootstrap import bootstrap
     from kubepredict.config import Settings
     from kubepredict.runner.dispatcher import Dispatcher
     from kubepredict.runner.kubernetes import KubernetesJobRunner
     from kubepredict.services.datasets import upload_dataset
-    from kubepredict.services.training import submit_train
+    from kubernetes import client, utils
+
     from tests.services import REPO_ROOT
 
     job_image = images_env()["JOB_IMAGE"]
     import_seconds = node.load_image(job_image)
+    print(f"\n[kube-node] job image import {import_seconds:.1f} s")
     database_url = postgres_server.create_database()
     bucket = s3_server.create_bucket()
     settings = Settings(database_url=database_url, storage_url=f"s3://{bucket}/kubepredict",
@@ -113,35 +113,72 @@ def test_train_job_from_the_job_runner_runs_as_a_real_pod(node, postgres_server,
         "kubepredict-s3-secret-access-key": s3_server.secret_access_key}})
     runner = KubernetesJobRunner.from_settings(settings, api_client=node.kube.api_client("runner"))
     dispatcher = Dispatcher(svc.catalog, runner, settings)
+    lost: list[tuple] = []
+    reported = runner.on_lost
+    runner.on_lost = lambda *args: (reported(*args), lost.append(args))
     runner.start()
+    dataset = upload_dataset(svc, io.BytesIO(_csv()), name="node-it")
     try:
-        dataset = upload_dataset(svc, io.BytesIO(_csv()), name="node-it")
-        job, _ = submit_train(svc, {"dataset_id": dataset["dataset_id"], "target": "label",
-                                    "algorithm": "random_forest", "params": {"n_estimators": 20}})
-        t0 = time.monotonic()
-        assert dispatcher.tick() == 1
-        deadline = time.monotonic() + 300
-        while svc.catalog.get_job(job["job_id"])["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, node.kubelet_errors()
-            dispatcher.tick()
-            time.sleep(1)
-        seconds = time.monotonic() - t0
-        final = svc.catalog.get_job(job["job_id"])
-        pods = core.list_namespaced_pod("kubepredict", label_selector=f"kubepredict.io/job-id={job['job_id']}")
-        print(f"\n[kube-node] job image import {import_seconds:.1f} s; train job dispatched→{final['status']} "
-              f"{seconds:.1f} s")
-        assert final["status"] == "succeeded", (final, node.kubelet_errors(),
-                                                [node.pod_log("kubepredict", p.metadata.name) for p in pods.items])
-        (pod,) = pods.items
-        # the worker records success just before its process exits: the pod follows a moment later
-        for _ in range(120):
-            pod = core.read_namespaced_pod(pod.metadata.name, "kubepredict")
-            if pod.status.phase != "Running":
-                break
-            time.sleep(0.5)
-        assert pod.status.phase == "Succeeded" and pod.spec.node_name == "kp-node", pod.status
-        assert pod.spec.containers[0].image == job_image
+        yield {"svc": svc, "runner": runner, "dispatcher": dispatcher, "core": core, "dataset": dataset,
+               "job_image": job_image, "lost": lost}
     finally:
         runner.close()
         svc.catalog.dispose()
         postgres_server.drop_database(database_url)
+
+
+def _run_until(jobs, job_id: str, until, timeout: float = 300.0) -> float:
+    """Dispatcher rounds until ``until(job)``; returns the seconds taken."""
+    t0 = time.monotonic()
+    while not until(jobs["svc"].catalog.get_job(job_id)):
+        assert time.monotonic() - t0 < timeout, jobs["svc"].catalog.get_job(job_id)
+        jobs["dispatcher"].tick()
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def _pods(jobs, job_id: str):
+    return jobs["core"].list_namespaced_pod("kubepredict", label_selector=f"kubepredict.io/job-id={job_id}").items
+
+
+def test_train_job_from_the_job_runner_runs_as_a_real_pod(node, jobs):
+    """The Dispatcher claims a train job; KubernetesJobRunner (the ServiceAccount's token) creates the Job;
+    the controller manager makes its pod, the kubelet runs our job image, the worker trains against the
+    host's PostgreSQL and S3 (reached through the bridge), and the job succeeds."""
+    from kubepredict.services.training import submit_train
+
+    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
+                                        "algorithm": "random_forest", "params": {"n_estimators": 20}})
+    assert jobs["dispatcher"].tick() == 1
+    seconds = _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    pods = _pods(jobs, job["job_id"])
+    print(f"\n[kube-node] train job dispatched→{final['status']} {seconds:.1f} s")
+    assert final["status"] == "succeeded", (final, node.kubelet_errors(),
+                                            [node.pod_log("kubepredict", p.metadata.name) for p in pods])
+    (pod,) = pods
+    # the worker records success just before its process exits: the pod follows a moment later
+    for _ in range(120):
+        pod = jobs["core"].read_namespaced_pod(pod.metadata.name, "kubepredict")
+        if pod.status.phase != "Running":
+            break
+        time.sleep(0.5)
+    assert pod.status.phase == "Succeeded" and pod.spec.node_name == "kp-node", pod.status
+    assert pod.spec.containers[0].image == jobs["job_image"]
+
+
+def test_job_over_its_memory_limit_is_oomkilled_by_the_kubelet_and_retried(node, jobs):
+    """A 48Mi memory limit: the real kernel kills the worker, the runner reports OOMKilled, the job is
+    requeued for its second attempt, which is OOMKilled too, and the job fails with oom_killed."""
+    from kubepredict.services.training import submit_train
+
+    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
+                                        "algorithm": "random_forest",
+                                        "resources": {"requests": {"memory": "48Mi"}, "limits": {"memory": "48Mi"}}})
+    _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    mine = [entry for entry in jobs["lost"] if entry[0] == job["job_id"]]
+    assert [(attempt, code) for _, attempt, code, *_ in mine][:1] == [(1, "oom_killed")], (mine, final)
+    assert "OOMKilled" in mine[0][3], mine
+    assert final["status"] == "failed" and final["error"]["code"] == "oom_killed", final
+    assert final["attempt"] == 2, final
