@@ -182,3 +182,26 @@ def test_job_over_its_memory_limit_is_oomkilled_by_the_kubelet_and_retried(node,
     assert "OOMKilled" in mine[0][3], mine
     assert final["status"] == "failed" and final["error"]["code"] == "oom_killed", final
     assert final["attempt"] == 2, final
+
+
+def test_job_whose_image_does_not_exist_ends_with_an_image_pull_reason(node, jobs):
+    """The kubelet cannot pull the image (no such image, no registry): the runner reports image_pull_failed
+    with the image's name, and the job ends failed with that code (every attempt fails the same way)."""
+    import dataclasses
+
+    from kubepredict.services.training import submit_train
+
+    runner = jobs["runner"]
+    template = runner.template
+    missing = "localhost/kubepredict/missing:none"
+    runner.template = dataclasses.replace(template, image=missing)
+    try:
+        job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label"})
+        _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    finally:
+        runner.template = template
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    mine = [entry for entry in jobs["lost"] if entry[0] == job["job_id"]]
+    assert mine and mine[0][2] == "image_pull_failed", (mine, final)
+    assert missing in mine[0][3] and "cannot pull image" in mine[0][3], mine
+    assert final["status"] == "failed" and final["error"]["code"] == "image_pull_failed", final

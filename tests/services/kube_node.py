@@ -153,6 +153,11 @@ imageGCLowThresholdPercent: 99
 evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}}
 enforceNodeAllocatable: []
 """)
+        # the bridge with its gateway address up front (the CNI plugin adopts it): expose() works before any pod
+        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
+        for cmd in (["link", "add", BRIDGE, "type", "bridge"], ["addr", "add", f"{GATEWAY}/24", "dev", BRIDGE],
+                    ["link", "set", BRIDGE, "up"]):
+            subprocess.run(["ip", *cmd], capture_output=True, check=True)
         self._spawn(["containerd", "--config", str(d / "containerd.toml")], d / "containerd.log")
         wait_until(lambda: self.ctr("version", check=False).returncode == 0, timeout=30, what="containerd")
         self.load_image(self.images["PAUSE_IMAGE"])
@@ -228,8 +233,8 @@ enforceNodeAllocatable: []
     def expose(self, port: int) -> str:
         """Make a host service on 127.0.0.1:port reachable from pods: "10.244.0.1:P" relays to it.
 
-        The bridge exists once the first pod ran (the CNI plugin creates it). The relay is a thread per
-        connection in this process, closed when the node stops.
+        The relay listens on the bridge's gateway address (created at start); a thread per connection
+        in this process; closed when the node stops.
         """
         listener = socket.create_server((GATEWAY, 0))
         self._listeners = [*getattr(self, "_listeners", []), listener]
