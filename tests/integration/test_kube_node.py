@@ -73,13 +73,13 @@ def jobs(node, postgres_server, s3_server):
     from urllib.parse import urlsplit, urlunsplit
 
     import yaml
+    from kubernetes import client, utils
+
     from kubepredict.bootstrap import bootstrap
     from kubepredict.config import Settings
     from kubepredict.runner.dispatcher import Dispatcher
     from kubepredict.runner.kubernetes import KubernetesJobRunner
     from kubepredict.services.datasets import upload_dataset
-    from kubernetes import client, utils
-
     from tests.services import REPO_ROOT
 
     job_image = images_env()["JOB_IMAGE"]
