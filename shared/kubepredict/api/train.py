@@ -1,4 +1,4 @@
-"""The ``train`` function: queue a training job; list algorithms and models."""
+"""The ``train`` function: queue a training job; list algorithms and models; tell the task a target implies."""
 
 from __future__ import annotations
 
@@ -29,6 +29,11 @@ def create(request: Request, svc) -> Response:
 @train.route("GET", "/algorithms")
 def algorithms(request: Request, svc) -> Response:
     return Response.json({"algorithms": ml.list_algorithms(request.query.get("task") or None)})
+
+
+@train.route("GET", "/task")
+def task(request: Request, svc) -> Response:
+    return Response.json(training.inferred_task(svc, request.query))
 
 
 @train.route("GET", "/")

@@ -87,7 +87,8 @@ class Gateway:
                 err = errors.MethodNotAllowed(f"{environ['REQUEST_METHOD']} not allowed on the web page",
                                               details={"allowed": ["GET", "HEAD"]})
                 return _to_wsgi(http.error_response(err))(environ, start_response)
-            return self._static(environ, start_response)  # a missing file falls through to _route
+            # a missing file falls through to _route
+            return self._static(environ, _module_script_type(environ, start_response))
         return self._route(environ, start_response)
 
     def _route(self, environ, start_response):
@@ -249,6 +250,22 @@ def _edge_args(environ) -> tuple:
 def _adding(start_response, extra: dict):
     def start(status, headers, exc_info=None):
         return start_response(status, [*headers, *extra.items()], exc_info)
+    return start
+
+
+JS_TYPE = "text/javascript; charset=utf-8"
+
+
+def _module_script_type(environ, start_response):
+    """Serve the page's ``.js`` files as ``text/javascript`` whatever the host's mime.types says: browsers
+    refuse an ES module (``<script type="module">`` and its imports) under any non-JavaScript type."""
+    if not environ.get("PATH_INFO", "").endswith((".js", ".mjs")):
+        return start_response
+
+    def start(status, headers, exc_info=None):
+        if status.startswith(("200", "206")):  # a file was found; a JSON 404 keeps its own type
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"] + [("Content-Type", JS_TYPE)]
+        return start_response(status, headers, exc_info)
     return start
 
 

@@ -1,0 +1,75 @@
+"""The web page's JavaScript: small native ES modules, loaded by index.html without a build step.
+
+Checked from the sources (no browser): index.html loads ``app.js`` as a module and no classic script;
+every module stays under MAX_LINES; every relative import names a file under ``web/`` and only names it
+exports; the modules import each other without a cycle. The browser walk is tests/e2e/test_web.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+WEB = Path(__file__).resolve().parents[2] / "web"
+MAX_LINES = 300
+IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"([^"]+)";', re.M)
+ANY_IMPORT = re.compile(r'^\s*import\b.*?from\s*"([^"]+)"|^\s*import\s*"([^"]+)"', re.M)
+EXPORT = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([A-Za-z_$][\w$]*)", re.M)
+SCRIPT = re.compile(r"<script\b([^>]*)>", re.I)
+
+
+def _modules() -> dict[Path, str]:
+    return {p: p.read_text() for p in sorted(WEB.rglob("*.js"))}
+
+
+def _target(module: Path, spec: str) -> Path:
+    assert spec.startswith("./") or spec.startswith("../"), f"{module.name}: bare or remote import {spec!r}"
+    return (module.parent / spec).resolve()
+
+
+def test_index_loads_the_app_as_one_module():
+    scripts = SCRIPT.findall((WEB / "index.html").read_text())
+    assert scripts, "index.html loads no script"
+    assert len(scripts) == 1, scripts
+    attrs = scripts[0]
+    assert re.search(r'type="module"', attrs) and re.search(r'src="app\.js"', attrs), attrs
+
+
+@pytest.mark.parametrize("path", sorted(WEB.rglob("*.js")), ids=lambda p: str(p.relative_to(WEB)))
+def test_each_module_is_small(path):
+    lines = path.read_text().count("\n")
+    assert lines <= MAX_LINES, f"{path.relative_to(WEB)} has {lines} lines (at most {MAX_LINES})"
+
+
+def test_imports_name_existing_exports():
+    sources = {p.resolve(): text for p, text in _modules().items()}
+    for path, text in sources.items():
+        assert "window.KP" not in text, f"{path.name} still shares names through window.KP"
+        for a, b in ANY_IMPORT.findall(text):
+            target = _target(path, a or b)
+            assert target in sources, f"{path.name} imports {a or b}, which is not a module under web/"
+        for names, spec in IMPORT.findall(text):
+            exported = set(EXPORT.findall(sources[_target(path, spec)]))
+            for name in (n.strip().split(" as ")[0] for n in names.split(",") if n.strip()):
+                assert name in exported, f"{path.name} imports {name} from {spec}, which does not export it"
+
+
+def test_no_import_cycle():
+    graph = {p.resolve(): {_target(p, a or b) for a, b in ANY_IMPORT.findall(text)} for p, text in _modules().items()}
+    done: set[Path] = set()
+
+    def visit(node: Path, stack: list[Path]) -> None:
+        if node in stack:
+            cycle = stack[stack.index(node):] + [node]
+            pytest.fail("import cycle: " + " -> ".join(p.name for p in cycle))
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, [*stack, node])
+        done.add(node)
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert (WEB / "app.js").resolve() in graph
