@@ -14,10 +14,10 @@ import pytest
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 MAX_LINES = 300
-IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"([^"]+)";', re.M)
-ANY_IMPORT = re.compile(r'^\s*import\b.*?from\s*"([^"]+)"|^\s*import\s*"([^"]+)"', re.M)
-EXPORT = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([A-Za-z_$][\w$]*)", re.M)
-SCRIPT = re.compile(r"<script\b([^>]*)>", re.I)
+IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"([^"]+)";', re.MULTILINE)
+ANY_IMPORT = re.compile(r'^\s*import\b.*?from\s*"([^"]+)"|^\s*import\s*"([^"]+)"', re.MULTILINE)
+EXPORT = re.compile(r"^export\s+(?:async\s+)?(?:function\*?|const|let|class)\s+([A-Za-z_$][\w$]*)", re.MULTILINE)
+SCRIPT = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
 
 
 def _modules() -> dict[Path, str]:
@@ -25,7 +25,7 @@ def _modules() -> dict[Path, str]:
 
 
 def _target(module: Path, spec: str) -> Path:
-    assert spec.startswith("./") or spec.startswith("../"), f"{module.name}: bare or remote import {spec!r}"
+    assert spec.startswith(("./", "../")), f"{module.name}: bare or remote import {spec!r}"
     return (module.parent / spec).resolve()
 
 
@@ -73,3 +73,24 @@ def test_no_import_cycle():
     for start in sorted(graph):
         visit(start, [])
     assert (WEB / "app.js").resolve() in graph
+
+
+def test_scripts_are_javascript_whatever_the_host_mime_types_say(monkeypatch):
+    """A host whose mime.types (or registry) maps .js to text/plain would break every module import."""
+    import mimetypes
+
+    from kubepredict.runtimes.gateway import _module_script_type
+    from werkzeug.middleware.shared_data import SharedDataMiddleware
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    monkeypatch.setattr(mimetypes, "guess_type", lambda *args, **kwargs: ("text/plain", None))
+    static = SharedDataMiddleware(Response('{"error": {}}', 404, content_type="application/json"),
+                                  {"/ui": str(WEB)}, cache=False)
+    client = Client(lambda environ, start: static(environ, _module_script_type(environ, start)))
+    for path in ("/ui/app.js", "/ui/js/api.js"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    assert client.get("/ui/style.css").headers["Content-Type"].startswith("text/plain")  # only scripts are pinned
+    r = client.get("/ui/js/missing.js")
+    assert r.status_code == 404 and r.headers["Content-Type"] == "application/json"
