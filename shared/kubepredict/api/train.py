@@ -33,7 +33,10 @@ def algorithms(request: Request, svc) -> Response:
 
 @train.route("GET", "/task")
 def task(request: Request, svc) -> Response:
-    return Response.json(training.inferred_task(svc, request.query))
+    dataset_id = validate.string(request.query, "dataset_id", required=True, max_len=40)
+    target = validate.string(request.query, "target", required=True)
+    return Response.json({"dataset_id": dataset_id, "target": target,
+                          "task": training.inferred_task(svc, dataset_id, target)})
 
 
 @train.route("GET", "/")

@@ -87,17 +87,15 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     return queued
 
 
-def inferred_task(svc, query: dict) -> dict:
-    """The task ``submit_train`` infers for ``target`` of ``dataset_id`` (``ml.infer_task`` on its values),
-    so clients (the web page) show the server's answer instead of guessing from column stats."""
-    dataset_id = v.string(query, "dataset_id", required=True, max_len=40)
-    target = v.string(query, "target", required=True)
+def inferred_task(svc, dataset_id: str, target: str) -> str:
+    """The task ``submit_train`` infers when ``target`` is the label and no task is given (``ml.infer_task``
+    on its non-missing values), so clients such as the web page show the server's answer, not a guess."""
     columns = [c["name"] for c in svc.catalog.get_dataset(dataset_id)["columns"]]
     if target not in columns:
         raise InvalidInput(f"unknown columns: {target}", code="unknown_columns",
                            details={"missing": [target], "columns": columns})
     y = load_frame(svc, svc.catalog.get_dataset_row(dataset_id), columns=[target])[target].dropna()
-    return {"dataset_id": dataset_id, "target": target, "task": ml.infer_task(y)}
+    return ml.infer_task(y)
 
 
 def _numeric(series) -> bool:
