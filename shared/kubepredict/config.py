@@ -119,6 +119,11 @@ class Settings:
     web_dir: Path | None = None
     # The model plain MLflow ``POST /invocations`` scores (id, name or name/versions/N); unset = 404 there
     default_model: str | None = None
+    # Disk: /healthz reports unhealthy below this much free space in the folder object store; objects no
+    # catalogue row names are removed by `kubepredict gc` (and a sweep at start) once older than the grace
+    min_free_bytes: int = 64 * 1024 * 1024
+    orphan_grace_seconds: float = 3600.0
+    gc_on_start: bool = True
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -182,6 +187,9 @@ class Settings:
             job_image=env.get("KUBEPREDICT_JOB_IMAGE", "kubepredict/job:0.1.0"),
             web_dir=Path(env["KUBEPREDICT_WEB_DIR"]) if env.get("KUBEPREDICT_WEB_DIR") else None,
             default_model=env.get("KUBEPREDICT_DEFAULT_MODEL", "").strip() or None,
+            min_free_bytes=_int(env, "KUBEPREDICT_MIN_FREE_BYTES", 64 * 1024 * 1024),
+            orphan_grace_seconds=_float(env, "KUBEPREDICT_ORPHAN_GRACE_SECONDS", 3600.0),
+            gc_on_start=env.get("KUBEPREDICT_GC_ON_START", "true").strip().lower() not in ("0", "false", "no", "off"),
         )
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if kw["read_token"] and not kw["api_token"]:
