@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
+FUZZ_EXAMPLES ?= 200
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers clean
+.PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz soak clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +41,14 @@ bench: setup ## Benchmarks; prints a table
 bench-peers: setup ## Kubepredict vs MLServer side by side with wrk (MLServer in its own venv under ~/.cache/kubepredict)
 	$(BIN)/python -m bench.peers
 
+soak: setup ## Mixed traffic with worker kills and a gateway restart (SOAK_SECONDS, default 600) on both backends, then a consistency check; not CI
+	$(BIN)/python -m bench.soak
+
 -include infra/deploy.mk
 -include infra/monitor.mk
 
 clean:
 	rm -rf $(VENV) .cache build .pytest_cache test-artifacts
+
+fuzz: setup ## Schema-driven fuzzing of every route (schemathesis, FUZZ_EXAMPLES per route) against a fresh gateway
+	KUBEPREDICT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/e2e/test_schema_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 /* Kubepredict web page: native ES modules, no build step, no network beyond the Kubepredict API.
  *
- *   js/api.js       the one API client (base URL + bearer token from Settings, JSON, readable errors)
+ *   js/client.js    the one API client (base URL + bearer token from Settings, JSON, readable errors)
  *   js/state.js     what the page knows, shared by the sections
  *   js/lookups.js   cached reads several sections share (dataset detail, the server's inferred task)
  *   js/banner.js    the #error-banner

@@ -124,6 +124,13 @@ class Settings:
     min_free_bytes: int = 64 * 1024 * 1024
     orphan_grace_seconds: float = 3600.0
     gc_on_start: bool = True
+    # /async-function: calls queued or running at once, their spooled body bytes (on disk under
+    # data_dir/async), threads running them; X-Callback-Url allow-list ("" refuses every callback) and timeout
+    async_queue_max: int = 64
+    async_queue_max_bytes: int = 2 * 1024 * 1024 * 1024
+    async_workers: int = 4
+    callback_hosts: str = ""
+    callback_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -190,12 +197,19 @@ class Settings:
             min_free_bytes=_int(env, "KUBEPREDICT_MIN_FREE_BYTES", 64 * 1024 * 1024),
             orphan_grace_seconds=_float(env, "KUBEPREDICT_ORPHAN_GRACE_SECONDS", 3600.0),
             gc_on_start=env.get("KUBEPREDICT_GC_ON_START", "true").strip().lower() not in ("0", "false", "no", "off"),
+            async_queue_max=_int(env, "KUBEPREDICT_ASYNC_QUEUE_MAX", 64),
+            async_queue_max_bytes=_int(env, "KUBEPREDICT_ASYNC_QUEUE_MAX_BYTES", 2 * 1024 * 1024 * 1024),
+            async_workers=_int(env, "KUBEPREDICT_ASYNC_WORKERS", 4),
+            callback_hosts=env.get("KUBEPREDICT_CALLBACK_HOSTS", ""),
+            callback_timeout_seconds=_float(env, "KUBEPREDICT_CALLBACK_TIMEOUT_SECONDS", 5.0),
         )
         kw.update({k: v for k, v in overrides.items() if v is not None})
         if kw["read_token"] and not kw["api_token"]:
             raise ConfigError("KUBEPREDICT_READ_TOKEN needs KUBEPREDICT_API_TOKEN too (without it every route is open)")
         if kw["read_token"] and kw["read_token"] == kw["api_token"]:
             raise ConfigError("KUBEPREDICT_READ_TOKEN must differ from KUBEPREDICT_API_TOKEN")
+        if kw["async_queue_max"] < 1 or kw["async_workers"] < 1:
+            raise ConfigError("KUBEPREDICT_ASYNC_QUEUE_MAX and KUBEPREDICT_ASYNC_WORKERS must be at least 1")
         if kw["runner"] not in ("local", "kubernetes"):
             raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {kw['runner']!r}")
         _check_job_bounds(kw)

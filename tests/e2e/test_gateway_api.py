@@ -31,7 +31,8 @@ class _Callbacks(BaseHTTPRequestHandler):
         pass
 
 
-def test_async_function_calls_back_with_the_answer(gateway_url):
+def test_async_function_calls_back_with_the_answer(start_gateway):
+    gateway_url = start_gateway({"KUBEPREDICT_CALLBACK_HOSTS": "127.0.0.1"}).url  # loopback callbacks, listed
     server = HTTPServer(("127.0.0.1", 0), _Callbacks)
     _Callbacks.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -155,8 +156,9 @@ def test_train_task_route_answers_what_training_infers(gateway_url):
     assert {c["name"]: c["dtype"] for c in ds["columns"]}["label_float"].startswith("float")
     expected = {"label_float": "classification", "measure": "regression", "count": "regression",
                 "kind": "classification", "x1": "classification"}
+    query = {"dataset_id": ds["dataset_id"], "target": "measure"}
     for target, task in expected.items():
-        r = api.http.get("/function/train/task", params={"dataset_id": ds["dataset_id"], "target": target})
+        r = api.http.get("/function/train/task", params={**query, "target": target})
         assert r.status_code == 200, r.text
         assert r.json() == {"dataset_id": ds["dataset_id"], "target": target, "task": task}
     # the task a queued training (no task given) records is the route's answer
@@ -169,15 +171,16 @@ def test_train_task_route_answers_what_training_infers(gateway_url):
         r = api.http.get("/function/train/task", params=params)
         return r.status_code, r.json()["error"]["code"]
 
-    assert error({"dataset_id": ds["dataset_id"]}) == (400, "missing_field")
-    assert error({"target": "measure"}) == (400, "missing_field")
+    assert error({"dataset_id": ds["dataset_id"]}) == (400, "invalid_query")
+    assert error({"target": "measure"}) == (400, "invalid_query")
+    assert error({**query, "extra": "1"}) == (400, "invalid_query")
     assert error({"dataset_id": ds["dataset_id"], "target": "nope"}) == (400, "unknown_columns")
     assert error({"dataset_id": "ds_nope", "target": "measure"}) == (404, "dataset_not_found")
 
 
 def test_page_scripts_are_served_as_javascript(gateway_url):
     """Browsers run an ES module only under a JavaScript type; a missing script is still a JSON 404."""
-    for path in ("/ui/app.js", "/ui/js/api.js", "/ui/js/train.js"):
+    for path in ("/ui/app.js", "/ui/js/client.js", "/ui/js/train.js", "/ui/api.js"):
         r = httpx.get(gateway_url + path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), (path, r.headers)
     assert httpx.get(gateway_url + "/ui/style.css").headers["content-type"].startswith("text/css")

@@ -103,7 +103,7 @@ def test_scripts_are_javascript_whatever_the_host_mime_types_say(monkeypatch):
     static = SharedDataMiddleware(Response('{"error": {}}', 404, content_type="application/json"),
                                   {"/ui": str(WEB)}, cache=False)
     client = Client(lambda environ, start: static(environ, _module_script_type(environ, start)))
-    for path in ("/ui/app.js", "/ui/js/api.js"):
+    for path in ("/ui/app.js", "/ui/js/client.js"):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["Content-Type"] == "text/javascript; charset=utf-8"
     assert client.get("/ui/style.css").headers["Content-Type"].startswith("text/plain")  # only scripts are pinned

@@ -1,5 +1,5 @@
 /* Section 1, Data: upload a CSV (with progress), list the datasets, show one's columns and preview. */
-import { api, uploadFile } from "./api.js";
+import { api, uploadFile } from "./client.js";
 import { guarded, hideError, showError } from "./banner.js";
 import { datasetDetail } from "./lookups.js";
 import { state } from "./state.js";

@@ -1,6 +1,6 @@
 /* Section 5, Jobs: the list with progress bars and Cancel, and polling every POLL_MS while any job
  * is queued or running; a finished job refreshes the models or the results it concerns. */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { guarded, hideError, showError } from "./banner.js";
 import { loadModels, renderModels } from "./models.js";
 import { loadResultPage, renderResultSummary } from "./results.js";

@@ -1,6 +1,6 @@
 /* Cached reads that several sections share: a dataset with its preview, and the task the server
  * infers for a target column (GET /function/train/task, the same rule training applies). */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { state } from "./state.js";
 
 /** One shared request per key; a failed one is forgotten so the next caller asks again. */

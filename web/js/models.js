@@ -1,5 +1,5 @@
 /* Section 3, Models: one card per model with its headline metrics and charts. */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { asPairs, barChart, figure, heatmap, scatter } from "./charts.js";
 import { onPredictModelChange } from "./online.js";
 import { state } from "./state.js";

@@ -1,5 +1,5 @@
 /* Section 4, "Try one row": a field per feature of the chosen model, answered at once by online predict. */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { guarded, hideError, showError } from "./banner.js";
 import { datasetDetail } from "./lookups.js";
 import { state } from "./state.js";

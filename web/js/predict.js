@@ -1,5 +1,5 @@
 /* Section 4, Predict: pick a model and the data (or upload it right here), start a batch job. */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { guarded, hideError, showError } from "./banner.js";
 import { baseName, doUpload, progressUI } from "./datasets.js";
 import { trackJob } from "./jobs.js";

@@ -1,5 +1,5 @@
 /* Results of a batch prediction: the summary chart, the paged table and the CSV download. */
-import { api, fetchBlob, settings, url } from "./api.js";
+import { api, fetchBlob, settings, url } from "./client.js";
 import { guarded } from "./banner.js";
 import { asPairs, barChart, figure, histogram } from "./charts.js";
 import { PAGE_SIZE, state } from "./state.js";

@@ -1,5 +1,5 @@
 /* The Settings panel: API base URL and token, kept in this browser (localStorage). */
-import { settings } from "./api.js";
+import { settings } from "./client.js";
 import { forgetServerReads } from "./state.js";
 import { $ } from "./ui.js";
 

@@ -1,6 +1,6 @@
 /* Section 2, Train: dataset, target (with the task the server infers for it), algorithm and its
  * parameters as a form kept in step with the JSON box; submitting queues a training job. */
-import { api } from "./api.js";
+import { api } from "./client.js";
 import { guarded, hideError, showError } from "./banner.js";
 import { trackJob } from "./jobs.js";
 import { datasetDetail, inferredTask, knownTask } from "./lookups.js";

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, PathConverter, Rule
 from werkzeug.wrappers import Request as WRequest
 from werkzeug.wrappers import Response as WResponse
 
@@ -20,11 +18,19 @@ from .. import __version__, errors, metrics
 from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
 from . import http
+from .async_calls import AsyncCalls
 from .edge import GRANTED, WRITE, Edge
 
 logger = logging.getLogger(__name__)
 
 TOPICS = {"train": "kubepredict.train.requests", "predict": "kubepredict.predict.requests"}
+
+
+class AnyPath(PathConverter):
+    """``<path:…>`` that also matches control characters such as a newline (Werkzeug's ``.`` does not), so
+    such a path reaches its function or protocol and gets that route's answer, not the gateway's 404."""
+
+    regex = "[^/](?s:.)*?"
 
 
 def _to_wsgi(resp: Response) -> WResponse:
@@ -40,12 +46,13 @@ class Gateway:
         self.settings = services.settings
         self.invocations = {name: 0 for name in FUNCTIONS}
         self._count_lock = threading.Lock()
-        self.async_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-call")
+        self.async_calls = AsyncCalls(self.settings, self._run_async)
         self.edge = Edge(self.settings)
         get = ["GET"]  # HEAD comes with GET
         self.url_map = Map([
             Rule("/healthz", endpoint="healthz", methods=get),
             Rule("/metrics", endpoint="metrics", methods=get),
+            Rule("/openapi.json", endpoint="openapi", methods=get),
             Rule("/", endpoint="root", methods=get),
             Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
             Rule("/function/<name>/<path:rest>", endpoint="function"),
@@ -56,7 +63,8 @@ class Gateway:
             # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
             *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
               for path in (f"/{root}", f"/{root}/<path:rest>")],
-        ], strict_slashes=False, merge_slashes=False)  # "/function//upload" is a 404, not a redirect
+        ], strict_slashes=False, merge_slashes=False,  # "/function//upload" is a 404, not a redirect
+            converters={"path": AnyPath})
         metrics.register_catalog(services.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
@@ -162,6 +170,12 @@ class Gateway:
 
         return WResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
+    def on_openapi(self, wreq):
+        """The OpenAPI 3.1 document (``api/openapi.py``), open like ``/metrics``."""
+        from ..api.openapi import document
+
+        return _to_wsgi(Response.json(document()))
+
     def on_root(self, wreq):
         return WResponse("", status=302, headers={"Location": "/ui/"})
 
@@ -186,25 +200,16 @@ class Gateway:
         if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         call_id = wreq.headers.get("X-Call-Id") or str(uuid.uuid4())
-        request = self._request(wreq, rest)
-        request.stream = io.BytesIO(request.read(self.settings.max_upload_bytes))  # the socket closes with the 202
-        callback = wreq.headers.get("X-Callback-Url")
-        self.async_pool.submit(self._run_async, name, request, call_id, callback)
+        self.async_calls.submit(name, self._request(wreq, rest), call_id, wreq.headers.get("X-Callback-Url"))
         return WResponse("", status=202, headers={"X-Call-Id": call_id})
 
     def _run_async(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
         started = time.perf_counter()
         resp = http.materialize(self.invoke(name, request))
-        if not callback:
-            return
-        import httpx
-
-        headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
-                   "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
-        try:
-            httpx.post(callback, content=resp.content(), headers=headers, timeout=30)
-        except httpx.HTTPError as exc:
-            logger.warning("callback for call %s to %s failed: %s", call_id, callback, exc)
+        if callback:
+            headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
+                       "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
+            self.async_calls.send_callback(callback, resp.content(), headers, call_id)
 
     def _local_name(self, name: str) -> str:
         """``upload.openfaas-fn`` (how faas-cli names a function with its namespace) → ``upload``."""
