@@ -114,11 +114,13 @@ def sample(pid: int) -> tuple[int, int]:
 
 # ---- consistency -----------------------------------------------------------------------------------
 def orphans(services) -> list[str]:
-    """Object-store keys no catalogue row refers to. One function, so the storage GC's
-    ``find_orphans(services)`` can replace it when it lands."""
+    """Object-store keys no catalogue row refers to: what the storage GC would sweep
+    (``services.orphans.find_orphans``, by owner id), plus model files that no model row names
+    as its artefact (a row that exists but failed before pointing at its file)."""
     from sqlalchemy import select
 
     from kubepredict.catalog import schema as s
+    from kubepredict.services.orphans import find_orphans
 
     referenced, busy = set(), set()
     with services.catalog.ro() as conn:
@@ -128,8 +130,10 @@ def orphans(services) -> list[str]:
             referenced.add(row.artifact_key)
         busy = {r.model_id for r in conn.execute(select(s.jobs.c.model_id).where(s.jobs.c.status.in_(
             ("queued", "running"))))}
-    return [key for key in services.storage.list("")
-            if key not in referenced and not (key.startswith("models/") and key.split("/")[1] in busy)]
+    unreferenced = [key for key in services.storage.list("")
+                    if key not in referenced and not (key.startswith("models/") and key.split("/")[1] in busy)]
+    swept = [k for k in find_orphans(services, grace_seconds=0) if k.startswith(("datasets/", "models/"))]
+    return sorted(set(swept) | set(unreferenced))  # failed jobs' prediction rows are checked on their own
 
 
 def consistency(services, acks: Acks, heartbeat_timeout: float) -> list[str]:

@@ -15,7 +15,9 @@ import time
 
 from .. import metrics
 from ..api.http import Headers, Request
+from ..bootstrap import default_services
 from . import http
+from .edge import function_refusal
 
 
 def _headers(req) -> Headers:
@@ -59,7 +61,9 @@ def adapt(fn):
         import bottle  # the runtime's own web framework; only needed inside Kubeless
 
         started = time.perf_counter()
-        response = http.materialize(http.call(fn, to_request(event)))
+        request = to_request(event)
+        refused = function_refusal(fn.name, request, default_services().settings)
+        response = refused or http.materialize(http.call(fn, request))
         metrics.record_call(fn.__name__, response.status, time.perf_counter() - started)
         return bottle.HTTPResponse(body=response.content(), status=response.status, headers=dict(response.headers))
 

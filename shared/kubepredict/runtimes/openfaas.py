@@ -8,7 +8,9 @@ threads in one process (quick ones on its event loop): the services slot and mod
 from __future__ import annotations
 
 from ..api.http import Headers, Request
+from ..bootstrap import default_services
 from . import http
+from .edge import function_refusal
 
 
 def to_request(event) -> Request:
@@ -22,7 +24,9 @@ def adapt(fn):
     """Wrap a neutral function for python3-http."""
 
     def handle(event, context):
-        response = http.materialize(http.call(fn, to_request(event)))
+        request = to_request(event)
+        refused = function_refusal(fn.name, request, default_services().settings)
+        response = refused or http.materialize(http.call(fn, request))
         return response.content(), response.status, dict(response.headers)
 
     def quick(event) -> bool:
