@@ -94,10 +94,11 @@ def test_scripts_are_javascript_whatever_the_host_mime_types_say(monkeypatch):
     """A host whose mime.types (or registry) maps .js to text/plain would break every module import."""
     import mimetypes
 
-    from kubepredict.runtimes.gateway import _module_script_type
     from werkzeug.middleware.shared_data import SharedDataMiddleware
     from werkzeug.test import Client
     from werkzeug.wrappers import Response
+
+    from kubepredict.runtimes.gateway import _module_script_type
 
     monkeypatch.setattr(mimetypes, "guess_type", lambda *args, **kwargs: ("text/plain", None))
     static = SharedDataMiddleware(Response('{"error": {}}', 404, content_type="application/json"),
