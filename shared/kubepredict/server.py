@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .bootstrap import bootstrap, set_default_services
+from .bootstrap import bootstrap, set_default_app
 from .runner.dispatcher import Dispatcher, make_runner
 from .runtimes import asgi
 from .runtimes.gateway import Gateway
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 def serve(settings, *, dispatch: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and drains open requests), then stop the loops."""
     services = bootstrap(settings)
-    set_default_services(services)
+    set_default_app(services)
     gateway = Gateway(services)
     dispatcher = Dispatcher(services.catalog, make_runner(settings), settings).start() if dispatch else None
     if dispatcher:

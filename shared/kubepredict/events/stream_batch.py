@@ -222,7 +222,7 @@ def answer_event(rec: Record, time: str) -> bytes:
 
 
 def error_status(exc: KubepredictError) -> int:
-    from ..runtimes.http import STATUS
+    from ..runtimes.responses import STATUS
 
     for cls, status in STATUS:
         if isinstance(exc, cls):

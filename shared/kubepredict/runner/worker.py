@@ -11,7 +11,7 @@ import time
 
 from ..errors import JobCancelled, KubepredictError
 from . import limits as job_limits
-from .jobs import run_predict, run_train
+from ..services.job_bodies import run_predict, run_train
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as WResponse
 from .. import __version__, errors, metrics
 from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
-from . import http
+from . import responses
 from .edge import GRANTED, WRITE, Edge
 
 logger = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class Gateway:
             if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
                 err = errors.MethodNotAllowed(f"{environ['REQUEST_METHOD']} not allowed on the web page",
                                               details={"allowed": ["GET", "HEAD"]})
-                return _to_wsgi(http.error_response(err))(environ, start_response)
+                return _to_wsgi(responses.error_response(err))(environ, start_response)
             return self._static(environ, start_response)  # a missing file falls through to _route
         return self._route(environ, start_response)
 
@@ -105,12 +105,12 @@ class Gateway:
             elif exc.code == 405:
                 err = errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}",
                                               details={"allowed": sorted(getattr(exc, "valid_methods", None) or [])})
-                resp = _to_wsgi(http.error_response(err))
+                resp = _to_wsgi(responses.error_response(err))
             else:
-                resp = _to_wsgi(http.error_response(errors.RouteNotFound(f"no route {wreq.path}",
+                resp = _to_wsgi(responses.error_response(errors.RouteNotFound(f"no route {wreq.path}",
                                                                          details={"path": wreq.path})))
         except errors.KubepredictError as exc:
-            resp = _to_wsgi(http.error_response(exc))
+            resp = _to_wsgi(responses.error_response(exc))
         return resp(environ, start_response)
 
     def _request(self, wreq: WRequest, rest: str) -> Request:
@@ -130,10 +130,10 @@ class Gateway:
         """Call a function with metrics; unknown names are a JSON 404."""
         fn = FUNCTIONS.get(name)
         if fn is None:
-            return http.error_response(errors.RouteNotFound(f"no function named {name!r}",
+            return responses.error_response(errors.RouteNotFound(f"no function named {name!r}",
                                                             details={"functions": sorted(FUNCTIONS)}))
         started = time.perf_counter()
-        resp = http.call(fn, request, self.services)
+        resp = responses.call(fn, request, self.services)
         code = str(resp.status)
         metrics.INVOCATIONS.labels(name, code).inc()
         metrics.FUNCTION_SECONDS.labels(name, code).observe(time.perf_counter() - started)
@@ -193,7 +193,7 @@ class Gateway:
 
     def _run_async(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
         started = time.perf_counter()
-        resp = http.materialize(self.invoke(name, request))
+        resp = responses.materialize(self.invoke(name, request))
         if not callback:
             return
         import httpx

@@ -15,7 +15,8 @@ import time
 
 from .. import metrics
 from ..api.http import Headers, Request
-from . import http
+from ..bootstrap import default_app
+from . import responses
 
 
 def _headers(req) -> Headers:
@@ -52,6 +53,13 @@ def to_request(event: dict) -> Request:
     return Request.build(method, path, query=query, headers=headers, body=body)
 
 
+def _built_app():
+    try:
+        return default_app()
+    except Exception:  # noqa: BLE001 - already answered as the call's error
+        return None
+
+
 def adapt(fn):
     """Wrap a neutral function for the Kubeless python runtime."""
 
@@ -59,8 +67,12 @@ def adapt(fn):
         import bottle  # the runtime's own web framework; only needed inside Kubeless
 
         started = time.perf_counter()
-        response = http.materialize(http.call(fn, to_request(event)))
-        metrics.record_call(fn.__name__, response.status, time.perf_counter() - started)
+        # Kubeless hands the handler no App: the process's own, built on first use (an error building it,
+        # e.g. the catalogue unreachable, is the call's JSON error; the call then goes uncounted).
+        response = responses.materialize(responses.call(fn, to_request(event), default_app))
+        app = _built_app()
+        if app is not None:
+            metrics.record_call(fn.__name__, response.status, time.perf_counter() - started, app)
         return bottle.HTTPResponse(body=response.content(), status=response.status, headers=dict(response.headers))
 
     handler.__name__ = f"handler_{fn.__name__}"

@@ -8,7 +8,8 @@ threads in one process (quick ones on its event loop): the services slot and mod
 from __future__ import annotations
 
 from ..api.http import Headers, Request
-from . import http
+from ..bootstrap import default_app
+from . import responses
 
 
 def to_request(event) -> Request:
@@ -22,7 +23,8 @@ def adapt(fn):
     """Wrap a neutral function for python3-http."""
 
     def handle(event, context):
-        response = http.materialize(http.call(fn, to_request(event)))
+        # The template hands the handler no App: the process's own, built on first use.
+        response = responses.materialize(responses.call(fn, to_request(event), default_app))
         return response.content(), response.status, dict(response.headers)
 
     def quick(event) -> bool:
