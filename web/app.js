@@ -279,7 +279,7 @@
     renderAlgorithms();
   }
 
-  // Mirrors the server's rule (ml/algorithms.py infer_task) as far as column stats allow:
+  // Mirrors the server's rule (ml/catalogue.py infer_task) as far as column stats allow:
   // floats are regression, integers with > 20 distinct values that are > 5 % of rows too.
   function inferTask(col, rows) {
     if (!col) return "clustering";
