@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from kubepredict.config import Settings, env_name
 from kubepredict.errors import ConfigError
 
