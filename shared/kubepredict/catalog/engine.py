@@ -6,7 +6,6 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigError
 
@@ -50,6 +49,3 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         return engine, engine
     raise ConfigError(f"unknown database URL {url.split(':')[0]!r}; use sqlite:///path or postgresql://…")
 
-
-def make_nullpool_engine(url: str) -> Engine:
-    return create_engine(url, poolclass=NullPool)
