@@ -1,4 +1,4 @@
-"""``kubepredict``: serve | worker | dispatcher | metrics | relay | connector | stream-scorer | upload | train | predict | result | demo."""
+"""``kubepredict``: serve | worker | dispatcher | metrics | gc | relay | connector | stream-scorer | upload | train | predict | result | demo."""
 
 from __future__ import annotations
 
@@ -104,6 +104,37 @@ def metrics_server(port, metrics_host):
     metrics.serve_metrics(metrics.catalog_registry(svc.catalog), port, metrics_host)
     _wait_for_sigterm()
     svc.catalog.dispose()
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The gateway's data folder when it uses the defaults (SQLite and folder store there).")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--grace-seconds", type=float, default=None,
+              help="Only what was written longer ago than this (default KUBEPREDICT_ORPHAN_GRACE_SECONDS, 3600).")
+def gc(data_dir, dry_run, grace_seconds):
+    """Remove orphaned objects: dataset and model files no catalogue row owns, and leftover staging files.
+
+    Only objects older than the grace period are touched, so an upload in progress is safe.
+    """
+    from .bootstrap import bootstrap
+    from .errors import KubepredictError
+    from .services import orphans
+
+    svc = bootstrap(_settings(data_dir=data_dir))
+    try:
+        found = orphans.sweep(svc, dry_run=dry_run, grace_seconds=grace_seconds)
+    except KubepredictError as exc:
+        _fail(exc)
+    finally:
+        svc.catalog.dispose()
+    for key in found.found:
+        click.echo(("would remove " if dry_run else "removed ") + key)
+    verb = "found" if dry_run else "removed"
+    click.echo(f"{len(found.found) if dry_run else found.removed} orphaned objects {verb}"
+               + (f", {len(found.failed)} could not be removed" if found.failed else ""))
+    if found.failed:
+        sys.exit(1)
 
 
 def _wait_for_sigterm(alive=lambda: True) -> None:

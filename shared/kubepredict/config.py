@@ -35,6 +35,10 @@ def _parse(name: str, kind: str, raw: str):
         except ValueError:
             what = "an integer" if kind == "int" else "a number"
             raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if kind == "bool":
+        if raw.lower() in _BOOLS:
+            return _BOOLS[raw.lower()]
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
     if kind == "list":  # comma-separated, spaces ignored
         return tuple(p.strip() for p in raw.split(",") if p.strip())
     if kind == "path":
@@ -43,8 +47,9 @@ def _parse(name: str, kind: str, raw: str):
 
 
 # How a variable is read, by the field's annotation (a field of another type fails at import: see below)
-_KINDS = {"str": "str", "str | None": "str", "int": "int", "float": "float", "tuple[str, ...]": "list",
-          "Path": "path", "Path | None": "path"}
+_KINDS = {"str": "str", "str | None": "str", "int": "int", "float": "float", "bool": "bool",
+          "tuple[str, ...]": "list", "Path": "path", "Path | None": "path"}
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 def secret(default=None):
@@ -123,6 +128,11 @@ class Settings:
     web_dir: Path | None = None
     # The model plain MLflow ``POST /invocations`` scores (id, name or name/versions/N); unset = 404 there
     default_model: str | None = None
+    # Disk: /healthz reports unhealthy below this much free space in the folder object store; objects no
+    # catalogue row names are removed by `kubepredict gc` (and a sweep at start) once older than the grace
+    min_free_bytes: int = 64 * 1024 * 1024
+    orphan_grace_seconds: float = 3600.0
+    gc_on_start: bool = True
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -18,6 +18,7 @@ The core raises these; only ``runtimes/responses.py`` maps them to HTTP status c
     ├── Unprocessable                        422  valid JSON but unusable (one-class target)
     ├── TooManyJobs                          429
     ├── BackendUnavailable                   503  database / storage / broker down
+    ├── InsufficientStorage                  507  the disk (object store, catalogue, staging) is full
     ├── ArtifactRejected                     500-class for the server, but never loaded:
     │                                            tampered or untrusted model artifact
     ├── JobCancelled                         internal: a worker noticed its job was cancelled
@@ -100,6 +101,12 @@ class TooManyJobs(KubepredictError):
 
 class BackendUnavailable(KubepredictError):
     code = "backend_unavailable"
+
+
+class InsufficientStorage(KubepredictError):
+    """A write met a full disk (ENOSPC/EDQUOT, SQLite or PostgreSQL 'disk full'); nothing was kept."""
+
+    code = "insufficient_storage"
 
 
 class ArtifactRejected(KubepredictError):

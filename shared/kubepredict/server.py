@@ -8,6 +8,7 @@ from .bootstrap import bootstrap, set_default_app
 from .runner.dispatcher import Dispatcher, make_runner
 from .runtimes import asgi
 from .runtimes.gateway import Gateway
+from .services import orphans
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +18,8 @@ def serve(settings, *, dispatch: bool = True) -> None:
     services = bootstrap(settings)
     set_default_app(services)
     gateway = Gateway(services)
+    if settings.gc_on_start:
+        orphans.sweep_in_background(services)  # what a killed upload or job left behind, past the grace period
     dispatcher = Dispatcher(services.catalog, make_runner(settings), settings).start() if dispatch else None
     if dispatcher:
         services.job_queued = dispatcher.wake

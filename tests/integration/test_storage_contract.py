@@ -86,3 +86,30 @@ def test_unreachable_s3_is_backend_unavailable():
     for call in (lambda: dead.put_bytes("k", b"v"), lambda: dead.get("k"), dead.ping):
         with pytest.raises(BackendUnavailable):
             call()
+
+
+def test_list_modified_and_the_orphan_sweep(storage, tmp_path):
+    """Issue 16: objects no catalogue row owns are found and removed past the grace period, on both stores."""
+    import time
+
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.config import Settings
+    from kubepredict.services.orphans import find_orphans, sweep
+
+    svc = bootstrap(Settings(data_dir=tmp_path / "svc"), storage=storage)
+    try:
+        storage.put_bytes("datasets/ds_orphan/data.csv", b"a\n1\n")
+        storage.put_bytes("models/mdl_orphan/model.skops", b"m")
+        storage.put_bytes("other/kept.txt", b"not ours to judge")
+        listed = {o.key: o.modified for o in storage.list_modified("datasets/")}
+        assert list(listed) == ["datasets/ds_orphan/data.csv"]
+        assert abs(listed["datasets/ds_orphan/data.csv"] - time.time()) < 600
+        assert find_orphans(svc) == []  # younger than the grace period: maybe an upload in progress
+        later = time.time() + 2 * svc.settings.orphan_grace_seconds
+        assert sorted(find_orphans(svc, now=later)) == ["datasets/ds_orphan/data.csv", "models/mdl_orphan/model.skops"]
+        assert sweep(svc, dry_run=True, now=later).removed == 0 and storage.exists("models/mdl_orphan/model.skops")
+        assert sweep(svc, now=later).removed == 2
+        assert list(storage.list("datasets/")) == [] and list(storage.list("models/")) == []
+        assert storage.exists("other/kept.txt")
+    finally:
+        svc.catalog.dispose()

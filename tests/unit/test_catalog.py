@@ -135,3 +135,40 @@ def test_predictions_stored_per_row_before_0004_are_migrated_into_batches(tmp_pa
     assert [(r.row, r.prediction, r.probabilities) for r in page] == [
         (1998, "c0", [0.5, 0.5]), (1999, "c1", [0.5, 0.5]), (2000, "c0", [0.5, 0.5])]
     c.dispose()
+
+
+def _predict_with_batches(catalog, job_id: str):
+    import pyarrow as pa
+
+    catalog.enqueue(job=job(job_id))
+    row = catalog.claim(job_id, worker="w")
+    for first in (0, 10):
+        catalog.insert_prediction_batch(job_id, first, pa.array([1] * 10),
+                                        pa.nulls(10, type=pa.list_(pa.float64())))
+    assert catalog.count_predictions(job_id) == 20
+    return row
+
+
+def test_a_failed_predict_job_keeps_no_partial_predictions(catalog):
+    """Issue 16: a job that fails mid-way (e.g. its prediction writes met a full disk) leaves no rows behind."""
+    row = _predict_with_batches(catalog, "job_f")
+    assert catalog.fail("job_f", row.attempt, "insufficient_storage", "the database's disk is full")
+    assert catalog.get_job("job_f")["status"] == "failed"
+    assert catalog.count_predictions("job_f") == 0
+
+
+def test_a_failure_recorded_on_a_full_disk_leaves_its_rows_to_the_sweep(catalog, monkeypatch):
+    from kubepredict.errors import InsufficientStorage
+
+    row = _predict_with_batches(catalog, "job_g")
+    real = type(catalog)._fail
+
+    def full_when_dropping(self, *args, drop_predictions, **kw):
+        if drop_predictions:
+            raise InsufficientStorage("the database's disk is full")
+        return real(self, *args, drop_predictions=drop_predictions, **kw)
+
+    monkeypatch.setattr(type(catalog), "_fail", full_when_dropping)
+    assert catalog.fail("job_g", row.attempt, "insufficient_storage", "full")
+    assert catalog.get_job("job_g")["status"] == "failed" and catalog.count_predictions("job_g") == 20
+    assert catalog.drop_failed_predictions() == 2 and catalog.count_predictions("job_g") == 0

@@ -129,3 +129,77 @@ def test_bad_files_are_invalid_input(tmp_path, data, code):
     with pytest.raises(InvalidInput) as err:
         _ingest(tmp_path, data)
     assert err.value.code == code
+
+
+def test_a_10000_column_header_longer_than_64_kib_is_read_whole(tmp_path):
+    """Issue 16: a header past the 64 KiB sniff was cut (its last name read as a duplicate) and refused."""
+    names = [f"column_{i}" for i in range(10_000)]
+    header = ",".join(names).encode()
+    assert len(header) > 64 * 1024
+    data = header + b"\n" + b"\n".join(",".join(str((r + c) % 7) for c in range(10_000)).encode() for r in range(3)) + b"\n"
+    got = _ingest(tmp_path, data)
+    assert [c["name"] for c in got.columns] == names and got.rows == 3
+    back = pq.read_table(tmp_path / "data.parquet")
+    assert back.column_names == names and back.column("column_9999").to_pylist() == [(r + 9999) % 7 for r in range(3)]
+
+
+def test_more_columns_than_the_ceiling_is_a_clear_400(tmp_path):
+    header = ",".join(f"c{i}" for i in range(ingest.MAX_COLUMNS + 1)).encode()
+    with pytest.raises(InvalidInput) as err:
+        _ingest(tmp_path, header + b"\n" + b"1," * ingest.MAX_COLUMNS + b"1\n")
+    assert err.value.code == "too_many_columns" and err.value.details["limit"] == ingest.MAX_COLUMNS
+
+
+def test_a_header_line_longer_than_its_limit_is_a_clear_400(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest, "MAX_HEADER_BYTES", 100_000)
+    with pytest.raises(InvalidInput) as err:
+        _ingest(tmp_path, b"a" * 300_000 + b"\n1\n")
+    assert err.value.code == "invalid_csv" and "header line is longer" in err.value.message
+
+
+@pytest.mark.parametrize("late", [False, True])
+@pytest.mark.parametrize("cell", ["99999999999999999999999999999", "-9223372036854775809", "9223372036854775808"])
+def test_an_integer_beyond_int64_makes_its_column_text_kept_exactly(tmp_path, late, cell):
+    """Issue 16: ``99999999999999999999999999999``. pandas.read_csv reads such a column as ``object`` (Python
+    ints, exact; ``uint64`` for values up to 2**64 - 1 when none is negative); we store it as text, exactly,
+    never rounded to a float. A column with decimals stays float64, as in pandas."""
+    n = 200_000 if late else 3
+    values = [str(i) for i in range(n)]
+    values[-2] = cell
+    data = ("a,b,y\n" + "".join(f"{v},{i}.5,{i % 2}\n" for i, v in enumerate(values))).encode()
+    got = {c["name"]: c for c in _ingest(tmp_path, data).columns}
+    assert got["a"]["dtype"] == "str" and got["b"]["dtype"] == "float64" and got["y"]["dtype"] == "int64"
+    back = pq.read_table(tmp_path / "data.parquet")
+    assert back.schema.field("a").type == "string" and back.column("a").to_pylist()[-2] == cell
+    decimals = _ingest(tmp_path, f"a\n1.5\n{cell}\n".encode()).columns[0]
+    assert decimals["dtype"] == str(pd.read_csv(io.StringIO(f"a\n1.5\n{cell}\n"))["a"].dtype) == "float64"
+
+
+@pytest.mark.parametrize("late, dtype", [("oops", "str"), ("2.5", "float64")])
+def test_a_type_change_after_262k_rows_gives_one_schema(tmp_path, late, dtype):
+    """Issue 16: a column numeric for its first 262k rows that then holds text (or a decimal) is stored, with
+    one Parquet schema over every row group; the earlier rows are converted, not lost."""
+    n = 300_000
+    body = "".join(f"{i},{i % 3},{i % 2}\n" if i != 262_200 else f"{late},1,0\n" for i in range(n))
+    got = _ingest(tmp_path, ("a,b,y\n" + body).encode())
+    assert got.rows == n and got.columns[0]["dtype"] == dtype
+    parquet = pq.ParquetFile(tmp_path / "data.parquet")
+    assert parquet.metadata.num_row_groups > 4  # row groups written before the change hold the wider type too
+    table = parquet.read()
+    assert table.num_rows == n and str(table.schema.field("a").type) == ("string" if dtype == "str" else "double")
+    column = table.column("a").to_pylist()
+    assert column[262_200] == (late if dtype == "str" else 2.5)
+    assert column[0] == ("0" if dtype == "str" else 0.0) and column[-1] == ("299999" if dtype == "str" else 299999.0)
+
+
+def test_columns_changing_type_in_the_same_block_cost_one_more_pass_not_one_each(tmp_path, monkeypatch):
+    """Five integer columns that all turn to text on one late row: every widening the block needs is found
+    at once (int → text directly), so the spooled upload is parsed twice, not once per column and step."""
+    passes = []
+    real = ingest_stream._parse
+    monkeypatch.setattr(ingest_stream, "_parse", lambda *a, **k: passes.append(1) or real(*a, **k))
+    body = "".join(f"{i},{i},{i},{i},{i}\n" if i != 262_200 else "a,b,c,d,e\n" for i in range(300_000))
+    got = _ingest(tmp_path, ("v,w,x,y,z\n" + body).encode())
+    assert [c["dtype"] for c in got.columns] == ["str"] * 5 and got.rows == 300_000
+    assert len(passes) == 2
+    assert pq.read_table(tmp_path / "data.parquet").column("z").to_pylist()[262_199:262_202] == ["262199", "e", "262201"]

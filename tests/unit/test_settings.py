@@ -45,11 +45,18 @@ def test_every_field_is_read_from_its_variable():
     assert Settings.from_env({"KUBEPREDICT_PORT": "", "KUBEPREDICT_NAMESPACE": ""}) == Settings()
 
 
+def test_switches_read_the_usual_spellings():
+    assert Settings().gc_on_start is True
+    for raw, value in (("0", False), ("false", False), ("No", False), ("off", False), ("1", True), ("TRUE", True),
+                       ("yes", True), ("on", True)):
+        assert Settings.from_env({"KUBEPREDICT_GC_ON_START": raw}).gc_on_start is value, raw
+
+
 def test_each_field_has_a_kubepredict_variable():
     names = {env_name(f.name) for f in dataclasses.fields(Settings)}
     assert {"KUBEPREDICT_DATA_DIR", "KUBEPREDICT_S3_SECRET_ACCESS_KEY", "KUBEPREDICT_JOB_CPU_LIMIT"} <= names
     for f in dataclasses.fields(Settings):  # a sample value of the right type round-trips through the variable
-        sample = {"int": "3", "float": "3.5"}.get(str(f.type), "x")
+        sample = {"int": "3", "float": "3.5", "bool": "off"}.get(str(f.type), "x")
         if f.name in ("runner", "job_memory_limit", "job_max_memory", "job_cpu_limit", "read_token"):
             continue  # checked values: covered below
         assert getattr(Settings.from_env({env_name(f.name): sample}), f.name) not in (None, "", ())
@@ -64,6 +71,7 @@ def test_each_field_has_a_kubepredict_variable():
     ("KUBEPREDICT_JOB_CPU_LIMIT", "0", "KUBEPREDICT_JOB_CPU_LIMIT must be a positive"),
     ("KUBEPREDICT_JOB_DEADLINE_SECONDS", "-1", "KUBEPREDICT_JOB_DEADLINE_SECONDS must be positive"),
     ("KUBEPREDICT_READ_TOKEN", "r", "KUBEPREDICT_READ_TOKEN needs KUBEPREDICT_API_TOKEN"),
+    ("KUBEPREDICT_GC_ON_START", "maybe", "KUBEPREDICT_GC_ON_START must be true or false, got 'maybe'"),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_variable(name, value, message):
     with pytest.raises(ConfigError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import metrics
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..services import datasets, validate
+from ..storage.base import disk_full_is_507
 from .http import Function, Request, Response
 
 upload = Function("upload")
@@ -19,7 +20,8 @@ def _multipart(request: Request, limit: int):
                "CONTENT_TYPE": request.headers.get("content-type", ""),
                "CONTENT_LENGTH": request.headers.get("content-length", "")}
     try:
-        _, form, files = parse_form_data(environ, max_content_length=limit + 1024 * 1024, silent=False)
+        with disk_full_is_507("the server's temp folder"):  # the form parser spools the file there
+            _, form, files = parse_form_data(environ, max_content_length=limit + 1024 * 1024, silent=False)
     except RequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body is larger than the limit of {limit} bytes", details={"limit_bytes": limit}) from exc
     except ValueError as exc:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, InterfaceError
 
-from ..errors import BackendUnavailable, Conflict
+from ..errors import BackendUnavailable, Conflict, InsufficientStorage
 from ..events.cloudevents import make_event
 from ..ids import utcnow
 from . import schema
@@ -36,6 +36,19 @@ def refuse_if_in_use(conn: Connection, column, value: str, what: str, code: str)
                        details={"job_id": busy.job_id})
 
 
+SQLITE_FULL = 13
+PG_DISK_FULL = "53100"
+
+
+def _unavailable(exc) -> Exception:
+    """A database error as the API's: a full disk is InsufficientStorage (507), anything else 503."""
+    orig = exc.orig
+    if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or getattr(orig, "sqlstate", None) == PG_DISK_FULL:
+        return InsufficientStorage(f"the database's disk is full ({orig}); free some space and retry",
+                                   details={"where": "database"})
+    return BackendUnavailable(f"database unavailable: {orig}")
+
+
 class CatalogBase:
     """Owns the engines; repositories mix in their verbs."""
 
@@ -53,7 +66,7 @@ class CatalogBase:
             with self.engine.begin() as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
-            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise _unavailable(exc) from exc
 
     @contextmanager
     def ro(self) -> Iterator[Connection]:
@@ -61,7 +74,7 @@ class CatalogBase:
             with self.read_engine.connect() as conn:
                 yield conn
         except (OperationalError, InterfaceError) as exc:
-            raise BackendUnavailable(f"database unavailable: {exc.orig}") from exc
+            raise _unavailable(exc) from exc
 
     @staticmethod
     def _emit(conn: Connection, kind: str, key: str, data: dict) -> dict:

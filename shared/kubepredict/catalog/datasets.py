@@ -44,6 +44,11 @@ class DatasetsRepo:
     def get_dataset(self, dataset_id: str, *, preview: bool = False) -> dict:
         return dataset_view(self.get_dataset_row(dataset_id), preview=preview)
 
+    def dataset_ids(self) -> set[str]:
+        """Every dataset id (the orphan sweep's view of which dataset folders are owned)."""
+        with self.ro() as conn:
+            return set(conn.execute(select(schema.datasets.c.dataset_id)).scalars())
+
     def list_datasets(self, *, limit: int, offset: int) -> tuple[list[dict], int]:
         t = schema.datasets
         with self.ro() as conn:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, JobCancelled, JobNotFound
+from ..errors import Conflict, InsufficientStorage, JobCancelled, JobNotFound
 from ..ids import iso, utcnow
 from . import schema
 from .base import dumps, loads
@@ -213,9 +213,12 @@ class JobsRepo:
             row = conn.execute(select(J).where(J.c.job_id == job_id)).one()
             self._emit(conn, "job.succeeded", job_id, _event_data(row, summary={"rows": summary.get("rows")}))
 
-    def _finish(self, conn, row, status: str, error: dict | None) -> None:
+    def _finish(self, conn, row, status: str, error: dict | None, *, drop_predictions: bool = True) -> None:
         conn.execute(update(J).where(J.c.job_id == row.job_id).values(
             status=status, finished_at=utcnow(), error=dumps(error), stage=status))
+        if status == "failed" and row.kind == "predict" and drop_predictions:
+            # A failed job keeps no partial predictions (what its batches wrote before the failure).
+            conn.execute(delete(schema.prediction_batches).where(schema.prediction_batches.c.job_id == row.job_id))
         if row.shards:
             self._cancel_shards(conn, row.job_id)  # a finished job has no shard left to run
         if row.kind == "train" and row.model_id:
@@ -225,12 +228,29 @@ class JobsRepo:
 
     def fail(self, job_id: str, attempt: int, code: str, message: str) -> bool:
         """Record a failure the worker itself observed (bad data, an exception)."""
+        try:
+            return self._fail(job_id, attempt, code, message, drop_predictions=True)
+        except InsufficientStorage:
+            # On a full disk even deleting needs a little room: record the failure first; the failed job's
+            # predictions go with the next predict job's clean slate (clear_predictions) or orphan sweep.
+            logger.warning("job %s: disk full; failed without dropping its partial predictions yet", job_id)
+            return self._fail(job_id, attempt, code, message, drop_predictions=False)
+
+    def _fail(self, job_id: str, attempt: int, code: str, message: str, *, drop_predictions: bool) -> bool:
         with self.tx() as conn:
             row = conn.execute(select(J).where(*self._running(job_id, attempt))).first()
             if row is None:
                 return False
-            self._finish(conn, row, "failed", {"code": code, "message": message})
+            self._finish(conn, row, "failed", {"code": code, "message": message}, drop_predictions=drop_predictions)
             return True
+
+    def drop_failed_predictions(self) -> int:
+        """Delete prediction batches of failed jobs (left when a full disk refused the delete); returns how
+        many batches went."""
+        B = schema.prediction_batches
+        with self.tx() as conn:
+            failed = select(J.c.job_id).where(J.c.status == "failed", J.c.kind == "predict")
+            return conn.execute(delete(B).where(B.c.job_id.in_(failed))).rowcount or 0
 
     def lost(self, job_id: str, attempt: int, code: str, message: str) -> str | None:
         """A worker vanished: requeue while attempts remain, else fail. Returns the new status or None."""

@@ -41,6 +41,11 @@ class ModelsRepo:
     def get_model(self, model_id: str) -> dict:
         return model_view(self.get_model_row(model_id))
 
+    def model_ids(self) -> set[str]:
+        """Every model id, whatever its status (a model in training owns its folder before its artifact)."""
+        with self.ro() as conn:
+            return set(conn.execute(select(schema.models.c.model_id)).scalars())
+
     def list_models(self, *, limit: int, offset: int, name: str | None = None) -> tuple[list[dict], int]:
         t = schema.models
         where = [t.c.name == name] if name else []

@@ -41,8 +41,20 @@ def decode_batch(data: bytes) -> pa.Table:
 
 class PredictionsRepo:
     def clear_predictions(self, job_id: str) -> None:
+        """A predict attempt starts from a clean slate: its own rows go, and any a failed job still holds
+        (left when a full disk refused the delete as it failed; see ``JobsRepo.fail``)."""
+        J = schema.jobs
+        failed = select(J.c.job_id).where(J.c.status == "failed", J.c.kind == "predict")
         with self.tx() as conn:
             conn.execute(delete(B).where(B.c.job_id == job_id))
+            conn.execute(delete(B).where(B.c.job_id.in_(failed)))  # two deletes: each can use the job_id index
+
+    def failed_jobs_with_predictions(self) -> list[str]:
+        """Failed predict jobs whose prediction rows are still stored (what the orphan sweep reports)."""
+        J = schema.jobs
+        with self.ro() as conn:
+            return list(conn.execute(select(B.c.job_id).distinct().join(J, J.c.job_id == B.c.job_id)
+                                     .where(J.c.status == "failed").order_by(B.c.job_id)).scalars())
 
     def clear_shard_predictions(self, job_id: str, row_start: int, row_stop: int) -> None:
         """A retried shard starts from a clean slate: delete its own batches (those starting in

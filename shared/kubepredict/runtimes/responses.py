@@ -21,6 +21,7 @@ STATUS = (
     (errors.Unprocessable, 422),
     (errors.TooManyJobs, 429),
     (errors.BackendUnavailable, 503),
+    (errors.InsufficientStorage, 507),
     (errors.ArtifactRejected, 500),  # stored model failed its integrity check: our fault, said clearly
 )
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator
 
 from ..errors import InvalidInput
 from ..ids import new_id
+from ..storage.base import disk_full_is_507
 from . import ingest, ingest_stream
 
 if TYPE_CHECKING:
@@ -37,10 +38,11 @@ def upload_dataset(svc, stream: BinaryIO, *, name: str | None) -> dict:
         first = stream.read(1)
         if not first:
             raise InvalidInput("the request body is empty; send a CSV file", code="empty_body")
-        parsed = ingest_stream.ingest_csv(_Prepend(first, stream), raw_path=Path(raw_path),
-                                          parquet_path=Path(pq_path), max_bytes=svc.settings.max_upload_bytes)
-        svc.storage.put_file(raw_key, raw_path, sha256=parsed.sha256)
-        svc.storage.put_file(pq_key, pq_path, hashed=False)
+        with disk_full_is_507("the server's disk"):  # what the store did not already say was full
+            parsed = ingest_stream.ingest_csv(_Prepend(first, stream), raw_path=Path(raw_path),
+                                              parquet_path=Path(pq_path), max_bytes=svc.settings.max_upload_bytes)
+            svc.storage.put_file(raw_key, raw_path, sha256=parsed.sha256)
+            svc.storage.put_file(pq_key, pq_path, hashed=False)
         view = svc.catalog.add_dataset(
             dataset_id=dataset_id, name=name, rows=parsed.rows, size_bytes=parsed.size, sha256=parsed.sha256,
             columns=parsed.columns, preview=parsed.preview, object_key=raw_key, parquet_key=pq_key)

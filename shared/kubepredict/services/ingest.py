@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from typing import BinaryIO
 
 import pandas as pd
@@ -14,27 +15,61 @@ from ..errors import InvalidInput
 
 PREVIEW_ROWS = 20
 SNIFF_BYTES = 64 * 1024
+#: The header line may be this long at most, and name this many columns at most (documented limits).
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_COLUMNS = 16_384
+
+
+def header_end(head: bytes) -> int:
+    """Offset just past the header line's end (\n, \r\n or \r) in ``head``, 0 while not there yet."""
+    ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+    if not ends:
+        return 0
+    at = min(ends)
+    if head[at:at + 1] == b"\r" and at + 1 == len(head):
+        return 0  # a \r\n may be cut in two: wait for the next byte
+    return at + (2 if head[at:at + 2] == b"\r\n" else 1)
+
+
+def read_header(stream: BinaryIO, head: bytes = b"") -> bytes:
+    """``head`` plus what ``stream`` yields until the header line is whole (or the stream ends); a header
+    line longer than MAX_HEADER_BYTES is refused."""
+    while not header_end(head):
+        if len(head) > MAX_HEADER_BYTES:
+            raise InvalidInput(f"the header line is longer than {MAX_HEADER_BYTES // 1024} KiB",
+                               code="invalid_csv", details={"limit_bytes": MAX_HEADER_BYTES})
+        more = stream.read(SNIFF_BYTES)
+        if not more:
+            break
+        head += more
+    return head
 
 
 def _check_header(head: bytes) -> list[str]:
-    if b"\x00" in head:
+    """The column names of the header line at the start of ``head`` (``head`` may hold more lines)."""
+    end = header_end(head)
+    line = head[:end] if end else head
+    if b"\x00" in line:
         raise InvalidInput("the file looks binary, not CSV text", code="invalid_csv")
     try:
-        text = head.decode("utf-8-sig")
+        text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         # A multi-byte character may be cut at the end of the sniffed block; only fail on an early error.
-        if exc.start < len(head) - 4:
+        if end or exc.start < len(line) - 4:
             raise InvalidInput(f"the file is not UTF-8 text (byte {exc.start})", code="invalid_csv") from exc
-        text = head[: exc.start].decode("utf-8-sig")
-    first = text.splitlines()[0] if text.strip() else ""
+        text = line[: exc.start].decode("utf-8-sig")
+    first = text.rstrip("\r\n")
     if not first.strip():
         raise InvalidInput("the CSV file is empty (no header line)", code="empty_csv")
     names = next(csv.reader([first]))
+    if len(names) > MAX_COLUMNS:
+        raise InvalidInput(f"the file has {len(names)} columns; at most {MAX_COLUMNS} are accepted",
+                           code="too_many_columns", details={"columns": len(names), "limit": MAX_COLUMNS})
     names = [n.strip() for n in names]
     if any(n == "" for n in names):
         raise InvalidInput("the header has an empty column name", code="invalid_csv",
                            details={"position": names.index("") + 1})
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
         raise InvalidInput(f"duplicate column names: {', '.join(dupes)}", code="invalid_csv",
                            details={"duplicates": dupes})
@@ -43,7 +78,7 @@ def _check_header(head: bytes) -> list[str]:
 
 def parse_csv(stream: BinaryIO) -> pd.DataFrame:
     """Parse a small CSV stream into a DataFrame (uploads go through ingest_stream) or raise InvalidInput."""
-    head = stream.read(SNIFF_BYTES)
+    head = read_header(stream, stream.read(SNIFF_BYTES))
     names = _check_header(head)
     data = io.BufferedReader(_Rewound(head, stream))
     try:

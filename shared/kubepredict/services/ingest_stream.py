@@ -11,6 +11,7 @@ column (int → float → text) and the spooled file is parsed again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -22,13 +23,14 @@ from typing import BinaryIO
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..ahead import ahead
 from ..errors import InvalidInput, PayloadTooLarge
 from ..storage.spool import SpoolFile
-from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, json_safe_records
+from .ingest import PREVIEW_ROWS, SNIFF_BYTES, _check_header, header_end, json_safe_records, read_header
 
 ROW_GROUP_ROWS = 65_536
 #: Types are inferred from the whole rows in the first SAMPLE_BYTES; rows are parsed in blocks of about
@@ -45,6 +47,11 @@ NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "
 RAW_LINES_KEY = "kubepredict.raw_lines"
 _WIDER = {pa.null(): pa.float64(), pa.int64(): pa.float64(), pa.float64(): pa.string(), pa.bool_(): pa.string()}
 _COLUMN_ERROR = re.compile(r"In CSV column #(\d+): ")
+_INVALID_VALUE = re.compile(r"invalid value '(.*)'", re.S)
+#: An integer literal; one beyond int64 makes its column text, as ``pandas.read_csv`` makes it ``object``
+#: (Python ints): the digits are kept exactly, never rounded to a float.
+INTEGER = r"^\s*[+-]?\d+\s*$"
+_INTEGER = re.compile(INTEGER)
 
 
 @dataclass
@@ -112,14 +119,22 @@ class _Tee(io.RawIOBase):
 
 
 class _Distinct:
-    """Distinct non-null values of one column: exact while few, then a HyperLogLog estimate."""
+    """Distinct non-null values of one column: exact while few, then a HyperLogLog estimate.
+
+    While not ``many``, ``exact`` holds every distinct value seen; once ``many``, the registers hold a hash
+    of every value seen. Registers are made only for a column with many values, and a block's few values
+    are kept as (register, rank) pairs rather than a whole register array: a wide file (thousands of
+    columns, a few rows per block) then costs little per column and block.
+    """
 
     P = 14
+    SPARSE = 1 << (P - 2)  # fewer values than this in a block: (register, rank) pairs, not registers
 
     def __init__(self):
         self.exact: pa.Array | None = None  # the distinct values, while there may be few
         self.many = False
-        self.registers = np.zeros(1 << self.P, dtype=np.uint8)
+        self.registers: np.ndarray | None = None
+        self.sparse: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, column: pa.Array, *, many: bool = False) -> None:
         """``many``: the column is already known to hold too many values to count exactly."""
@@ -127,35 +142,61 @@ class _Distinct:
             column = column.drop_null()
         if len(column) == 0:
             return
-        self._hll(column)  # cheap and vectorised: decides whether exact counting is worth a hash table
-        if many:
-            self.many, self.exact = True, None
-        if self.many:
+        if many or self.many:
+            self._to_many()
+            self._hll(column)
             return
-        if self._estimate() > 2 * EXACT_UNIQUE:
-            self.many, self.exact = True, None
-            return
-        seen = column.unique() if self.exact is None else pa.concat_arrays([self.exact, column.unique()]).unique()
-        if len(seen) > EXACT_UNIQUE:
-            self.many, self.exact = True, None
-        else:
-            self.exact = seen
+        if len(column) > EXACT_UNIQUE:  # a big block: a cheap estimate decides whether a hash table is worth it
+            probe = _Distinct()
+            probe.registers = np.zeros(1 << self.P, dtype=np.uint8)
+            probe._hll(column)
+            if probe._estimate() > 2 * EXACT_UNIQUE:
+                self._to_many()
+                np.maximum(self._dense(), probe.registers, out=self.registers)
+                return
+        self._union(column.unique())
 
     def merge(self, other: "_Distinct") -> None:
         """Add what ``other`` saw (another block of the same column)."""
-        np.maximum(self.registers, other.registers, out=self.registers)
-        if self.many or other.many or self._estimate() > 2 * EXACT_UNIQUE:
-            self.many, self.exact = True, None
-            return
-        if other.exact is None:
-            return
-        seen = other.exact if self.exact is None else pa.concat_arrays([self.exact, other.exact]).unique()
+        if other.many:
+            self._to_many()
+            registers = self._dense()
+            if other.registers is not None:
+                np.maximum(registers, other.registers, out=registers)
+            for idx, rank in other.sparse:
+                np.maximum.at(registers, idx, rank)
+        elif other.exact is not None:
+            if self.many:
+                self._hll(other.exact)
+            else:
+                self._union(other.exact)
+
+    def _union(self, values: pa.Array) -> None:
+        seen = values if self.exact is None else pa.concat_arrays([self.exact, values]).unique()
+        self.exact = seen
         if len(seen) > EXACT_UNIQUE:
-            self.many, self.exact = True, None
-        else:
-            self.exact = seen
+            self._to_many()
+
+    def _to_many(self) -> None:
+        """From now on estimate: the exact values seen so far go into the registers."""
+        if self.many:
+            return
+        self.many = True
+        exact, self.exact = self.exact, None
+        if exact is not None and len(exact):
+            self._hll(exact)
+
+    def _dense(self) -> np.ndarray:
+        """The registers as one array (made now if needed, with the sparse pairs folded in)."""
+        if self.registers is None:
+            self.registers = np.zeros(1 << self.P, dtype=np.uint8)
+        for idx, rank in self.sparse:
+            np.maximum.at(self.registers, idx, rank)
+        self.sparse = []
+        return self.registers
 
     def _estimate(self) -> float:
+        self._dense()
         m = float(len(self.registers))
         estimate = 0.7213 / (1 + 1.079 / m) * m * m / np.sum(np.exp2(-self.registers.astype(np.float64)))
         zeros = int(np.count_nonzero(self.registers == 0))
@@ -165,8 +206,9 @@ class _Distinct:
 
     def _hll(self, column: pa.Array) -> None:
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-            h = _mix64(column.cast(pa.float64() if pa.types.is_floating(column.type) else pa.int64())
-                       .to_numpy(zero_copy_only=False).view(np.uint64))
+            wide = (pa.float64() if pa.types.is_floating(column.type)
+                    else pa.uint64() if pa.types.is_unsigned_integer(column.type) else pa.int64())
+            h = _mix64(column.cast(wide).to_numpy(zero_copy_only=False).view(np.uint64))
         else:
             h = pd.util.hash_array(column.to_numpy(zero_copy_only=False)).astype(np.uint64, copy=False)
         idx = (h >> np.uint64(64 - self.P)).astype(np.intp)
@@ -175,6 +217,11 @@ class _Distinct:
         # rank = 64 - floor(log2(h)), read off the float64 exponent: no log2 over every value
         exponent = h.astype(np.float64).view(np.uint64) >> np.uint64(52)
         rank = (np.uint64(64 + 1023) - exponent).astype(np.uint8)
+        if self.registers is None and len(idx) < self.SPARSE:
+            self.sparse.append((idx, rank))
+            return
+        if self.registers is None:
+            self.registers = np.zeros(1 << self.P, dtype=np.uint8)
         np.maximum.at(self.registers, idx, rank)
 
     def count(self, non_null: int) -> tuple[int, bool]:
@@ -202,6 +249,12 @@ def _pandas_dtype(t: pa.DataType, missing: int) -> str:
         return "float64"
     if pa.types.is_boolean(t):
         return "object" if missing else "bool"
+    return _text_dtype()
+
+
+@functools.cache
+def _text_dtype() -> str:
+    """What pandas calls a text column read from Arrow (``str`` in pandas 3, ``object`` before)."""
     return str(pa.array([], type=pa.string()).to_pandas().dtype)
 
 
@@ -219,15 +272,42 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             _raise_for(exc, names, {})
     types = {}
-    for i, name in enumerate(names):
-        t = table.schema.types[i] if table is not None else pa.null()
+    inferred = table.schema.types if table is not None else [pa.null()] * len(names)  # one list: O(columns)
+    for name, t in zip(names, inferred):
         if t in (pa.int64(), pa.float64(), pa.bool_(), pa.string()):
             types[name] = t
         elif pa.types.is_null(t):
             types[name] = pa.float64()  # empty so far: numbers later widen nothing, text widens to string
         else:
             types[name] = pa.string()  # dates, times, binary: text, as pandas reads them
+    if table is not None:
+        for name in _big_integer_columns(sample[:cut], names, table):
+            types[name] = pa.string()
     return types
+
+
+def _beyond_int64(text: str) -> bool:
+    return bool(_INTEGER.match(text)) and not -(2 ** 63) <= int(text) < 2 ** 63
+
+
+def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> list[str]:
+    """Columns Arrow read as floats only because an integer did not fit int64 (all values integer literals)."""
+    suspects = []
+    for name, col in zip(names, table.columns):
+        if col.type == pa.float64() and col.null_count < len(col):
+            biggest = pc.max(pc.abs(col)).as_py()
+            if biggest is not None and biggest >= 2.0 ** 63 and pc.all(pc.equal(col, pc.floor(col))).as_py():
+                suspects.append(name)
+    if not suspects:
+        return []
+    text = pacsv.read_csv(io.BytesIO(sample),
+                          read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
+                                                         block_size=max(len(sample) + 1, SAMPLE_BYTES)),
+                          parse_options=_PARSE,
+                          convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in suspects},
+                                                               include_columns=suspects, null_values=NULLS,
+                                                               strings_can_be_null=True))
+    return [n for n in suspects if pc.all(pc.match_substring_regex(text.column(n), INTEGER)).as_py()]
 
 
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
@@ -241,11 +321,12 @@ def _convert_options(types: dict) -> pacsv.ConvertOptions:
 
 def ingest_csv(stream: BinaryIO, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
     """Parse ``stream`` into ``parquet_path`` (row groups), spool its raw bytes to ``raw_path``, describe it."""
-    head = stream.read(SNIFF_BYTES)
+    head = read_header(stream, stream.read(SNIFF_BYTES))
     names = _check_header(head)
     with SpoolFile(str(raw_path)) as spool:
-        while len(head) < SAMPLE_BYTES:  # a sample to infer types from
-            more = stream.read(SAMPLE_BYTES - len(head))
+        wanted = header_end(head) + SAMPLE_BYTES  # rows to infer types from, however long the header
+        while len(head) < wanted:
+            more = stream.read(wanted - len(head))
             if not more:
                 break
             head += more
@@ -338,9 +419,9 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
         if rows and raw.one_line_per_row(rows):
             writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
     columns = []
-    for i, name in enumerate(names):
+    for i, (name, t) in enumerate(zip(names, schema.types)):
         unique, estimated = distinct[i].count(rows - missing[i])
-        col = {"name": name, "dtype": _pandas_dtype(schema.types[i], missing[i]), "missing": missing[i],
+        col = {"name": name, "dtype": _pandas_dtype(t, missing[i]), "missing": missing[i],
                "unique": unique}
         if estimated:
             col["unique_estimated"] = True
@@ -358,17 +439,39 @@ def _parsed_blocks(source, names: list[str], types: dict, schema: pa.Schema, ter
 
     with ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse") as pool:
         # The splitter (a helper thread) reads and cuts the body and hands blocks to the parsers.
-        parsing = ahead((pool.submit(_parse_block, block, names, schema, many)
+        parsing = ahead(((block, pool.submit(_parse_block, block, names, schema, many))
                          for block in _blocks(source, terminator)), depth=PARSERS + 1, name="csv-split")
         try:
-            for future in parsing:
+            for block, future in parsing:
                 try:
                     yield future.result()
                 except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                    _raise_for(exc, names, types, schema)
+                    try:
+                        _raise_for(exc, names, types, schema)
+                    except _Widen as widen:
+                        raise _widen_all(block, names, widen) from None
         finally:
             parsing.close()  # stop the splitter before the pool: nothing is submitted after shutdown
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _widen_all(block: pa.Buffer, names: list[str], widen: _Widen) -> _Widen:
+    """Every widening ``block`` needs, not just its first failing column's: one more pass over the file
+    for all the columns that change in this block, instead of one pass per column."""
+    types = widen.types
+    for _ in range(3 * len(names)):  # each round widens one column one step: a bound, never reached
+        schema = pa.schema([(n, types[n]) for n in names])
+        try:
+            _parse_block(block, names, schema, [True] * len(names))
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            try:
+                _raise_for(exc, names, types, schema)
+            except _Widen as more:
+                types = more.types
+            except InvalidInput:
+                break  # malformed, not a type change: the next pass reports it
+    return _Widen(types)
 
 
 def _parse_block(block: pa.Buffer, names: list[str], schema: pa.Schema, many: list[bool]):
@@ -443,6 +546,9 @@ def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema 
         name = names[i]
         current = types.get(name) or (schema.types[i] if schema is not None else pa.string())
         wider = _WIDER.get(current)
+        value = _INVALID_VALUE.search(message)
+        if current == pa.int64() and value and _beyond_int64(value.group(1)):
+            wider = pa.string()  # an integer beyond int64: text, exactly (see INTEGER)
         if wider is not None:
             raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types)} if schema else {}),
                           name: wider})

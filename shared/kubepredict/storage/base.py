@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import errno
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
+
+from ..errors import InsufficientStorage
+
+#: OS errors that mean "the disk is full" (no space, or over a quota).
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@contextmanager
+def disk_full_is_507(where: str) -> Iterator[None]:
+    """Turn a full disk (ENOSPC/EDQUOT) met inside the block into InsufficientStorage (HTTP 507)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise InsufficientStorage(f"{where} is full ({exc.strerror}); free some space and retry",
+                                      details={"where": where}) from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -14,12 +33,19 @@ class StoredObject:
     sha256: str
 
 
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    modified: float  # seconds since the epoch
+
+
 class Storage(ABC):
     """Object store. Writes are atomic: a reader sees the whole object or none.
 
     Raises:
         NotFound: ``get``/``open`` of a missing key.
         BackendUnavailable: the store cannot be reached or failed.
+        InsufficientStorage: a write met a full disk (nothing is kept).
         PayloadTooLarge: ``put`` with ``max_bytes`` and a larger stream (nothing is kept).
     """
 
@@ -37,8 +63,9 @@ class Storage(ABC):
         import os
         import tempfile
 
-        fd, path = tempfile.mkstemp(prefix="kubepredict-")
-        os.close(fd)
+        with disk_full_is_507("the local temp folder"):
+            fd, path = tempfile.mkstemp(prefix="kubepredict-")
+            os.close(fd)
         return path
 
     def put_file(self, key: str, path: str, *, sha256: str | None = None, hashed: bool = True) -> StoredObject:
@@ -80,6 +107,20 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]: ...
 
+    def list_modified(self, prefix: str = "") -> Iterator[ListedObject]:
+        """Keys under ``prefix`` with their last-modified times (what the orphan sweep reads); a store that
+        cannot tell is never swept (an object of unknown age may be an upload in progress)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list modification times")
+
+    def stale_staging(self, older_than: float) -> list[str]:
+        """Staging files left by an interrupted write (a killed process), last modified before
+        ``older_than`` (epoch seconds), named as ``remove_staging`` takes them; none where the store stages
+        nothing of its own (S3: an interrupted multipart upload is the bucket's lifecycle rule's)."""
+        return []
+
+    def remove_staging(self, name: str) -> None:
+        raise NotImplementedError
+
     def ping(self) -> None:
-        """Raise BackendUnavailable when the store does not answer."""
+        """Raise BackendUnavailable when the store does not answer (InsufficientStorage when it is full)."""
         return None

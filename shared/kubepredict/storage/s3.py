@@ -15,7 +15,7 @@ from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from ..errors import BackendUnavailable, ConfigError, NotFound, PayloadTooLarge
-from .base import Storage, StoredObject
+from .base import ListedObject, Storage, StoredObject
 
 PART_BYTES = 8 * 1024 * 1024
 SPOOL_BYTES = 64 * 1024 * 1024
@@ -201,12 +201,16 @@ class S3Storage(Storage):
                 raise err from exc
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for listed in self.list_modified(prefix):
+            yield listed.key
+
+    def list_modified(self, prefix: str = "") -> Iterator[ListedObject]:
         base = self._key("")
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                               Prefix=self._key(prefix)):
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][len(base):]
+                    yield ListedObject(obj["Key"][len(base):], obj["LastModified"].timestamp())
         except Exception as exc:  # noqa: BLE001
             raise self._fail(exc, prefix) from exc
 

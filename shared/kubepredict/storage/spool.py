@@ -17,7 +17,10 @@ from __future__ import annotations
 import os
 from typing import BinaryIO, Iterator
 
+from .base import disk_full_is_507
+
 WINDOW_BYTES = 64 * 1024 * 1024
+WHERE = "the disk holding uploads being received"
 _FADVISE = hasattr(os, "posix_fadvise")  # not on macOS: there the pages simply stay cached
 
 
@@ -26,7 +29,8 @@ class SpoolFile:
 
     def __init__(self, path: str, *, drop: bool = True, window: int = WINDOW_BYTES):
         """``drop``: drop written pages from the cache (a cold copy); else keep them, only written back."""
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with disk_full_is_507(WHERE):
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._drop_pages = drop and _FADVISE
         self._window, self._written, self._dropped = window, 0, 0
 
@@ -43,12 +47,13 @@ class SpoolFile:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         size = len(view)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-            self._written += n
-        if self._written - self._dropped >= self._window:
-            self._drop()
+        with disk_full_is_507(WHERE):
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                self._written += n
+            if self._written - self._dropped >= self._window:
+                self._drop()
         return size
 
     def _drop(self) -> None:
@@ -62,7 +67,8 @@ class SpoolFile:
             return
         try:
             if sync:
-                self._drop()
+                with disk_full_is_507(WHERE):
+                    self._drop()
         finally:
             os.close(self._fd)
             self._fd = -1
