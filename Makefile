@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 PORT   ?= 8080
 DATA   ?= ./data
 PYTEST_ARGS ?=
+FUZZ_EXAMPLES ?= 200
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers clean
+.PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +46,6 @@ bench-peers: setup ## Kubepredict vs MLServer side by side with wrk (MLServer in
 
 clean:
 	rm -rf $(VENV) .cache build .pytest_cache test-artifacts
+
+fuzz: setup ## Schema-driven fuzzing of every route (schemathesis, FUZZ_EXAMPLES per route) against a fresh gateway
+	KUBEPREDICT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/e2e/test_schema_fuzz.py -p no:cacheprovider $(PYTEST_ARGS)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
+from ..schema import parse
+from .docs import RouteDoc
 
 # What a JSON body may be labelled: leniently for clients that are not web pages (Kubeless triggers send
 # form types, ``faas-cli invoke`` and the OpenFaaS Kafka connector ``text/plain``, ``curl -d`` a form type),
@@ -57,6 +59,8 @@ class Request:
     strict: bool = False
     #: False for a read-only token: the function may answer reads and online predictions only
     can_write: bool = True
+    #: the query string parsed by the route's ``query`` model (``api/docs.py``), when it declares one
+    params: Any = None
 
     @classmethod
     def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | BinaryIO = b"") -> "Request":
@@ -133,12 +137,24 @@ def normalize_path(path: str) -> str:
 Handler = Callable[..., Response]
 
 
+@dataclass(frozen=True)
+class Route:
+    method: str
+    parts: list[str]
+    handler: Handler
+    doc: RouteDoc
+
+    @property
+    def pattern(self) -> str:
+        return "/" + "/".join(self.parts)
+
+
 class Function:
     """A named function with its own routes: ``(method, pattern)`` where ``{x}`` matches one segment."""
 
     def __init__(self, name: str):
         self.name = name
-        self.routes: list[tuple[str, list[str], Handler]] = []
+        self.routes: list[Route] = []
         self.__name__ = name
         #: ``quick(method, path, body) -> bool``: whether a call is cheap, CPU-only work (an online
         #: prediction) that a server may run on its event loop instead of handing it to a thread.
@@ -147,9 +163,10 @@ class Function:
     def is_quick(self, method: str, path: str, body: bytes) -> bool:
         return self.quick is not None and self.quick(method, path, body)
 
-    def route(self, method: str, pattern: str):
+    def route(self, method: str, pattern: str, **doc):
+        """Register ``fn`` for ``method pattern``; ``doc`` is a RouteDoc's fields (query model, body, responses…)."""
         def register(fn: Handler) -> Handler:
-            self.routes.append((method, [p for p in pattern.split("/") if p], fn))
+            self.routes.append(Route(method, [p for p in pattern.split("/") if p], fn, RouteDoc(**doc)))
             return fn
         return register
 
@@ -157,14 +174,16 @@ class Function:
         parts = [p for p in request.path.split("/") if p]
         wanted = "GET" if request.method == "HEAD" else request.method  # HEAD: a GET whose body is dropped
         allowed = []
-        for method, pattern, fn in self.routes:
-            args = _match(pattern, parts)
+        for r in self.routes:
+            args = _match(r.parts, parts)
             if args is None:
                 continue
-            if method != wanted:
-                allowed.append(method)
+            if r.method != wanted:
+                allowed.append(r.method)
                 continue
-            return fn(request, svc, *args)
+            if r.doc.query is not None:
+                request.params = parse.query(r.doc.query, request.query)
+            return r.handler(request, svc, *args)
         if allowed:
             raise MethodNotAllowed(f"{request.method} is not allowed on /function/{self.name}{request.path}",
                                    details={"allowed": sorted(set(allowed))})

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from ..codecs import native
 from ..errors import Forbidden
-from ..services import prediction, validate
+from ..schema import parse
+from ..schema import requests as q
+from ..schema import responses as out
+from ..services import prediction
 from . import protocols
+from .docs import Content
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
-from .train import accepted
+from .train import ACCEPTED, IDEMPOTENCY, JOB_LINKS, accepted
 
 
 class PredictFunction(Function):
@@ -32,10 +36,16 @@ def _quick(method: str, path: str, body: bytes) -> bool:
 predict.quick = _quick
 
 
-@predict.route("POST", "/")
+@predict.route("POST", "/", summary="Predict: rows answered at once, or a dataset scored by a batch job",
+               body=Content({"application/json": {"anyOf": [q.OnlinePredictRequest, q.BatchPredictRequest]}}),
+               responses={200: Content({"application/json": out.OnlinePrediction}, "online predictions"),
+                          202: ACCEPTED, 400: "invalid request or rows; columns missing",
+                          404: "unknown model or dataset", 409: "the model is not ready",
+                          413: "more rows than KUBEPREDICT_MAX_ONLINE_ROWS", 429: "too many queued jobs"},
+               headers=IDEMPOTENCY, links=JOB_LINKS)
 def create(request: Request, svc) -> Response:
     raw = request.json()
-    body = validate.require_object(unwrap_cloudevent(raw))
+    body = parse.require_object(unwrap_cloudevent(raw))
     if native.is_online(body):
         return Response.json(prediction.predict_online(svc, body))
     if not request.can_write:
@@ -45,10 +55,10 @@ def create(request: Request, svc) -> Response:
     return accepted(job, created)
 
 
-@predict.route("GET", "/")
+@predict.route("GET", "/", summary="List prediction jobs", query=q.PredictJobsQuery, responses={200: out.JobList})
 def list_(request: Request, svc) -> Response:
-    limit, offset = validate.page(request.query)
-    items, total = svc.catalog.list_jobs(kind="predict", status=request.query.get("status") or None,
+    limit, offset = request.params.limit, request.params.offset
+    items, total = svc.catalog.list_jobs(kind="predict", status=request.params.status,
                                          limit=limit, offset=offset)
     for j in items:
         j.pop("request", None)

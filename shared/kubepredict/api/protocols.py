@@ -16,6 +16,9 @@ from .. import __version__
 from ..codecs import kserve_v1, mlflow, v2
 from ..errors import KubepredictError, MethodNotAllowed, ModelNotFound, RouteNotFound, UnsupportedMediaType
 from ..services import prediction, serving
+from ..schema import requests as q
+from ..schema import responses as out
+from .docs import Content, RouteDoc
 from .http import DEFAULT_MAX_JSON, Request, Response
 
 ROOTS = ("v2", "v1", "models", "invocations", "ping", "health", "version")
@@ -54,14 +57,22 @@ class Route:
     parts: tuple[str, ...]
     handler: Callable[..., Response]
     public: bool  # health checks: no bearer token, even when KUBEPREDICT_API_TOKEN is set
+    doc: RouteDoc = RouteDoc()
+
+    @property
+    def pattern(self) -> str:
+        return "/" + "/".join(self.parts)
 
 
 ROUTES: list[Route] = []
+TEXT = Content({"text/plain": {"type": "string"}})
 
 
-def route(method: str, pattern: str, *, public: bool = False):
+def route(method: str, pattern: str, *, public: bool = False, **doc):
+    """Register a protocol route; ``doc`` holds RouteDoc fields (summary, body, responses, tags, path)."""
     def register(fn):
-        ROUTES.append(Route(method, tuple(p for p in pattern.split("/") if p), fn, public))
+        ROUTES.append(Route(method, tuple(p for p in pattern.split("/") if p), fn, public,
+                            RouteDoc(public=public, **doc)))
         return fn
     return register
 
@@ -111,39 +122,55 @@ def dispatch(request: Request, svc) -> Response | None:
         return error_response(request.path, exc)
 
 
+# ---- documentation shared by routes ---------------------------------------------------------
+ERRORS = {400: "invalid body or rows", 404: "unknown model", 409: "model not ready",
+          413: "body or rows over the limit", 415: "unsupported content type or encoding"}
+INFER_RESPONSES = {200: out.V2InferResponse, **ERRORS}
+MLFLOW_BODY = Content({"application/json": q.MLflowRequest,
+                       "text/csv": {"type": "string", "description": "a header row, one line per row"}})
+PING = {200: TEXT, 404: "unknown model", 409: "model not ready"}
+
+
 # ---- Open Inference Protocol (V2) ------------------------------------------------------------
-@route("GET", "/v2", public=True)
+@route("GET", "/v2", public=True, summary="Server metadata", tags=("Open Inference Protocol (V2)",), responses={200: out.V2Server})
 def v2_server(request, svc):
     return Response.json({"name": "kubepredict", "version": __version__, "extensions": ["binary_tensor_data"]})
 
 
-@route("GET", "/v2/health/live", public=True)
+@route("GET", "/v2/health/live", public=True, summary="Liveness", tags=("Open Inference Protocol (V2)",), responses={200: out.V2Live})
 def v2_live(request, svc):
     return Response.json({"live": True})
 
 
-@route("GET", "/v2/health/ready", public=True)
+@route("GET", "/v2/health/ready", public=True, summary="Readiness: database and storage answer", tags=("Open Inference Protocol (V2)",),
+       responses={200: out.V2Ready, 503: "database or storage unavailable"})
 def v2_ready(request, svc):
     svc.catalog.ping()
     svc.storage.ping()
     return Response.json({"ready": True})
 
 
-@route("GET", "/v2/models/{name}")
-@route("GET", "/v2/models/{name}/versions/{version}")
+@route("GET", "/v2/models/{name}", summary="Model metadata (latest version)", tags=("Open Inference Protocol (V2)",),
+       responses={200: out.V2Metadata, 404: "unknown model", 409: "not ready"})
+@route("GET", "/v2/models/{name}/versions/{version}", summary="Model metadata", tags=("Open Inference Protocol (V2)",),
+       responses={200: out.V2Metadata, 404: "unknown model or version", 409: "not ready"})
 def v2_metadata(request, svc, name, version=None):
     return Response.json(v2.metadata(serving.resolve(svc, name, version)))
 
 
-@route("GET", "/v2/models/{name}/ready")
-@route("GET", "/v2/models/{name}/versions/{version}/ready")
+@route("GET", "/v2/models/{name}/ready", summary="Model readiness", tags=("Open Inference Protocol (V2)",),
+       responses={200: out.V2ModelReady, 404: "unknown model", 409: "not ready"})
+@route("GET", "/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", tags=("Open Inference Protocol (V2)",),
+       responses={200: out.V2ModelReady, 404: "unknown model or version", 409: "not ready"})
 def v2_model_ready(request, svc, name, version=None):
     model = serving.resolve(svc, name, version)  # unknown: 404; training or failed: 409 (not ready)
     return Response.json({"name": model.name, "ready": True})
 
 
-@route("POST", "/v2/models/{name}/infer")
-@route("POST", "/v2/models/{name}/versions/{version}/infer")
+@route("POST", "/v2/models/{name}/infer", summary="Inference (JSON tensors or Triton binary)", tags=("Open Inference Protocol (V2)",),
+       body=q.V2InferRequest, responses=INFER_RESPONSES)
+@route("POST", "/v2/models/{name}/versions/{version}/infer", summary="Inference on a version", tags=("Open Inference Protocol (V2)",),
+       body=q.V2InferRequest, responses=INFER_RESPONSES)
 def v2_infer(request, svc, name, version=None):
     _identity_encoding(request)
     if request.content_type and request.content_type != "application/octet-stream":
@@ -153,12 +180,14 @@ def v2_infer(request, svc, name, version=None):
 
 
 # ---- KServe V1 -------------------------------------------------------------------------------
-@route("GET", "/v1/models/{name}")
+@route("GET", "/v1/models/{name}", summary="Model status", tags=("KServe V1",),
+       responses={200: out.V1Model, 404: "unknown model", 409: "not ready"})
 def v1_model(request, svc, name):
     return Response.json(kserve_v1.metadata(serving.resolve(svc, name)))
 
 
-@route("POST", "/v1/models/{target}")
+@route("POST", "/v1/models/{target}", summary="Predict", tags=("KServe V1",), path="/v1/models/{name}:predict",
+       body=q.KServeV1Request, responses={200: out.Predictions, **ERRORS})
 def v1_predict(request, svc, target):
     name, _, verb = target.rpartition(":")
     if verb != "predict" or not name:
@@ -168,12 +197,14 @@ def v1_predict(request, svc, target):
 
 
 # ---- MLflow scoring server -------------------------------------------------------------------
-@route("POST", "/invocations")
+@route("POST", "/invocations", summary="Score with the default model (KUBEPREDICT_DEFAULT_MODEL)",
+       tags=("MLflow",), body=MLFLOW_BODY, responses={200: out.Predictions, **ERRORS})
 def mlflow_default_invocations(request, svc):
     return mlflow_invocations(request, svc, _default_model(svc))
 
 
-@route("POST", "/models/{name}/invocations")
+@route("POST", "/models/{name}/invocations", summary="Score", tags=("MLflow",), body=MLFLOW_BODY,
+       responses={200: out.Predictions, **ERRORS})
 def mlflow_invocations(request, svc, name):
     if request.content_type == "text/csv":
         data = request.read(DEFAULT_MAX_JSON)
@@ -185,23 +216,23 @@ def mlflow_invocations(request, svc, name):
     return Response.json(prediction.infer(svc, mlflow, request.json(), name))
 
 
-@route("GET", "/ping", public=True)
-@route("GET", "/health", public=True)
+@route("GET", "/ping", public=True, summary="Health", tags=("MLflow",), responses=PING)
+@route("GET", "/health", public=True, summary="Health", tags=("MLflow",), responses=PING)
 def mlflow_ping(request, svc):
     if svc.settings.default_model:
         serving.resolve(svc, svc.settings.default_model)
     return Response(200, b"\n", {"Content-Type": "text/plain"})
 
 
-@route("GET", "/models/{name}/ping")
-@route("GET", "/models/{name}/health")
+@route("GET", "/models/{name}/ping", summary="Model health", tags=("MLflow",), responses=PING)
+@route("GET", "/models/{name}/health", summary="Model health", tags=("MLflow",), responses=PING)
 def mlflow_model_ping(request, svc, name):
     serving.resolve(svc, name)
     return Response(200, b"\n", {"Content-Type": "text/plain"})
 
 
-@route("GET", "/version", public=True)
-@route("GET", "/models/{name}/version")
+@route("GET", "/version", public=True, summary="Server version", tags=("MLflow",), responses={200: TEXT})
+@route("GET", "/models/{name}/version", summary="Server version", tags=("MLflow",), responses={200: TEXT})
 def mlflow_version(request, svc, name=None):
     return Response(200, __version__.encode(), {"Content-Type": "text/plain"})
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from .. import metrics
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from ..services import datasets, validate
+from ..schema import requests as q
+from ..schema import responses as out
+from ..services import datasets
 from ..storage.base import disk_full_is_507
+from .docs import Content
 from .http import Function, Request, Response
 
 upload = Function("upload")
@@ -33,10 +36,26 @@ def _multipart(request: Request, limit: int):
     return f.stream, form.get("name") or (f.filename or "").rsplit(".", 1)[0] or None
 
 
-@upload.route("POST", "/")
+EXAMPLE_CSV = "x1,x2,label\n" + "".join(f"{i},{(i * 7) % 10},{'ab'[i % 2]}\n" for i in range(20))
+CSV_BODY = Content({"text/csv": {"type": "string", "description": "a CSV file with a header row",
+                                 "examples": [EXAMPLE_CSV]},
+                    "multipart/form-data": {"type": "object", "required": ["file"], "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "the CSV file"},
+                        "name": {"type": "string", "description": "the dataset's name"}}}})
+
+
+@upload.route("POST", "/", summary="Upload a CSV file as a dataset", query=q.UploadQuery, body=CSV_BODY,
+              responses={201: Content({"application/json": out.Dataset}, "the stored dataset",
+                                      {"Location": "the dataset's URL"}),
+                         400: "not parseable CSV, no rows, duplicate or empty column names",
+                         413: "larger than KUBEPREDICT_MAX_UPLOAD_BYTES", 415: "not CSV or multipart",
+                         507: "no space left to store it"},
+              links={"GetDataset": ("upload_show", {"path.dataset_id": "$response.body#/dataset_id"}, None),
+                     "TrainOnDataset": ("train_create", None, {"dataset_id": "$response.body#/dataset_id"}),
+                     "DeleteDataset": ("upload_delete", {"path.dataset_id": "$response.body#/dataset_id"}, None)})
 def create(request: Request, svc) -> Response:
     ctype = request.content_type
-    name = request.query.get("name")
+    name = request.params.name
     if ctype == "multipart/form-data":
         stream, form_name = _multipart(request, svc.settings.max_upload_bytes)
         name = name or form_name
@@ -50,19 +69,21 @@ def create(request: Request, svc) -> Response:
     return Response.json(view, 201, {"Location": f"/function/upload/{view['dataset_id']}"})
 
 
-@upload.route("GET", "/")
+@upload.route("GET", "/", summary="List datasets, newest first", query=q.PageQuery,
+              responses={200: out.DatasetList})
 def list_(request: Request, svc) -> Response:
-    limit, offset = validate.page(request.query)
+    limit, offset = request.params.limit, request.params.offset
     items, total = svc.catalog.list_datasets(limit=limit, offset=offset)
     return Response.json({"datasets": items, "total": total, "limit": limit, "offset": offset})
 
 
-@upload.route("GET", "/{dataset_id}")
+@upload.route("GET", "/{dataset_id}", summary="A dataset with its first rows", responses={200: out.Dataset})
 def show(request: Request, svc, dataset_id: str) -> Response:
     return Response.json(svc.catalog.get_dataset(dataset_id, preview=True))
 
 
-@upload.route("DELETE", "/{dataset_id}")
+@upload.route("DELETE", "/{dataset_id}", summary="Delete a dataset",
+              responses={204: "deleted", 409: "a queued or running job uses it"})
 def delete(request: Request, svc, dataset_id: str) -> Response:
     datasets.delete_dataset(svc, dataset_id)
     return Response(204)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.shared_data import SharedDataMiddleware
-from werkzeug.routing import Map, Rule
+from werkzeug.routing import Map, PathConverter, Rule
 from werkzeug.wrappers import Request as WRequest
 from werkzeug.wrappers import Response as WResponse
 
@@ -25,6 +25,13 @@ from .edge import GRANTED, WRITE, Edge
 logger = logging.getLogger(__name__)
 
 TOPICS = {"train": "kubepredict.train.requests", "predict": "kubepredict.predict.requests"}
+
+
+class AnyPath(PathConverter):
+    """``<path:…>`` that also matches control characters such as a newline (Werkzeug's ``.`` does not), so
+    such a path reaches its function or protocol and gets that route's answer, not the gateway's 404."""
+
+    regex = "[^/](?s:.)*?"
 
 
 def _to_wsgi(resp: Response) -> WResponse:
@@ -46,6 +53,7 @@ class Gateway:
         self.url_map = Map([
             Rule("/healthz", endpoint="healthz", methods=get),
             Rule("/metrics", endpoint="metrics", methods=get),
+            Rule("/openapi.json", endpoint="openapi", methods=get),
             Rule("/", endpoint="root", methods=get),
             Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
             Rule("/function/<name>/<path:rest>", endpoint="function"),
@@ -56,7 +64,8 @@ class Gateway:
             # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
             *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
               for path in (f"/{root}", f"/{root}/<path:rest>")],
-        ], strict_slashes=False, merge_slashes=False)  # "/function//upload" is a 404, not a redirect
+        ], strict_slashes=False, merge_slashes=False,  # "/function//upload" is a 404, not a redirect
+            converters={"path": AnyPath})
         metrics.register_catalog(services.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
@@ -160,6 +169,12 @@ class Gateway:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return WResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    def on_openapi(self, wreq):
+        """The OpenAPI 3.1 document (``api/openapi.py``), open like ``/metrics``."""
+        from ..api.openapi import document
+
+        return _to_wsgi(Response.json(document()))
 
     def on_root(self, wreq):
         return WResponse("", status=302, headers={"Location": "/ui/"})

@@ -11,8 +11,9 @@ from ..errors import Conflict
 from ..ids import new_id
 from ..runner.resources import check_resources, maximums
 from ..runner.shard_plan import plan_ranges, shard_count
+from ..schema import parse
+from ..schema.requests import BatchPredictRequest
 from . import serving
-from . import validate as v
 from .training import check_queue
 
 ONLINE_KEYS = native.KEYS
@@ -31,11 +32,10 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
 
     ``"shards": N`` splits it into N row ranges, each scored by its own worker (see runner/shards.py).
     """
-    body = v.require_object(body)
-    v.reject_unknown(body, {"model_id", "dataset_id", "resources", "shards"})
-    resources = check_resources(body.get("resources"), maximums(svc.settings))
-    model = ready_model(svc, v.string(body, "model_id", required=True, max_len=40))
-    dataset = svc.catalog.get_dataset_row(v.string(body, "dataset_id", required=True, max_len=40))
+    req = parse.body(BatchPredictRequest, body)
+    resources = check_resources(req.resources, maximums(svc.settings))
+    model = ready_model(svc, req.model_id)
+    dataset = svc.catalog.get_dataset_row(req.dataset_id)
     columns = {c["name"] for c in json.loads(dataset.columns)}
     ml.check_columns(columns, json.loads(model.features))
     shards = shard_count(body, int(dataset.rows), svc.settings)

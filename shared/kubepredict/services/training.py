@@ -8,11 +8,10 @@ from .. import ml
 from ..errors import InvalidInput, TooManyJobs, Unprocessable
 from ..ids import new_id
 from ..runner.resources import check_resources, maximums
-from . import validate as v
+from ..schema import parse
+from ..schema.requests import TrainRequest
 from .datasets import clean_name, load_frame
 
-FIELDS = {"dataset_id", "target", "algorithm", "params", "features", "task", "test_size", "random_state", "name",
-          "resources"}
 
 
 def check_queue(svc) -> None:
@@ -24,22 +23,12 @@ def check_queue(svc) -> None:
 
 def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
     """Queue a training job; returns ``(job, created)``."""
-    body = v.require_object(body)
-    v.reject_unknown(body, FIELDS)
-    dataset_id = v.string(body, "dataset_id", required=True, max_len=40)
-    task = v.string(body, "task", max_len=20)
-    if task is not None and task not in ml.TASKS:
-        raise InvalidInput(f"unknown task {task!r}; use one of {', '.join(ml.TASKS)}", code="invalid_field",
-                           details={"field": "task"})
-    target = v.string(body, "target")
-    features = v.string_list(body, "features")
-    algorithm = v.string(body, "algorithm", max_len=200) or "auto"
-    params = body.get("params") or {}
-    if not isinstance(params, dict):
-        raise InvalidInput("'params' must be a JSON object", code="invalid_params")
-    test_size = v.number(body, "test_size", 0.2, low=0.0, high=1.0)
-    random_state = v.optional_int(body, "random_state", 0)
-    resources = check_resources(body.get("resources"), maximums(svc.settings))
+    req = parse.body(TrainRequest, body)
+    dataset_id, task, target, features = req.dataset_id, req.task, req.target, req.features
+    algorithm = req.algorithm or "auto"
+    params = req.params or {}
+    resources = check_resources(req.resources, maximums(svc.settings))
+    test_size, random_state = req.test_size, req.random_state
 
     dataset = svc.catalog.get_dataset_row(dataset_id)
     columns = [c["name"] for c in json.loads(dataset.columns)]
@@ -73,7 +62,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     check_queue(svc)
 
     model_id, job_id = new_id("mdl"), new_id("job")
-    name = clean_name(v.string(body, "name"), f"{dataset.name}-{algorithm.rsplit('.', 1)[-1]}")
+    name = clean_name(req.name, f"{dataset.name}-{algorithm.rsplit('.', 1)[-1]}")
     request = {"dataset_id": dataset_id, "target": target, "features": features, "task": task,
                "algorithm": algorithm, "params": params, "test_size": test_size, "random_state": random_state,
                "resources": resources}

@@ -1,0 +1,170 @@
+"""Request bodies and query strings: one pydantic model each, ``extra="forbid"``.
+
+Bodies are validated strictly (JSON gives exact types: ``"1"`` is not a number, ``true`` is not an
+integer); query strings arrive as text and are converted. ``params`` (estimator hyper-parameters)
+and ``resources`` stay free JSON objects here: ``ml`` and the runner check their values.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from ..ml.algorithms import TASKS
+
+MAX_PAGE = 1000
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"\S")]
+Column = Annotated[str, StringConstraints(min_length=1)]
+Task = Literal[TASKS]  # type: ignore[valid-type]  # the catalogue's tuple, written once
+Scalar = Union[str, float, bool, None]  # int is a float in JSON Schema; pydantic keeps ints as given
+JsonObject = dict[str, Any]
+
+
+def _unique(values: list[str] | None) -> list[str] | None:
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError("lists a column twice")
+    return values
+
+
+class Body(BaseModel):
+    """A JSON request body: unknown fields refused, types exact."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    #: error codes for particular fields (the default is ``invalid_field``)
+    field_codes: ClassVar[dict[str, str]] = {}
+
+
+class Query(BaseModel):
+    """A query string: unknown parameters refused, text converted to the declared types."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- function bodies -------------------------------------------------------------------------
+class TrainRequest(Body):
+    """``POST /function/train`` (also a ``kubepredict.train.requests`` message)."""
+
+    field_codes: ClassVar[dict[str, str]] = {"params": "invalid_params"}
+
+    dataset_id: Id
+    target: Text | None = Field(None, description="required unless task is clustering")
+    algorithm: Text | None = Field(None, description="a name from GET /function/train/algorithms, or auto")
+    params: JsonObject | None = Field(None, description="estimator hyper-parameters, checked against it")
+    features: Annotated[list[Column], Field(min_length=1, json_schema_extra={"uniqueItems": True}),
+                        AfterValidator(_unique)] | None = None
+    task: Task | None = Field(None, description="inferred from the target when absent")
+    test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
+    random_state: Annotated[int, Field(ge=0, lt=2**32)] | None = 0
+    name: Text | None = Field(None, description="groups models; each training of a name is a new version")
+    resources: JsonObject | None = Field(None, description="Kubernetes-style requests/limits for the job")
+
+
+class BatchPredictRequest(Body):
+    """``POST /function/predict`` naming a dataset: a batch job scoring every row."""
+
+    model_id: Id
+    dataset_id: Id
+    resources: JsonObject | None = None
+    shards: Annotated[int, Field(ge=1)] | None = Field(None, description="score in N row ranges at once")
+
+
+Row = Union[dict[str, Scalar], list[Scalar], Scalar]
+
+
+class DataframeSplit(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    columns: list[str] | None = None
+    data: Annotated[list[list[Scalar]], Field(min_length=1)]
+
+
+class OnlinePredictRequest(Body):
+    """``POST /function/predict`` with rows: answered at once. Send exactly one of the row fields.
+
+    Documentation only: the codec (``codecs/native.py``) validates this shape on the hot path.
+    """
+
+    model_id: Text = Field(description="a model id, a model name, or name/versions/N")
+    instances: Annotated[list[Row], Field(min_length=1)] | None = None
+    dataframe_records: Annotated[list[dict[str, Scalar]], Field(min_length=1)] | None = None
+    dataframe_split: DataframeSplit | None = None
+    inputs: Annotated[list[Row], Field(min_length=1)] | dict[str, Any] | None = None
+
+
+# ---- inference protocols (documentation: the codecs validate) --------------------------------
+class V2Tensor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    shape: list[int]
+    datatype: str = Field(description="BOOL, INT8…INT64, UINT8…UINT64, FP16/32/64 or BYTES")
+    data: list[Any] | None = None
+    parameters: JsonObject | None = None
+
+
+class V2InferRequest(BaseModel):
+    """Open Inference Protocol request (``POST /v2/models/{name}/infer``)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str | None = None
+    parameters: JsonObject | None = None
+    inputs: list[V2Tensor]
+    outputs: list[JsonObject] | None = None
+
+
+class KServeV1Request(BaseModel):
+    """KServe V1 request: exactly one of ``instances`` or ``inputs``."""
+
+    model_config = ConfigDict(extra="allow")
+    instances: list[Row] | None = None
+    inputs: list[Row] | dict[str, Any] | None = None
+
+
+class MLflowRequest(BaseModel):
+    """MLflow scoring server request: exactly one of the row fields, optional ``params`` (ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataframe_split: DataframeSplit | None = None
+    dataframe_records: list[dict[str, Scalar]] | None = None
+    instances: list[Row] | None = None
+    inputs: list[Row] | dict[str, Any] | None = None
+    params: JsonObject | None = None
+
+
+# ---- query strings ---------------------------------------------------------------------------
+Limit = Annotated[int, Field(ge=0, le=MAX_PAGE)]
+Offset = Annotated[int, Field(ge=0, le=2**62)]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class PageQuery(Query):
+    limit: Limit = 100
+    offset: Offset = 0
+
+
+class UploadQuery(Query):
+    name: str | None = Field(None, description="the dataset's name, up to 200 characters (default: the file's name)")
+
+
+class ModelsQuery(PageQuery):
+    name: str | None = Field(None, description="only the versions of this model name")
+
+
+class AlgorithmsQuery(Query):
+    task: Task | None = None
+
+
+class PredictJobsQuery(PageQuery):
+    status: JobStatus | None = None
+
+
+class JobsQuery(PageQuery):
+    kind: Literal["train", "predict"] | None = None
+    status: JobStatus | None = None
+
+
+class ResultQuery(Query):
+    format: Literal["json", "csv"] = Field("json", description="csv: the input rows joined with predictions")
+    limit: Limit = 100
+    offset: Offset = 0
