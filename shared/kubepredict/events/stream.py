@@ -36,13 +36,13 @@ class StreamScorer(BackgroundLoop):
     name = "stream-scorer"
     thread_name = "kafka-stream-scorer"
 
-    def __init__(self, services, *, group_id: str | None = None, instance: str | None = None,
+    def __init__(self, svc, *, group_id: str | None = None, instance: str | None = None,
                  max_messages: int = 500, max_wait: float = 0.05, transaction_timeout_ms: int = 30000,
                  after_produce: Callable[[list], None] | None = None, max_backoff: float = 30.0,
                  stuck_after: float = 120.0):
         super().__init__()
-        self.services = services
-        self.settings = settings = services.settings
+        self.svc = svc
+        self.settings = settings = svc.settings
         self.group_id = group_id or settings.stream_group
         # Stable across restarts of the same instance: a restart aborts the transaction its crash left open.
         self.transactional_id = f"{self.group_id}-{instance or default_instance()}"
@@ -130,9 +130,9 @@ class StreamScorer(BackgroundLoop):
         s = self.settings
         records = sb.first_of_each(sb.parse(d) for d in deliveries)
         limit = s.max_online_rows
-        for g in sb.group(records, lambda ref, v: serving.resolve(self.services, ref, v), limit):
+        for g in sb.group(records, lambda ref, v: serving.resolve(self.svc, ref, v), limit):
             for chunk in sb.chunks(g.records, limit):
-                sb.score_group(chunk, g.model, lambda m, t: serving.score(self.services, m, t))
+                sb.score_group(chunk, g.model, lambda m, t: serving.score(self.svc, m, t))
         offsets: dict[tuple[str, int], int] = {}
         for d in deliveries:
             offsets[(d.topic, d.partition)] = max(offsets.get((d.topic, d.partition), -1), d.offset + 1)

@@ -42,9 +42,9 @@ def _to_wsgi(resp: Response) -> WResponse:
 class Gateway:
     """A WSGI app: ``/function/{name}``, ``/async-function/{name}``, ``/system/…``, health, metrics, ``/ui/``."""
 
-    def __init__(self, services, *, web_dir: Path | None = None):
-        self.services = services
-        self.settings = services.settings
+    def __init__(self, svc, *, web_dir: Path | None = None):
+        self.svc = svc
+        self.settings = svc.settings
         self.invocations = {name: 0 for name in FUNCTIONS}
         self._count_lock = threading.Lock()
         self.async_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-call")
@@ -66,7 +66,7 @@ class Gateway:
               for path in (f"/{root}", f"/{root}/<path:rest>")],
         ], strict_slashes=False, merge_slashes=False,  # "/function//upload" is a 404, not a redirect
             converters={"path": AnyPath})
-        metrics.register_catalog(services.catalog)
+        metrics.register_catalog(svc.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
         if web_dir and Path(web_dir).is_dir():
@@ -142,7 +142,7 @@ class Gateway:
             return responses.error_response(errors.RouteNotFound(f"no function named {name!r}",
                                                             details={"functions": sorted(FUNCTIONS)}))
         started = time.perf_counter()
-        resp = responses.call(fn, request, self.services)
+        resp = responses.call(fn, request, self.svc)
         code = str(resp.status)
         metrics.INVOCATIONS.labels(name, code).inc()
         metrics.FUNCTION_SECONDS.labels(name, code).observe(time.perf_counter() - started)
@@ -154,8 +154,8 @@ class Gateway:
     def health(self) -> Response:
         """``/healthz``: 200 ``OK`` once database and storage answer (the ASGI front calls it on its own thread)."""
         try:
-            self.services.catalog.ping()
-            self.services.storage.ping()
+            self.svc.catalog.ping()
+            self.svc.storage.ping()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             logger.warning("health check failed: %s", exc)
             return Response(503, ("unhealthy: " + str(exc).splitlines()[0][:200]).encode(),

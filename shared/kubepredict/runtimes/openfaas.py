@@ -2,7 +2,7 @@
 
 The template's ``format_response`` passes a tuple to Flask unchanged, so bytes bodies (CSV) and
 JSON strings both arrive intact with our own Content-Type. Calls run on the template server's
-threads in one process (quick ones on its event loop): the services slot and model cache are thread-safe.
+threads in one process (quick ones on its event loop): the process's App slot and model cache are thread-safe.
 """
 
 from __future__ import annotations
