@@ -7,7 +7,7 @@ DATA   ?= ./data
 PYTEST_ARGS ?=
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz clean
+.PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz soak clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench: setup ## Benchmarks; prints a table
 
 bench-peers: setup ## Kubepredict vs MLServer side by side with wrk (MLServer in its own venv under ~/.cache/kubepredict)
 	$(BIN)/python -m bench.peers
+
+soak: setup ## Mixed traffic with worker kills and a gateway restart (SOAK_SECONDS, default 600) on both backends, then a consistency check; not CI
+	$(BIN)/python -m bench.soak
 
 -include infra/deploy.mk
 -include infra/monitor.mk

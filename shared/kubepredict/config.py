@@ -133,6 +133,13 @@ class Settings:
     min_free_bytes: int = 64 * 1024 * 1024
     orphan_grace_seconds: float = 3600.0
     gc_on_start: bool = True
+    # /async-function: calls queued or running at once, their spooled body bytes (on disk under
+    # data_dir/async), threads running them; X-Callback-Url allow-list ("" refuses every callback) and timeout
+    async_queue_max: int = 64
+    async_queue_max_bytes: int = 2 * 1024 * 1024 * 1024
+    async_workers: int = 4
+    callback_hosts: str = ""
+    callback_timeout_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -171,6 +178,8 @@ def _check(s: Settings) -> None:
         raise ConfigError("KUBEPREDICT_READ_TOKEN needs KUBEPREDICT_API_TOKEN too (without it every route is open)")
     if s.read_token and s.read_token == s.api_token:
         raise ConfigError("KUBEPREDICT_READ_TOKEN must differ from KUBEPREDICT_API_TOKEN")
+    if s.async_queue_max < 1 or s.async_workers < 1:
+        raise ConfigError("KUBEPREDICT_ASYNC_QUEUE_MAX and KUBEPREDICT_ASYNC_WORKERS must be at least 1")
     if s.runner not in ("local", "kubernetes"):
         raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {s.runner!r}")
     _check_job_bounds(s)

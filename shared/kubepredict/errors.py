@@ -4,6 +4,7 @@ The core raises these; only ``runtimes/responses.py`` maps them to HTTP status c
 
     KubepredictError
     ├── InvalidInput (ValueError)            400  bad request body, params, CSV
+    │   └── CallbackRefused                       X-Callback-Url outside the allow-list / unsafe
     ├── Unauthorized                         401  missing / wrong bearer token
     ├── Forbidden                            403  a read-only token asked to write; Host or Origin refused
     ├── NotFound (LookupError)               404
@@ -17,6 +18,7 @@ The core raises these; only ``runtimes/responses.py`` maps them to HTTP status c
     ├── UnsupportedMediaType                 415
     ├── Unprocessable                        422  valid JSON but unusable (one-class target)
     ├── TooManyJobs                          429
+    │   └── AsyncQueueFull                        the /async-function queue is full (calls or bytes)
     ├── BackendUnavailable                   503  database / storage / broker down
     ├── InsufficientStorage                  507  the disk (object store, catalogue, staging) is full
     ├── ArtifactRejected                     500-class for the server, but never loaded:
@@ -45,6 +47,12 @@ class KubepredictError(Exception):
 
 class InvalidInput(KubepredictError, ValueError):
     code = "invalid_input"
+
+
+class CallbackRefused(InvalidInput):
+    """An ``X-Callback-Url`` the gateway will not call: not http(s), not allow-listed, or a metadata address."""
+
+    code = "callback_refused"
 
 
 class Unauthorized(KubepredictError):
@@ -97,6 +105,10 @@ class Unprocessable(KubepredictError):
 
 class TooManyJobs(KubepredictError):
     code = "too_many_jobs"
+
+
+class AsyncQueueFull(TooManyJobs):
+    code = "async_queue_full"
 
 
 class BackendUnavailable(KubepredictError):

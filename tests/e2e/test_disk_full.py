@@ -6,7 +6,6 @@ mount fails the run instead of skipping)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import subprocess

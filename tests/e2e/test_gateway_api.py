@@ -31,7 +31,8 @@ class _Callbacks(BaseHTTPRequestHandler):
         pass
 
 
-def test_async_function_calls_back_with_the_answer(gateway_url):
+def test_async_function_calls_back_with_the_answer(start_gateway):
+    gateway_url = start_gateway({"KUBEPREDICT_CALLBACK_HOSTS": "127.0.0.1"}).url  # loopback callbacks, listed
     server = HTTPServer(("127.0.0.1", 0), _Callbacks)
     _Callbacks.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()

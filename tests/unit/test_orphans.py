@@ -4,7 +4,6 @@ the grace period, never what a live dataset or model (or an upload in progress) 
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from pathlib import Path

@@ -71,6 +71,7 @@ def test_each_field_has_a_kubepredict_variable():
     ("KUBEPREDICT_JOB_CPU_LIMIT", "0", "KUBEPREDICT_JOB_CPU_LIMIT must be a positive"),
     ("KUBEPREDICT_JOB_DEADLINE_SECONDS", "-1", "KUBEPREDICT_JOB_DEADLINE_SECONDS must be positive"),
     ("KUBEPREDICT_READ_TOKEN", "r", "KUBEPREDICT_READ_TOKEN needs KUBEPREDICT_API_TOKEN"),
+    ("KUBEPREDICT_ASYNC_WORKERS", "0", "KUBEPREDICT_ASYNC_QUEUE_MAX and KUBEPREDICT_ASYNC_WORKERS must be at least"),
     ("KUBEPREDICT_GC_ON_START", "maybe", "KUBEPREDICT_GC_ON_START must be true or false, got 'maybe'"),
 ])
 def test_a_bad_value_is_a_config_error_naming_the_variable(name, value, message):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from werkzeug.exceptions import HTTPException
@@ -20,6 +18,7 @@ from .. import __version__, errors, metrics
 from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
 from . import responses
+from .async_calls import AsyncCalls
 from .edge import GRANTED, WRITE, Edge
 
 logger = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ class Gateway:
         self.settings = svc.settings
         self.invocations = {name: 0 for name in FUNCTIONS}
         self._count_lock = threading.Lock()
-        self.async_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="async-call")
+        self.async_calls = AsyncCalls(self.settings, self._run_async)
         self.edge = Edge(self.settings)
         get = ["GET"]  # HEAD comes with GET
         self.url_map = Map([
@@ -200,25 +199,16 @@ class Gateway:
         if name not in FUNCTIONS:
             raise errors.RouteNotFound(f"no function named {name!r}")
         call_id = wreq.headers.get("X-Call-Id") or str(uuid.uuid4())
-        request = self._request(wreq, rest)
-        request.stream = io.BytesIO(request.read(self.settings.max_upload_bytes))  # the socket closes with the 202
-        callback = wreq.headers.get("X-Callback-Url")
-        self.async_pool.submit(self._run_async, name, request, call_id, callback)
+        self.async_calls.submit(name, self._request(wreq, rest), call_id, wreq.headers.get("X-Callback-Url"))
         return WResponse("", status=202, headers={"X-Call-Id": call_id})
 
     def _run_async(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
         started = time.perf_counter()
         resp = responses.materialize(self.invoke(name, request))
-        if not callback:
-            return
-        import httpx
-
-        headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
-                   "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
-        try:
-            httpx.post(callback, content=resp.content(), headers=headers, timeout=30)
-        except httpx.HTTPError as exc:
-            logger.warning("callback for call %s to %s failed: %s", call_id, callback, exc)
+        if callback:
+            headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
+                       "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
+            self.async_calls.send_callback(callback, resp.content(), headers, call_id)
 
     def _local_name(self, name: str) -> str:
         """``upload.openfaas-fn`` (how faas-cli names a function with its namespace) → ``upload``."""
