@@ -74,7 +74,7 @@ def events_per_second(bootstrap: str, tmp: Path) -> dict:
     catalog = open_catalog(f"sqlite:///{tmp / 'relay.db'}")
     with catalog.tx() as conn:
         for i in range(EVENTS):
-            catalog._emit(conn, "job.queued", f"job_{i % 500:04d}", {"job_id": f"job_{i % 500:04d}", "n": i})
+            catalog.emit(conn, "job.queued", f"job_{i % 500:04d}", {"job_id": f"job_{i % 500:04d}", "n": i})
     settings = Settings(kafka_bootstrap_servers=bootstrap, topic_events="bench.events")
     relay = OutboxRelay(catalog, settings)
     start = time.perf_counter()

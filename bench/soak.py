@@ -392,8 +392,6 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
 
 def job_outcomes(services) -> str:
     """Jobs by final status (failures by error code) and how many were retried after a lost worker."""
-    import json
-
     from sqlalchemy import select
 
     from kubepredict.catalog import schema as s
@@ -401,7 +399,7 @@ def job_outcomes(services) -> str:
     with services.catalog.ro() as conn:
         rows = conn.execute(select(s.jobs.c.status, s.jobs.c.error, s.jobs.c.attempt)).all()
     by_status = Counter(r.status for r in rows)
-    codes = Counter((json.loads(r.error) or {}).get("code", "?") for r in rows if r.status == "failed" and r.error)
+    codes = Counter((r.error or {}).get("code", "?") for r in rows if r.status == "failed" and r.error)
     retried = sum(1 for r in rows if (r.attempt or 0) > 1)
     failed = f" ({', '.join(f'{c}×{n}' for c, n in codes.most_common())})" if codes else ""
     return (", ".join(f"{n} {st}" + (failed if st == "failed" else "") for st, n in sorted(by_status.items()))

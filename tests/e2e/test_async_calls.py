@@ -198,7 +198,7 @@ def test_a_client_leaving_mid_body_frees_its_slot_and_file(start_gateway):
     gw = start_gateway({"KUBEPREDICT_ASYNC_QUEUE_MAX": "1"})
     for _ in range(2):
         with socket.create_connection(("127.0.0.1", gw.port)) as s:
-            s.sendall(f"POST /async-function/train HTTP/1.1\r\nHost: x\r\nContent-Length: {10 * MB}\r\n\r\n".encode())
+            s.sendall(f"POST /async-function/train HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * MB}\r\n\r\n".encode())
             s.sendall(b"x" * MB)
             deadline = time.monotonic() + 10
             while not _spooled(gw) and time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from kubepredict.errors import Conflict, DatasetNotFound
 def queued(catalog, n: int, prefix: str = "job"):
     for i in range(n):
         catalog.enqueue(job={"job_id": f"{prefix}_{i}", "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-                             "max_attempts": 1, "request": "{}"})
+                             "max_attempts": 1, "request": {}})
 
 
 def test_schema_migrates_twice_safely(catalog):
@@ -27,7 +27,7 @@ def test_dataset_roundtrip_and_delete_conflict(catalog):
                                columns=[{"name": "a"}], preview=[{"a": 1}], object_key="k", parquet_key="p")
     assert catalog.get_dataset("ds_1", preview=True)["preview"] == [{"a": 1}] and view["rows"] == 3
     catalog.enqueue(job={"job_id": "job_d", "kind": "predict", "model_id": "m", "dataset_id": "ds_1",
-                         "max_attempts": 1, "request": "{}"})
+                         "max_attempts": 1, "request": {}})
     with pytest.raises(Conflict):
         catalog.delete_dataset("ds_1")
     catalog.cancel("job_d")

@@ -15,7 +15,7 @@ from .kafka_helpers import TopicReader, topics
 
 def emit(catalog, kind: str, key: str, **data) -> dict:
     with catalog.tx() as conn:
-        return catalog._emit(conn, kind, key, {"job_id": key, **data})
+        return catalog.emit(conn, kind, key, {"job_id": key, **data})
 
 
 def test_relay_publishes_pending_rows_in_order_and_marks_them_sent(catalog, kafka_bootstrap, kafka_topic_prefix):

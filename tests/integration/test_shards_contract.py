@@ -22,7 +22,7 @@ from kubepredict.services.datasets import open_parquet
 
 def sharded(catalog, job_id: str, rows: int, shards: int, max_attempts: int = 2):
     catalog.enqueue(job={"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-                         "max_attempts": max_attempts, "request": "{}"}, shards=plan_ranges(rows, shards))
+                         "max_attempts": max_attempts, "request": {}}, shards=plan_ranges(rows, shards))
     (parent,) = [r for r in catalog.claim_next(10) if r.job_id == job_id]
     return parent
 
@@ -163,12 +163,12 @@ def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(
             pass
 
     catalog.enqueue(job={"job_id": "job_t", "kind": "train", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
-                         "max_attempts": 1, "request": "{}"},
+                         "max_attempts": 1, "request": {}},
                     model={"model_id": f"mdl_{task}", "name": f"m-{task}", "task": task, "algorithm": "x",
-                           "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": "job_t"})
+                           "params": {}, "features": [], "target": "y", "dataset_id": "ds_x", "job_id": "job_t"})
     catalog.cancel("job_t")
     catalog.enqueue(job={"job_id": "job_z", "kind": "predict", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
-                         "max_attempts": 2, "request": "{}"}, shards=plan_ranges(6, 2))
+                         "max_attempts": 2, "request": {}}, shards=plan_ranges(6, 2))
     catalog.claim_next(1)
     catalog.claim_shards(2)
     values = ["a", "b", "a", "a", "c", "b"] if task == "classification" else [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]

@@ -20,7 +20,7 @@ def catalog(tmp_path):
 
 def job(job_id: str, max_attempts: int = 2) -> dict:
     return {"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-            "max_attempts": max_attempts, "request": "{}"}
+            "max_attempts": max_attempts, "request": {}}
 
 
 def types(catalog, key):
@@ -49,7 +49,7 @@ def test_idempotency_key_returns_same_job(catalog):
 def test_model_versions_count_per_name(catalog):
     for i in range(3):
         model = {"model_id": f"mdl_{i}", "name": "same", "task": "classification", "algorithm": "auto",
-                 "params": "{}", "features": "[]", "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
+                 "params": {}, "features": [], "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
         catalog.enqueue(job={**job(f"job_{i}"), "kind": "train", "model_id": f"mdl_{i}"}, model=model)
     assert sorted(catalog.get_model(f"mdl_{i}")["version"] for i in range(3)) == [1, 2, 3]
 
@@ -161,14 +161,14 @@ def test_a_failure_recorded_on_a_full_disk_leaves_its_rows_to_the_sweep(catalog,
     from kubepredict.errors import InsufficientStorage
 
     row = _predict_with_batches(catalog, "job_g")
-    real = type(catalog)._fail
+    real = type(catalog.jobs)._fail
 
     def full_when_dropping(self, *args, drop_predictions, **kw):
         if drop_predictions:
             raise InsufficientStorage("the database's disk is full")
         return real(self, *args, drop_predictions=drop_predictions, **kw)
 
-    monkeypatch.setattr(type(catalog), "_fail", full_when_dropping)
+    monkeypatch.setattr(type(catalog.jobs), "_fail", full_when_dropping)
     assert catalog.fail("job_g", row.attempt, "insufficient_storage", "full")
     assert catalog.get_job("job_g")["status"] == "failed" and catalog.count_predictions("job_g") == 20
     assert catalog.drop_failed_predictions() == 2 and catalog.count_predictions("job_g") == 0

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kubepredict.catalog.base import _unavailable
+from kubepredict.catalog.database import _unavailable
 from kubepredict.errors import BackendUnavailable, InsufficientStorage
 from kubepredict.runtimes.responses import error_response
 from kubepredict.storage import spool

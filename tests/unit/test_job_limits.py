@@ -150,7 +150,7 @@ def test_the_dispatcher_fails_overdue_jobs_for_good(tmp_path):
     from kubepredict.runner.dispatcher import Dispatcher
 
     svc = bootstrap(Settings(data_dir=tmp_path, job_max_attempts=3))
-    svc.catalog.enqueue(job={"job_id": "job_slow", "kind": "train", "max_attempts": 3, "request": "{}"})
+    svc.catalog.enqueue(job={"job_id": "job_slow", "kind": "train", "max_attempts": 3, "request": {}})
     dispatcher = Dispatcher(svc.catalog, Idle(), svc.settings)
     dispatcher.tick()
     assert svc.catalog.get_job("job_slow")["status"] == "running"
@@ -167,7 +167,7 @@ def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
     from kubepredict.runner.dispatcher import Dispatcher
 
     svc = bootstrap(Settings(data_dir=tmp_path, job_max_attempts=3))
-    svc.catalog.enqueue(job={"job_id": "job_sharded", "kind": "predict", "max_attempts": 3, "request": "{}"},
+    svc.catalog.enqueue(job={"job_id": "job_sharded", "kind": "predict", "max_attempts": 3, "request": {}},
                         shards=[(0, 5), (5, 10)])
     dispatcher = Dispatcher(svc.catalog, Idle(), svc.settings)
     dispatcher.tick()

@@ -185,7 +185,7 @@ def catalog(tmp_path):
 
 def emit(catalog, kind, key):
     with catalog.tx() as conn:
-        return catalog._emit(conn, kind, key, {"job_id": key})
+        return catalog.emit(conn, kind, key, {"job_id": key})
 
 
 def test_relay_publishes_structured_cloudevents_keyed_by_job_and_marks_them_sent(catalog):

@@ -149,7 +149,7 @@ def test_prediction_rows_of_a_failed_job_are_reported_and_swept(world):
                              "max_attempts": 1, "request": "{}"})
     row = svc.catalog.claim("job_p", worker="w")
     svc.catalog.insert_prediction_batch("job_p", 0, pa.array([1, 2]), pa.nulls(2, type=pa.list_(pa.float64())))
-    svc.catalog._fail("job_p", row.attempt, "insufficient_storage", "full", drop_predictions=False)  # a full disk
+    svc.catalog.jobs._fail("job_p", row.attempt, "insufficient_storage", "full", drop_predictions=False)  # a full disk
     assert find_orphans(svc) == ["predictions/job_p"]
     assert sweep(svc, dry_run=True).removed == 0 and svc.catalog.count_predictions("job_p") == 2
     assert sweep(svc).removed == 1 and svc.catalog.count_predictions("job_p") == 0

@@ -209,6 +209,26 @@ def test_idempotency_key_returns_the_same_job_on_every_runtime(svc, openfaas_app
     assert len({json.loads(a[2])["job_id"] for a in answers}) == 1
 
 
+def test_the_adapters_check_the_tokens_like_the_embedded_gateway(tmp_path, svc, openfaas_apps):
+    """OpenFaaS's and Kubeless's gateways do not check our token: with one set, the function does."""
+    tokened = bootstrap(Settings(data_dir=tmp_path, api_token="s3cret", read_token="r3ad"))
+    set_default_app(tokened)
+    try:
+        for via in (lambda *a, **k: via_openfaas(openfaas_apps, *a, **k), via_kubeless):
+            status, _, out = via("GET", "upload", "/")
+            assert status == 401 and json.loads(out)["error"]["code"] == "unauthorized"
+            assert via("GET", "upload", "/", headers={"Authorization": "Bearer s3cret"})[0] == 200
+            assert via("GET", "upload", "/", headers={"Authorization": "bearer r3ad"})[0] == 200  # reads
+            status, _, out = via("POST", "upload", "/", IRIS, {"Authorization": "Bearer r3ad",
+                                                                "Content-Type": "text/csv"}, {"name": "x"})
+            assert status == 403 and json.loads(out)["error"]["code"] == "read_only_token"
+            assert via("GET", "upload", "/", headers={"Authorization": "Bearer té"})[0] == 401
+            assert via("GET", "predict", "/v2/health/live")[0] == 200  # health stays open
+    finally:
+        set_default_app(svc)
+        tokened.catalog.dispose()
+
+
 def test_only_the_runtime_adapters_fall_back_to_the_process_app(monkeypatch):
     """Functions need their App passed; an adapter builds the process's own, and a failure to build it
     is the call's JSON error, not a traceback."""

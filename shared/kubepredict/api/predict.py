@@ -60,6 +60,4 @@ def list_(request: Request, svc) -> Response:
     limit, offset = request.params.limit, request.params.offset
     items, total = svc.catalog.list_jobs(kind="predict", status=request.params.status,
                                          limit=limit, offset=offset)
-    for j in items:
-        j.pop("request", None)
     return Response.json({"jobs": items, "total": total, "limit": limit, "offset": offset})

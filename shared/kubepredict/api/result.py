@@ -15,8 +15,6 @@ result = Function("result")
 def list_(request: Request, svc) -> Response:
     p = request.params
     items, total = svc.catalog.list_jobs(kind=p.kind, status=p.status, limit=p.limit, offset=p.offset)
-    for j in items:
-        j.pop("request", None)
     return Response.json({"jobs": items, "total": total, "limit": p.limit, "offset": p.offset})
 
 
@@ -36,6 +34,4 @@ def show(request: Request, svc, job_id: str) -> Response:
 @result.route("DELETE", "/{job_id}", summary="Cancel a queued or running job",
               responses={202: out.Job, 409: "the job has finished"})
 def cancel(request: Request, svc, job_id: str) -> Response:
-    job = svc.catalog.cancel(job_id)
-    job.pop("request", None)
-    return Response.json(job, 202)
+    return Response.json(svc.catalog.cancel(job_id), 202)

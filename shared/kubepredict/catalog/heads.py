@@ -10,7 +10,7 @@ request threads never starve the pool). Reads only: nothing on the online path w
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -40,8 +40,8 @@ class HeadReader:
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.paramstyle_pg else sql
 
-    def _connection(self):
-        conn = getattr(self._local, "conn", None)
+    def _connection(self) -> Any:  # the driver's own connection (sqlite3 or psycopg)
+        conn: Any = getattr(self._local, "conn", None)
         if conn is None:
             proxied = self.engine.raw_connection()
             conn = proxied.driver_connection
@@ -51,7 +51,7 @@ class HeadReader:
             self._local.conn = conn
         return conn
 
-    def _one(self, sql: str, params: tuple) -> Head | None:
+    def _one(self, sql: str, params: tuple[object, ...]) -> Head | None:
         for attempt in (1, 2):
             try:
                 cur = self._connection().cursor()

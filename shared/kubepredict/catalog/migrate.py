@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 from sqlalchemy.exc import DBAPIError
 
 logger = logging.getLogger(__name__)
@@ -18,7 +22,7 @@ HEAD_REVISION = "0004"
 _PG_LOCK = 727_001  # advisory lock id: one migrator at a time across pods
 
 
-def alembic_config(engine: Engine | None = None):
+def alembic_config(engine: Engine | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()

@@ -10,12 +10,14 @@ overlaps, and the CSV download streams them batch by batch.
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import pyarrow as pa
 from sqlalchemy import delete, func, select
 
 from . import schema
+from .database import Database
 
 B = schema.prediction_batches
 _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
@@ -24,7 +26,7 @@ _IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 class PredictionRow(NamedTuple):
     row: int
     prediction: object
-    probabilities: list | None
+    probabilities: list[float] | None
 
 
 def encode_batch(predictions: pa.Array, probabilities: pa.Array) -> bytes:
@@ -32,7 +34,8 @@ def encode_batch(predictions: pa.Array, probabilities: pa.Array) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def decode_batch(data: bytes) -> pa.Table:
@@ -40,26 +43,29 @@ def decode_batch(data: bytes) -> pa.Table:
 
 
 class PredictionsRepo:
+    def __init__(self, db: Database):
+        self.db = db
+
     def clear_predictions(self, job_id: str) -> None:
         """A predict attempt starts from a clean slate: its own rows go, and any a failed job still holds
         (left when a full disk refused the delete as it failed; see ``JobsRepo.fail``)."""
         J = schema.jobs
         failed = select(J.c.job_id).where(J.c.status == "failed", J.c.kind == "predict")
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(delete(B).where(B.c.job_id == job_id))
             conn.execute(delete(B).where(B.c.job_id.in_(failed)))  # two deletes: each can use the job_id index
 
     def failed_jobs_with_predictions(self) -> list[str]:
         """Failed predict jobs whose prediction rows are still stored (what the orphan sweep reports)."""
         J = schema.jobs
-        with self.ro() as conn:
+        with self.db.ro() as conn:
             return list(conn.execute(select(B.c.job_id).distinct().join(J, J.c.job_id == B.c.job_id)
                                      .where(J.c.status == "failed").order_by(B.c.job_id)).scalars())
 
     def clear_shard_predictions(self, job_id: str, row_start: int, row_stop: int) -> None:
         """A retried shard starts from a clean slate: delete its own batches (those starting in
         ``[row_start, row_stop)``; a shard's batches never cross its range), and only those."""
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(delete(B).where(B.c.job_id == job_id, B.c.first_row >= row_start, B.c.first_row < row_stop))
 
     def insert_prediction_batch(self, job_id: str, first_row: int, predictions: pa.Array,
@@ -71,11 +77,11 @@ class PredictionsRepo:
         if len(probabilities) != n:
             raise ValueError("predictions and probabilities differ in length")
         data = encode_batch(predictions, probabilities)
-        with self.tx() as conn:
+        with self.db.tx() as conn:
             conn.execute(B.insert().values(job_id=job_id, first_row=first_row, rows=n, data=data))
 
     def count_predictions(self, job_id: str) -> int:
-        with self.ro() as conn:
+        with self.db.ro() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(B.c.rows), 0)).where(B.c.job_id == job_id))
                        .scalar_one())
 
@@ -84,7 +90,7 @@ class PredictionsRepo:
         if limit <= 0:
             return []
         end = offset + limit
-        with self.ro() as conn:
+        with self.db.ro() as conn:
             parts = conn.execute(select(B.c.first_row, B.c.rows, B.c.data).where(
                 B.c.job_id == job_id, B.c.first_row < end, B.c.first_row + B.c.rows > offset)
                 .order_by(B.c.first_row)).all()
@@ -100,7 +106,7 @@ class PredictionsRepo:
         """``(first_row, table)`` per stored batch in row order, one batch in memory at a time."""
         last = -1
         while True:
-            with self.ro() as conn:
+            with self.db.ro() as conn:
                 part = conn.execute(select(B.c.first_row, B.c.data).where(B.c.job_id == job_id, B.c.first_row > last)
                                     .order_by(B.c.first_row).limit(1)).first()
             if part is None:

@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
                         Table, Text, UniqueConstraint)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+
+class JSONText(TypeDecorator[Any]):
+    """A JSON value stored as TEXT (the columns' type since the first migration, on SQLite and PostgreSQL).
+
+    Bound values are encoded (compact, no NaN: strict JSON) and read values decoded here, once, so
+    nothing outside the catalogue sees JSON text; Python ``None`` is SQL NULL, as before.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
 
 metadata = MetaData()
 #: The statuses of a job (or shard) that is not over yet.
@@ -16,8 +39,8 @@ datasets = Table(
     Column("rows", BigInteger, nullable=False),
     Column("size_bytes", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),
-    Column("columns", Text, nullable=False),  # JSON list of {name, dtype, missing, unique}
-    Column("preview", Text, nullable=False),  # JSON list of the first rows
+    Column("columns", JSONText, nullable=False),  # JSON list of {name, dtype, missing, unique}
+    Column("preview", JSONText, nullable=False),  # JSON list of the first rows
     Column("object_key", String(300), nullable=False),
     Column("parquet_key", String(300), nullable=False),
     Column("created_at", DateTime, nullable=False),
@@ -32,13 +55,13 @@ models = Table(
     Column("task", String(20), nullable=False),
     Column("algorithm", String(200), nullable=False),
     Column("estimator", String(200)),
-    Column("params", Text, nullable=False),
-    Column("features", Text),
-    Column("kinds", Text),
+    Column("params", JSONText, nullable=False),
+    Column("features", JSONText),
+    Column("kinds", JSONText),
     Column("target", String(200)),
     Column("dataset_id", String(40), nullable=False),
-    Column("metrics", Text),
-    Column("classes", Text),
+    Column("metrics", JSONText),
+    Column("classes", JSONText),
     Column("artifact_key", String(300)),
     Column("artifact_sha256", String(64)),
     Column("job_id", String(40)),
@@ -57,10 +80,10 @@ jobs = Table(
     Column("dataset_id", String(40)),
     Column("attempt", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False, default=1),
-    Column("request", Text, nullable=False),
-    Column("error", Text),
-    Column("metrics", Text),
-    Column("summary", Text),
+    Column("request", JSONText, nullable=False),
+    Column("error", JSONText),
+    Column("metrics", JSONText),
+    Column("summary", JSONText),
     Column("worker", String(200)),
     Column("created_at", DateTime, nullable=False),
     Column("started_at", DateTime),
@@ -97,8 +120,8 @@ job_shards = Table(
     Column("heartbeat_at", DateTime),
     Column("started_at", DateTime),
     Column("finished_at", DateTime),
-    Column("error", Text),
-    Column("summary", Text),  # JSON: the shard's class counts (classifiers), merged into the parent's summary
+    Column("error", JSONText),
+    Column("summary", JSONText),  # JSON: the shard's class counts (classifiers), merged into the parent's summary
 )
 Index("ix_job_shards_status", job_shards.c.status)
 

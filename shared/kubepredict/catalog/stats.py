@@ -6,7 +6,12 @@ scrape costs the same with ten jobs or ten million (the bucket sums scan finishe
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
 from sqlalchemy import case, func, literal_column, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..ids import utcnow
@@ -14,16 +19,26 @@ from . import schema
 
 J = schema.jobs
 I = schema.invocations  # noqa: E741
+Buckets = list[tuple[str, int]]  # [(le, cumulative count)…, ("+Inf", total)]
 
 
-def _seconds(conn, start, end):
+class Transactions(Protocol):
+    """What these figures need of a catalogue (``Catalog`` or its ``Database``)."""
+
+    def tx(self) -> AbstractContextManager[Connection]: ...
+
+    def ro(self) -> AbstractContextManager[Connection]: ...
+
+
+def _seconds(conn: Connection, start: Any, end: Any) -> Any:
     """``end - start`` in seconds, in SQL (SQLite stores datetimes as text; PostgreSQL has intervals)."""
     if conn.dialect.name == "postgresql":
         return func.extract("epoch", end - start)
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def job_stats(catalog, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) -> dict:
+def job_stats(catalog: Transactions, buckets: tuple[float, ...],
+              kinds: tuple[str, ...] = ()) -> dict[str, Any]:
     """Jobs by kind and status, finished-job duration buckets (every kind in ``kinds`` present, empty or not),
     rows predicted, outbox backlog, oldest ages."""
     with catalog.ro() as conn:
@@ -43,7 +58,7 @@ def job_stats(catalog, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) 
                                                        else_=J.c.created_at)))
             .where(J.c.status.in_(("queued", "running"))).group_by(J.c.kind, J.c.status))}
     now = utcnow()
-    durations: dict[str, tuple[list, float]] = {kind: (_cumulative(buckets, [0] * len(buckets), 0), 0.0)
+    durations: dict[str, tuple[Buckets, float]] = {kind: (_cumulative(buckets, [0] * len(buckets), 0), 0.0)
                                                 for kind in kinds}
     for kind, count, total, *cumulative in finished:
         durations[kind] = (_cumulative(buckets, cumulative, count), max(0.0, float(total or 0.0)))
@@ -52,11 +67,9 @@ def job_stats(catalog, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) 
             "events_pending": pending, "oldest_age_seconds": ages}
 
 
-def _dt(value):
+def _dt(value: datetime | str) -> datetime:
     """SQLite aggregates (MIN over a CASE) come back as text; PostgreSQL gives a datetime."""
     if isinstance(value, str):
-        from datetime import datetime
-
         return datetime.fromisoformat(value)
     return value
 
@@ -66,13 +79,14 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _cumulative(buckets, counts, total) -> list[tuple[str, int]]:
+def _cumulative(buckets: tuple[float, ...], counts: list[Any], total: int) -> Buckets:
     """``[(le, cumulative count)…, ("+Inf", total)]`` as a HistogramMetricFamily wants it."""
     return [(_le(b), int(n or 0)) for b, n in zip(buckets, counts)] + [("+Inf", int(total))]
 
 
 # ---- durable function-call counts (Kubeless) -------------------------------------------------------
-def record_invocation(catalog, function_name: str, code: str, seconds: float, buckets: tuple[float, ...]) -> None:
+def record_invocation(catalog: Transactions, function_name: str, code: str, seconds: float,
+                      buckets: tuple[float, ...]) -> None:
     """Count one call: upsert its (function, code, smallest bucket ≥ seconds) row, in one statement."""
     le = next((_le(b) for b in buckets if seconds <= b), "+Inf")
     values = {"function_name": function_name, "code": code, "le": le, "count": 1, "sum_seconds": float(seconds)}
@@ -84,12 +98,13 @@ def record_invocation(catalog, function_name: str, code: str, seconds: float, bu
         conn.execute(stmt)
 
 
-def invocation_stats(catalog, buckets: tuple[float, ...]) -> dict[tuple[str, str], tuple[list, float, int]]:
+def invocation_stats(catalog: Transactions,
+                     buckets: tuple[float, ...]) -> dict[tuple[str, str], tuple[Buckets, float, int]]:
     """``{(function_name, code): ([(le, cumulative count)…, ("+Inf", n)], sum_seconds, n)}``."""
     with catalog.ro() as conn:
         rows = conn.execute(select(I.c.function_name, I.c.code, I.c.le, I.c.count, I.c.sum_seconds)).all()
     # (function, code, le) is the table's key: one count per bucket, not yet cumulative.
-    per: dict[tuple[str, str], tuple[dict, float]] = {}
+    per: dict[tuple[str, str], tuple[dict[str, int], float]] = {}
     for fn, code, le, count, total in rows:
         by_le, seconds = per.get((fn, code), ({}, 0.0))
         by_le[le] = int(count)

@@ -89,7 +89,7 @@ class Dispatcher(BackgroundLoop):
         for row in self.catalog.claim_next(free, worker=self.name):
             if row.shards and not self.runner.runs_shards_as_one_job:
                 continue  # its shards are claimed one by one below
-            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=_resources(row),
+            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=row.resources,
                            shards=row.shards or None,
                            parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
                            retries=max(0, row.max_attempts - 1))
@@ -113,7 +113,7 @@ class Dispatcher(BackgroundLoop):
         resources: dict[str, dict] = {}  # each shard runs under its job's resources
         for row in self.catalog.claim_shards(free, worker=self.name):
             if row.job_id not in resources:
-                resources[row.job_id] = _resources(self.catalog.get_job_row(row.job_id))
+                resources[row.job_id] = self.catalog.get_job_row(row.job_id).resources
             spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard,
                            resources=resources[row.job_id])
             try:
@@ -146,15 +146,6 @@ class Dispatcher(BackgroundLoop):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         self.runner.close()
-
-
-def _resources(row) -> dict:
-    import json
-
-    try:
-        return (json.loads(row.request) or {}).get("resources") or {}
-    except ValueError:
-        return {}
 
 
 def make_runner(settings) -> JobRunner:

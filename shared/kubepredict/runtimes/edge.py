@@ -75,11 +75,7 @@ class Edge:
                                        "KUBEPREDICT_CORS_ORIGINS", code="origin_not_allowed")
             granted = self.grant(authorization)
             if granted < WRITE and granted < required(method, path):
-                if granted == READ:
-                    raise errors.Forbidden("this token may only read and predict online; uploading, training, "
-                                           "batch predictions, deleting and cancelling need the API token",
-                                           code="read_only_token")
-                raise errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
+                raise denied(granted)
             if content_length is not None and content_length > self.max_body and method in BODY_METHODS:
                 raise errors.PayloadTooLarge(
                     f"request body of {content_length} bytes is larger than the limit of {self.limit_bytes} bytes",
@@ -166,6 +162,14 @@ def required(method: str, path: str) -> int:
     return READ  # /system/…, /metrics, the protocol routes (reads and online inference), unknown paths
 
 
+def denied(granted: int) -> errors.KubepredictError:
+    """Why a request with ``granted`` access may not go on (401 without a token, 403 for the read token)."""
+    if granted == READ:
+        return errors.Forbidden("this token may only read and predict online; uploading, training, batch "
+                                "predictions, deleting and cancelling need the API token", code="read_only_token")
+    return errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
+
+
 def refusal(path: str, exc: errors.KubepredictError, *, unread_body: bool = True) -> Response:
     """The JSON error for a refused request, in the protocol's own shape on its routes."""
     resp = protocols.error_response(path, exc) if protocols.owns(path) else responses.error_response(exc)
@@ -186,3 +190,34 @@ def _is_ip(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+_FUNCTION_EDGES: dict = {}
+
+
+def checked(fn):
+    """``fn`` behind ``function_refusal``: what the OpenFaaS and Kubeless adapters call with the App."""
+
+    def call(request, svc) -> Response:
+        return function_refusal(fn.name, request, svc.settings) or fn(request, svc)
+
+    return call
+
+
+def function_refusal(name: str, request, settings) -> Response | None:
+    """The token check for a function called through the OpenFaaS or Kubeless adapters (their own
+    gateways do not check ours): the same tokens and route table as the embedded gateway, on the path
+    ``/function/{name}{request.path}``. None when the call may go on (``request.can_write`` set)."""
+    edge = _FUNCTION_EDGES.get(id(settings))
+    if edge is None:
+        edge = _FUNCTION_EDGES[id(settings)] = Edge(settings)
+    if edge.token is None:
+        return None
+    granted = edge.grant((request.headers.get("authorization") or "").encode("utf-8", "replace"))
+    public = (request.method if request.method != "HEAD" else "GET", request.path.rstrip("/")) in protocols.PUBLIC
+    need = OPEN if public else required(request.method, f"/function/{name}{request.path}")
+    if granted < WRITE and granted < need:
+        return refusal(request.path, denied(granted), unread_body=False)
+    request.can_write = granted == WRITE
+    return None
+

@@ -17,6 +17,7 @@ from .. import metrics
 from ..api.http import Headers, Request
 from ..bootstrap import default_app
 from . import responses
+from .edge import checked
 
 
 def _headers(req) -> Headers:
@@ -69,7 +70,7 @@ def adapt(fn):
         started = time.perf_counter()
         # Kubeless hands the handler no App: the process's own, built on first use (an error building it,
         # e.g. the catalogue unreachable, is the call's JSON error; the call then goes uncounted).
-        response = responses.materialize(responses.call(fn, to_request(event), default_app))
+        response = responses.materialize(responses.call(checked(fn), to_request(event), default_app))
         app = _built_app()
         if app is not None:
             metrics.record_call(fn.__name__, response.status, time.perf_counter() - started, app)

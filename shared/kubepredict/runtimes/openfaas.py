@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..api.http import Headers, Request
 from ..bootstrap import default_app
 from . import responses
+from .edge import checked
 
 
 def to_request(event) -> Request:
@@ -24,7 +25,7 @@ def adapt(fn):
 
     def handle(event, context):
         # The template hands the handler no App: the process's own, built on first use.
-        response = responses.materialize(responses.call(fn, to_request(event), default_app))
+        response = responses.materialize(responses.call(checked(fn), to_request(event), default_app))
         return response.content(), response.status, dict(response.headers)
 
     def quick(event) -> bool:

@@ -34,7 +34,7 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
     except NotFound as exc:
         raise NotFound(f"the input dataset {job['dataset_id']} was deleted; use the paginated JSON results",
                        code="dataset_not_found") from exc
-    classes = (svc.catalog.get_model(job["model_id"]).get("classes")) or []
+    classes = svc.catalog.get_model_row(job["model_id"]).classes or []
     fobj = svc.storage.open(dataset.parquet_key)
     return _generate(svc, job_id, fobj, dataset.object_key, classes)
 

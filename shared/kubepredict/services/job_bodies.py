@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -17,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def run_train(svc, job, *, cpus: int | None = None) -> None:
     """Train and store the job's model; ``cpus`` (the job's CPU allowance) bounds its ``n_jobs``."""
-    catalog, request = svc.catalog, json.loads(job.request)
+    catalog, request = svc.catalog, job.request
 
     def progress(stage: str, value: float) -> None:
         catalog.progress(job.job_id, job.attempt, stage, value)
@@ -76,7 +75,7 @@ def predict_rows(svc, job_id: str, model, pipeline, dataset, *, row_start: int, 
     The boundary shared by whole jobs and shards (runner/shards.py): a shard (``row_stop`` given) reads
     its row groups through ranged reads. ``progress(rows_done)`` after each batch.
     """
-    features, kinds = json.loads(model.features), json.loads(model.kinds)
+    features, kinds = model.features, model.kinds
     with open_parquet(svc, dataset, ranged=True) as parquet:
         ml.check_columns(parquet.schema_arrow.names, features)
         stop = parquet.metadata.num_rows if row_stop is None else row_stop

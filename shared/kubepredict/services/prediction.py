@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from .. import metrics, ml
@@ -36,8 +35,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     resources = check_resources(req.resources, maximums(svc.settings))
     model = ready_model(svc, req.model_id)
     dataset = svc.catalog.get_dataset_row(req.dataset_id)
-    columns = {c["name"] for c in json.loads(dataset.columns)}
-    ml.check_columns(columns, json.loads(model.features))
+    ml.check_columns(set(dataset.column_names), model.features)
     shards = shard_count(body, int(dataset.rows), svc.settings)
     check_queue(svc)
     job_id = new_id("job")
@@ -45,7 +43,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     if shards > 1:
         request["shards"] = shards
     job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
-           "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
+           "max_attempts": svc.settings.job_max_attempts, "request": request}
     queued = svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None,
                                  shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None)
     svc.job_queued()

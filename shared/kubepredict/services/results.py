@@ -8,7 +8,6 @@ from .csv_download import csv_stream  # noqa: F401 - the result function's CSV f
 def job_with_predictions(svc, job_id: str, *, limit: int = 100, offset: int = 0) -> dict:
     """The job; a finished prediction job with one page of its predictions."""
     job = svc.catalog.get_job(job_id)
-    job.pop("request", None)
     if job["kind"] == "predict" and job["status"] == "succeeded":
         total = (job["summary"] or {}).get("rows")
         if total is None:

@@ -6,7 +6,6 @@ MLflow's scoring server, Kafka stream scoring) decodes to a ``codecs.table.Table
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -84,11 +83,11 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
 def _load(svc, model_id: str) -> ServedModel:
     row = svc.catalog.get_model_row(model_id)
     pipeline = ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
-    features, kinds = json.loads(row.features), json.loads(row.kinds)
+    features, kinds = row.features, row.kinds
     compiled = compiled_scorer(pipeline, features=features, kinds=kinds, task=row.task)
     return ServedModel(model_id=row.model_id, name=row.name, version=row.version, task=row.task,
                        algorithm=row.algorithm, features=features, kinds=kinds,
-                       classes=json.loads(row.classes) if row.classes else None, target=row.target,
+                       classes=row.classes, target=row.target,
                        sha256=row.artifact_sha256, scorer=pipeline, compiled=compiled)
 
 

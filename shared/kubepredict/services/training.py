@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from .. import ml
 from ..errors import InvalidInput, TooManyJobs, Unprocessable
 from ..ids import new_id
@@ -31,7 +29,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     test_size, random_state = req.test_size, req.random_state
 
     dataset = svc.catalog.get_dataset_row(dataset_id)
-    columns = [c["name"] for c in json.loads(dataset.columns)]
+    columns = dataset.column_names
     if target is None and task != "clustering":
         raise InvalidInput("'target' is required unless task is 'clustering'", code="missing_field",
                            details={"field": "target"})
@@ -66,10 +64,10 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     request = {"dataset_id": dataset_id, "target": target, "features": features, "task": task,
                "algorithm": algorithm, "params": params, "test_size": test_size, "random_state": random_state,
                "resources": resources}
-    model = {"model_id": model_id, "name": name, "task": task, "algorithm": algorithm, "params": json.dumps(params),
-             "features": json.dumps(features), "target": target, "dataset_id": dataset_id, "job_id": job_id}
+    model = {"model_id": model_id, "name": name, "task": task, "algorithm": algorithm, "params": params,
+             "features": features, "target": target, "dataset_id": dataset_id, "job_id": job_id}
     job = {"job_id": job_id, "kind": "train", "model_id": model_id, "dataset_id": dataset_id,
-           "max_attempts": svc.settings.job_max_attempts, "request": json.dumps(request)}
+           "max_attempts": svc.settings.job_max_attempts, "request": request}
     queued = svc.catalog.enqueue(job=job, model=model,
                                  idempotency=("train", idempotency_key) if idempotency_key else None)
     svc.job_queued()

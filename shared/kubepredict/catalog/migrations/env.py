@@ -17,5 +17,8 @@ def _run(conn) -> None:
 if connection is not None:
     _run(connection)
 else:
-    with create_engine(config.get_main_option("sqlalchemy.url")).begin() as conn:
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("set sqlalchemy.url to the catalogue's database URL")
+    with create_engine(url).begin() as conn:
         _run(conn)

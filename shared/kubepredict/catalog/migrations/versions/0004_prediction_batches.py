@@ -4,6 +4,7 @@ Revision ID: 0004
 Revises: 0003
 """
 import json
+from typing import Any
 
 from alembic import op
 import sqlalchemy as sa
@@ -55,7 +56,8 @@ def _copy_old_predictions(conn) -> None:
                                          data=encode_batch(pred_array, probas)))
 
     for job_id in jobs:
-        pending, last = [], None
+        pending: list[tuple[Any, ...]] = []
+        last = 0  # the previous row number; read only while ``pending`` holds rows
         for r in conn.execute(sa.select(old.c.row, old.c.prediction, old.c.probabilities)
                               .where(old.c.job_id == job_id).order_by(old.c.row)):
             if pending and (len(pending) >= BATCH or r[0] != last + 1):
