@@ -7,7 +7,7 @@ DATA   ?= ./data
 PYTEST_ARGS ?=
 FUZZ_EXAMPLES ?= 200
 
-.PHONY: setup setup-services run test test-unit demo bench bench-peers fuzz soak clean
+.PHONY: setup setup-services images run test test-unit demo bench bench-peers fuzz soak clean
 
 $(BIN)/.installed: requirements.txt shared/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,10 +18,15 @@ $(BIN)/.installed: requirements.txt shared/pyproject.toml
 
 setup: $(BIN)/.installed ## Python virtualenv with pinned dependencies and the kubepredict package
 
-setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver)
+setup-services: ## Real services for integration tests (PostgreSQL, S3Proxy, Kafka, Prometheus, Chromium, kube-apiserver, images)
 	bash scripts/setup-services.sh
 	bash scripts/kube-apiserver.sh build
+	bash scripts/kube-node.sh build
 	bash scripts/build-promtool.sh
+	bash scripts/images.sh build
+
+images: ## Container images (job + four functions) with podman on a local Debian base; cache in ~/.cache/kubepredict/images
+	bash scripts/images.sh build
 
 run: setup ## Serve the platform locally: http://127.0.0.1:$(PORT)/ui/
 	$(BIN)/kubepredict serve --port $(PORT) --data-dir $(DATA)

@@ -2,6 +2,7 @@
 # Install / fetch the real backing services used by the integration tests.
 #
 #   PostgreSQL 15, Prometheus + Pushgateway, Chromium     -> Debian packages (apt)
+#   podman, buildah, crun, mmdebstrap, skopeo, containerd -> Debian packages (apt; scripts/images.sh)
 #   Kafka 4.1.1 (KRaft) runtime jars + log4j2 binding      -> Maven Central (mvn)
 #   S3Proxy 4.0.0 jar-with-dependencies                    -> Maven Central (mvn)
 #
@@ -43,9 +44,21 @@ declare -A APT_PROBE=(
   [prometheus]=/usr/bin/prometheus
   [prometheus-pushgateway]=/usr/bin/prometheus-pushgateway
   [chromium]=/usr/bin/chromium
+  # container images without a Docker daemon (scripts/images.sh) and the one-node cluster
+  [podman]=/usr/bin/podman
+  [buildah]=/usr/bin/buildah
+  [crun]=/usr/bin/crun
+  [runc]=/usr/sbin/runc
+  [mmdebstrap]=/usr/bin/mmdebstrap
+  [skopeo]=/usr/bin/skopeo
+  [uidmap]=/usr/bin/newuidmap
+  [containerd]=/usr/bin/containerd
+  [containernetworking-plugins]=/usr/lib/cni/bridge
 )
+APT_PACKAGES=(postgresql prometheus prometheus-pushgateway chromium
+              podman buildah crun runc mmdebstrap skopeo uidmap containerd containernetworking-plugins)
 missing=()
-for pkg in postgresql prometheus prometheus-pushgateway chromium; do
+for pkg in "${APT_PACKAGES[@]}"; do
   if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" = "install ok installed" ] \
      && [ -e "${APT_PROBE[$pkg]}" ]; then
     :
@@ -55,7 +68,7 @@ for pkg in postgresql prometheus prometheus-pushgateway chromium; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  step "apt: postgresql prometheus prometheus-pushgateway chromium already installed"
+  step "apt: ${APT_PACKAGES[*]} already installed"
 else
   [ "$(id -u)" -eq 0 ] || die "apt packages missing (${missing[*]}) and not root: run 'sudo $0'"
   command -v apt-get >/dev/null || die "apt-get not found; install ${missing[*]} by hand"

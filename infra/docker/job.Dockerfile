@@ -3,7 +3,10 @@
 #   docker build -f infra/docker/job.Dockerfile -t ghcr.io/kubepredict/job:0.1.0 .
 # Runs as uid 10001 with a read-only root file system: HOME and TMPDIR point at /tmp, which the
 # Job and the Deployments mount as an emptyDir.
-FROM python:3.11.11-slim-bookworm
+# PYTHON_IMAGE: any Debian-based image with python/pip on PATH (`make images` passes a locally built
+# Debian bookworm base, scripts/images.sh, where the public image cannot be pulled).
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \

@@ -63,7 +63,7 @@ def test_job_outcomes_count_statuses_codes_and_retries(tmp_path):
                 for _ in range(3)]
         with svc.catalog.tx() as conn:
             conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[0]["job_id"]).values(
-                status="failed", attempt=2, error='{"code": "heartbeat_timeout", "message": "lost"}'))
+                status="failed", attempt=2, error={"code": "heartbeat_timeout", "message": "lost"}))
             conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[1]["job_id"]).values(
                 status="succeeded", attempt=1))
         assert job_outcomes(svc) == "1 failed (heartbeat_timeout×1), 1 queued, 1 succeeded; 1 retried after a lost worker"

@@ -1,0 +1,207 @@
+"""A real one-node cluster (tests/services/kube_node.py): pods run on a real kubelet through containerd.
+
+kube-apiserver + etcd (as in test_kube_apiserver.py), kube-controller-manager, kube-scheduler and the
+kubelet from the same Kubernetes version, containerd 1.6 with the CRI plugin and a bridge CNI network,
+the pod sandbox image and our base image built locally (scripts/images.sh). Missing pieces skip (fail
+under CI=true), as for the other real services.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.services import ServiceStartError, ServiceUnavailable, in_ci
+from tests.services.kube_apiserver import KubeAPIServer
+from tests.services.kube_node import KubeNode, images_env
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+@pytest.fixture(scope="module")
+def node(request):
+    started = []
+    request.addfinalizer(lambda: [s.stop() for s in reversed(started)])
+    why = None
+    try:
+        started.append(KubeAPIServer().start())
+        started.append(KubeNode(started[0]).start())
+    except ServiceUnavailable as exc:
+        why = str(exc)
+    except ServiceStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if why:
+        if in_ci():
+            pytest.fail(f"one-node cluster unavailable: {why} (CI=true)", pytrace=False)
+        pytest.skip(f"one-node cluster unavailable: {why}")
+    return started[1]
+
+
+def test_a_pod_from_our_base_image_runs_to_completion(node):
+    base = images_env()["BASE_IMAGE"]
+    import_seconds = node.load_image(base)
+    name = f"trivial-{int(time.time())}"
+    out = node.run_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
+        "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+        "containers": [{"name": "main", "image": base, "imagePullPolicy": "Never",
+                        "command": ["python", "-c", "import os; print('uid', os.getuid()); open('/tmp/x', 'w')"],
+                        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}]}})
+    print(f"\n[kube-node] base image import {import_seconds:.1f} s; pod created→finished {out['seconds']:.1f} s")
+    assert out["phase"] == "Succeeded" and out["exit_code"] == 0, (out, node.kubelet_errors())
+    assert out["log"].strip() == "uid 10001", out
+    assert out["pod_ip"] and out["pod_ip"].startswith("10.244.0."), out
+
+
+def _csv(rows: int = 90) -> bytes:
+    lines = ["x1,x2,colour,label"]
+    for i in range(rows):
+        x1, x2 = (i * 37 % 100) / 10, (i * 53 % 100) / 10
+        lines.append(f"{x1:.1f},{x2:.1f},{('red', 'green', 'blue')[i % 3]},{'yes' if x1 + x2 > 9 else 'no'}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def jobs(node, postgres_server, s3_server):
+    """infra/base's namespace, RBAC and ConfigMap plus the Secrets on the cluster; the job image on the node;
+    the real Dispatcher driving KubernetesJobRunner with the runner ServiceAccount's token."""
+    import io
+    from urllib.parse import urlsplit, urlunsplit
+
+    import yaml
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.config import Settings
+    from kubepredict.runner.dispatcher import Dispatcher
+    from kubepredict.runner.kubernetes import KubernetesJobRunner
+    from kubepredict.services.datasets import upload_dataset
+    from kubernetes import client, utils
+
+    from tests.services import REPO_ROOT
+
+    job_image = images_env()["JOB_IMAGE"]
+    import_seconds = node.load_image(job_image)
+    print(f"\n[kube-node] job image import {import_seconds:.1f} s")
+    database_url = postgres_server.create_database()
+    bucket = s3_server.create_bucket()
+    settings = Settings(database_url=database_url, storage_url=f"s3://{bucket}/kubepredict",
+                        s3_endpoint_url=s3_server.endpoint_url, s3_region=s3_server.region,
+                        s3_access_key_id=s3_server.access_key_id, s3_secret_access_key=s3_server.secret_access_key,
+                        s3_addressing_style="path", runner="kubernetes", namespace="kubepredict",
+                        job_image=job_image, max_concurrent_jobs=1)
+    svc = bootstrap(settings)
+    # what pods see: the same services through the bridge
+    db = urlsplit(database_url)
+    pod_db_url = urlunsplit(db._replace(netloc=f"{db.username}@{node.expose(db.port)}"))
+    pod_s3 = "http://" + node.expose(urlsplit(s3_server.endpoint_url).port)
+    admin = node.kube.api_client("admin")
+    docs = [d for f in ("infra/base/namespace.yaml", "infra/base/rbac.yaml", "infra/base/configmap.yaml")
+            for d in yaml.safe_load_all((REPO_ROOT / f).read_text()) if d]
+    for doc in docs:
+        if doc["kind"] == "ConfigMap":
+            doc["data"].update({"KUBEPREDICT_JOB_IMAGE": job_image, "KUBEPREDICT_STORAGE_URL": settings.storage_url,
+                                "KUBEPREDICT_S3_ENDPOINT_URL": pod_s3, "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": ""})
+        utils.create_from_dict(admin, doc)
+    core = client.CoreV1Api(admin)
+    core.create_namespaced_secret("kubepredict", {"metadata": {"name": "kubepredict-database-url"},
+                                                  "stringData": {"kubepredict-database-url": pod_db_url}})
+    core.create_namespaced_secret("kubepredict", {"metadata": {"name": "kubepredict-s3-credentials"}, "stringData": {
+        "kubepredict-s3-access-key-id": s3_server.access_key_id,
+        "kubepredict-s3-secret-access-key": s3_server.secret_access_key}})
+    runner = KubernetesJobRunner.from_settings(settings, api_client=node.kube.api_client("runner"))
+    dispatcher = Dispatcher(svc.catalog, runner, settings)
+    lost: list[tuple] = []
+    reported = runner.on_lost
+    runner.on_lost = lambda *args: (reported(*args), lost.append(args))
+    runner.start()
+    dataset = upload_dataset(svc, io.BytesIO(_csv()), name="node-it")
+    try:
+        yield {"svc": svc, "runner": runner, "dispatcher": dispatcher, "core": core, "dataset": dataset,
+               "job_image": job_image, "lost": lost}
+    finally:
+        runner.close()
+        svc.catalog.dispose()
+        postgres_server.drop_database(database_url)
+
+
+def _run_until(jobs, job_id: str, until, timeout: float = 300.0) -> float:
+    """Dispatcher rounds until ``until(job)``; returns the seconds taken."""
+    t0 = time.monotonic()
+    while not until(jobs["svc"].catalog.get_job(job_id)):
+        assert time.monotonic() - t0 < timeout, jobs["svc"].catalog.get_job(job_id)
+        jobs["dispatcher"].tick()
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def _pods(jobs, job_id: str):
+    return jobs["core"].list_namespaced_pod("kubepredict", label_selector=f"kubepredict.io/job-id={job_id}").items
+
+
+def test_train_job_from_the_job_runner_runs_as_a_real_pod(node, jobs):
+    """The Dispatcher claims a train job; KubernetesJobRunner (the ServiceAccount's token) creates the Job;
+    the controller manager makes its pod, the kubelet runs our job image, the worker trains against the
+    host's PostgreSQL and S3 (reached through the bridge), and the job succeeds."""
+    from kubepredict.services.training import submit_train
+
+    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
+                                        "algorithm": "random_forest", "params": {"n_estimators": 20}})
+    assert jobs["dispatcher"].tick() == 1
+    seconds = _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    pods = _pods(jobs, job["job_id"])
+    print(f"\n[kube-node] train job dispatched→{final['status']} {seconds:.1f} s")
+    assert final["status"] == "succeeded", (final, node.kubelet_errors(),
+                                            [node.pod_log("kubepredict", p.metadata.name) for p in pods])
+    (pod,) = pods
+    # the worker records success just before its process exits: the pod follows a moment later
+    for _ in range(120):
+        pod = jobs["core"].read_namespaced_pod(pod.metadata.name, "kubepredict")
+        if pod.status.phase != "Running":
+            break
+        time.sleep(0.5)
+    assert pod.status.phase == "Succeeded" and pod.spec.node_name == "kp-node", pod.status
+    assert pod.spec.containers[0].image == jobs["job_image"]
+
+
+def test_job_over_its_memory_limit_is_oomkilled_by_the_kubelet_and_retried(node, jobs):
+    """A 48Mi memory limit: the real kernel kills the worker, the runner reports OOMKilled, the job is
+    requeued for its second attempt, which is OOMKilled too, and the job fails with oom_killed."""
+    from kubepredict.services.training import submit_train
+
+    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
+                                        "algorithm": "random_forest",
+                                        "resources": {"requests": {"memory": "48Mi"}, "limits": {"memory": "48Mi"}}})
+    _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    mine = [entry for entry in jobs["lost"] if entry[0] == job["job_id"]]
+    assert [(attempt, code) for _, attempt, code, *_ in mine][:1] == [(1, "oom_killed")], (mine, final)
+    assert "OOMKilled" in mine[0][3], mine
+    assert final["status"] == "failed" and final["error"]["code"] == "oom_killed", final
+    assert final["attempt"] == 2, final
+
+
+def test_job_whose_image_does_not_exist_ends_with_an_image_pull_reason(node, jobs):
+    """The kubelet cannot pull the image (no such image, no registry): the runner reports image_pull_failed
+    with the image's name, and the job ends failed with that code (every attempt fails the same way)."""
+    import dataclasses
+
+    from kubepredict.services.training import submit_train
+
+    runner = jobs["runner"]
+    template = runner.template
+    missing = "localhost/kubepredict/missing:none"
+    runner.template = dataclasses.replace(template, image=missing)
+    try:
+        job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label"})
+        _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    finally:
+        runner.template = template
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    mine = [entry for entry in jobs["lost"] if entry[0] == job["job_id"]]
+    assert mine and mine[0][2] == "image_pull_failed", (mine, final)
+    assert missing in mine[0][3] and "cannot pull image" in mine[0][3], mine
+    assert final["status"] == "failed" and final["error"]["code"] == "image_pull_failed", final
