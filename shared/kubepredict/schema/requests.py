@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ..ml.catalogue import TASKS
+from ..ml.algorithms import TASKS
 
 MAX_PAGE = 1000
 

@@ -24,7 +24,7 @@ class ErrorDetail(BaseModel):
 
 
 class Error(BaseModel):
-    """Every error of the native API (``runtimes/http.error_response``)."""
+    """Every error of the native API (``runtimes/responses.error_response``)."""
 
     error: ErrorDetail
 
