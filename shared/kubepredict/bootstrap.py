@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class Services:
+class App:
+    """The wired application every function, loop and worker is handed (usually as ``svc``)."""
+
     settings: Settings
     catalog: Catalog
     storage: Storage
@@ -32,20 +34,21 @@ class Services:
 
 
 def bootstrap(settings: Settings | None = None, *, catalog: Catalog | None = None, storage: Storage | None = None,
-              create_schema: bool = True) -> Services:
+              create_schema: bool = True) -> App:
     """Wire settings → catalogue, object store; tests pass their own adapters instead."""
     settings = settings or Settings.from_env()
     catalog = catalog or open_catalog(settings.database_url, create=create_schema)
     storage = storage or open_storage(settings.storage_url, settings)
-    return Services(settings=settings, catalog=catalog, storage=storage)
+    return App(settings=settings, catalog=catalog, storage=storage)
 
 
-_slot: Services | None = None
+_slot: App | None = None
 _slot_lock = threading.Lock()
 
 
-def default_services() -> Services:
-    """The process's services, built on first use from the environment (runtime adapters use this)."""
+def default_app() -> App:
+    """The process's App, built on first use from the environment. Only the function runtime adapters
+    (``runtimes/kubeless.py``, ``runtimes/openfaas.py``), whose entry points get no App, use this."""
     global _slot
     if _slot is None:
         with _slot_lock:
@@ -54,8 +57,8 @@ def default_services() -> Services:
     return _slot
 
 
-def set_default_services(services: Services | None) -> None:
-    """Replace (or with None, reset) the process's services slot — for tests and the gateway."""
+def set_default_app(app: App | None) -> None:
+    """Replace (or with None, reset) the process's App slot — for tests and the gateway."""
     global _slot
     with _slot_lock:
-        _slot = services
+        _slot = app

@@ -152,9 +152,9 @@ def _wait_for_sigterm(alive=lambda: True) -> None:
 
 
 def _run_until_sigterm(loop) -> None:
-    """Run a dispatcher/relay/connector loop in its thread until SIGTERM or Ctrl-C, then stop it cleanly."""
+    """Run a ``loops.BackgroundLoop`` in its thread until SIGTERM or Ctrl-C, then stop it cleanly."""
     loop.start()
-    _wait_for_sigterm(lambda: loop._thread.is_alive())
+    _wait_for_sigterm(loop.is_alive)
     loop.stop()
 
 

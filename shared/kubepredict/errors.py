@@ -1,6 +1,6 @@
 """One error hierarchy for the whole package.
 
-The core raises these; only ``runtimes/http.py`` maps them to HTTP status codes.
+The core raises these; only ``runtimes/responses.py`` maps them to HTTP status codes.
 
     KubepredictError
     ├── InvalidInput (ValueError)            400  bad request body, params, CSV

@@ -55,7 +55,8 @@ UPLOAD_BYTES = Counter("kubepredict_upload_bytes_total", "Bytes of CSV data uplo
 
 
 class CatalogCollector:
-    """Reads job, prediction and outbox figures from the catalogue at each scrape (SQL aggregates)."""
+    """Reads job, prediction and outbox figures from the catalogue at each scrape (SQL aggregates);
+    with no catalogue (``catalog`` None) it yields nothing."""
 
     def __init__(self, catalog):
         self.catalog = catalog
@@ -66,6 +67,8 @@ class CatalogCollector:
     def collect(self):
         from .catalog.stats import job_stats
 
+        if self.catalog is None:
+            return
         up = GaugeMetricFamily("kubepredict_catalog_up", "1 when the last scrape could read the catalogue.")
         try:
             stats = job_stats(self.catalog, JOB_BUCKETS, JOB_KINDS)
@@ -136,12 +139,14 @@ class InvocationCollector:
         yield seconds
 
 
+#: The gateway's catalogue figures: registered once, pointed at a catalogue by ``register_catalog``.
+_GATEWAY_CATALOG = CatalogCollector(None)
+REGISTRY.register(_GATEWAY_CATALOG)
+
+
 def register_catalog(catalog) -> None:
-    """Attach the catalogue collector to the gateway's registry once (the gateway calls this)."""
-    for c in list(getattr(REGISTRY, "_collector_to_names", {})):
-        if isinstance(c, CatalogCollector):
-            REGISTRY.unregister(c)
-    REGISTRY.register(CatalogCollector(catalog))
+    """Serve ``catalog``'s figures on the gateway's registry (the gateway calls this; the last one wins)."""
+    _GATEWAY_CATALOG.catalog = catalog
 
 
 def catalog_registry(catalog) -> CollectorRegistry:
@@ -153,17 +158,13 @@ def catalog_registry(catalog) -> CollectorRegistry:
     return registry
 
 
-def record_call(function_name: str, status: int, seconds: float, services=None) -> None:
+def record_call(function_name: str, status: int, seconds: float, svc) -> None:
     """Count one call durably (Kubeless adapter). Never raises: a metrics write must not fail a call."""
     from .catalog.stats import record_invocation
 
     try:
-        if services is None:
-            from .bootstrap import default_services
-
-            services = default_services()
-        record_invocation(services.catalog, function_name, str(status), seconds, LATENCY_BUCKETS)
-    except Exception:
+        record_invocation(svc.catalog, function_name, str(status), seconds, LATENCY_BUCKETS)
+    except Exception:  # noqa: BLE001
         logger.warning("could not record the %s call (%s) for metrics", function_name, status, exc_info=True)
 
 

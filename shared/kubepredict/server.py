@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .bootstrap import bootstrap, set_default_services
+from .bootstrap import bootstrap, set_default_app
 from .runner.dispatcher import Dispatcher, make_runner
 from .runtimes import asgi
 from .runtimes.gateway import Gateway
@@ -15,19 +15,19 @@ logger = logging.getLogger(__name__)
 
 def serve(settings, *, dispatch: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and drains open requests), then stop the loops."""
-    services = bootstrap(settings)
-    set_default_services(services)
-    gateway = Gateway(services)
+    svc = bootstrap(settings)
+    set_default_app(svc)
+    gateway = Gateway(svc)
     if settings.gc_on_start:
-        orphans.sweep_in_background(services)  # what a killed upload or job left behind, past the grace period
-    dispatcher = Dispatcher(services.catalog, make_runner(settings), settings).start() if dispatch else None
+        orphans.sweep_in_background(svc)  # what a killed upload or job left behind, past the grace period
+    dispatcher = Dispatcher(svc.catalog, make_runner(settings), settings).start() if dispatch else None
     if dispatcher:
-        services.job_queued = dispatcher.wake
+        svc.job_queued = dispatcher.wake
     background = []
     if settings.kafka_bootstrap_servers:
         from .events.embedded import start_kafka_loops
 
-        background = start_kafka_loops(services)
+        background = start_kafka_loops(svc)
     logger.info("Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s)",
                 settings.host, settings.port, settings.data_dir, settings.database_url.split("@")[-1])
     try:
@@ -39,4 +39,4 @@ def serve(settings, *, dispatch: bool = True) -> None:
             loop.stop()
         if dispatcher:
             dispatcher.stop()
-        services.catalog.dispose()
+        svc.catalog.dispose()

@@ -139,3 +139,50 @@ def test_demo_runs_against_the_gateway(gateway_url):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4/4 results" in r.stdout and "setosa" in r.stdout
+
+
+def _mixed_targets_csv(rows: int = 60) -> str:
+    """Targets of every kind: integer labels written as floats, a measurement, many integers, strings."""
+    lines = ["x1,x2,label_float,measure,count,kind"]
+    for i in range(rows):
+        lines.append(f"{i % 7},{(i * 13) % 11},{float(i % 3)},{i * 0.37 + 0.01:.2f},{i},{'abc'[i % 3]}")
+    return "\n".join(lines) + "\n"
+
+
+def test_train_task_route_answers_what_training_infers(gateway_url):
+    """GET /function/train/task: the page asks it instead of guessing; training stores the same task."""
+    api = Api(gateway_url)
+    ds = api.upload(_mixed_targets_csv(), "mixed-targets")
+    assert {c["name"]: c["dtype"] for c in ds["columns"]}["label_float"].startswith("float")
+    expected = {"label_float": "classification", "measure": "regression", "count": "regression",
+                "kind": "classification", "x1": "classification"}
+    query = {"dataset_id": ds["dataset_id"], "target": "measure"}
+    for target, task in expected.items():
+        r = api.http.get("/function/train/task", params={**query, "target": target})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"dataset_id": ds["dataset_id"], "target": target, "task": task}
+    # the task a queued training (no task given) records is the route's answer
+    for target in ("label_float", "measure"):
+        q = api.train(dataset_id=ds["dataset_id"], target=target, algorithm="auto")
+        assert api.http.get(f"/function/train/{q['model_id']}").json()["task"] == expected[target]
+        api.http.delete(f"/function/result/{q['job_id']}")
+
+    def error(params: dict) -> tuple[int, str]:
+        r = api.http.get("/function/train/task", params=params)
+        return r.status_code, r.json()["error"]["code"]
+
+    assert error({"dataset_id": ds["dataset_id"]}) == (400, "invalid_query")
+    assert error({"target": "measure"}) == (400, "invalid_query")
+    assert error({**query, "extra": "1"}) == (400, "invalid_query")
+    assert error({"dataset_id": ds["dataset_id"], "target": "nope"}) == (400, "unknown_columns")
+    assert error({"dataset_id": "ds_nope", "target": "measure"}) == (404, "dataset_not_found")
+
+
+def test_page_scripts_are_served_as_javascript(gateway_url):
+    """Browsers run an ES module only under a JavaScript type; a missing script is still a JSON 404."""
+    for path in ("/ui/app.js", "/ui/js/client.js", "/ui/js/train.js", "/ui/api.js"):
+        r = httpx.get(gateway_url + path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), (path, r.headers)
+    assert httpx.get(gateway_url + "/ui/style.css").headers["content-type"].startswith("text/css")
+    r = httpx.get(gateway_url + "/ui/js/missing.js")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")

@@ -304,3 +304,34 @@ def test_two_trainings_at_once(walk, web_url, tmp_path):
     walk.step("both-done")
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors
+
+
+def test_inferred_task_is_the_servers(walk, web_url, tmp_path):
+    """Integer class labels stored as floats (0.0, 1.0, 2.0): the server trains a classifier, and the page
+    says so too (it asks GET /function/train/task; its old guess from the dtype said regression)."""
+    import httpx
+
+    page = walk.page
+    path = tmp_path / "float-labels.csv"
+    rows = [f"{i % 7},{(i * 13) % 11},{i * 0.37 + 0.01:.2f},{float(i % 3)}" for i in range(60)]
+    path.write_text("\n".join(["x1,x2,measure,label", *rows]) + "\n")
+    page.goto(web_url + "/ui/")
+    page.locator("#train-algorithm option").first.wait_for(state="attached")
+    _upload(page, path, "float-labels")
+    dataset_id = page.input_value("#train-dataset")
+    assert page.input_value("#train-target") == "label"
+    hint = page.locator("#train-task-inferred")
+    answers = {}
+    for target in ("label", "measure"):
+        page.select_option("#train-target", target)
+        query = {"dataset_id": dataset_id, "target": target}
+        answers[target] = httpx.get(f"{web_url}/function/train/task", params=query).json()["task"]
+        hint.filter(has_text=f"(inferred: {answers[target]})").wait_for()
+        only = "logistic_regression" if answers[target] == "classification" else "linear_regression"
+        page.locator(f"#train-algorithm option[value='{only}']").wait_for(state="attached")
+    assert answers == {"label": "classification", "measure": "regression"}
+    page.select_option("#train-target", "")
+    hint.filter(has_text="(inferred: clustering)").wait_for()
+    walk.step("inferred-task")
+    assert walk.page_errors == [], walk.page_errors
+    assert walk.console_errors == [], walk.console_errors

@@ -11,7 +11,7 @@ import pytest
 
 from kubepredict.catalog.database import _unavailable
 from kubepredict.errors import BackendUnavailable, InsufficientStorage
-from kubepredict.runtimes.http import error_response
+from kubepredict.runtimes.responses import error_response
 from kubepredict.storage import spool
 from kubepredict.storage.file import FileStorage
 

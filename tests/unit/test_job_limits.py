@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from kubepredict.config import Settings
 from kubepredict.errors import ConfigError, InvalidInput
-from kubepredict.ml import catalogue
+from kubepredict.ml import algorithms
 from kubepredict.runner import limits
 from kubepredict.runner.base import JobRunner
 from kubepredict.runner.local import LocalProcessRunner, _Worker
@@ -185,18 +185,18 @@ def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
                                     {"hidden_layer_sizes": [4000] * 5}, {"hidden_layer_sizes": [1] * 65}])
 def test_params_above_the_ceilings_are_refused(params):
     with pytest.raises(InvalidInput) as err:
-        catalogue.check_ceilings(params)
+        algorithms.check_ceilings(params)
     assert err.value.code == "param_ceiling" and err.value.details["field"] == f"params.{next(iter(params))}"
 
 
 def test_params_within_the_ceilings_pass():
-    catalogue.check_ceilings({"n_estimators": 5000, "n_jobs": -1, "hidden_layer_sizes": [4096, 4096, 4096, 4096],
+    algorithms.check_ceilings({"n_estimators": 5000, "n_jobs": -1, "hidden_layer_sizes": [4096, 4096, 4096, 4096],
                               "max_iter": 100_000, "alpha": 1e12, "n_neighbors": True})
-    catalogue.validate_request("mlp", "classification", {"hidden_layer_sizes": [100, 50]})
+    algorithms.validate_request("mlp", "classification", {"hidden_layer_sizes": [100, 50]})
     with pytest.raises(InvalidInput):
-        catalogue.validate_request("random_forest", "classification", {"n_estimators": 10**6})
+        algorithms.validate_request("random_forest", "classification", {"n_estimators": 10**6})
     with pytest.raises(InvalidInput):
-        catalogue.validate_request("auto", None, {"n_estimators": 10**6})
+        algorithms.validate_request("auto", None, {"n_estimators": 10**6})
 
 
 def test_a_loaded_models_n_jobs_is_clamped_for_a_predict_job():

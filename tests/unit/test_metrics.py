@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
 from kubepredict import metrics
-from kubepredict.bootstrap import bootstrap, set_default_services
+from kubepredict.bootstrap import bootstrap, set_default_app
 from kubepredict.catalog import open_catalog, schema
 from kubepredict.catalog.migrate import upgrade
 from kubepredict.config import Settings
@@ -127,7 +127,7 @@ def test_kubeless_adapter_counts_each_call_in_the_catalogue(tmp_path):
     from functions.result.handler import handler
 
     svc = bootstrap(Settings(data_dir=tmp_path))
-    set_default_services(svc)
+    set_default_app(svc)
     try:
         for path in ("/job_nope", "/"):
             environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "wsgi.input": io.BytesIO(b""),
@@ -138,7 +138,7 @@ def test_kubeless_adapter_counts_each_call_in_the_catalogue(tmp_path):
         assert s[("gateway_function_invocation_total", (("code", "404"), ("function_name", "result")))] == 1
         assert s[("gateway_function_invocation_total", (("code", "200"), ("function_name", "result")))] == 1
     finally:
-        set_default_services(None)
+        set_default_app(None)
         svc.catalog.dispose()
 
 
@@ -174,3 +174,33 @@ def test_gateway_exposition_labels_are_bounded(tmp_path):
             assert set(sample.labels) <= allowed, sample
             assert not any(v.startswith(("job_", "ds_", "mdl_")) for v in sample.labels.values()), sample
     svc.catalog.dispose()
+
+
+def test_the_gateway_registry_serves_the_last_registered_catalogue_once(tmp_path):
+    first, second = (open_catalog(f"sqlite:///{tmp_path / f'{n}.db'}") for n in ("a", "b"))
+    try:
+        with second.engine.begin() as conn:
+            _job(conn, 1, "train", "succeeded", seconds=1.0)
+        metrics.register_catalog(first)
+        metrics.register_catalog(second)
+        body = metrics.exposition().decode()
+        assert body.count("\nkubepredict_catalog_up ") == 1
+        s = _samples(None)
+        assert s[("kubepredict_jobs_total", (("kind", "train"), ("status", "succeeded")))] == 1
+    finally:
+        metrics.register_catalog(None)
+        first.dispose()
+        second.dispose()
+    assert "kubepredict_catalog_up" not in metrics.exposition().decode()
+
+
+def test_metrics_use_only_prometheus_client_public_api():
+    from pathlib import Path
+
+    source = Path(metrics.__file__).read_text()
+    assert "_collector_to_names" not in source
+
+
+def test_record_call_has_no_process_wide_fallback(catalog):
+    with pytest.raises(TypeError):
+        metrics.record_call("upload", 201, 0.1)  # the App is the caller's to pass

@@ -17,7 +17,7 @@ from sklearn.cluster import Birch
 from kubepredict.errors import ArtifactRejected, Unprocessable
 from kubepredict.ml import dump_model, load_model, sha256_hex, train
 from kubepredict.ml import artifact_types
-from kubepredict.ml.catalogue import ALGORITHMS
+from kubepredict.ml.algorithms import ALGORITHMS
 from tests.unit.skops_craft import call, dct, function, node, swap, tup
 
 

@@ -21,7 +21,7 @@ import pytest
 from a2wsgi import ASGIMiddleware
 from werkzeug.test import Client
 
-from kubepredict.bootstrap import bootstrap, set_default_services
+from kubepredict.bootstrap import bootstrap, set_default_app
 from kubepredict.config import Settings
 from kubepredict.runner.worker import run_worker
 from kubepredict.runtimes.gateway import Gateway
@@ -34,9 +34,9 @@ IRIS = (REPO / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
 @pytest.fixture(scope="module")
 def svc(tmp_path_factory):
     services = bootstrap(Settings(data_dir=tmp_path_factory.mktemp("rt")))
-    set_default_services(services)
+    set_default_app(services)
     yield services
-    set_default_services(None)
+    set_default_app(None)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_idempotency_key_returns_the_same_job_on_every_runtime(svc, openfaas_app
 def test_the_adapters_check_the_tokens_like_the_embedded_gateway(tmp_path, svc, openfaas_apps):
     """OpenFaaS's and Kubeless's gateways do not check our token: with one set, the function does."""
     tokened = bootstrap(Settings(data_dir=tmp_path, api_token="s3cret", read_token="r3ad"))
-    set_default_services(tokened)
+    set_default_app(tokened)
     try:
         for via in (lambda *a, **k: via_openfaas(openfaas_apps, *a, **k), via_kubeless):
             status, _, out = via("GET", "upload", "/")
@@ -225,5 +225,29 @@ def test_the_adapters_check_the_tokens_like_the_embedded_gateway(tmp_path, svc, 
             assert via("GET", "upload", "/", headers={"Authorization": "Bearer té"})[0] == 401
             assert via("GET", "predict", "/v2/health/live")[0] == 200  # health stays open
     finally:
-        set_default_services(svc)
+        set_default_app(svc)
         tokened.catalog.dispose()
+
+
+def test_only_the_runtime_adapters_fall_back_to_the_process_app(monkeypatch):
+    """Functions need their App passed; an adapter builds the process's own, and a failure to build it
+    is the call's JSON error, not a traceback."""
+    from kubepredict import bootstrap as bootstrap_module
+    from kubepredict import errors
+    from kubepredict.api import FUNCTIONS
+    from kubepredict.api.http import Request
+    from kubepredict.runtimes import kubeless, openfaas
+
+    with pytest.raises(TypeError):
+        FUNCTIONS["result"](Request.build("GET", "/"))  # no hidden default
+
+    def unreachable(*args, **kwargs):
+        raise errors.BackendUnavailable("catalogue unreachable")
+
+    set_default_app(None)
+    monkeypatch.setattr(bootstrap_module, "bootstrap", unreachable)
+    event = type("E", (), {"method": "GET", "path": "/", "query": None, "headers": {}, "body": b""})()
+    body, status, headers = openfaas.adapt(FUNCTIONS["result"])(event, None)
+    assert status == 503 and json.loads(body)["error"]["message"] == "catalogue unreachable"
+    response = kubeless.adapt(FUNCTIONS["result"])({"data": b""}, {})
+    assert response.status_code == 503 and json.loads(response.body)["error"]["code"]

@@ -1,4 +1,4 @@
-"""The four functions as neutral callables: ``fn(Request, services=None) -> Response``."""
+"""The four functions as neutral callables: ``fn(Request, svc) -> Response`` (``svc``: the ``bootstrap.App``)."""
 
 from .http import Function, Request, Response
 from .predict import predict

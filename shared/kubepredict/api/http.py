@@ -170,9 +170,7 @@ class Function:
             return fn
         return register
 
-    def __call__(self, request: Request, services=None) -> Response:
-        from ..bootstrap import default_services
-
+    def __call__(self, request: Request, svc) -> Response:
         parts = [p for p in request.path.split("/") if p]
         wanted = "GET" if request.method == "HEAD" else request.method  # HEAD: a GET whose body is dropped
         allowed = []
@@ -185,7 +183,7 @@ class Function:
                 continue
             if r.doc.query is not None:
                 request.params = parse.query(r.doc.query, request.query)
-            return r.handler(request, services or default_services(), *args)
+            return r.handler(request, svc, *args)
         if allowed:
             raise MethodNotAllowed(f"{request.method} is not allowed on /function/{self.name}{request.path}",
                                    details={"allowed": sorted(set(allowed))})

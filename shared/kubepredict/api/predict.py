@@ -18,12 +18,10 @@ from .train import ACCEPTED, IDEMPOTENCY, JOB_LINKS, accepted
 class PredictFunction(Function):
     """``predict``'s own routes, with the protocol routes tried first (they answer in their own shapes)."""
 
-    def __call__(self, request: Request, services=None) -> Response:
+    def __call__(self, request: Request, svc) -> Response:
         if protocols.owns(request.path):
-            from ..bootstrap import default_services
-
-            return protocols.dispatch(request, services or default_services())
-        return super().__call__(request, services)
+            return protocols.dispatch(request, svc)
+        return super().__call__(request, svc)
 
 
 predict = PredictFunction("predict")

@@ -3,7 +3,7 @@
 Paths are relative to the ``predict`` function (``/function/predict/v2/...`` on any runtime); the
 embedded gateway also mounts them at its root (``/v2/...``). Handlers only translate: codec decode →
 ``services.prediction.infer`` (resolve, score) → codec encode. Each protocol answers errors in its
-own shape, built from the one status table in ``runtimes/http.py``.
+own shape, built from the one status table in ``runtimes/responses.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _error_body(dialect: str, status: int, message: str) -> dict:
 
 def error_response(path: str, exc: Exception) -> Response:
     """``exc`` as the protocol owning ``path`` says errors look; statuses from the one table."""
-    from ..runtimes.http import error_response as native  # runtimes import api, not the other way at load time
+    from ..runtimes.responses import error_response as native  # runtimes import api, not the other way at load time
 
     answer = native(exc)
     message = json.loads(answer.body)["error"]["message"]

@@ -1,4 +1,4 @@
-"""The ``train`` function: queue a training job; list algorithms and models."""
+"""The ``train`` function: queue a training job; list algorithms and models; tell the task a target implies."""
 
 from __future__ import annotations
 
@@ -53,6 +53,14 @@ def create(request: Request, svc) -> Response:
              responses={200: out.AlgorithmList})
 def algorithms(request: Request, svc) -> Response:
     return Response.json({"algorithms": ml.list_algorithms(request.params.task)})
+
+
+@train.route("GET", "/task", summary="The task training infers for a target column", query=q.TaskQuery,
+             responses={200: out.InferredTask, 400: "unknown column", 404: "unknown dataset"})
+def task(request: Request, svc) -> Response:
+    dataset_id, target = request.params.dataset_id, request.params.target
+    return Response.json({"dataset_id": dataset_id, "target": target,
+                          "task": training.inferred_task(svc, dataset_id, target)})
 
 
 @train.route("GET", "/", summary="List models, newest first", query=q.ModelsQuery, responses={200: out.ModelList})

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailable
+from ..loops import BackgroundLoop
 from .kafka_config import UNREACHABLE, consumer_config, ensure_topics, error_name, producer_config, unavailable
 from .messages import COMMIT, DEAD_LETTER, Delivery, Invocation, build_invocation, dead_letter_headers, decide, error_of
 
@@ -18,14 +18,16 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class KafkaConnector:
+class KafkaConnector(BackgroundLoop):
     """One consumer-group member; run more (same group) to scale, up to one per partition."""
 
     name = "connector"
+    thread_name = "kafka-connector"
 
     def __init__(self, settings, *, gateway_url: str | None = None, group_id: str | None = None, http=None,
                  after_invoke: Callable[[Delivery, int | None], None] | None = None, max_backoff: float = 30.0,
                  invoke_timeout: float = 120.0):
+        super().__init__()
         self.settings = settings
         self.gateway_url = (gateway_url or settings.gateway_url).rstrip("/")
         self.group_id = group_id or settings.connector_group
@@ -33,8 +35,6 @@ class KafkaConnector:
         self.after_invoke, self.max_backoff, self.invoke_timeout = after_invoke, max_backoff, invoke_timeout
         self._http = http
         self._producer: Producer | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._outage, self._outage_since = False, 0.0
         self._backoff = 0.0
         self.invoked = self.committed = self.dead_lettered = 0
@@ -190,19 +190,6 @@ class KafkaConnector:
             self._outage = False
             logger.info("connector: Kafka reachable again")
 
-    def start(self) -> KafkaConnector:
-        self._thread = threading.Thread(target=self._run_logged, name="kafka-connector", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run_logged(self) -> None:
-        try:
-            self.run()
-        except Exception:  # a thread's exception would otherwise vanish
-            logger.exception("connector stopped")
-
     def stop(self, timeout: float = 15.0) -> None:
         """Leave the group cleanly; an uncommitted message is re-delivered to the next member."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)

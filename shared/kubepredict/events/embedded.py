@@ -17,12 +17,12 @@ def local_gateway_url(settings) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{settings.port}"
 
 
-def start_kafka_loops(services) -> list:
+def start_kafka_loops(svc) -> list:
     """Start the outbox relay, the connector and the stream scorer, each in a daemon thread; ``.stop()`` ends each."""
-    settings = services.settings
-    relay = OutboxRelay(services.catalog, settings).start()
+    settings = svc.settings
+    relay = OutboxRelay(svc.catalog, settings).start()
     connector = KafkaConnector(settings, gateway_url=local_gateway_url(settings)).start()
     # one transactional id per gateway on this host: host name and port
-    scorer = StreamScorer(services, instance=f"{default_instance()}-{settings.port}").start()
+    scorer = StreamScorer(svc, instance=f"{default_instance()}-{settings.port}").start()
     logger.info("Kafka at %s: relay, connector and stream scorer running in-process", settings.kafka_bootstrap_servers)
     return [relay, connector, scorer]

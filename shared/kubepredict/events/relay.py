@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from ..errors import BackendUnavailable
+from ..loops import BackgroundLoop
 from .kafka_config import UNREACHABLE, ensure_topics, error_name, producer_config, unavailable
 
 logger = logging.getLogger(__name__)
@@ -33,19 +33,19 @@ def sendable(rows: list, delivered: set[int]) -> list[int]:
     return out
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Polls the outbox; one batch in flight at a time; backs off while the broker is away."""
 
     name = "relay"
+    thread_name = "outbox-relay"
 
     def __init__(self, catalog, settings, *, producer=None, batch: int = 500, idle_seconds: float = 0.2,
                  max_backoff: float = 30.0):
+        super().__init__()
         self.catalog, self.settings = catalog, settings
         self.topic = settings.topic_events
         self.batch, self.idle_seconds, self.max_backoff = batch, idle_seconds, max_backoff
         self._producer = producer
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._outage = False
         self._standby_logged = False
         self.published = 0
@@ -183,16 +183,9 @@ class OutboxRelay:
             self._standby_logged = True
         return lease
 
-    def start(self) -> OutboxRelay:
-        self._thread = threading.Thread(target=self.run, name="outbox-relay", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self, timeout: float = 15.0) -> None:
         """Ask the loop to finish its batch and stop; unacknowledged rows stay pending for the next start."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
 
     def close(self) -> None:
         producer, self._producer = self._producer, None

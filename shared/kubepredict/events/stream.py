@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..errors import BackendUnavailable, KubepredictError
+from ..loops import BackgroundLoop
 from ..services import serving
 from . import stream_batch as sb
 from .kafka_config import UNREACHABLE, consumer_config, ensure_topics, error_name, producer_config, unavailable
@@ -33,25 +34,25 @@ def default_instance() -> str:
     return socket.gethostname() or "local"
 
 
-class StreamScorer:
+class StreamScorer(BackgroundLoop):
     """One consumer-group member; run more (same group, distinct ``instance``) to share the partitions."""
 
     name = "stream-scorer"
+    thread_name = "kafka-stream-scorer"
 
-    def __init__(self, services, *, group_id: str | None = None, instance: str | None = None,
+    def __init__(self, svc, *, group_id: str | None = None, instance: str | None = None,
                  max_messages: int = 500, max_wait: float = 0.05, transaction_timeout_ms: int = 30000,
                  after_produce: Callable[[list], None] | None = None, max_backoff: float = 30.0,
                  stuck_after: float = 120.0):
-        self.services = services
-        self.settings = settings = services.settings
+        super().__init__()
+        self.svc = svc
+        self.settings = settings = svc.settings
         self.group_id = group_id or settings.stream_group
         # Stable across restarts of the same instance: a restart aborts the transaction its crash left open.
         self.transactional_id = f"{self.group_id}-{instance or default_instance()}"
         self.max_messages, self.max_wait = max_messages, max_wait
         self.transaction_timeout_ms = transaction_timeout_ms
         self.after_produce, self.max_backoff = after_produce, max_backoff
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # watchdog: a transactional call blocked longer than ``stuck_after`` s (librdkafka can miss its own timeout
         # when the group coordinator restarts, confluentinc/librdkafka#5456) gets the loop replaced by a new one
         self.stuck_after = stuck_after
@@ -133,9 +134,9 @@ class StreamScorer:
         s = self.settings
         records = sb.first_of_each(sb.parse(d) for d in deliveries)
         limit = s.max_online_rows
-        for g in sb.group(records, lambda ref, v: serving.resolve(self.services, ref, v), limit):
+        for g in sb.group(records, lambda ref, v: serving.resolve(self.svc, ref, v), limit):
             for chunk in sb.chunks(g.records, limit):
-                sb.score_group(chunk, g.model, lambda m, t: serving.score(self.services, m, t))
+                sb.score_group(chunk, g.model, lambda m, t: serving.score(self.svc, m, t))
         offsets: dict[tuple[str, int], int] = {}
         for d in deliveries:
             offsets[(d.topic, d.partition)] = max(offsets.get((d.topic, d.partition), -1), d.offset + 1)
@@ -260,9 +261,7 @@ class StreamScorer:
             logger.info("stream scorer: Kafka reachable again")
 
     def start(self) -> StreamScorer:
-        self._thread = threading.Thread(target=self._run_logged, args=(self._generation,), name="kafka-stream-scorer",
-                                        daemon=True)
-        self._thread.start()
+        super().start()  # generation 0
         threading.Thread(target=self._watch, name="kafka-stream-watchdog", daemon=True).start()
         return self
 
@@ -287,7 +286,7 @@ class StreamScorer:
         except Exception:  # already closed
             logger.debug("stream scorer: closing the old consumer", exc_info=True)
         self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
-                                        name="kafka-stream-scorer", daemon=True)
+                                        name=self.thread_name, daemon=True)
         self._thread.start()
 
     def _run_logged(self, generation: int = 0) -> None:
@@ -307,9 +306,7 @@ class StreamScorer:
 
     def stop(self, timeout: float = 15.0) -> None:
         """Finish the batch in hand, then leave the group; uncommitted records go to the next member."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        super().stop(timeout)
 
 
 def _commit(producer, attempts: int = 3) -> None:

@@ -112,7 +112,7 @@ class ModelGroup:
 def group(records: list[Record], resolve, max_rows: int) -> list[ModelGroup]:
     """Resolve each distinct model reference once, decode rows, and group the good records by model.
 
-    ``resolve(ref, version)`` is ``serving.resolve`` bound to the services. A record whose model is unknown
+    ``resolve(ref, version)`` is ``serving.resolve`` bound to the App. A record whose model is unknown
     or not ready, whose rows are malformed or miss a feature, or that has more than ``max_rows`` rows gets
     ``error``. BackendUnavailable (database or object store down) propagates: the batch is retried.
     """
@@ -181,7 +181,7 @@ def concat(records: list[Record], features: list[str]) -> Table:
 def score_group(records: list[Record], model, score) -> None:
     """Score the records together (one call); if that fails on bad values, score each alone to find the culprit.
 
-    ``score(model, table)`` is ``serving.score`` bound to the services. Sets ``answer`` or ``error`` on each.
+    ``score(model, table)`` is ``serving.score`` bound to the App. Sets ``answer`` or ``error`` on each.
     """
     try:
         result = score(model, concat(records, model.features))
@@ -230,7 +230,7 @@ def answer_event(rec: Record, time: str) -> bytes:
 
 
 def error_status(exc: KubepredictError) -> int:
-    from ..runtimes.http import STATUS
+    from ..runtimes.responses import STATUS
 
     for cls, status in STATUS:
         if isinstance(exc, cls):

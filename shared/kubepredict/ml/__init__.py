@@ -1,7 +1,7 @@
 """Machine learning core: algorithm catalogue, preprocessing, training, safe artifacts, scoring."""
 
 from kubepredict.ml.artifacts import dump_model, load_model, sha256_hex
-from kubepredict.ml.catalogue import (ALGORITHMS, TASKS, AlgorithmSpec, build_estimator, infer_task,
+from kubepredict.ml.algorithms import (ALGORITHMS, TASKS, AlgorithmSpec, build_estimator, infer_task,
                                       list_algorithms, resolve, validate_request)
 from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds
 from kubepredict.ml.scoring import ScoreResult, check_columns, json_values, score

@@ -8,7 +8,7 @@ pair (loader, type) is one our own artefacts hold. Neither the file's own list n
 trust is taken on faith: skops trusts every scikit-learn estimator, and ``CountVectorizer(input=
 "filename")`` reads files.
 
-The pairs were found by fitting every algorithm of ``ml/catalogue.py`` (with its common parameter
+The pairs were found by fitting every algorithm of ``ml/algorithms.py`` (with its common parameter
 variants) and every public scikit-learn classifier, regressor and clusterer a train request may
 name, saving it, and reading the schema (tests/unit/test_ml_artifacts.py repeats this for the
 catalogue, so a new algorithm or library version that needs a new type fails there first):
@@ -119,7 +119,7 @@ def allowed() -> dict[str, frozenset[str]]:
     from sklearn.metrics import _dist_metrics
     from sklearn.utils import all_estimators
 
-    from kubepredict.ml.catalogue import ALGORITHMS, import_estimator_class
+    from kubepredict.ml.algorithms import ALGORITHMS, import_estimator_class
 
     predictors = {_path(cls) for _, cls in all_estimators(type_filter=["classifier", "regressor", "cluster"])
                   if cls.__module__.startswith("sklearn.")}

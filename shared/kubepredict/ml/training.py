@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 
 from kubepredict.errors import InvalidInput, KubepredictError, Unprocessable
 from kubepredict.ml import evaluation
-from kubepredict.ml.catalogue import (AUTO, AUTO_CANDIDATES, AlgorithmSpec, build_estimator,
+from kubepredict.ml.algorithms import (AUTO, AUTO_CANDIDATES, AlgorithmSpec, build_estimator,
                                       check_task, import_estimator_class, infer_task, resolve)
 from kubepredict.ml.jsonsafe import json_safe
 from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds, plain_sklearn

@@ -12,18 +12,21 @@ import socket
 import threading
 import time
 
+from ..loops import BackgroundLoop
 from .base import JobRunner, JobSpec
 from .limits import DEADLINE_CODE, deadline_message
 
 logger = logging.getLogger(__name__)
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
+    thread_name = "dispatcher"
+
     def __init__(self, catalog, runner: JobRunner, settings):
+        super().__init__()
         self.catalog, self.runner, self.settings = catalog, runner, settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._stop, self._wake = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
         self._last_poll = float("-inf")
         runner.on_lost = self._lost
         runner.on_failed = self._failed
@@ -138,15 +141,10 @@ class Dispatcher:
 
     def start(self) -> Dispatcher:
         self.runner.start()
-        self._thread = threading.Thread(target=self.run, name="dispatcher", daemon=True)
-        self._thread.start()
-        return self
+        return super().start()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
         self.runner.close()
 
 

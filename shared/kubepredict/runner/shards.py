@@ -24,7 +24,7 @@ def run_predict_shard(svc, job, shard, *, cpus: int | None = None) -> None:
 
     ``cpus`` (the job's CPU allowance) bounds the model's ``n_jobs``.
     """
-    from .jobs import predict_rows
+    from ..services.job_bodies import predict_rows
 
     catalog = svc.catalog
     catalog.shard_progress(job.job_id, shard.shard, shard.attempt, 0)

@@ -10,8 +10,8 @@ import threading
 import time
 
 from ..errors import JobCancelled, KubepredictError
+from ..services.job_bodies import run_predict, run_train
 from . import limits as job_limits
-from .jobs import run_predict, run_train
 
 logger = logging.getLogger(__name__)
 

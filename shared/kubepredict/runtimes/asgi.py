@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 from .. import errors
 from ..api import FUNCTIONS
 from ..api.http import Headers, Request, Response
-from . import http
+from . import responses
 from .edge import BODY_METHODS, FRAMING_BYTES, GRANTED, WRITE
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class AsgiGateway:
             await self._serve(scope, receive, send)
         except Exception as exc:  # noqa: BLE001 - the edge: a JSON 500, never uvicorn's plain text
             try:
-                await _respond(send, http.error_response(exc))
+                await _respond(send, responses.error_response(exc))
             except Exception:  # noqa: BLE001, S110 - the response had started: uvicorn closes the connection
                 pass
 
@@ -164,7 +164,7 @@ class AsgiGateway:
             request = Request.build("POST", path, query=query, headers=headers, body=body)
             request.strict, request.can_write = True, granted == WRITE
             resp = self.gateway.call_protocol(request)
-        await _respond(send, http.materialize(resp))
+        await _respond(send, responses.materialize(resp))
 
 
 async def _respond(send, resp: Response) -> None:

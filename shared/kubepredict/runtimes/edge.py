@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from .. import errors
 from ..api import protocols
 from ..api.http import Response
-from . import http
+from . import responses
 
 OPEN, READ, WRITE = 0, 1, 2  # access: what a route needs, and what a token grants
 GRANTED = "kubepredict.access"  # ASGI scope / WSGI environ key: the access granted, once checked
@@ -172,7 +172,7 @@ def denied(granted: int) -> errors.KubepredictError:
 
 def refusal(path: str, exc: errors.KubepredictError, *, unread_body: bool = True) -> Response:
     """The JSON error for a refused request, in the protocol's own shape on its routes."""
-    resp = protocols.error_response(path, exc) if protocols.owns(path) else http.error_response(exc)
+    resp = protocols.error_response(path, exc) if protocols.owns(path) else responses.error_response(exc)
     if unread_body:
         resp.headers["Connection"] = "close"  # the body is never read: no reading and dropping it either
     return resp
@@ -193,6 +193,15 @@ def _is_ip(name: str) -> bool:
 
 
 _FUNCTION_EDGES: dict = {}
+
+
+def checked(fn):
+    """``fn`` behind ``function_refusal``: what the OpenFaaS and Kubeless adapters call with the App."""
+
+    def call(request, svc) -> Response:
+        return function_refusal(fn.name, request, svc.settings) or fn(request, svc)
+
+    return call
 
 
 def function_refusal(name: str, request, settings) -> Response | None:

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as WResponse
 from .. import __version__, errors, metrics
 from ..api import FUNCTIONS, protocols
 from ..api.http import Headers, Request, Response
-from . import http
+from . import responses
 from .async_calls import AsyncCalls
 from .edge import GRANTED, WRITE, Edge
 
@@ -41,9 +41,9 @@ def _to_wsgi(resp: Response) -> WResponse:
 class Gateway:
     """A WSGI app: ``/function/{name}``, ``/async-function/{name}``, ``/system/…``, health, metrics, ``/ui/``."""
 
-    def __init__(self, services, *, web_dir: Path | None = None):
-        self.services = services
-        self.settings = services.settings
+    def __init__(self, svc, *, web_dir: Path | None = None):
+        self.svc = svc
+        self.settings = svc.settings
         self.invocations = {name: 0 for name in FUNCTIONS}
         self._count_lock = threading.Lock()
         self.async_calls = AsyncCalls(self.settings, self._run_async)
@@ -65,7 +65,7 @@ class Gateway:
               for path in (f"/{root}", f"/{root}/<path:rest>")],
         ], strict_slashes=False, merge_slashes=False,  # "/function//upload" is a 404, not a redirect
             converters={"path": AnyPath})
-        metrics.register_catalog(services.catalog)
+        metrics.register_catalog(svc.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
         if web_dir and Path(web_dir).is_dir():
@@ -94,8 +94,9 @@ class Gateway:
             if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
                 err = errors.MethodNotAllowed(f"{environ['REQUEST_METHOD']} not allowed on the web page",
                                               details={"allowed": ["GET", "HEAD"]})
-                return _to_wsgi(http.error_response(err))(environ, start_response)
-            return self._static(environ, start_response)  # a missing file falls through to _route
+                return _to_wsgi(responses.error_response(err))(environ, start_response)
+            # a missing file falls through to _route
+            return self._static(environ, _module_script_type(environ, start_response))
         return self._route(environ, start_response)
 
     def _route(self, environ, start_response):
@@ -113,12 +114,12 @@ class Gateway:
             elif exc.code == 405:
                 err = errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}",
                                               details={"allowed": sorted(getattr(exc, "valid_methods", None) or [])})
-                resp = _to_wsgi(http.error_response(err))
+                resp = _to_wsgi(responses.error_response(err))
             else:
-                resp = _to_wsgi(http.error_response(errors.RouteNotFound(f"no route {wreq.path}",
+                resp = _to_wsgi(responses.error_response(errors.RouteNotFound(f"no route {wreq.path}",
                                                                          details={"path": wreq.path})))
         except errors.KubepredictError as exc:
-            resp = _to_wsgi(http.error_response(exc))
+            resp = _to_wsgi(responses.error_response(exc))
         return resp(environ, start_response)
 
     def _request(self, wreq: WRequest, rest: str) -> Request:
@@ -138,10 +139,10 @@ class Gateway:
         """Call a function with metrics; unknown names are a JSON 404."""
         fn = FUNCTIONS.get(name)
         if fn is None:
-            return http.error_response(errors.RouteNotFound(f"no function named {name!r}",
+            return responses.error_response(errors.RouteNotFound(f"no function named {name!r}",
                                                             details={"functions": sorted(FUNCTIONS)}))
         started = time.perf_counter()
-        resp = http.call(fn, request, self.services)
+        resp = responses.call(fn, request, self.svc)
         code = str(resp.status)
         metrics.INVOCATIONS.labels(name, code).inc()
         metrics.FUNCTION_SECONDS.labels(name, code).observe(time.perf_counter() - started)
@@ -153,8 +154,8 @@ class Gateway:
     def health(self) -> Response:
         """``/healthz``: 200 ``OK`` once database and storage answer (the ASGI front calls it on its own thread)."""
         try:
-            self.services.catalog.ping()
-            self.services.storage.ping()
+            self.svc.catalog.ping()
+            self.svc.storage.ping()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             logger.warning("health check failed: %s", exc)
             return Response(503, ("unhealthy: " + str(exc).splitlines()[0][:200]).encode(),
@@ -204,7 +205,7 @@ class Gateway:
 
     def _run_async(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
         started = time.perf_counter()
-        resp = http.materialize(self.invoke(name, request))
+        resp = responses.materialize(self.invoke(name, request))
         if callback:
             headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
                        "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
@@ -254,6 +255,22 @@ def _edge_args(environ) -> tuple:
 def _adding(start_response, extra: dict):
     def start(status, headers, exc_info=None):
         return start_response(status, [*headers, *extra.items()], exc_info)
+    return start
+
+
+JS_TYPE = "text/javascript; charset=utf-8"
+
+
+def _module_script_type(environ, start_response):
+    """Serve the page's ``.js`` files as ``text/javascript`` whatever the host's mime.types says: browsers
+    refuse an ES module (``<script type="module">`` and its imports) under any non-JavaScript type."""
+    if not environ.get("PATH_INFO", "").endswith((".js", ".mjs")):
+        return start_response
+
+    def start(status, headers, exc_info=None):
+        if status.startswith(("200", "206")):  # a file was found; a JSON 404 keeps its own type
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"] + [("Content-Type", JS_TYPE)]
+        return start_response(status, headers, exc_info)
     return start
 
 

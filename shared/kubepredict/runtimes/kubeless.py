@@ -15,9 +15,9 @@ import time
 
 from .. import metrics
 from ..api.http import Headers, Request
-from ..bootstrap import default_services
-from . import http
-from .edge import function_refusal
+from ..bootstrap import default_app
+from . import responses
+from .edge import checked
 
 
 def _headers(req) -> Headers:
@@ -54,6 +54,13 @@ def to_request(event: dict) -> Request:
     return Request.build(method, path, query=query, headers=headers, body=body)
 
 
+def _built_app():
+    try:
+        return default_app()
+    except Exception:  # noqa: BLE001 - already answered as the call's error
+        return None
+
+
 def adapt(fn):
     """Wrap a neutral function for the Kubeless python runtime."""
 
@@ -61,10 +68,12 @@ def adapt(fn):
         import bottle  # the runtime's own web framework; only needed inside Kubeless
 
         started = time.perf_counter()
-        request = to_request(event)
-        refused = function_refusal(fn.name, request, default_services().settings)
-        response = refused or http.materialize(http.call(fn, request))
-        metrics.record_call(fn.__name__, response.status, time.perf_counter() - started)
+        # Kubeless hands the handler no App: the process's own, built on first use (an error building it,
+        # e.g. the catalogue unreachable, is the call's JSON error; the call then goes uncounted).
+        response = responses.materialize(responses.call(checked(fn), to_request(event), default_app))
+        app = _built_app()
+        if app is not None:
+            metrics.record_call(fn.__name__, response.status, time.perf_counter() - started, app)
         return bottle.HTTPResponse(body=response.content(), status=response.status, headers=dict(response.headers))
 
     handler.__name__ = f"handler_{fn.__name__}"

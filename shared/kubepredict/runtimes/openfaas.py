@@ -2,15 +2,15 @@
 
 The template's ``format_response`` passes a tuple to Flask unchanged, so bytes bodies (CSV) and
 JSON strings both arrive intact with our own Content-Type. Calls run on the template server's
-threads in one process (quick ones on its event loop): the services slot and model cache are thread-safe.
+threads in one process (quick ones on its event loop): the process's App slot and model cache are thread-safe.
 """
 
 from __future__ import annotations
 
 from ..api.http import Headers, Request
-from ..bootstrap import default_services
-from . import http
-from .edge import function_refusal
+from ..bootstrap import default_app
+from . import responses
+from .edge import checked
 
 
 def to_request(event) -> Request:
@@ -24,9 +24,8 @@ def adapt(fn):
     """Wrap a neutral function for python3-http."""
 
     def handle(event, context):
-        request = to_request(event)
-        refused = function_refusal(fn.name, request, default_services().settings)
-        response = refused or http.materialize(http.call(fn, request))
+        # The template hands the handler no App: the process's own, built on first use.
+        response = responses.materialize(responses.call(checked(fn), to_request(event), default_app))
         return response.content(), response.status, dict(response.headers)
 
     def quick(event) -> bool:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from ..ml.catalogue import TASKS
+from ..ml.algorithms import TASKS
 
 MAX_PAGE = 1000
 
@@ -153,6 +153,11 @@ class ModelsQuery(PageQuery):
 
 class AlgorithmsQuery(Query):
     task: Task | None = None
+
+
+class TaskQuery(Query):
+    dataset_id: Id
+    target: Column = Field(description="the column to learn")
 
 
 class PredictJobsQuery(PageQuery):

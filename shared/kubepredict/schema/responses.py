@@ -24,7 +24,7 @@ class ErrorDetail(BaseModel):
 
 
 class Error(BaseModel):
-    """Every error of the native API (``runtimes/http.error_response``)."""
+    """Every error of the native API (``runtimes/responses.error_response``)."""
 
     error: ErrorDetail
 
@@ -102,6 +102,14 @@ class Algorithm(Open):
 
 class AlgorithmList(Open):
     algorithms: list[Algorithm]
+
+
+class InferredTask(Open):
+    """The task ``POST /function/train`` infers when the body names ``target`` and no ``task``."""
+
+    dataset_id: str
+    target: str
+    task: Literal["classification", "regression"]
 
 
 class Accepted(Open):

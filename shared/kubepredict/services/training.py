@@ -74,6 +74,18 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     return queued
 
 
+def inferred_task(svc, dataset_id: str, target: str) -> str:
+    """The task ``submit_train`` infers when ``target`` is the label and no task is given (``ml.infer_task``
+    on its non-missing values), so clients such as the web page show the server's answer, not a guess."""
+    dataset = svc.catalog.get_dataset_row(dataset_id)
+    columns = dataset.column_names
+    if target not in columns:
+        raise InvalidInput(f"unknown columns: {target}", code="unknown_columns",
+                           details={"missing": [target], "columns": columns})
+    y = load_frame(svc, dataset, columns=[target])[target].dropna()
+    return ml.infer_task(y)
+
+
 def _numeric(series) -> bool:
     import pandas as pd
 

@@ -6,10 +6,10 @@ import logging
 import time
 
 from .. import ml
-from ..services.datasets import load_frame, open_parquet
-from ..services.prediction import load_pipeline
-from .batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
-from .limits import clamp_model, clamp_parallelism
+from ..runner.batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
+from ..runner.limits import clamp_model, clamp_parallelism
+from .datasets import load_frame, open_parquet
+from .prediction import load_pipeline
 
 logger = logging.getLogger(__name__)
 

@@ -44,10 +44,11 @@ def error_response(exc: Exception) -> Response:
                                     "details": {}}}, 500)
 
 
-def call(fn, request: Request, services=None) -> Response:
-    """Invoke a neutral function; every failure becomes the API's JSON error."""
+def call(fn, request: Request, svc) -> Response:
+    """Invoke a neutral function with the App ``svc`` — or, given a callable that returns it (the function
+    runtimes' ``bootstrap.default_app``), with what it returns; every failure becomes the API's JSON error."""
     try:
-        return fn(request, services)
+        return fn(request, svc() if callable(svc) else svc)
     except Exception as exc:  # noqa: BLE001 - the edge: nothing escapes as a traceback
         return error_response(exc)
 
