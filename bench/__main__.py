@@ -75,37 +75,75 @@ def main() -> None:
     rows = results["rows"]
     iris = iris_frame()
     features = iris.drop(columns=["species"])
-    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw,
+    ):
         http = httpx.Client(base_url=gw.url, timeout=600)
         # --- training: job latency vs raw fit -----------------------------------------------------
-        ds = http.post("/function/upload", params={"name": "iris"}, content=iris.to_csv(index=False),
-                       headers={"Content-Type": "text/csv"}).json()
-        q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
-                                                "algorithm": "logistic_regression"}).json()
+        ds = http.post(
+            "/function/upload",
+            params={"name": "iris"},
+            content=iris.to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+        ).json()
+        q = http.post(
+            "/function/train",
+            json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"},
+        ).json()
         job = wait(http, q["job_id"])
         train_wall = job_seconds(job)
-        rows.append(("train iris LogisticRegression: submit → succeeded", f"{train_wall:.2f} s",
-                     f"fit {job['metrics']['fit_seconds']:.3f} s inside the job"))
+        rows.append(
+            (
+                "train iris LogisticRegression: submit → succeeded",
+                f"{train_wall:.2f} s",
+                f"fit {job['metrics']['fit_seconds']:.3f} s inside the job",
+            )
+        )
         model_id = q["model_id"]
-        result = ml.train(iris, target="species", features=list(features.columns), task="classification",
-                          algorithm="logistic_regression", params={})
+        result = ml.train(
+            iris,
+            target="species",
+            features=list(features.columns),
+            task="classification",
+            algorithm="logistic_regression",
+            params={},
+        )
         pipeline = result.pipeline
         # --- online -------------------------------------------------------------------------------
         one = {"model_id": model_id, "instances": features.head(1).to_dict(orient="records")}
         raw = raw_sklearn_latency(pipeline, features, REQUESTS)
-        rows.append(("raw scikit-learn predict+proba, 1 row, in process", f"{raw['req_s']:.0f} calls/s",
-                     f"p50 {raw['p50_ms']:.2f} ms, p99 {raw['p99_ms']:.2f} ms"))
+        rows.append(
+            (
+                "raw scikit-learn predict+proba, 1 row, in process",
+                f"{raw['req_s']:.0f} calls/s",
+                f"p50 {raw['p50_ms']:.2f} ms, p99 {raw['p99_ms']:.2f} ms",
+            )
+        )
         for c in (1, 4, 16):
             r = latency_run(gw.url, one, c, REQUESTS)
             results[f"online_c{c}"] = r
-            rows.append((f"online predict 1 row over HTTP, concurrency {c}", f"{r['req_s']:.0f} req/s",
-                         f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms"))
+            rows.append(
+                (
+                    f"online predict 1 row over HTTP, concurrency {c}",
+                    f"{r['req_s']:.0f} req/s",
+                    f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms",
+                )
+            )
         for n_rows in (100, 10_000):
             batch = pd.concat([features] * (n_rows // len(features) + 1)).head(n_rows)
-            body = {"model_id": model_id, "dataframe_split": {"columns": list(batch.columns), "data": batch.values.tolist()}}
+            body = {
+                "model_id": model_id,
+                "dataframe_split": {"columns": list(batch.columns), "data": batch.values.tolist()},
+            }
             r = latency_run(gw.url, body, 1, max(20, REQUESTS // (n_rows // 10)))
-            rows.append((f"online predict {n_rows} rows per request", f"{r['req_s'] * n_rows:,.0f} rows/s",
-                         f"p50 {r['p50_ms']:.1f} ms per request"))
+            rows.append(
+                (
+                    f"online predict {n_rows} rows per request",
+                    f"{r['req_s'] * n_rows:,.0f} rows/s",
+                    f"p50 {r['p50_ms']:.1f} ms per request",
+                )
+            )
         # --- stream scoring over Kafka (its own broker; the scorer reads this gateway's catalogue) ---------
         from bench.stream import stream_rows
 

@@ -97,13 +97,20 @@ def upload(http: httpx.Client, gw_pid: int, path: Path, name: str) -> dict:
     before = proc_status(gw_pid).get("VmRSS", 0)
     with RssSampler(gw_pid) as rss:
         t = time.perf_counter()
-        r = http.post("/function/upload", params={"name": name}, content=_file_chunks(path),
-                      headers={"Content-Type": "text/csv"})
+        r = http.post(
+            "/function/upload", params={"name": name}, content=_file_chunks(path), headers={"Content-Type": "text/csv"}
+        )
         seconds = time.perf_counter() - t
     assert r.status_code == 201, r.text
     size = path.stat().st_size
-    return {"dataset": r.json(), "seconds": seconds, "mb_s": size / 1e6 / seconds, "bytes": size,
-            "rss_growth_mib": max(0, rss.peak - before) / MIB, "rss_peak_mib": rss.peak / MIB}
+    return {
+        "dataset": r.json(),
+        "seconds": seconds,
+        "mb_s": size / 1e6 / seconds,
+        "bytes": size,
+        "rss_growth_mib": max(0, rss.peak - before) / MIB,
+        "rss_peak_mib": rss.peak / MIB,
+    }
 
 
 def fresh_process_train(path: Path) -> float:
@@ -115,13 +122,15 @@ def fresh_process_train(path: Path) -> float:
     import subprocess
     import sys
 
-    code = ("import sys, time, pandas as pd\n"
-            "from kubepredict import ml\n"
-            "frame = pd.read_csv(sys.argv[1])\n"
-            "t = time.perf_counter()\n"
-            "ml.train(frame, target='y', features=[f'x{i}' for i in range(20)], task='classification',"
-            " algorithm='logistic_regression', params={})\n"
-            "print(time.perf_counter() - t)\n")
+    code = (
+        "import sys, time, pandas as pd\n"
+        "from kubepredict import ml\n"
+        "frame = pd.read_csv(sys.argv[1])\n"
+        "t = time.perf_counter()\n"
+        "ml.train(frame, target='y', features=[f'x{i}' for i in range(20)], task='classification',"
+        " algorithm='logistic_regression', params={})\n"
+        "print(time.perf_counter() - t)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
@@ -180,9 +189,17 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
     label = (f"{rows / 1e6:g}M" if rows >= 1_000_000 else f"{rows:,}") + (f" [{tag}]" if tag else "")
     out: list[tuple[str, str, str]] = []
     features = [f"x{i}" for i in range(COLUMNS)]
-    with tempfile.TemporaryDirectory() as tmp, \
-            GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING",
-                                           "KUBEPREDICT_MAX_UPLOAD_BYTES": str(64 * 1024 * MIB), **(env or {})}) as gw:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        GatewayProcess(
+            Path(tmp),
+            env={
+                "KUBEPREDICT_LOG_LEVEL": "WARNING",
+                "KUBEPREDICT_MAX_UPLOAD_BYTES": str(64 * 1024 * MIB),
+                **(env or {}),
+            },
+        ) as gw,
+    ):
         http = httpx.Client(base_url=gw.url, timeout=3600)
         pid = gw.proc.pid
         stop, child_peaks = threading.Event(), {}
@@ -192,18 +209,29 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
         up = upload(http, pid, path, f"bench-{label}")
         ds = up["dataset"]
         assert ds["rows"] == rows, ds
-        out.append((f"upload {up['bytes'] / 1e6:.0f} MB CSV ({label} rows × {COLUMNS + 1}), fresh gateway",
-                    f"{up['mb_s']:.0f} MB/s",
-                    f"{up['seconds']:.2f} s; gateway RSS +{up['rss_growth_mib']:.0f} MiB"))
+        out.append(
+            (
+                f"upload {up['bytes'] / 1e6:.0f} MB CSV ({label} rows × {COLUMNS + 1}), fresh gateway",
+                f"{up['mb_s']:.0f} MB/s",
+                f"{up['seconds']:.2f} s; gateway RSS +{up['rss_growth_mib']:.0f} MiB",
+            )
+        )
         if not big:  # the same file again: the gateway's buffers and threads' memory now exist
             again = upload(http, pid, path, f"bench-{label}-again")
-            out.append(("the same upload again (warm gateway)", f"{again['mb_s']:.0f} MB/s",
-                        f"{again['seconds']:.2f} s; gateway RSS +{again['rss_growth_mib']:.0f} MiB"))
+            out.append(
+                (
+                    "the same upload again (warm gateway)",
+                    f"{again['mb_s']:.0f} MB/s",
+                    f"{again['seconds']:.2f} s; gateway RSS +{again['rss_growth_mib']:.0f} MiB",
+                )
+            )
         # ---- training: job vs the same fit in process ----------------------------------------------
         # (the 10M-row run scores with a model fitted on 100k rows: the goal there is upload and predict)
         train_ds = ds if not big else upload(http, pid, dataset_csv(100_000), "bench-train")["dataset"]
-        q = http.post("/function/train", json={"dataset_id": train_ds["dataset_id"], "target": "y",
-                                                "algorithm": "logistic_regression"}).json()
+        q = http.post(
+            "/function/train",
+            json={"dataset_id": train_ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"},
+        ).json()
         tjob = wait(http, q["job_id"])
         train_s = job_seconds(tjob)
         assert tjob["status"] == "succeeded", tjob
@@ -211,18 +239,31 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
             fresh_s = fresh_process_train(path)
             frame = pd.read_csv(path)
             t = time.perf_counter()
-            result = ml.train(frame, target="y", features=features, task="classification",
-                              algorithm="logistic_regression", params={})
+            result = ml.train(
+                frame, target="y", features=features, task="classification", algorithm="logistic_regression", params={}
+            )
             warm_s = time.perf_counter() - t
             pipeline = result.pipeline
             del frame
-            out.append((f"train LogisticRegression on {label} rows: submit → succeeded", f"{train_s:.2f} s",
-                        (f"ml.train in a fresh process (a person's script: read_csv, then the timed train) "
-                         f"{fresh_s:.2f} s → goal ≤ 1.1× + 1 s = {1.1 * fresh_s + 1:.2f} s; "
-                         f"in this warm process {warm_s:.2f} s")))
+            out.append(
+                (
+                    f"train LogisticRegression on {label} rows: submit → succeeded",
+                    f"{train_s:.2f} s",
+                    (
+                        f"ml.train in a fresh process (a person's script: read_csv, then the timed train) "
+                        f"{fresh_s:.2f} s → goal ≤ 1.1× + 1 s = {1.1 * fresh_s + 1:.2f} s; "
+                        f"in this warm process {warm_s:.2f} s"
+                    ),
+                )
+            )
         else:
-            out.append(("train LogisticRegression on 100,000 rows (for the 10M run): submit → succeeded",
-                        f"{train_s:.2f} s", f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job"))
+            out.append(
+                (
+                    "train LogisticRegression on 100,000 rows (for the 10M run): submit → succeeded",
+                    f"{train_s:.2f} s",
+                    f"fit {tjob['metrics']['fit_seconds']:.2f} s inside the job",
+                )
+            )
         # ---- predict job (timed by the server's clock: created_at → finished_at) -------------------------
         pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
         pjob = wait(http, pq["job_id"])
@@ -232,8 +273,9 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
         detail = f"{rows / job_s:,.0f} rows/s" + (f" (scoring inside the worker {inside:.2f} s)" if inside else "")
         if not big:
             script_s = one_process_script(path, pipeline, features)
-            detail += (f"; one-process script {script_s:.2f} s → ratio {job_s / script_s:.2f} "
-                       f"(goal ≤ {1.5 if tag else 1.2})")
+            detail += (
+                f"; one-process script {script_s:.2f} s → ratio {job_s / script_s:.2f} (goal ≤ {1.5 if tag else 1.2})"
+            )
         out.append((f"predict job {label} rows: submit → succeeded", f"{job_s:.2f} s", detail))
         # ---- every prediction readable: the CSV download ---------------------------------------------
         t = time.perf_counter()
@@ -246,16 +288,26 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
                 nbytes += len(chunk)
         csv_s = time.perf_counter() - t
         assert lines == rows + 1, (lines, rows)
-        out.append((f"CSV download of the {label}-row result", f"{rows / csv_s:,.0f} rows/s",
-                    f"{csv_s:.2f} s, {nbytes / 1e6:.0f} MB streamed"))
+        out.append(
+            (
+                f"CSV download of the {label}-row result",
+                f"{rows / csv_s:,.0f} rows/s",
+                f"{csv_s:.2f} s, {nbytes / 1e6:.0f} MB streamed",
+            )
+        )
         stop.set()
         watcher.join()
         gw_peak = proc_status(pid).get("VmHWM", 0)
         workers = sorted(child_peaks.values(), reverse=True)
         summary_peak = (pjob.get("summary") or {}).get("peak_rss_mib")
-        out.append((f"peak RSS per process, {label} rows", f"gateway {gw_peak / MIB:.0f} MiB",
-                    f"workers {', '.join(f'{w / MIB:.0f}' for w in workers[:4]) or 'n/a'} MiB"
-                    + (f"; predict job reports {summary_peak} MiB" if summary_peak else "")))
+        out.append(
+            (
+                f"peak RSS per process, {label} rows",
+                f"gateway {gw_peak / MIB:.0f} MiB",
+                f"workers {', '.join(f'{w / MIB:.0f}' for w in workers[:4]) or 'n/a'} MiB"
+                + (f"; predict job reports {summary_peak} MiB" if summary_peak else ""),
+            )
+        )
     return out
 
 
@@ -267,10 +319,15 @@ def postgres_s3_env(stack: contextlib.ExitStack) -> dict:
     pg = stack.enter_context(PostgresServer().start())
     s3 = stack.enter_context(S3ProxyServer().start())
     bucket = s3.create_bucket()
-    return {"KUBEPREDICT_DATABASE_URL": pg.create_database(), "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
-            "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url, "KUBEPREDICT_S3_REGION": s3.region,
-            "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id, "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-            "KUBEPREDICT_S3_ADDRESSING_STYLE": "path"}
+    return {
+        "KUBEPREDICT_DATABASE_URL": pg.create_database(),
+        "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
+        "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url,
+        "KUBEPREDICT_S3_REGION": s3.region,
+        "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id,
+        "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
+        "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
+    }
 
 
 def warm_memory(gib: float = float(os.environ.get("BENCH_WARM_GIB", "6"))) -> tuple[str, str, str]:
@@ -285,8 +342,11 @@ def warm_memory(gib: float = float(os.environ.get("BENCH_WARM_GIB", "6"))) -> tu
     block = np.ones(int(gib * (1 << 30)) // 8)
     again = time.perf_counter() - t
     del block
-    return (f"memory warm-up: touch {gib:g} GiB, free, touch again", f"{gib * 1.074 / again:.1f} GB/s",
-            f"first touch {gib * 1.074 / first:.1f} GB/s (a VM's fresh pages)")
+    return (
+        f"memory warm-up: touch {gib:g} GiB, free, touch again",
+        f"{gib * 1.074 / again:.1f} GB/s",
+        f"first touch {gib * 1.074 / first:.1f} GB/s (a VM's fresh pages)",
+    )
 
 
 def main() -> list[tuple[str, str, str]]:

@@ -20,6 +20,7 @@ def wait(http: httpx.Client, job_id: str, poll: float = 0.25) -> dict:
 
 def job_seconds(job: dict) -> float:
     """Submit → succeeded by the server's own clock (created_at → finished_at): exact whatever the polling."""
+
     def at(key: str) -> float:
         return datetime.fromisoformat(job[key].replace("Z", "+00:00")).timestamp()
 

@@ -37,19 +37,28 @@ def requests_per_second(bootstrap: str, tmp: Path) -> dict:
     from kubepredict.config import Settings
     from kubepredict.events.connector import KafkaConnector
 
-    env = {"KUBEPREDICT_LOG_LEVEL": "WARNING", "KUBEPREDICT_MAX_CONCURRENT_JOBS": "0",
-           "KUBEPREDICT_MAX_QUEUED_JOBS": str(REQUESTS * 2)}
+    env = {
+        "KUBEPREDICT_LOG_LEVEL": "WARNING",
+        "KUBEPREDICT_MAX_CONCURRENT_JOBS": "0",
+        "KUBEPREDICT_MAX_QUEUED_JOBS": str(REQUESTS * 2),
+    }
     with GatewayProcess(tmp / "gw", env=env) as gw:
         http = httpx.Client(base_url=gw.url, timeout=60)
-        ds = http.post("/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(),
-                       headers={"Content-Type": "text/csv"}).json()["dataset_id"]
+        ds = http.post(
+            "/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(), headers={"Content-Type": "text/csv"}
+        ).json()["dataset_id"]
         body = json.dumps({"dataset_id": ds, "target": "species", "algorithm": "logistic_regression"}).encode()
-        settings = Settings(kafka_bootstrap_servers=bootstrap, topic_train_requests="bench.train.requests",
-                            topic_dead_letter="bench.dead-letter", gateway_url=gw.url)
+        settings = Settings(
+            kafka_bootstrap_servers=bootstrap,
+            topic_train_requests="bench.train.requests",
+            topic_dead_letter="bench.dead-letter",
+            gateway_url=gw.url,
+        )
         _produce(bootstrap, settings.topic_train_requests, [body] * REQUESTS)
         first: list[float] = []
-        connector = KafkaConnector(settings, group_id="bench", after_invoke=lambda *_: first or first.append(
-            time.perf_counter()))
+        connector = KafkaConnector(
+            settings, group_id="bench", after_invoke=lambda *_: first or first.append(time.perf_counter())
+        )
         connector.start()
         try:
             deadline = time.monotonic() + 600
@@ -105,10 +114,14 @@ def main() -> None:
     finally:
         broker.stop()
     print(f"{'measure':<58} {'count':>7} {'seconds':>8} {'per second':>11}")
-    print(f"{'train requests: Kafka → connector → train → job queued':<58} {req['requests']:>7} "
-          f"{req['seconds']:>8} {req['per_second']:>11}")
-    print(f"{'events: outbox (SQLite) → relay → Kafka, marked sent':<58} {ev['events']:>7} "
-          f"{ev['seconds']:>8} {ev['per_second']:>11}")
+    print(
+        f"{'train requests: Kafka → connector → train → job queued':<58} {req['requests']:>7} "
+        f"{req['seconds']:>8} {req['per_second']:>11}"
+    )
+    print(
+        f"{'events: outbox (SQLite) → relay → Kafka, marked sent':<58} {ev['events']:>7} "
+        f"{ev['seconds']:>8} {ev['per_second']:>11}"
+    )
     print(json.dumps({"kafka_requests": req, "kafka_events": ev}))
 
 

@@ -33,16 +33,24 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
 
 
 def _upload(http: httpx.Client, frame: pd.DataFrame, name: str) -> dict:
-    r = http.post("/function/upload", params={"name": name}, content=frame.to_csv(index=False).encode(),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload",
+        params={"name": name},
+        content=frame.to_csv(index=False).encode(),
+        headers={"Content-Type": "text/csv"},
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
 def run(rows: int = ROWS) -> tuple[list[tuple[str, str, str]], dict]:
     """Return table rows and figures: 1 shard vs 2 shards over the same dataset and model."""
-    env = {"KUBEPREDICT_LOG_LEVEL": "WARNING", "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
-           "KUBEPREDICT_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024), "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS": "0.1"}
+    env = {
+        "KUBEPREDICT_LOG_LEVEL": "WARNING",
+        "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
+        "KUBEPREDICT_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024),
+        "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS": "0.1",
+    }
     out: list[tuple[str, str, str]] = []
     figures: dict = {"rows": rows}
     with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), env=env) as gw:
@@ -60,12 +68,18 @@ def run(rows: int = ROWS) -> tuple[list[tuple[str, str, str]], dict]:
             seconds[shards] = job_seconds(job)
             assert job["status"] == "succeeded", job
             assert job["summary"]["rows"] == rows
-            out.append((f"batch predict {rows:,} × {FEATURES} (random forest), {shards} shard{'s' if shards > 1 else ''}",
-                        f"{rows / seconds[shards]:,.0f} rows/s", f"{seconds[shards]:.1f} s submit → succeeded"))
+            out.append(
+                (
+                    f"batch predict {rows:,} × {FEATURES} (random forest), {shards} shard{'s' if shards > 1 else ''}",
+                    f"{rows / seconds[shards]:,.0f} rows/s",
+                    f"{seconds[shards]:.1f} s submit → succeeded",
+                )
+            )
         speedup = seconds[1] / seconds[2]
         figures.update(one_shard_s=seconds[1], two_shards_s=seconds[2], speedup=speedup)
-        out.append(("sharding speedup, 2 shards vs 1", f"{speedup:.2f}×",
-                    f"{os.cpu_count()} CPUs; goal ≥ 1.7× on 2 cores"))
+        out.append(
+            ("sharding speedup, 2 shards vs 1", f"{speedup:.2f}×", f"{os.cpu_count()} CPUs; goal ≥ 1.7× on 2 cores")
+        )
     return out, figures
 
 

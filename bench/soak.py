@@ -97,10 +97,15 @@ class ProcessFigures:
     def row(self) -> tuple[str, str, str, str]:
         grow_mb, grow_fd = (self.rss_end - self.rss_start) / 2**20, self.fds_end - self.fds_start
         ok = grow_mb <= RSS_BOUND_MB and grow_fd <= FD_BOUND
-        return (f"gateway {self.label}: RSS, open fds", f"{self.rss_start / 2**20:.0f} → {self.rss_end / 2**20:.0f} MiB",
-                f"{self.fds_start} → {self.fds_end} fds",
-                (f"growth {grow_mb:+.0f} MiB, {grow_fd:+d} fds: {'within' if ok else 'OVER'} the bound "
-                 f"({RSS_BOUND_MB:.0f} MiB, {FD_BOUND} fds)"))
+        return (
+            f"gateway {self.label}: RSS, open fds",
+            f"{self.rss_start / 2**20:.0f} → {self.rss_end / 2**20:.0f} MiB",
+            f"{self.fds_start} → {self.fds_end} fds",
+            (
+                f"growth {grow_mb:+.0f} MiB, {grow_fd:+d} fds: {'within' if ok else 'OVER'} the bound "
+                f"({RSS_BOUND_MB:.0f} MiB, {FD_BOUND} fds)"
+            ),
+        )
 
 
 def sample(pid: int) -> tuple[int, int]:
@@ -128,10 +133,15 @@ def orphans(services) -> list[str]:
             referenced.update(row)
         for row in conn.execute(select(s.models.c.model_id, s.models.c.artifact_key, s.models.c.job_id)):
             referenced.add(row.artifact_key)
-        busy = {r.model_id for r in conn.execute(select(s.jobs.c.model_id).where(s.jobs.c.status.in_(
-            ("queued", "running"))))}
-    unreferenced = [key for key in services.storage.list("")
-                    if key not in referenced and not (key.startswith("models/") and key.split("/")[1] in busy)]
+        busy = {
+            r.model_id
+            for r in conn.execute(select(s.jobs.c.model_id).where(s.jobs.c.status.in_(("queued", "running"))))
+        }
+    unreferenced = [
+        key
+        for key in services.storage.list("")
+        if key not in referenced and not (key.startswith("models/") and key.split("/")[1] in busy)
+    ]
     swept = [k for k in find_orphans(services, grace_seconds=0) if k.startswith(("datasets/", "models/"))]
     return sorted(set(swept) | set(unreferenced))  # failed jobs' prediction rows are checked on their own
 
@@ -149,11 +159,16 @@ def consistency(services, acks: Acks, heartbeat_timeout: float) -> list[str]:
         models = {r[0] for r in conn.execute(select(s.models.c.model_id))}
         jobs = {r.job_id: r for r in conn.execute(select(s.jobs.c.job_id, s.jobs.c.status, s.jobs.c.heartbeat_at))}
         failed_with_rows = conn.execute(
-            select(s.prediction_batches.c.job_id, func.count()).join(
-                s.jobs, s.jobs.c.job_id == s.prediction_batches.c.job_id).where(s.jobs.c.status == "failed")
-            .group_by(s.prediction_batches.c.job_id)).all()
-    for kind, acked, present in (("dataset", acks.datasets, datasets), ("model", acks.models, models),
-                                 ("job", set(acks.jobs), set(jobs))):
+            select(s.prediction_batches.c.job_id, func.count())
+            .join(s.jobs, s.jobs.c.job_id == s.prediction_batches.c.job_id)
+            .where(s.jobs.c.status == "failed")
+            .group_by(s.prediction_batches.c.job_id)
+        ).all()
+    for kind, acked, present in (
+        ("dataset", acks.datasets, datasets),
+        ("model", acks.models, models),
+        ("job", set(acks.jobs), set(jobs)),
+    ):
         missing = sorted(acked - present)
         if missing:
             problems.append(f"{len(missing)} acknowledged {kind}(s) missing: {', '.join(missing[:5])}")
@@ -171,8 +186,9 @@ def consistency(services, acks: Acks, heartbeat_timeout: float) -> list[str]:
         problems.append(f"failed job {job_id} has {n} prediction batch(es)")
     found = orphans(services)
     if found:
-        problems.append(f"{len(found)} orphaned object(s) in the store: "
-                        + ", ".join(_describe(services, key) for key in found[:5]))
+        problems.append(
+            f"{len(found)} orphaned object(s) in the store: " + ", ".join(_describe(services, key) for key in found[:5])
+        )
     return problems
 
 
@@ -186,8 +202,11 @@ def _describe(services, key: str) -> str:
     if parts[0] != "models" or len(parts) < 2:
         return key
     with services.catalog.ro() as conn:
-        row = conn.execute(select(s.models.c.status, s.jobs.c.status.label("job"), s.jobs.c.error).join(
-            s.jobs, s.jobs.c.job_id == s.models.c.job_id, isouter=True).where(s.models.c.model_id == parts[1])).first()
+        row = conn.execute(
+            select(s.models.c.status, s.jobs.c.status.label("job"), s.jobs.c.error)
+            .join(s.jobs, s.jobs.c.job_id == s.models.c.job_id, isouter=True)
+            .where(s.models.c.model_id == parts[1])
+        ).first()
     if row is None:
         return f"{key} (no model row)"
     return f"{key} (model {row.status}, job {row.job}{': ' + str(row.error)[:80] if row.error else ''})"
@@ -233,12 +252,20 @@ class Traffic:
     def online(self, client):
         model = self.pick(self.acks.ready[:1])  # the first model: always a small LR, as users call online
         row = {"sepal_length": 5.1 + random.random(), "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
-        self.call(client, "predict (online, 1 row)", "POST", "/function/predict",
-                  json={"model_id": model, "instances": [row]})
+        self.call(
+            client, "predict (online, 1 row)", "POST", "/function/predict", json={"model_id": model, "instances": [row]}
+        )
 
     def upload(self, client):
-        r = self.call(client, "upload", "POST", "/function/upload", params={"name": "soak"},
-                      content=random.choice(self.csvs), headers={"Content-Type": "text/csv"})
+        r = self.call(
+            client,
+            "upload",
+            "POST",
+            "/function/upload",
+            params={"name": "soak"},
+            content=random.choice(self.csvs),
+            headers={"Content-Type": "text/csv"},
+        )
         if r is not None and r.status_code == 201:
             with self.acks.lock:
                 self.acks.datasets.add(r.json()["dataset_id"])
@@ -246,8 +273,13 @@ class Traffic:
     def _train(self, client, route: str, params: dict) -> str | None:
         dataset = self.pick(self.acks.datasets)
         algorithm, params = random.choice([("logistic_regression", {}), ("random_forest", params)])
-        r = self.call(client, route, "POST", "/function/train", json={
-            "dataset_id": dataset, "target": "species", "algorithm": algorithm, "params": params})
+        r = self.call(
+            client,
+            route,
+            "POST",
+            "/function/train",
+            json={"dataset_id": dataset, "target": "species", "algorithm": algorithm, "params": params},
+        )
         if r is not None and r.status_code == 202:
             body = r.json()
             with self.acks.lock:
@@ -261,8 +293,9 @@ class Traffic:
 
     def batch(self, client):
         model, dataset = self.pick(self.acks.ready), self.pick(self.acks.datasets)
-        r = self.call(client, "predict (batch job)", "POST", "/function/predict",
-                      json={"model_id": model, "dataset_id": dataset})
+        r = self.call(
+            client, "predict (batch job)", "POST", "/function/predict", json={"model_id": model, "dataset_id": dataset}
+        )
         if r is not None and r.status_code == 202:
             with self.acks.lock:
                 self.acks.jobs[r.json()["job_id"]] = "predict"
@@ -340,17 +373,23 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
             from bench.jobs import wait
 
             csvs = csv_bodies()
-            ds = http.post("/function/upload", params={"name": "soak-iris"}, content=csvs[0],
-                           headers={"Content-Type": "text/csv"}).json()["dataset_id"]
-            q = http.post("/function/train", json={"dataset_id": ds, "target": "species",
-                                                    "algorithm": "logistic_regression"}).json()
+            ds = http.post(
+                "/function/upload", params={"name": "soak-iris"}, content=csvs[0], headers={"Content-Type": "text/csv"}
+            ).json()["dataset_id"]
+            q = http.post(
+                "/function/train", json={"dataset_id": ds, "target": "species", "algorithm": "logistic_regression"}
+            ).json()
             assert wait(http, q["job_id"])["status"] == "succeeded"
             acks.datasets.add(ds), acks.models.add(q["model_id"]), acks.ready.append(q["model_id"])
             acks.jobs[q["job_id"]] = "train"
         traffic = Traffic(gw.url, stats, acks, csvs)
         started = time.monotonic()
         traffic.start()
-        next_kill, restart_at, sample_at = started + KILL_EVERY, started + SECONDS / 2, started + min(WARMUP, SECONDS / 4)
+        next_kill, restart_at, sample_at = (
+            started + KILL_EVERY,
+            started + SECONDS / 2,
+            started + min(WARMUP, SECONDS / 4),
+        )
         while (now := time.monotonic()) < started + SECONDS:
             if now >= sample_at:  # a gateway's "start" figures, once it has served WARMUP s of traffic
                 figures.append(ProcessFigures("after restart" if restarts else "before restart", *sample(gw.proc.pid)))
@@ -371,8 +410,9 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
                 restart_at, sample_at = float("inf"), time.monotonic() + min(WARMUP, SECONDS / 4)
             time.sleep(0.25)
         if sample_at != float("inf"):  # a short run: this gateway never reached its warm-up sample
-            figures.append(ProcessFigures("after restart (no warm-up)" if restarts else "(no warm-up)",
-                                          *sample(gw.proc.pid)))
+            figures.append(
+                ProcessFigures("after restart (no warm-up)" if restarts else "(no warm-up)", *sample(gw.proc.pid))
+            )
         figures[-1].rss_end, figures[-1].fds_end = sample(gw.proc.pid)
         traffic.finish()
         problems, outcomes = settle_and_check(gw, acks)
@@ -380,13 +420,30 @@ def run_backend(env: dict, data_dir: Path) -> tuple[list[tuple[str, str, str, st
         gw.stop()
     rows = [(f"{route}", served, errors, f"p99 {lat}") for route, served, errors, lat in stats.rows()]
     rows += [f.row() for f in figures]
-    rows.append(("faults", f"{kills} workers SIGKILLed", f"{restarts} gateway restart ({downtime:.1f} s down)",
-                 f"{SECONDS:.0f} s of traffic, {CONNECTIONS} online connections"))
-    rows.append(("acknowledged", f"{len(acks.datasets)} datasets, {len(acks.models)} models",
-                 f"{len(acks.jobs)} jobs", f"jobs at the end: {outcomes}"))
-    rows.append(("consistency check", "PASS" if not problems else "FAIL",
-                 "; ".join(problems)[:300] or "all present, jobs final or alive, no orphans, "
-                 "no predictions of failed jobs", ""))
+    rows.append(
+        (
+            "faults",
+            f"{kills} workers SIGKILLed",
+            f"{restarts} gateway restart ({downtime:.1f} s down)",
+            f"{SECONDS:.0f} s of traffic, {CONNECTIONS} online connections",
+        )
+    )
+    rows.append(
+        (
+            "acknowledged",
+            f"{len(acks.datasets)} datasets, {len(acks.models)} models",
+            f"{len(acks.jobs)} jobs",
+            f"jobs at the end: {outcomes}",
+        )
+    )
+    rows.append(
+        (
+            "consistency check",
+            "PASS" if not problems else "FAIL",
+            "; ".join(problems)[:300] or "all present, jobs final or alive, no orphans, no predictions of failed jobs",
+            "",
+        )
+    )
     return rows, problems
 
 
@@ -402,8 +459,10 @@ def job_outcomes(services) -> str:
     codes = Counter((r.error or {}).get("code", "?") for r in rows if r.status == "failed" and r.error)
     retried = sum(1 for r in rows if (r.attempt or 0) > 1)
     failed = f" ({', '.join(f'{c}×{n}' for c, n in codes.most_common())})" if codes else ""
-    return (", ".join(f"{n} {st}" + (failed if st == "failed" else "") for st, n in sorted(by_status.items()))
-            + f"; {retried} retried after a lost worker")
+    return (
+        ", ".join(f"{n} {st}" + (failed if st == "failed" else "") for st, n in sorted(by_status.items()))
+        + f"; {retried} retried after a lost worker"
+    )
 
 
 def settle_and_check(gw: GatewayProcess, acks: Acks) -> tuple[list[str], str]:

@@ -24,8 +24,15 @@ SMALL = int(os.environ.get("BENCH_STREAM_SMALL", "10000"))
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "log_level": 3,
-                  "queue.buffering.max.messages": 1_000_000})
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "log_level": 3,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     for v in values:
         p.produce(topic, v)
         p.poll(0)
@@ -36,8 +43,17 @@ def _records(model_id: str, rows: list[dict], per_record: int, n: int) -> list[b
     out = []
     for i in range(n):
         chunk = [rows[(i * per_record + j) % len(rows)] for j in range(per_record)]
-        out.append(json.dumps({"specversion": "1.0", "id": f"req-{i}", "source": "/bench", "type": "bench.score",
-                               "data": {"model": model_id, "instances": chunk}}).encode())
+        out.append(
+            json.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": f"req-{i}",
+                    "source": "/bench",
+                    "type": "bench.score",
+                    "data": {"model": model_id, "instances": chunk},
+                }
+            ).encode()
+        )
     return out
 
 
@@ -47,9 +63,13 @@ def _run(services, bootstrap: str, model_id: str, rows: list[dict], per_record: 
     from kubepredict.events.stream import StreamScorer
 
     tag = uuid.uuid4().hex[:6]
-    settings = replace(services.settings, kafka_bootstrap_servers=bootstrap,
-                       topic_predict_stream=f"bench.{tag}.stream", topic_predictions=f"bench.{tag}.predictions",
-                       topic_dead_letter=f"bench.{tag}.dead-letter")
+    settings = replace(
+        services.settings,
+        kafka_bootstrap_servers=bootstrap,
+        topic_predict_stream=f"bench.{tag}.stream",
+        topic_predictions=f"bench.{tag}.predictions",
+        topic_dead_letter=f"bench.{tag}.dead-letter",
+    )
     svc = replace(services, settings=settings)  # same catalogue, store and model cache
     _produce(bootstrap, settings.topic_predict_stream, _records(model_id, rows, per_record, n))
     scorer = StreamScorer(svc, group_id=f"bench-{tag}", instance="bench")
@@ -67,12 +87,19 @@ def _run(services, bootstrap: str, model_id: str, rows: list[dict], per_record: 
     _, high = c.get_watermark_offsets(TopicPartition(settings.topic_predictions, 0), timeout=10)
     c.close()
     assert high >= n, f"{high} offsets on the answers topic, expected at least {n}"
-    return {"records": n, "rows": n * per_record, "seconds": round(elapsed, 3), "batches": scorer.batches,
-            "records_per_s": round(n / elapsed, 1), "rows_per_s": round(n * per_record / elapsed, 1)}
+    return {
+        "records": n,
+        "rows": n * per_record,
+        "seconds": round(elapsed, 3),
+        "batches": scorer.batches,
+        "records_per_s": round(n / elapsed, 1),
+        "rows_per_s": round(n * per_record / elapsed, 1),
+    }
 
 
 def _timed(process, first: list):
     """Start the clock when the first micro-batch arrives (not while the consumer joins its group)."""
+
     def wrapped(*args, **kwargs):
         if not first:
             first.append(time.perf_counter())
@@ -103,10 +130,16 @@ def stream_rows(data_dir: Path, model_id: str, rows: list[dict]) -> tuple[list[t
         services.catalog.dispose()
         broker.stop()
     return [
-        (f"stream scoring over Kafka, {BIG} records of 100 rows", f"{big['rows_per_s']:,.0f} rows/s",
-         f"{big['records_per_s']:,.0f} records/s, {big['batches']} transactions, one scorer"),
-        (f"stream scoring over Kafka, {SMALL:,} records of 1 row", f"{small['records_per_s']:,.0f} records/s",
-         f"{small['seconds']:.2f} s, {small['batches']} transactions, one scorer"),
+        (
+            f"stream scoring over Kafka, {BIG} records of 100 rows",
+            f"{big['rows_per_s']:,.0f} rows/s",
+            f"{big['records_per_s']:,.0f} records/s, {big['batches']} transactions, one scorer",
+        ),
+        (
+            f"stream scoring over Kafka, {SMALL:,} records of 1 row",
+            f"{small['records_per_s']:,.0f} records/s",
+            f"{small['seconds']:.2f} s, {small['batches']} transactions, one scorer",
+        ),
     ], {"stream_100_rows": big, "stream_1_row": small}
 
 
@@ -118,12 +151,21 @@ def main() -> None:
     from tests.gateway_process import GatewayProcess
 
     iris = iris_frame()
-    with tempfile.TemporaryDirectory() as tmp, GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw,
+    ):
         http = httpx.Client(base_url=gw.url, timeout=600)
-        ds = http.post("/function/upload", params={"name": "iris"}, content=iris.to_csv(index=False),
-                       headers={"Content-Type": "text/csv"}).json()
-        q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
-                                                "algorithm": "logistic_regression"}).json()
+        ds = http.post(
+            "/function/upload",
+            params={"name": "iris"},
+            content=iris.to_csv(index=False),
+            headers={"Content-Type": "text/csv"},
+        ).json()
+        q = http.post(
+            "/function/train",
+            json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"},
+        ).json()
         if wait(http, q["job_id"])["status"] != "succeeded":
             sys.exit("training failed")
         out, _ = stream_rows(Path(tmp), q["model_id"], iris.drop(columns=["species"]).to_dict(orient="records"))

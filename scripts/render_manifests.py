@@ -19,14 +19,17 @@ def load_kustomization(root: Path, _seen: tuple[Path, ...] = ()) -> list[dict]:
     root = root.resolve()
     if root in _seen:
         raise ValueError(f"kustomization cycle at {root}")
-    kfile = next((root / n for n in ("kustomization.yaml", "kustomization.yml", "Kustomization") if (root / n).is_file()),
-                 None)
+    kfile = next(
+        (root / n for n in ("kustomization.yaml", "kustomization.yml", "Kustomization") if (root / n).is_file()), None
+    )
     if kfile is None:
         raise FileNotFoundError(f"no kustomization.yaml in {root}")
     spec = yaml.safe_load(kfile.read_text()) or {}
     unsupported = set(spec) - SUPPORTED_KEYS
     if unsupported:
-        raise ValueError(f"{kfile}: this renderer supports only 'resources', not {sorted(unsupported)}; use kubectl kustomize")
+        raise ValueError(
+            f"{kfile}: this renderer supports only 'resources', not {sorted(unsupported)}; use kubectl kustomize"
+        )
     objects: list[dict] = []
     for entry in spec.get("resources") or []:
         path = (root / entry).resolve()

@@ -9,8 +9,9 @@ import pytest
 
 from tests.gateway_process import GatewayProcess
 
-pytest_plugins = [p for p in ("tests.services.fixtures",)
-                  if (Path(__file__).parent / "services" / "fixtures.py").is_file()]
+pytest_plugins = [
+    p for p in ("tests.services.fixtures",) if (Path(__file__).parent / "services" / "fixtures.py").is_file()
+]
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -47,7 +48,8 @@ def backend_env(request, backend):
             made[key] = {
                 "KUBEPREDICT_DATABASE_URL": pg.create_database(),
                 "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
-                "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url, "KUBEPREDICT_S3_REGION": s3.region,
+                "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url,
+                "KUBEPREDICT_S3_REGION": s3.region,
                 "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id,
                 "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
                 "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
@@ -60,9 +62,15 @@ def backend_env(request, backend):
 @pytest.fixture(scope="session")
 def gateway_proc(tmp_path_factory, backend, backend_env):
     """One real ``kubepredict serve`` per backend for the session (local worker processes)."""
-    gw = GatewayProcess(tmp_path_factory.mktemp(f"gateway-{backend}"),
-                        env={"KUBEPREDICT_MAX_CONCURRENT_JOBS": "2", "KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
-                             "KUBEPREDICT_MAX_ONLINE_ROWS": "1000", **backend_env("session")})
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp(f"gateway-{backend}"),
+        env={
+            "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
+            "KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),
+            "KUBEPREDICT_MAX_ONLINE_ROWS": "1000",
+            **backend_env("session"),
+        },
+    )
     gw.start()
     yield gw
     gw.stop()

@@ -37,8 +37,21 @@ class GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:  # the child has its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kubepredict.cli", "serve", "--port", str(self.port), "--data-dir",
-                 str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                [
+                    sys.executable,
+                    "-m",
+                    "kubepredict.cli",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -30,8 +30,11 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = float(os.environ.get("BENCH_WARMUP_SECONDS", "2"))
 OUT = Path(os.environ.get("BENCH_PEERS_JSON") or kp.REPO / "test-artifacts" / "bench-peers.json")
 PARALLEL_WORKERS = os.environ.get("BENCH_MLSERVER_PARALLEL_WORKERS")
-GATEWAY, GATEWAY_V2, FUNCTION = ("Kubepredict gateway /function/predict", "Kubepredict gateway V2",
-                                 "Kubepredict OpenFaaS function (index.py)")
+GATEWAY, GATEWAY_V2, FUNCTION = (
+    "Kubepredict gateway /function/predict",
+    "Kubepredict gateway V2",
+    "Kubepredict OpenFaaS function (index.py)",
+)
 
 
 @dataclass
@@ -129,17 +132,30 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
 
     ml_url = f"http://127.0.0.1:{ml_port}"
     targets = [
-        Target(report.MLSERVER, lambda m: f"{ml_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f),
-               mlserver.v2_labels),
-        Target(report.MLSERVER_BARE, lambda m: f"{ml_url}/v2/models/{m}-bare/infer",
-               lambda m, f: mlserver.v2_tensor_body(f), mlserver.v2_labels,
-               expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))]),
-        Target(report.MLSERVER_INPROC, lambda m: f"http://127.0.0.1:{inproc_port}/v2/models/{m}-bare/infer",
-               lambda m, f: mlserver.v2_tensor_body(f), mlserver.v2_labels,
-               expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))]),
+        Target(
+            report.MLSERVER,
+            lambda m: f"{ml_url}/v2/models/{m}/infer",
+            lambda m, f: mlserver.v2_body(f),
+            mlserver.v2_labels,
+        ),
+        Target(
+            report.MLSERVER_BARE,
+            lambda m: f"{ml_url}/v2/models/{m}-bare/infer",
+            lambda m, f: mlserver.v2_tensor_body(f),
+            mlserver.v2_labels,
+            expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))],
+        ),
+        Target(
+            report.MLSERVER_INPROC,
+            lambda m: f"http://127.0.0.1:{inproc_port}/v2/models/{m}-bare/infer",
+            lambda m, f: mlserver.v2_tensor_body(f),
+            mlserver.v2_labels,
+            expected=lambda m, f: [str(v) for v in bare[f"{m}-bare"].predict(f.to_numpy(dtype=float))],
+        ),
         Target(GATEWAY, lambda m: f"{gw_url}/function/predict", kp_body, lambda a: a["predictions"]),
-        Target(GATEWAY_V2, lambda m: f"{gw_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f),
-               mlserver.v2_labels),
+        Target(
+            GATEWAY_V2, lambda m: f"{gw_url}/v2/models/{m}/infer", lambda m, f: mlserver.v2_body(f), mlserver.v2_labels
+        ),
         Target(FUNCTION, lambda m: f"{fn_url}/", kp_body, lambda a: a["predictions"]),
     ]
     frames = {1: features.head(1), 100: features.sample(100, random_state=0)}
@@ -157,8 +173,12 @@ def run(work: Path, stack: contextlib.ExitStack, notes: list[str]) -> tuple[list
             log(f"{target.server}: {case.label}, c={case.concurrency}")
             labels = target.expected(case.model, frame) if target.expected else expected
             cells.append(measure(target, case, frame, labels, work, wrk_bin))
-    versions = {"mlserver": mlserver.VERSION, "wrk": wrk_bin, "mlserver_pins": mlserver.requirements(),
-                "mlserver_settings": json.loads((root / "settings.json").read_text())}
+    versions = {
+        "mlserver": mlserver.VERSION,
+        "wrk": wrk_bin,
+        "mlserver_pins": mlserver.requirements(),
+        "mlserver_settings": json.loads((root / "settings.json").read_text()),
+    }
     return cells, [t.server for t in targets if t.server not in report.PEERS], versions
 
 
@@ -174,14 +194,18 @@ def _terminate(signum, frame):
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    notes = [(f"{SECONDS:g} s per cell after a {WARMUP:g} s warm-up; wrk -t1 at c=1, -t2 at c=8; "
-              f"client and servers on one {os.cpu_count()}-CPU machine (load average at start "
-              f"{os.getloadavg()[0]:.2f})"),
-             "MLServer: `mlserver start` with default settings except ports and host 127.0.0.1"
-             + (f", parallel_workers={PARALLEL_WORKERS}" if PARALLEL_WORKERS else " (parallel_workers default)")
-             + "; V2 REST with content_type pd (our pipeline) or one 2-D FP64 tensor (bare estimator fitted on "
-               "raw numpy features), output `predict` only; ratios use the faster MLServer row and the lower "
-               "p99; Kubepredict answers predictions and probabilities"]
+    notes = [
+        (
+            f"{SECONDS:g} s per cell after a {WARMUP:g} s warm-up; wrk -t1 at c=1, -t2 at c=8; "
+            f"client and servers on one {os.cpu_count()}-CPU machine (load average at start "
+            f"{os.getloadavg()[0]:.2f})"
+        ),
+        "MLServer: `mlserver start` with default settings except ports and host 127.0.0.1"
+        + (f", parallel_workers={PARALLEL_WORKERS}" if PARALLEL_WORKERS else " (parallel_workers default)")
+        + "; V2 REST with content_type pd (our pipeline) or one 2-D FP64 tensor (bare estimator fitted on "
+        "raw numpy features), output `predict` only; ratios use the faster MLServer row and the lower "
+        "p99; Kubepredict answers predictions and probabilities",
+    ]
     started = datetime.datetime.now(datetime.UTC)
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp, contextlib.ExitStack() as stack:
         try:
@@ -198,9 +222,21 @@ def main() -> int:
     notes.append(f"load average at end {os.getloadavg()[0]:.2f}")
     report.print_tables(cells, ratio_rows, f"Kubepredict vs MLServer {mlserver.VERSION}, iris, wrk", notes)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"started": started.isoformat(), "cpus": os.cpu_count(), "seconds": SECONDS,
-                               "warmup_seconds": WARMUP, "versions": versions, "notes": notes, "cells": cells,
-                               "ratios": ratio_rows}, indent=2))
+    OUT.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "cpus": os.cpu_count(),
+                "seconds": SECONDS,
+                "warmup_seconds": WARMUP,
+                "versions": versions,
+                "notes": notes,
+                "cells": cells,
+                "ratios": ratio_rows,
+            },
+            indent=2,
+        )
+    )
     log(f"results written to {OUT}")
     return 0
 

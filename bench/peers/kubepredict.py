@@ -50,13 +50,22 @@ def wait_job(http: httpx.Client, job_id: str, timeout: float = 600) -> dict:
 
 def train_models(http: httpx.Client) -> dict[str, dict]:
     """Upload the bundled iris CSV and train every model of ``MODELS``; name → model object."""
-    up = http.post("/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(),
-                   headers={"Content-Type": "text/csv"})
+    up = http.post(
+        "/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(), headers={"Content-Type": "text/csv"}
+    )
     up.raise_for_status()
     queued = {}
     for name, (algorithm, params) in MODELS.items():
-        r = http.post("/function/train", json={"dataset_id": up.json()["dataset_id"], "target": "species",
-                                               "algorithm": algorithm, "params": params, "name": name})
+        r = http.post(
+            "/function/train",
+            json={
+                "dataset_id": up.json()["dataset_id"],
+                "target": "species",
+                "algorithm": algorithm,
+                "params": params,
+                "name": name,
+            },
+        )
         r.raise_for_status()
         queued[name] = r.json()
     models = {}
@@ -93,8 +102,9 @@ def function_dir(root: Path) -> Path:
     """The container's layout: ``index.py`` next to ``function/`` (the predict function's folder)."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(TEMPLATE / "index.py", root / "index.py")
-    shutil.copytree(PREDICT_FUNCTION, root / "function", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PREDICT_FUNCTION, root / "function", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "function" / "__init__.py").touch()
     return root
 
@@ -109,9 +119,15 @@ def start_function(root: Path, data_dir: Path, log: Path) -> tuple[ServerProcess
     settings = Settings(data_dir=data_dir)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**clean_env(), "KUBEPREDICT_DATABASE_URL": settings.database_url,
-           "KUBEPREDICT_STORAGE_URL": settings.storage_url, "upstream_url": url, "HOME": str(root)}
-    server = ServerProcess("OpenFaaS function (index.py)", [sys.executable, "index.py"], cwd=function_dir(root),
-                           env=env, log=log)
+    env = {
+        **clean_env(),
+        "KUBEPREDICT_DATABASE_URL": settings.database_url,
+        "KUBEPREDICT_STORAGE_URL": settings.storage_url,
+        "upstream_url": url,
+        "HOME": str(root),
+    }
+    server = ServerProcess(
+        "OpenFaaS function (index.py)", [sys.executable, "index.py"], cwd=function_dir(root), env=env, log=log
+    )
     # GET on the predict function lists prediction jobs: 200 once the handler and catalogue answer.
     return server.start(f"{url}/", timeout=120), url

@@ -42,7 +42,9 @@ def requirements(requirements_txt: Path = REPO / "requirements.txt") -> list[str
     missing = [p for p in SHARED_PINS if p not in ours]
     if missing:
         raise RuntimeError(f"requirements.txt pins none of {missing}")
-    return [f"mlserver=={VERSION}", f"mlserver-sklearn=={VERSION}", "uvloop<0.22"] + [f"{p}=={ours[p]}" for p in SHARED_PINS]
+    return [f"mlserver=={VERSION}", f"mlserver-sklearn=={VERSION}", "uvloop<0.22"] + [
+        f"{p}=={ours[p]}" for p in SHARED_PINS
+    ]
 
 
 def ensure_venv(log=print) -> Path:
@@ -68,8 +70,12 @@ def write_repository(root: Path, pipelines: dict[str, object], http_port: int, p
     """An MLServer model repository: ``settings.json`` (ports only, unless told otherwise) and one folder
     per model with ``model.joblib`` and ``model-settings.json``."""
     root.mkdir(parents=True, exist_ok=True)
-    settings: dict = {"http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port(),
-                      "host": "127.0.0.1"}
+    settings: dict = {
+        "http_port": http_port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "host": "127.0.0.1",
+    }
     if parallel_workers not in (None, ""):
         settings["parallel_workers"] = int(parallel_workers)
     (root / "settings.json").write_text(json.dumps(settings, indent=2))
@@ -77,9 +83,16 @@ def write_repository(root: Path, pipelines: dict[str, object], http_port: int, p
         folder = root / name
         folder.mkdir(exist_ok=True)
         joblib.dump(pipeline, folder / "model.joblib")
-        (folder / "model-settings.json").write_text(json.dumps({
-            "name": name, "implementation": "mlserver_sklearn.SKLearnModel",
-            "parameters": {"uri": "./model.joblib", "version": "v1"}}, indent=2))
+        (folder / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "implementation": "mlserver_sklearn.SKLearnModel",
+                    "parameters": {"uri": "./model.joblib", "version": "v1"},
+                },
+                indent=2,
+            )
+        )
     return root
 
 
@@ -92,8 +105,11 @@ def start(bin_dir: Path, root: Path, http_port: int, models: list[str], log: Pat
     server.start(f"{url}/v2/health/ready", timeout=180)
     try:
         for name in models:
-            wait_until(lambda name=name: httpx.get(f"{url}/v2/models/{name}/ready", timeout=2).status_code == 200,
-                       timeout=60, what=f"MLServer model {name}")
+            wait_until(
+                lambda name=name: httpx.get(f"{url}/v2/models/{name}/ready", timeout=2).status_code == 200,
+                timeout=60,
+                what=f"MLServer model {name}",
+            )
     except BaseException:
         server.stop()
         raise
@@ -110,8 +126,15 @@ def v2_body(frame: pd.DataFrame) -> dict:
         elif pd.api.types.is_integer_dtype(col):
             inputs.append({"name": name, "datatype": "INT64", "shape": [len(col)], "data": col.astype(int).tolist()})
         else:
-            inputs.append({"name": name, "datatype": "BYTES", "shape": [len(col)],
-                           "parameters": {"content_type": "str"}, "data": col.astype(str).tolist()})
+            inputs.append(
+                {
+                    "name": name,
+                    "datatype": "BYTES",
+                    "shape": [len(col)],
+                    "parameters": {"content_type": "str"},
+                    "data": col.astype(str).tolist(),
+                }
+            )
     return {"parameters": {"content_type": "pd"}, "inputs": inputs}
 
 
@@ -121,15 +144,20 @@ def bare_estimators(features: pd.DataFrame, labels: list) -> dict[str, object]:
     from sklearn.linear_model import LogisticRegression
 
     X = features.to_numpy(dtype=float)
-    return {"iris-lr-bare": LogisticRegression(max_iter=1000).fit(X, labels),
-            "iris-rf-bare": RandomForestClassifier(n_estimators=100, random_state=0).fit(X, labels)}
+    return {
+        "iris-lr-bare": LogisticRegression(max_iter=1000).fit(X, labels),
+        "iris-rf-bare": RandomForestClassifier(n_estimators=100, random_state=0).fit(X, labels),
+    }
 
 
 def v2_tensor_body(frame: pd.DataFrame) -> dict:
     """One 2-D FP64 tensor in column order: what MLServer's default numpy codec scores directly."""
     values = frame.to_numpy(dtype=float)
-    return {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(values.shape),
-                        "data": values.ravel().tolist()}]}
+    return {
+        "inputs": [
+            {"name": "input-0", "datatype": "FP64", "shape": list(values.shape), "data": values.ravel().tolist()}
+        ]
+    }
 
 
 def v2_labels(answer: dict) -> list:

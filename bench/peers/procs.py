@@ -39,8 +39,15 @@ class ServerProcess:
     def start(self, ready_url: str, *, timeout: float = 120) -> ServerProcess:
         """Start, then wait until ``GET ready_url`` answers 200."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
         def ready() -> bool:
             if self.proc.poll() is not None:

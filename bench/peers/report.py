@@ -16,12 +16,12 @@ PEERS = (MLSERVER, MLSERVER_BARE, MLSERVER_INPROC)
 
 @dataclass(frozen=True)
 class Case:
-    model: str         # the model name on both servers
+    model: str  # the model name on both servers
     label: str
     rows: int
     concurrency: int
-    min_ratio: float   # Kubepredict / MLServer, on req/s (rows/s for multi-row requests)
-    p99: bool          # also p99 <= MLServer's p99
+    min_ratio: float  # Kubepredict / MLServer, on req/s (rows/s for multi-row requests)
+    p99: bool  # also p99 <= MLServer's p99
 
     @property
     def metric(self) -> str:
@@ -43,14 +43,21 @@ def cell(server: str, case: Case, result: dict | None = None, error: str | None 
     if error or result is None or result.get("error"):
         out["error"] = error or (result or {}).get("error") or "no result"
         return out
-    out.update(req_s=result["req_s"], rows_s=result["req_s"] * case.rows, p50_ms=result["p50_ms"],
-               p99_ms=result["p99_ms"], requests=result["requests"], seconds=result["seconds"])
+    out.update(
+        req_s=result["req_s"],
+        rows_s=result["req_s"] * case.rows,
+        p50_ms=result["p50_ms"],
+        p99_ms=result["p99_ms"],
+        requests=result["requests"],
+        seconds=result["seconds"],
+    )
     return out
 
 
 def _find(cells: list[dict], server: str, case: Case) -> dict | None:
-    return next((c for c in cells if c["server"] == server and c["case"] == case.label
-                 and c["c"] == case.concurrency), None)
+    return next(
+        (c for c in cells if c["server"] == server and c["case"] == case.label and c["c"] == case.concurrency), None
+    )
 
 
 def _peer(cells: list[dict], case: Case) -> dict | None:
@@ -72,21 +79,35 @@ def ratios(cells: list[dict], servers: list[str], cases=CASES) -> list[dict]:
             kp, ml = _find(cells, server, case), _peer(cells, case)
             if kp is None or ml is None:
                 continue
-            row = {"server": server, "case": case.label, "c": case.concurrency, "metric": case.metric,
-                   "goal": f">= {case.min_ratio:g}x {case.metric.replace('_', '/')}" + (", p99 <= MLServer" if case.p99 else "")}
+            row = {
+                "server": server,
+                "case": case.label,
+                "c": case.concurrency,
+                "metric": case.metric,
+                "goal": f">= {case.min_ratio:g}x {case.metric.replace('_', '/')}"
+                + (", p99 <= MLServer" if case.p99 else ""),
+            }
             if "error" in kp or "error" in ml:
                 row.update(verdict="ERROR", detail=kp.get("error") or f"MLServer: {ml.get('error')}")
             else:
                 ratio = kp[case.metric] / ml[case.metric] if ml[case.metric] else float("inf")
                 p99_ok = kp["p99_ms"] <= ml["p99_ms"]
                 ok = ratio >= case.min_ratio and (p99_ok or not case.p99)
-                row.update(ratio=ratio, p99_ratio=kp["p99_ms"] / ml["p99_ms"] if ml["p99_ms"] else None,
-                           verdict="PASS" if ok else "FAIL")
+                row.update(
+                    ratio=ratio,
+                    p99_ratio=kp["p99_ms"] / ml["p99_ms"] if ml["p99_ms"] else None,
+                    verdict="PASS" if ok else "FAIL",
+                )
             out.append(row)
         one, eight = (_find(cells, server, c) for c in cases[:2])
         if one is not None and eight is not None:
-            row = {"server": server, "case": "LR 1 row", "c": "8 vs 1", "metric": "req_s",
-                   "goal": "c=8 req/s >= c=1 req/s"}
+            row = {
+                "server": server,
+                "case": "LR 1 row",
+                "c": "8 vs 1",
+                "metric": "req_s",
+                "goal": "c=8 req/s >= c=1 req/s",
+            }
             if "error" in one or "error" in eight:
                 row.update(verdict="ERROR", detail=one.get("error") or eight.get("error"))
             else:
@@ -110,8 +131,15 @@ def print_tables(cells: list[dict], ratio_rows: list[dict], title: str, notes: l
         elif "error" in c:
             table.add_row(c["server"], c["case"], str(c["c"]), f"[red]error: {c['error']}[/red]", "", "", "")
         else:
-            table.add_row(c["server"], c["case"], str(c["c"]), f"{c['req_s']:,.0f}", f"{c['rows_s']:,.0f}",
-                          f"{c['p50_ms']:.2f}", f"{c['p99_ms']:.2f}")
+            table.add_row(
+                c["server"],
+                c["case"],
+                str(c["c"]),
+                f"{c['req_s']:,.0f}",
+                f"{c['rows_s']:,.0f}",
+                f"{c['p50_ms']:.2f}",
+                f"{c['p99_ms']:.2f}",
+            )
     console.print(table)
     ratio_table = Table(title="Kubepredict / MLServer, against the goals")
     for col in ("server", "case", "c", "ratio", "p99 ratio", "goal", "verdict"):
@@ -120,8 +148,9 @@ def print_tables(cells: list[dict], ratio_rows: list[dict], title: str, notes: l
     for r in ratio_rows:
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else r.get("detail", "")
         p99 = f"{r['p99_ratio']:.2f}x" if r.get("p99_ratio") is not None else ""
-        ratio_table.add_row(r["server"], r["case"], str(r["c"]), ratio, p99, r["goal"],
-                            f"[{colour[r['verdict']]}]{r['verdict']}[/]")
+        ratio_table.add_row(
+            r["server"], r["case"], str(r["c"]), ratio, p99, r["goal"], f"[{colour[r['verdict']]}]{r['verdict']}[/]"
+        )
     console.print(ratio_table)
     for note in notes:
         console.print(f"- {note}")

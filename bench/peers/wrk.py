@@ -65,9 +65,16 @@ def parse(output: str) -> WrkResult:
         problems.append(f"{socket_errors} socket errors ({socket.group(0)})")
     if requests == 0:
         problems.append("no request completed")
-    return WrkResult(requests=requests, seconds=float(total.group(2)) * UNITS_MS[total.group(3)] / 1e3,
-                     req_s=float(rps.group(1)), p50_ms=latency[50], p99_ms=latency[99], non_2xx=non_2xx,
-                     socket_errors=socket_errors, error="; ".join(problems) or None)
+    return WrkResult(
+        requests=requests,
+        seconds=float(total.group(2)) * UNITS_MS[total.group(3)] / 1e3,
+        req_s=float(rps.group(1)),
+        p50_ms=latency[50],
+        p99_ms=latency[99],
+        non_2xx=non_2xx,
+        socket_errors=socket_errors,
+        error="; ".join(problems) or None,
+    )
 
 
 def lua_long_string(text: str) -> str:
@@ -81,23 +88,25 @@ def lua_long_string(text: str) -> str:
 
 def post_script(body: bytes, content_type: str = "application/json") -> str:
     """A wrk script that POSTs ``body`` and counts answers outside 2xx across all threads."""
-    return "\n".join([
-        'wrk.method = "POST"',
-        f"wrk.body = {lua_long_string(body.decode())}",
-        f'wrk.headers["Content-Type"] = "{content_type}"',
-        "local threads = {}",
-        "function setup(thread) table.insert(threads, thread) end",
-        "function init(args) bad = 0 end",
-        "function response(status, headers, body)",
-        "  if status < 200 or status > 299 then bad = bad + 1 end",
-        "end",
-        "function done(summary, latency, requests)",
-        "  local n = 0",
-        "  for _, t in ipairs(threads) do n = n + t:get(\"bad\") end",
-        '  io.write(string.format("non-2xx responses: %d\\n", n))',
-        "end",
-        "",
-    ])
+    return "\n".join(
+        [
+            'wrk.method = "POST"',
+            f"wrk.body = {lua_long_string(body.decode())}",
+            f'wrk.headers["Content-Type"] = "{content_type}"',
+            "local threads = {}",
+            "function setup(thread) table.insert(threads, thread) end",
+            "function init(args) bad = 0 end",
+            "function response(status, headers, body)",
+            "  if status < 200 or status > 299 then bad = bad + 1 end",
+            "end",
+            "function done(summary, latency, requests)",
+            "  local n = 0",
+            '  for _, t in ipairs(threads) do n = n + t:get("bad") end',
+            '  io.write(string.format("non-2xx responses: %d\\n", n))',
+            "end",
+            "",
+        ]
+    )
 
 
 def ensure_wrk() -> str:
@@ -120,11 +129,21 @@ def ensure_wrk() -> str:
     return found
 
 
-def run(url: str, script: Path, *, connections: int, threads: int, seconds: float,
-        wrk: str = "wrk", timeout_s: float = 5.0) -> WrkResult:
+def run(
+    url: str, script: Path, *, connections: int, threads: int, seconds: float, wrk: str = "wrk", timeout_s: float = 5.0
+) -> WrkResult:
     """One ``wrk --latency`` run against ``url``; a crash or unparseable output is an error result."""
-    cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s:g}s",
-           "--latency", "-s", str(script), url]
+    cmd = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout_s:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + timeout_s + 60)
     except subprocess.TimeoutExpired:
@@ -138,5 +157,6 @@ def run(url: str, script: Path, *, connections: int, threads: int, seconds: floa
 
 
 def failed(reason: str) -> WrkResult:
-    return WrkResult(requests=0, seconds=0.0, req_s=0.0, p50_ms=0.0, p99_ms=0.0, non_2xx=0, socket_errors=0,
-                     error=reason)
+    return WrkResult(
+        requests=0, seconds=0.0, req_s=0.0, p50_ms=0.0, p99_ms=0.0, non_2xx=0, socket_errors=0, error=reason
+    )

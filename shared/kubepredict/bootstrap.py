@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .catalog import Catalog, open_catalog
 from .config import Settings
@@ -21,7 +22,7 @@ class App:
     settings: Settings
     catalog: Catalog
     storage: Storage
-    models: "ModelCache" = field(default=None)  # type: ignore[assignment]
+    models: ModelCache = field(default=None)  # type: ignore[assignment]
     #: Called after a job is queued: a dispatcher in this process (the embedded gateway's) starts it at
     #: once instead of at its next round.
     job_queued: Callable[[], None] = field(default=lambda: None)
@@ -33,8 +34,13 @@ class App:
             self.models = ModelCache()
 
 
-def bootstrap(settings: Settings | None = None, *, catalog: Catalog | None = None, storage: Storage | None = None,
-              create_schema: bool = True) -> App:
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    storage: Storage | None = None,
+    create_schema: bool = True,
+) -> App:
     """Wire settings → catalogue, object store; tests pass their own adapters instead."""
     settings = settings or Settings.from_env()
     catalog = catalog or open_catalog(settings.database_url, create=create_schema)

@@ -1,4 +1,5 @@
-"""``kubepredict``: serve | worker | dispatcher | metrics | gc | relay | connector | stream-scorer | upload | train | predict | result | demo."""
+"""``kubepredict``: serve | worker | dispatcher | metrics | gc | relay | connector | stream-scorer | upload | train |
+predict | result | demo."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import click
 
 from . import __version__
 
-GATEWAY = click.option("--gateway", envvar="KUBEPREDICT_GATEWAY_URL", default="http://127.0.0.1:8080",
-                       show_default=True, help="Gateway base URL.")
-TOKEN = click.option("--token", envvar="KUBEPREDICT_API_TOKEN", default=None, help="Bearer token, if the gateway needs one.")
+GATEWAY = click.option(
+    "--gateway",
+    envvar="KUBEPREDICT_GATEWAY_URL",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="Gateway base URL.",
+)
+TOKEN = click.option(
+    "--token", envvar="KUBEPREDICT_API_TOKEN", default=None, help="Bearer token, if the gateway needs one."
+)
 
 
 def _settings(**overrides):
@@ -42,8 +50,12 @@ def main():
 @main.command()
 @click.option("--host", default=None, help="Listen address (default 127.0.0.1, or KUBEPREDICT_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 8080, or KUBEPREDICT_PORT).")
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for the SQLite catalogue and the object store (default ./data).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the SQLite catalogue and the object store (default ./data).",
+)
 @click.option("--no-dispatch", is_flag=True, help="Serve functions only; another process runs the jobs.")
 def serve(host, port, data_dir, no_dispatch):
     """Run the gateway with the four functions, the web page and the job dispatcher."""
@@ -66,8 +78,14 @@ def worker(job_id, attempt, shard, sharded):
     sys.exit(worker_main(job_id, attempt, shard, sharded=sharded))
 
 
-METRICS_PORT = click.option("--metrics-port", type=int, envvar="KUBEPREDICT_METRICS_PORT", default=8081,
-                            show_default=True, help="Serve job and function-call metrics here (0: off).")
+METRICS_PORT = click.option(
+    "--metrics-port",
+    type=int,
+    envvar="KUBEPREDICT_METRICS_PORT",
+    default=8081,
+    show_default=True,
+    help="Serve job and function-call metrics here (0: off).",
+)
 METRICS_HOST = click.option("--metrics-host", envvar="KUBEPREDICT_METRICS_HOST", default="0.0.0.0", show_default=True)
 
 
@@ -107,11 +125,19 @@ def metrics_server(port, metrics_host):
 
 
 @main.command()
-@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="The gateway's data folder when it uses the defaults (SQLite and folder store there).")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gateway's data folder when it uses the defaults (SQLite and folder store there).",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.option("--grace-seconds", type=float, default=None,
-              help="Only what was written longer ago than this (default KUBEPREDICT_ORPHAN_GRACE_SECONDS, 3600).")
+@click.option(
+    "--grace-seconds",
+    type=float,
+    default=None,
+    help="Only what was written longer ago than this (default KUBEPREDICT_ORPHAN_GRACE_SECONDS, 3600).",
+)
 def gc(data_dir, dry_run, grace_seconds):
     """Remove orphaned objects: dataset and model files no catalogue row owns, and leftover staging files.
 
@@ -131,8 +157,10 @@ def gc(data_dir, dry_run, grace_seconds):
     for key in found.found:
         click.echo(("would remove " if dry_run else "removed ") + key)
     verb = "found" if dry_run else "removed"
-    click.echo(f"{len(found.found) if dry_run else found.removed} orphaned objects {verb}"
-               + (f", {len(found.failed)} could not be removed" if found.failed else ""))
+    click.echo(
+        f"{len(found.found) if dry_run else found.removed} orphaned objects {verb}"
+        + (f", {len(found.failed)} could not be removed" if found.failed else "")
+    )
     if found.failed:
         sys.exit(1)
 
@@ -174,10 +202,19 @@ def relay():
 
 
 @main.command()
-@click.option("--group", default=None, help="Consumer group id (default kubepredict-connector, or "
-                                            "KUBEPREDICT_CONNECTOR_GROUP); run several to share the partitions.")
-@click.option("--exit-after-invoke", type=int, default=None, hidden=True,
-              help="Tests only: exit abruptly after the Nth invocation, before committing its offset.")
+@click.option(
+    "--group",
+    default=None,
+    help="Consumer group id (default kubepredict-connector, or "
+    "KUBEPREDICT_CONNECTOR_GROUP); run several to share the partitions.",
+)
+@click.option(
+    "--exit-after-invoke",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Tests only: exit abruptly after the Nth invocation, before committing its offset.",
+)
 def connector(group, exit_after_invoke):
     """Consume the train/predict request topics and invoke the functions through the gateway."""
     import logging
@@ -191,26 +228,44 @@ def connector(group, exit_after_invoke):
         raise click.ClickException("set KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS")
     hook = None
     if exit_after_invoke:
+
         def hook(delivery, status):
             if loop.invoked >= exit_after_invoke:
-                logging.getLogger(__name__).warning("exiting after invoking %s[%s]@%s (%s), before the commit",
-                                                    delivery.topic, delivery.partition, delivery.offset, status)
+                logging.getLogger(__name__).warning(
+                    "exiting after invoking %s[%s]@%s (%s), before the commit",
+                    delivery.topic,
+                    delivery.partition,
+                    delivery.offset,
+                    status,
+                )
                 logging.shutdown()
                 os._exit(3)
+
     loop = KafkaConnector(settings, group_id=group, after_invoke=hook)
     _run_until_sigterm(loop)
 
 
 @main.command("stream-scorer")
-@click.option("--group", default=None, help="Consumer group id (default kubepredict-stream, or KUBEPREDICT_STREAM_GROUP).")
-@click.option("--instance", default=None, help="This member's name, stable across its restarts (default: the host "
-                                               "name); give each scorer of a group on one host its own.")
+@click.option(
+    "--group", default=None, help="Consumer group id (default kubepredict-stream, or KUBEPREDICT_STREAM_GROUP)."
+)
+@click.option(
+    "--instance",
+    default=None,
+    help="This member's name, stable across its restarts (default: the host "
+    "name); give each scorer of a group on one host its own.",
+)
 @click.option("--max-messages", type=int, default=500, show_default=True, help="Records per micro-batch at most.")
 @click.option("--max-wait-ms", type=int, default=50, show_default=True, help="Wait for a micro-batch to fill.")
 @click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
 @click.option("--metrics-host", default="0.0.0.0", show_default=True)
-@click.option("--exit-after-produce", type=int, default=None, hidden=True,
-              help="Tests only: SIGKILL itself after producing the Nth batch's answers, before committing.")
+@click.option(
+    "--exit-after-produce",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Tests only: SIGKILL itself after producing the Nth batch's answers, before committing.",
+)
 def stream_scorer(group, instance, max_messages, max_wait_ms, metrics_port, metrics_host, exit_after_produce):
     """Score CloudEvents from kubepredict.predict.stream in micro-batches; answers to kubepredict.predictions."""
     import logging
@@ -226,16 +281,25 @@ def stream_scorer(group, instance, max_messages, max_wait_ms, metrics_port, metr
         raise click.ClickException("set KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS")
     hook = None
     if exit_after_produce:
+
         def hook(records):
             if loop.batches + 1 >= exit_after_produce:
-                logging.getLogger(__name__).warning("killing myself after producing %d answers, before the commit",
-                                                    len(records))
+                logging.getLogger(__name__).warning(
+                    "killing myself after producing %d answers, before the commit", len(records)
+                )
                 logging.shutdown()
                 os.kill(os.getpid(), _signal.SIGKILL)
+
     if metrics_port:
         metrics.serve_metrics(metrics.REGISTRY, metrics_port, metrics_host)
-    loop = StreamScorer(svc, group_id=group, instance=instance, max_messages=max_messages,
-                        max_wait=max_wait_ms / 1000, after_produce=hook)
+    loop = StreamScorer(
+        svc,
+        group_id=group,
+        instance=instance,
+        max_messages=max_messages,
+        max_wait=max_wait_ms / 1000,
+        after_produce=hook,
+    )
     _run_until_sigterm(loop)
     svc.catalog.dispose()
     if loop.failed is not None:
@@ -246,8 +310,13 @@ def stream_scorer(group, instance, max_messages, max_wait_ms, metrics_port, metr
 def _progress_wait(client, job_id: str) -> dict:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[stage]}"), TimeElapsedColumn()) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+    ) as bar:
         task = bar.add_task(job_id, total=1.0, stage="queued")
         job = client.wait(job_id, lambda j: bar.update(task, completed=j["progress"], stage=j.get("stage") or ""))
     return job
@@ -270,8 +339,10 @@ def _print_job(job: dict):
 
     c = Console()
     style = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(job["status"], "cyan")
-    c.print(f"[bold]{job['job_id']}[/] ({job['kind']}): [{style}]{job['status']}[/]"
-            + (f" — {job['error']['message']}" if job.get("error") and job["status"] == "failed" else ""))
+    c.print(
+        f"[bold]{job['job_id']}[/] ({job['kind']}): [{style}]{job['status']}[/]"
+        + (f" — {job['error']['message']}" if job.get("error") and job["status"] == "failed" else "")
+    )
     metrics = job.get("metrics") or {}
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     if flat:
@@ -290,8 +361,9 @@ def upload(csv_file, name, gateway, token):
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     try:
-        with Progress(TextColumn("[bold]upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                      transient=True) as bar:
+        with Progress(
+            TextColumn("[bold]upload"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+        ) as bar:
             task = bar.add_task("upload", total=csv_file.stat().st_size)
             ds = _client(gateway, token).upload(csv_file, name, lambda sent: bar.update(task, completed=sent))
     except Exception as exc:  # noqa: BLE001
@@ -330,7 +402,7 @@ def train(dataset_id, target, algorithm, task, params, name, no_wait, gateway, t
 @main.command()
 @click.argument("model_id")
 @click.option("--dataset", "dataset_id", default=None, help="Score a whole uploaded dataset (batch job).")
-@click.option("--row", "rows", multiple=True, help='One row as JSON, e.g. \'{"x": 1}\' (online; repeatable).')
+@click.option("--row", "rows", multiple=True, help="One row as JSON, e.g. '{\"x\": 1}' (online; repeatable).")
 @click.option("--no-wait", is_flag=True)
 @GATEWAY
 @TOKEN
@@ -358,8 +430,13 @@ def predict(model_id, dataset_id, rows, no_wait, gateway, token):
 @click.argument("job_id", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--offset", type=int, default=0)
-@click.option("--csv", "csv_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the full results as CSV to this file.")
+@click.option(
+    "--csv",
+    "csv_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full results as CSV to this file.",
+)
 @GATEWAY
 @TOKEN
 def result(job_id, limit, offset, csv_out, gateway, token):
@@ -378,8 +455,11 @@ def result(job_id, limit, offset, csv_out, gateway, token):
         _print_job(job)
         if job.get("predictions"):
             p = job["predictions"]
-            _table(f"predictions {p['offset']}–{p['offset'] + len(p['rows'])} of {p['total']}", p["rows"],
-                   ["row", "prediction", "probabilities"])
+            _table(
+                f"predictions {p['offset']}–{p['offset'] + len(p['rows'])} of {p['total']}",
+                p["rows"],
+                ["row", "prediction", "probabilities"],
+            )
     except Exception as exc:  # noqa: BLE001
         _fail(exc)
 

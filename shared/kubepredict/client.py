@@ -45,8 +45,12 @@ class Client:
                     if on_progress:
                         on_progress(sent)
 
-        resp = self.http.post("/function/upload", params={"name": name or path.stem}, content=chunks(),
-                              headers={"Content-Type": "text/csv", "Content-Length": str(size)})
+        resp = self.http.post(
+            "/function/upload",
+            params={"name": name or path.stem},
+            content=chunks(),
+            headers={"Content-Type": "text/csv", "Content-Length": str(size)},
+        )
         return self._check(resp).json()
 
     def train(self, body: dict) -> dict:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
 
 from .errors import ConfigError, InvalidInput
 
@@ -47,8 +47,16 @@ def _parse(name: str, kind: str, raw: str):
 
 
 # How a variable is read, by the field's annotation (a field of another type fails at import: see below)
-_KINDS = {"str": "str", "str | None": "str", "int": "int", "float": "float", "bool": "bool",
-          "tuple[str, ...]": "list", "Path": "path", "Path | None": "path"}
+_KINDS = {
+    "str": "str",
+    "str | None": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "tuple[str, ...]": "list",
+    "Path": "path",
+    "Path | None": "path",
+}
 _BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -149,7 +157,7 @@ class Settings:
         _check(self)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Build settings from ``KUBEPREDICT_<FIELD>`` variables (unset or empty: the field's default);
         keyword overrides win (CLI flags; None means "not given")."""
         env = os.environ if environ is None else environ
@@ -196,7 +204,8 @@ def _check_job_bounds(s: Settings) -> None:
             if parse_quantity(value) <= 0:
                 raise InvalidInput("not positive")
         except InvalidInput:
-            raise ConfigError(f"{env_name(key)} must be a positive Kubernetes quantity (e.g. '4Gi', '2'), "
-                              f"got {value!r}") from None
+            raise ConfigError(
+                f"{env_name(key)} must be a positive Kubernetes quantity (e.g. '4Gi', '2'), got {value!r}"
+            ) from None
     if s.job_deadline_seconds <= 0:
         raise ConfigError("KUBEPREDICT_JOB_DEADLINE_SECONDS must be positive")

@@ -16,11 +16,20 @@ def run_demo(client, wait, print_job, table) -> None:
         header = lines[0].split(",")
         keep = [i for i, c in enumerate(header) if c != "species"]
         new_csv = Path(tmp) / "iris-new.csv"
-        new_csv.write_text("\n".join(",".join(row.split(",")[i] for i in keep) for row in lines[:1] + lines[1::10]) + "\n")
+        new_csv.write_text(
+            "\n".join(",".join(row.split(",")[i] for i in keep) for row in lines[:1] + lines[1::10]) + "\n"
+        )
         ds = client.upload(train_csv, "iris")
         print(f"1/4 uploaded {ds['dataset_id']}: {ds['rows']} rows, {len(ds['columns'])} columns")
-        queued = client.train({"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "random_forest",
-                               "params": {"n_estimators": 100}, "name": "iris-demo"})
+        queued = client.train(
+            {
+                "dataset_id": ds["dataset_id"],
+                "target": "species",
+                "algorithm": "random_forest",
+                "params": {"n_estimators": 100},
+                "name": "iris-demo",
+            }
+        )
         print(f"2/4 training {queued['model_id']} in job {queued['job_id']}")
         print_job(wait(client, queued["job_id"]))
         new = client.upload(new_csv, "iris-new")

@@ -32,7 +32,7 @@ class BackgroundLoop:
     def _run_logged(self) -> None:
         try:
             self.run()
-        except Exception:  # noqa: BLE001 - a thread's exception would otherwise vanish
+        except Exception:  # a thread's exception would otherwise vanish
             logger.exception("%s stopped", self.thread_name)
 
     @property

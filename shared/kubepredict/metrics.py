@@ -36,21 +36,35 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 INVOCATIONS_HELP = "Function invocations through the gateway."
 SECONDS_HELP = "Function call duration through the gateway."
-INVOCATIONS = Counter("gateway_function_invocation_total", INVOCATIONS_HELP,
-                      ["function_name", "code"], registry=REGISTRY)
-FUNCTION_SECONDS = Histogram("gateway_functions_seconds", SECONDS_HELP,
-                             ["function_name", "code"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
-ONLINE_PREDICT_SECONDS = Histogram("kubepredict_online_predict_seconds", "Online prediction latency in the function.",
-                                   buckets=LATENCY_BUCKETS, registry=REGISTRY)
+INVOCATIONS = Counter(
+    "gateway_function_invocation_total", INVOCATIONS_HELP, ["function_name", "code"], registry=REGISTRY
+)
+FUNCTION_SECONDS = Histogram(
+    "gateway_functions_seconds", SECONDS_HELP, ["function_name", "code"], buckets=LATENCY_BUCKETS, registry=REGISTRY
+)
+ONLINE_PREDICT_SECONDS = Histogram(
+    "kubepredict_online_predict_seconds",
+    "Online prediction latency in the function.",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 # Stream scoring (events/stream.py): records answered or dead-lettered, rows scored, micro-batch size and time.
-STREAM_RECORDS = Counter("kubepredict_stream_records_total", "Stream scoring requests by outcome.", ["outcome"],
-                         registry=REGISTRY)
+STREAM_RECORDS = Counter(
+    "kubepredict_stream_records_total", "Stream scoring requests by outcome.", ["outcome"], registry=REGISTRY
+)
 STREAM_ROWS = Counter("kubepredict_stream_rows_total", "Rows scored by stream scoring.", registry=REGISTRY)
-STREAM_BATCH_RECORDS = Histogram("kubepredict_stream_batch_records", "Requests per stream scoring micro-batch.",
-                                 buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000), registry=REGISTRY)
-STREAM_BATCH_SECONDS = Histogram("kubepredict_stream_batch_seconds",
-                                 "Time to score and commit one stream micro-batch (one Kafka transaction).",
-                                 buckets=LATENCY_BUCKETS, registry=REGISTRY)
+STREAM_BATCH_RECORDS = Histogram(
+    "kubepredict_stream_batch_records",
+    "Requests per stream scoring micro-batch.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+    registry=REGISTRY,
+)
+STREAM_BATCH_SECONDS = Histogram(
+    "kubepredict_stream_batch_seconds",
+    "Time to score and commit one stream micro-batch (one Kafka transaction).",
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 UPLOAD_BYTES = Counter("kubepredict_upload_bytes_total", "Bytes of CSV data uploaded.", registry=REGISTRY)
 
 
@@ -87,10 +101,14 @@ class CatalogCollector:
         yield total
         queue = GaugeMetricFamily("kubepredict_jobs_in_queue", "Jobs waiting to run.", labels=["kind"])
         running = GaugeMetricFamily("kubepredict_jobs_running", "Jobs running now.", labels=["kind"])
-        oldest_q = GaugeMetricFamily("kubepredict_oldest_queued_job_age_seconds",
-                                     "Age of the oldest queued job (0 when none).", labels=["kind"])
-        oldest_r = GaugeMetricFamily("kubepredict_oldest_running_job_age_seconds",
-                                     "Time since the longest-running job started (0 when none).", labels=["kind"])
+        oldest_q = GaugeMetricFamily(
+            "kubepredict_oldest_queued_job_age_seconds", "Age of the oldest queued job (0 when none).", labels=["kind"]
+        )
+        oldest_r = GaugeMetricFamily(
+            "kubepredict_oldest_running_job_age_seconds",
+            "Time since the longest-running job started (0 when none).",
+            labels=["kind"],
+        )
         ages = stats["oldest_age_seconds"]
         for kind in JOB_KINDS:
             queue.add_metric([kind], by_status.get((kind, "queued"), 0))
@@ -98,8 +116,11 @@ class CatalogCollector:
             oldest_q.add_metric([kind], ages.get((kind, "queued"), 0.0))
             oldest_r.add_metric([kind], ages.get((kind, "running"), 0.0))
         yield from (queue, running, oldest_q, oldest_r)
-        hist = HistogramMetricFamily("kubepredict_job_duration_seconds",
-                                     "Run time (start to finish) of succeeded and failed jobs.", labels=["kind"])
+        hist = HistogramMetricFamily(
+            "kubepredict_job_duration_seconds",
+            "Run time (start to finish) of succeeded and failed jobs.",
+            labels=["kind"],
+        )
         for kind, (buckets, seconds) in sorted(stats["durations"].items()):
             hist.add_metric([kind], buckets, seconds)
         yield hist
@@ -128,10 +149,8 @@ class InvocationCollector:
         except Exception:  # see CatalogCollector
             logger.exception("could not read invocation metrics")
             return
-        total = CounterMetricFamily("gateway_function_invocation", INVOCATIONS_HELP,
-                                    labels=["function_name", "code"])
-        seconds = HistogramMetricFamily("gateway_functions_seconds", SECONDS_HELP,
-                                        labels=["function_name", "code"])
+        total = CounterMetricFamily("gateway_function_invocation", INVOCATIONS_HELP, labels=["function_name", "code"])
+        seconds = HistogramMetricFamily("gateway_functions_seconds", SECONDS_HELP, labels=["function_name", "code"])
         for (fn, code), (buckets, total_seconds, n) in sorted(stats.items()):
             total.add_metric([fn, code], n)
             seconds.add_metric([fn, code], buckets, total_seconds)
@@ -164,7 +183,7 @@ def record_call(function_name: str, status: int, seconds: float, svc) -> None:
 
     try:
         record_invocation(svc.catalog, function_name, str(status), seconds, LATENCY_BUCKETS)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.warning("could not record the %s call (%s) for metrics", function_name, status, exc_info=True)
 
 

@@ -28,12 +28,23 @@ def serve(settings, *, dispatch: bool = True) -> None:
         from .events.embedded import start_kafka_loops
 
         background = start_kafka_loops(svc)
-    logger.info("Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s)",
-                settings.host, settings.port, settings.data_dir, settings.database_url.split("@")[-1])
+    logger.info(
+        "Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+        settings.database_url.split("@")[-1],
+    )
     try:
-        asgi.run(asgi.AsgiGateway(gateway, threads=settings.threads), host=settings.host, port=settings.port,
-                 max_connections=settings.max_connections, header_timeout=settings.header_timeout_seconds,
-                 body_timeout=settings.body_timeout_seconds, keep_alive=settings.keep_alive_seconds)
+        asgi.run(
+            asgi.AsgiGateway(gateway, threads=settings.threads),
+            host=settings.host,
+            port=settings.port,
+            max_connections=settings.max_connections,
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            keep_alive=settings.keep_alive_seconds,
+        )
     finally:
         for loop in background:
             loop.stop()

@@ -143,8 +143,9 @@ def _with_type(pairs, ctype):
 
 
 def _error(status, message):
-    body = json.dumps({"error": {"code": "internal_error" if status >= 500 else "bad_request",
-                                 "message": message, "details": {}}}).encode()
+    body = json.dumps(
+        {"error": {"code": "internal_error" if status >= 500 else "bad_request", "message": message, "details": {}}}
+    ).encode()
     return status, [("Content-Type", "application/json")], body
 
 
@@ -199,8 +200,13 @@ async def app(scope, receive, send):
             else:
                 result = await asyncio.get_running_loop().run_in_executor(_pool, call, event)
     status, headers, body = result
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -208,6 +214,14 @@ if __name__ == "__main__":
     import uvicorn
 
     # The port of-watchdog forwards to: its upstream_url (the Dockerfile sets http://127.0.0.1:5000).
-    uvicorn.run(app, host="0.0.0.0", port=urlsplit(os.getenv("upstream_url", "")).port or 5000,
-                loop="uvloop", http="httptools", access_log=False, server_header=False, date_header=False,
-                log_level=os.getenv("log_level", "info"))
+    uvicorn.run(
+        app,
+        host="0.0.0.0",
+        port=urlsplit(os.getenv("upstream_url", "")).port or 5000,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        log_level=os.getenv("log_level", "info"),
+    )

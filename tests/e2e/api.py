@@ -17,8 +17,9 @@ class Api:
 
     def upload(self, data: bytes | str, name: str, content_type: str = "text/csv") -> dict:
         body = data.encode() if isinstance(data, str) else data
-        r = self.http.post("/function/upload", params={"name": name}, content=body,
-                           headers={"Content-Type": content_type})
+        r = self.http.post(
+            "/function/upload", params={"name": name}, content=body, headers={"Content-Type": content_type}
+        )
         assert r.status_code == 201, r.text
         return r.json()
 

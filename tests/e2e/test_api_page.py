@@ -31,8 +31,11 @@ def test_api_page_lists_every_operation_without_external_requests(tmp_path):
         doc = httpx.get(gw.url + "/openapi.json").json()
         op_ids = [op["operationId"] for ops in doc["paths"].values() for op in ops.values()]
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+            browser = p.chromium.launch(
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            )
             try:
                 page = browser.new_page()
                 errors, foreign = [], []

@@ -68,8 +68,9 @@ def targets():
 
 def _post(gw, callback: str | None, *, path: str = "/async-function/train", **kw) -> httpx.Response:
     headers = {"X-Callback-Url": callback} if callback else {}
-    return httpx.post(gw.url + path, headers={**headers, **kw.pop("headers", {})},
-                      content=kw.pop("content", b"{}"), timeout=60, **kw)
+    return httpx.post(
+        gw.url + path, headers={**headers, **kw.pop("headers", {})}, content=kw.pop("content", b"{}"), timeout=60, **kw
+    )
 
 
 def _refused(r: httpx.Response, why: str) -> None:
@@ -144,10 +145,16 @@ def _spooled(gw) -> list[Path]:
 def test_queue_is_bounded_and_bodies_wait_on_disk(start_gateway, targets):
     hold = threading.Event()
     slow = targets(hold=hold)
-    gw = start_gateway({"KUBEPREDICT_CALLBACK_HOSTS": "127.0.0.1", "KUBEPREDICT_CALLBACK_TIMEOUT_SECONDS": "60",
-                        "KUBEPREDICT_ASYNC_WORKERS": "1", "KUBEPREDICT_ASYNC_QUEUE_MAX": "6",
-                        "KUBEPREDICT_ASYNC_QUEUE_MAX_BYTES": str(130 * MB),
-                        "KUBEPREDICT_MAX_UPLOAD_BYTES": str(64 * MB)})
+    gw = start_gateway(
+        {
+            "KUBEPREDICT_CALLBACK_HOSTS": "127.0.0.1",
+            "KUBEPREDICT_CALLBACK_TIMEOUT_SECONDS": "60",
+            "KUBEPREDICT_ASYNC_WORKERS": "1",
+            "KUBEPREDICT_ASYNC_QUEUE_MAX": "6",
+            "KUBEPREDICT_ASYNC_QUEUE_MAX_BYTES": str(130 * MB),
+            "KUBEPREDICT_MAX_UPLOAD_BYTES": str(64 * MB),
+        }
+    )
     try:
         # the only worker waits on a slow callback target: everything after it stays queued
         assert _post(gw, slow.url).status_code == 202
@@ -198,7 +205,9 @@ def test_a_client_leaving_mid_body_frees_its_slot_and_file(start_gateway):
     gw = start_gateway({"KUBEPREDICT_ASYNC_QUEUE_MAX": "1"})
     for _ in range(2):
         with socket.create_connection(("127.0.0.1", gw.port)) as s:
-            s.sendall(f"POST /async-function/train HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * MB}\r\n\r\n".encode())
+            s.sendall(
+                f"POST /async-function/train HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 * MB}\r\n\r\n".encode()
+            )
             s.sendall(b"x" * MB)
             deadline = time.monotonic() + 10
             while not _spooled(gw) and time.monotonic() < deadline:

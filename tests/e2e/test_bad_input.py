@@ -24,32 +24,111 @@ def world(gateway_url):
     q = api.train(dataset_id=ds["dataset_id"], target="target", algorithm="logistic_regression")
     job = api.wait(q["job_id"])
     assert job["status"] == "succeeded"
-    return {"api": api, "ds": ds, "model": q["model_id"], "job": q["job_id"], "one": one_class["dataset_id"],
-            "partial": partial["dataset_id"], "frame": frame}
+    return {
+        "api": api,
+        "ds": ds,
+        "model": q["model_id"],
+        "job": q["job_id"],
+        "one": one_class["dataset_id"],
+        "partial": partial["dataset_id"],
+        "frame": frame,
+    }
 
 
 def cases(w):
     ds, model = w["ds"]["dataset_id"], w["model"]
     row = w["frame"].drop(columns=["target"]).iloc[0].to_dict()
     big = b"a,b\n" + b"1,2\n" * (3 * 1024 * 1024)  # > 8 MiB upload limit of the test gateway
+
     def train(**b):
         return ("POST", "/function/train", {"json": {"dataset_id": ds, "target": "target", **b}})
+
     return [
         ("empty upload", "POST", "/function/upload", {"content": b"", "headers": CSV}, 400, "empty_body"),
-        ("binary upload", "POST", "/function/upload", {"content": b"\x89PNG\r\n\x1a\n\x00\x00\x00", "headers": CSV}, 400, "invalid_csv"),
+        (
+            "binary upload",
+            "POST",
+            "/function/upload",
+            {"content": b"\x89PNG\r\n\x1a\n\x00\x00\x00", "headers": CSV},
+            400,
+            "invalid_csv",
+        ),
         ("header only", "POST", "/function/upload", {"content": b"a,b,c\n", "headers": CSV}, 400, "empty_csv"),
-        ("duplicate columns", "POST", "/function/upload", {"content": b"a,a\n1,2\n", "headers": CSV}, 400, "invalid_csv"),
-        ("empty column name", "POST", "/function/upload", {"content": b"a,,c\n1,2,3\n", "headers": CSV}, 400, "invalid_csv"),
-        ("ragged rows", "POST", "/function/upload", {"content": b"a,b\n1,2\n3,4,5,6\n7,8\n", "headers": CSV}, 400, "invalid_csv"),
-        ("not utf-8", "POST", "/function/upload", {"content": "na\xefve,b\n\xe9t\xe9,2\n".encode("latin-1"), "headers": CSV}, 400, "invalid_csv"),
-        ("json to upload", "POST", "/function/upload", {"content": b'{"a": 1}', "headers": JSONH}, 415, "unsupported_media_type"),
+        (
+            "duplicate columns",
+            "POST",
+            "/function/upload",
+            {"content": b"a,a\n1,2\n", "headers": CSV},
+            400,
+            "invalid_csv",
+        ),
+        (
+            "empty column name",
+            "POST",
+            "/function/upload",
+            {"content": b"a,,c\n1,2,3\n", "headers": CSV},
+            400,
+            "invalid_csv",
+        ),
+        (
+            "ragged rows",
+            "POST",
+            "/function/upload",
+            {"content": b"a,b\n1,2\n3,4,5,6\n7,8\n", "headers": CSV},
+            400,
+            "invalid_csv",
+        ),
+        (
+            "not utf-8",
+            "POST",
+            "/function/upload",
+            {"content": "na\xefve,b\n\xe9t\xe9,2\n".encode("latin-1"), "headers": CSV},
+            400,
+            "invalid_csv",
+        ),
+        (
+            "json to upload",
+            "POST",
+            "/function/upload",
+            {"content": b'{"a": 1}', "headers": JSONH},
+            415,
+            "unsupported_media_type",
+        ),
         ("oversize upload", "POST", "/function/upload", {"content": big, "headers": CSV}, 413, "payload_too_large"),
-        ("multipart without file", "POST", "/function/upload", {"files": {"other": ("x.csv", b"a\n1\n")}}, 400, "missing_field"),
-        ("non-JSON train body", "POST", "/function/train", {"content": b"dataset=1", "headers": JSONH}, 400, "invalid_json"),
+        (
+            "multipart without file",
+            "POST",
+            "/function/upload",
+            {"files": {"other": ("x.csv", b"a\n1\n")}},
+            400,
+            "missing_field",
+        ),
+        (
+            "non-JSON train body",
+            "POST",
+            "/function/train",
+            {"content": b"dataset=1", "headers": JSONH},
+            400,
+            "invalid_json",
+        ),
         ("empty train body", "POST", "/function/train", {"content": b"", "headers": JSONH}, 400, "empty_body"),
         ("JSON array body", "POST", "/function/train", {"json": [1, 2]}, 400, "invalid_body"),
-        ("csv content type to train", "POST", "/function/train", {"content": b"a,b", "headers": CSV}, 415, "unsupported_media_type"),
-        ("unknown dataset", "POST", "/function/train", {"json": {"dataset_id": "ds_nope", "target": "t"}}, 404, "dataset_not_found"),
+        (
+            "csv content type to train",
+            "POST",
+            "/function/train",
+            {"content": b"a,b", "headers": CSV},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "unknown dataset",
+            "POST",
+            "/function/train",
+            {"json": {"dataset_id": "ds_nope", "target": "t"}},
+            404,
+            "dataset_not_found",
+        ),
         ("unknown target column", *train(target="nope"), 400, "unknown_columns"),
         ("unknown feature column", *train(features=["petal length (cm)", "ghost"]), 400, "unknown_columns"),
         ("unknown algorithm", *train(algorithm="quantum_forest"), 400, "unknown_algorithm"),
@@ -59,20 +138,90 @@ def cases(w):
         ("bad test_size", *train(test_size=1.5), 400, "invalid_field"),
         ("typo in field", *train(targte="x"), 400, "unknown_fields"),
         ("unknown task", *train(task="ranking"), 400, "invalid_field"),
-        ("one-class target", "POST", "/function/train", {"json": {"dataset_id": w["one"], "target": "b"}}, 422, "one_class_target"),
-        ("regression on strings", "POST", "/function/train", {"json": {"dataset_id": w["one"], "target": "b", "task": "regression"}}, 422, "non_numeric_target"),
-        ("unknown model", "POST", "/function/predict", {"json": {"model_id": "mdl_nope", "dataset_id": ds}}, 404, "model_not_found"),
-        ("columns missing at predict", "POST", "/function/predict", {"json": {"model_id": model, "dataset_id": w["partial"]}}, 400, "missing_columns"),
-        ("online missing columns", "POST", "/function/predict", {"json": {"model_id": model, "instances": [{"x": 1}]}}, 400, "missing_columns"),
-        ("online bad value", "POST", "/function/predict", {"json": {"model_id": model, "instances": [{**row, "sepal length (cm)": "long"}]}}, 400, "invalid_values"),
-        ("online too many rows", "POST", "/function/predict", {"json": {"model_id": model, "instances": [row] * 1001}}, 413, "payload_too_large"),
-        ("online not a list", "POST", "/function/predict", {"json": {"model_id": model, "instances": "all"}}, 400, "invalid_instances"),
-        ("two online formats", "POST", "/function/predict", {"json": {"model_id": model, "instances": [row], "dataframe_records": [row]}}, 400, "invalid_instances"),
+        (
+            "one-class target",
+            "POST",
+            "/function/train",
+            {"json": {"dataset_id": w["one"], "target": "b"}},
+            422,
+            "one_class_target",
+        ),
+        (
+            "regression on strings",
+            "POST",
+            "/function/train",
+            {"json": {"dataset_id": w["one"], "target": "b", "task": "regression"}},
+            422,
+            "non_numeric_target",
+        ),
+        (
+            "unknown model",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": "mdl_nope", "dataset_id": ds}},
+            404,
+            "model_not_found",
+        ),
+        (
+            "columns missing at predict",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "dataset_id": w["partial"]}},
+            400,
+            "missing_columns",
+        ),
+        (
+            "online missing columns",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": [{"x": 1}]}},
+            400,
+            "missing_columns",
+        ),
+        (
+            "online bad value",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": [{**row, "sepal length (cm)": "long"}]}},
+            400,
+            "invalid_values",
+        ),
+        (
+            "online too many rows",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": [row] * 1001}},
+            413,
+            "payload_too_large",
+        ),
+        (
+            "online not a list",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": "all"}},
+            400,
+            "invalid_instances",
+        ),
+        (
+            "two online formats",
+            "POST",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": [row], "dataframe_records": [row]}},
+            400,
+            "invalid_instances",
+        ),
         ("unknown job", "GET", "/function/result/job_nope", {}, 404, "job_not_found"),
         ("bad limit", "GET", f"/function/result/{w['job']}", {"params": {"limit": "many"}}, 400, "invalid_query"),
         ("limit too large", "GET", "/function/upload", {"params": {"limit": 100000}}, 400, "invalid_query"),
         ("bad format", "GET", f"/function/result/{w['job']}", {"params": {"format": "xml"}}, 400, "invalid_query"),
-        ("csv of a train job", "GET", f"/function/result/{w['job']}", {"params": {"format": "csv"}}, 409, "not_a_prediction_job"),
+        (
+            "csv of a train job",
+            "GET",
+            f"/function/result/{w['job']}",
+            {"params": {"format": "csv"}},
+            409,
+            "not_a_prediction_job",
+        ),
         ("cancel finished job", "DELETE", f"/function/result/{w['job']}", {}, 409, "job_finished"),
         ("delete unknown dataset", "DELETE", "/function/upload/ds_nope", {}, 404, "dataset_not_found"),
         ("unknown function", "POST", "/function/nope", {"json": {}}, 404, "route_not_found"),
@@ -92,24 +241,71 @@ def hostile_json(w, row) -> list:
     """JSON nested past 1,024 levels, and numbers no float holds: 400, never 500 (issue 16)."""
     ds, model = w["ds"]["dataset_id"], w["model"]
     feature = "sepal length (cm)"
+
     def raw(text):
         return {"content": text.encode(), "headers": JSONH}
+
     def ce(data):
         return {"json": {"specversion": "1.0", "id": "ce-deep", "type": "t", "source": "s", "data": data}}
+
     def online(value):
         return {"json": {"model_id": model, "instances": [row, {**row, feature: value}]}}
+
     def literal(text):
         return raw(f'{{"model_id": "{model}", "instances": [{{"{feature}": {text}}}]}}')
+
     return [
-        ("train body nested 20,000 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'), 400, "invalid_json"),
-        ("train body nested 1,100 deep", "POST", "/function/train", raw(f'{{"dataset_id": "{ds}", "params": {deep(1100)}}}'), 400, "invalid_json"),
-        ("predict body nested 20,000 deep", "POST", "/function/predict", raw(f'{{"model_id": "{model}", "instances": {deep(20000)}}}'), 400, "invalid_json"),
-        ("CloudEvent data string nested deep (train)", "POST", "/function/train", ce(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'), 400, "invalid_json"),
-        ("CloudEvent data string nested deep (predict)", "POST", "/function/predict", ce(f'{{"model_id": "{model}", "instances": {deep(5000)}}}'), 400, "invalid_json"),
-        ("CloudEvent data string with Infinity", "POST", "/function/predict", ce(f'{{"model_id": "{model}", "instances": [{{"{feature}": Infinity}}]}}'), 400, "invalid_json"),
-        ("online \"inf\"", "POST", "/function/predict", online("inf"), 400, "invalid_values"),
-        ("online \"-Infinity\"", "POST", "/function/predict", online("-Infinity"), 400, "invalid_values"),
-        ("online \"1e999\"", "POST", "/function/predict", online("1e999"), 400, "invalid_values"),
+        (
+            "train body nested 20,000 deep",
+            "POST",
+            "/function/train",
+            raw(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'),
+            400,
+            "invalid_json",
+        ),
+        (
+            "train body nested 1,100 deep",
+            "POST",
+            "/function/train",
+            raw(f'{{"dataset_id": "{ds}", "params": {deep(1100)}}}'),
+            400,
+            "invalid_json",
+        ),
+        (
+            "predict body nested 20,000 deep",
+            "POST",
+            "/function/predict",
+            raw(f'{{"model_id": "{model}", "instances": {deep(20000)}}}'),
+            400,
+            "invalid_json",
+        ),
+        (
+            "CloudEvent data string nested deep (train)",
+            "POST",
+            "/function/train",
+            ce(f'{{"dataset_id": "{ds}", "params": {deep(20000)}}}'),
+            400,
+            "invalid_json",
+        ),
+        (
+            "CloudEvent data string nested deep (predict)",
+            "POST",
+            "/function/predict",
+            ce(f'{{"model_id": "{model}", "instances": {deep(5000)}}}'),
+            400,
+            "invalid_json",
+        ),
+        (
+            "CloudEvent data string with Infinity",
+            "POST",
+            "/function/predict",
+            ce(f'{{"model_id": "{model}", "instances": [{{"{feature}": Infinity}}]}}'),
+            400,
+            "invalid_json",
+        ),
+        ('online "inf"', "POST", "/function/predict", online("inf"), 400, "invalid_values"),
+        ('online "-Infinity"', "POST", "/function/predict", online("-Infinity"), 400, "invalid_values"),
+        ('online "1e999"', "POST", "/function/predict", online("1e999"), 400, "invalid_values"),
         ("online 4,000-digit string", "POST", "/function/predict", online("9" * 4000), 400, "invalid_values"),
         ("online Infinity literal", "POST", "/function/predict", literal("Infinity"), 400, "invalid_json"),
         ("online NaN literal", "POST", "/function/predict", literal("NaN"), 400, "invalid_json"),
@@ -163,23 +359,73 @@ def test_non_finite_numbers_get_a_400_naming_the_position_in_every_protocol(worl
     good = [5.1, 3.5, 1.4, 0.2]
     header = b'{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP64","parameters":{"binary_data_size":64}}]}'
     binary = header + struct.pack("<8d", *good, *good[:3], float("inf"))
+
     def v2(data, dtype="FP64"):
         return {"json": {"inputs": [{"name": "x", "shape": [2, 4], "datatype": dtype, "data": data}]}}
-    v2_columns = {"json": {"inputs": [{"name": f, "shape": [2], "datatype": "BYTES", "data": [str(good[j]), "1e999" if j == 1 else str(good[j])]}
-                                      for j, f in enumerate(features)]}}
+
+    v2_columns = {
+        "json": {
+            "inputs": [
+                {
+                    "name": f,
+                    "shape": [2],
+                    "datatype": "BYTES",
+                    "data": [str(good[j]), "1e999" if j == 1 else str(good[j])],
+                }
+                for j, f in enumerate(features)
+            ]
+        }
+    }
     rows = [dict(zip(features, good, strict=True)), {**dict(zip(features, good, strict=True)), features[3]: "-inf"}]
     csv = ",".join(features) + "\n" + ",".join(map(str, good)) + "\n" + "1,2,3," + "9" * 4000 + "\n"
     cases = [
-        ("v2 BYTES matrix", f"/v2/models/{model}/infer", v2([[str(v) for v in good], ["inf", "1", "1", "1"]], "BYTES"), "row 1, column 'sepal length (cm)'"),
+        (
+            "v2 BYTES matrix",
+            f"/v2/models/{model}/infer",
+            v2([[str(v) for v in good], ["inf", "1", "1", "1"]], "BYTES"),
+            "row 1, column 'sepal length (cm)'",
+        ),
         ("v2 BYTES columns", f"/v2/models/{model}/infer", v2_columns, "row 1, column 'sepal width (cm)'"),
-        ("v2 binary FP64", f"/v2/models/{model}/infer",
-         {"content": binary, "headers": {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}},
-         "row 1, column 'petal width (cm)'"),
-        ("v2 1e999 literal", f"/v2/models/{model}/infer", {"content": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1e999,1,1,1]}]}', "headers": JSONH}, "not valid JSON"),
+        (
+            "v2 binary FP64",
+            f"/v2/models/{model}/infer",
+            {
+                "content": binary,
+                "headers": {
+                    "Content-Type": "application/octet-stream",
+                    "Inference-Header-Content-Length": str(len(header)),
+                },
+            },
+            "row 1, column 'petal width (cm)'",
+        ),
+        (
+            "v2 1e999 literal",
+            f"/v2/models/{model}/infer",
+            {
+                "content": b'{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP64","data":[1e999,1,1,1]}]}',
+                "headers": JSONH,
+            },
+            "not valid JSON",
+        ),
         ("kserve v1", f"/v1/models/{model}:predict", {"json": {"instances": rows}}, "row 1, column 'petal width (cm)'"),
-        ("mlflow records", f"/models/{model}/invocations", {"json": {"dataframe_records": rows}}, "row 1, column 'petal width (cm)'"),
-        ("mlflow csv", f"/models/{model}/invocations", {"content": csv.encode(), "headers": CSV}, "row 1, column 'petal width (cm)'"),
-        ("native", "/function/predict", {"json": {"model_id": model, "instances": rows}}, "row 1, column 'petal width (cm)'"),
+        (
+            "mlflow records",
+            f"/models/{model}/invocations",
+            {"json": {"dataframe_records": rows}},
+            "row 1, column 'petal width (cm)'",
+        ),
+        (
+            "mlflow csv",
+            f"/models/{model}/invocations",
+            {"content": csv.encode(), "headers": CSV},
+            "row 1, column 'petal width (cm)'",
+        ),
+        (
+            "native",
+            "/function/predict",
+            {"json": {"model_id": model, "instances": rows}},
+            "row 1, column 'petal width (cm)'",
+        ),
     ]
     failures = []
     for name, path, kwargs, words in cases:

@@ -31,13 +31,29 @@ def run_concurrency(base_urls: str | list[str], n: int = N) -> list[str]:
 
     api = apis[0]
     with ThreadPoolExecutor(n) as pool:
-        train_sets = list(pool.map(lambda i: pick(i).upload(frame_csv(tagged_dataset(i, 60 + i)), f"conc-{i}"), range(n)))
+        train_sets = list(
+            pool.map(lambda i: pick(i).upload(frame_csv(tagged_dataset(i, 60 + i)), f"conc-{i}"), range(n))
+        )
         # The predict sets have a distinct row count per dataset, so each result also names its input.
-        predict_sets = list(pool.map(
-            lambda i: pick(i + 1).upload(frame_csv(tagged_dataset(100 + i, 30 + i).drop(columns=["label"])), f"conc-new-{i}"),
-            range(n)))
-        queued = list(pool.map(lambda i: pick(i).train(dataset_id=train_sets[i]["dataset_id"], target="label",
-                                                    algorithm="logistic_regression", name=f"conc-{i}"), range(n)))
+        predict_sets = list(
+            pool.map(
+                lambda i: pick(i + 1).upload(
+                    frame_csv(tagged_dataset(100 + i, 30 + i).drop(columns=["label"])), f"conc-new-{i}"
+                ),
+                range(n),
+            )
+        )
+        queued = list(
+            pool.map(
+                lambda i: pick(i).train(
+                    dataset_id=train_sets[i]["dataset_id"],
+                    target="label",
+                    algorithm="logistic_regression",
+                    name=f"conc-{i}",
+                ),
+                range(n),
+            )
+        )
         trained = list(pool.map(lambda q: api.wait(q["job_id"], timeout=600), queued))
         assert [j["status"] for j in trained] == ["succeeded"] * n, [j.get("error") for j in trained]
         assert len({q["job_id"] for q in queued}) == n and len({q["model_id"] for q in queued}) == n
@@ -45,7 +61,9 @@ def run_concurrency(base_urls: str | list[str], n: int = N) -> list[str]:
             assert job["model_id"] == queued[i]["model_id"] and job["dataset_id"] == train_sets[i]["dataset_id"]
             assert sorted(job["metrics"]["labels"]) == [f"d{i}_high", f"d{i}_low"]
 
-        pjobs = list(pool.map(lambda i: pick(i + 1).predict(queued[i]["model_id"], predict_sets[i]["dataset_id"]), range(n)))
+        pjobs = list(
+            pool.map(lambda i: pick(i + 1).predict(queued[i]["model_id"], predict_sets[i]["dataset_id"]), range(n))
+        )
         done = list(pool.map(lambda q: api.wait(q["job_id"], timeout=600), pjobs))
     mismatches = 0
     for i, job in enumerate(done):
@@ -82,8 +100,12 @@ def test_two_gateway_replicas_on_one_catalogue(start_gateway, tmp_path):
             types = [t for t, _ in catalog.events_for(job_id)]
             assert types.count("kubepredict.job.started") == 1, (job_id, types)
             assert types.count("kubepredict.job.succeeded") == 1, (job_id, types)
-        attempts = {json.loads(p)["data"].get("attempt") for job_id in job_ids
-                       for t, p in catalog.events_for(job_id) if t == "kubepredict.job.started"}
+        attempts = {
+            json.loads(p)["data"].get("attempt")
+            for job_id in job_ids
+            for t, p in catalog.events_for(job_id)
+            if t == "kubepredict.job.started"
+        }
         assert attempts == {1}
     finally:
         catalog.dispose()

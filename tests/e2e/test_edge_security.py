@@ -33,18 +33,29 @@ def backend(request) -> str:
 
 @pytest.fixture(scope="module")
 def open_gw(tmp_path_factory):
-    gw = GatewayProcess(tmp_path_factory.mktemp("edge-open"),
-                        env={"KUBEPREDICT_HEADER_TIMEOUT_SECONDS": "2", "KUBEPREDICT_BODY_TIMEOUT_SECONDS": "2",
-                             "KUBEPREDICT_MAX_CONNECTIONS": "60"}).start()
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("edge-open"),
+        env={
+            "KUBEPREDICT_HEADER_TIMEOUT_SECONDS": "2",
+            "KUBEPREDICT_BODY_TIMEOUT_SECONDS": "2",
+            "KUBEPREDICT_MAX_CONNECTIONS": "60",
+        },
+    ).start()
     yield gw
     gw.stop()
 
 
 @pytest.fixture(scope="module")
 def token_gw(tmp_path_factory):
-    gw = GatewayProcess(tmp_path_factory.mktemp("edge-token"),
-                        env={"KUBEPREDICT_API_TOKEN": TOKEN, "KUBEPREDICT_READ_TOKEN": READ_TOKEN,
-                             "KUBEPREDICT_MAX_UPLOAD_BYTES": str(LIMIT), "KUBEPREDICT_CORS_ORIGINS": PAGE}).start()
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("edge-token"),
+        env={
+            "KUBEPREDICT_API_TOKEN": TOKEN,
+            "KUBEPREDICT_READ_TOKEN": READ_TOKEN,
+            "KUBEPREDICT_MAX_UPLOAD_BYTES": str(LIMIT),
+            "KUBEPREDICT_CORS_ORIGINS": PAGE,
+        },
+    ).start()
     yield gw
     gw.stop()
 
@@ -75,19 +86,28 @@ def test_a_request_without_a_token_is_refused_before_its_body(token_gw):
     """No token, 10 GB announced: 401 at once (not 413, not after reading); chunked and no token: 401 at
     once too, without waiting for a body the client never sends."""
     started = time.monotonic()
-    out = raw(token_gw.port, b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
-                             b"Content-Length: 10000000000\r\n\r\n")
+    out = raw(
+        token_gw.port,
+        b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+        b"Content-Length: 10000000000\r\n\r\n",
+    )
     assert out.startswith(b"HTTP/1.1 401") and b'"unauthorized"' in out
-    out = raw(token_gw.port, b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n")
+    out = raw(
+        token_gw.port,
+        b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+    )
     assert out.startswith(b"HTTP/1.1 401"), out
     assert time.monotonic() - started < 2.5
 
 
 def test_a_declared_length_above_the_limit_is_refused_before_the_body(token_gw):
-    out = raw(token_gw.port, b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
-                             b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 10000000000\r\n\r\n",
-              wait=2)
+    out = raw(
+        token_gw.port,
+        b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 10000000000\r\n\r\n",
+        wait=2,
+    )
     assert out.startswith(b"HTTP/1.1 413") and b'"payload_too_large"' in out
     assert b"connection: close" in out.lower()
 
@@ -104,8 +124,12 @@ def test_a_chunked_body_is_counted_as_it_arrives(token_gw):
             sent += len(block)
             yield block
 
-    r = httpx.post(f"{token_gw.url}/function/upload", content=chunks(), timeout=30,
-                   headers={**bearer(TOKEN), "Content-Type": "text/csv"})
+    r = httpx.post(
+        f"{token_gw.url}/function/upload",
+        content=chunks(),
+        timeout=30,
+        headers={**bearer(TOKEN), "Content-Type": "text/csv"},
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
     assert sent < total
 
@@ -152,8 +176,10 @@ def test_slow_bodies_do_not_starve_the_worker_threads_or_healthz(open_gw):
     socks = []
     for _ in range(20):
         s = socket.create_connection(("127.0.0.1", open_gw.port))
-        s.sendall(b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
-                  b"Content-Length: 400000\r\n\r\na,b\n")
+        s.sendall(
+            b"POST /function/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: 400000\r\n\r\na,b\n"
+        )
         socks.append(s)
     try:
         time.sleep(0.5)
@@ -214,8 +240,9 @@ def test_open_mode_answers_only_its_own_host_names(open_gw):
     assert httpx.get(f"{open_gw.url}/healthz", headers={"Host": "evil.example"}).status_code == 200  # probes
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                   None])
+@pytest.mark.parametrize(
+    "ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None]
+)
 def test_json_routes_refuse_types_a_page_can_send_without_asking(open_gw, ctype):
     """A browser's request (it carries Origin, or Sec-Fetch-Mode) must label a JSON body as JSON."""
     body = b'{"dataset_id": "ds_nope", "target": "y"}'
@@ -229,16 +256,29 @@ def test_json_routes_refuse_types_a_page_can_send_without_asking(open_gw, ctype)
 @pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded"])
 def test_clients_that_are_not_pages_keep_their_default_types(open_gw, ctype):
     """faas-cli invoke (text/plain) and curl -d (a form type) send no Origin: their JSON is read."""
-    r = httpx.post(f"{open_gw.url}/function/train", content=b'{"dataset_id": "ds_nope", "target": "y"}',
-                   headers={"Content-Type": ctype})
+    r = httpx.post(
+        f"{open_gw.url}/function/train",
+        content=b'{"dataset_id": "ds_nope", "target": "y"}',
+        headers={"Content-Type": ctype},
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "dataset_not_found"
 
 
-@pytest.mark.parametrize("ctype", ["application/json", "application/json; charset=utf-8",
-                                   "application/cloudevents+json", "application/vnd.kubepredict+json"])
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/cloudevents+json",
+        "application/vnd.kubepredict+json",
+    ],
+)
 def test_json_routes_take_json_types(open_gw, ctype):
-    r = httpx.post(f"{open_gw.url}/function/train", content=b'{"dataset_id": "ds_nope", "target": "y"}',
-                   headers={"Content-Type": ctype})
+    r = httpx.post(
+        f"{open_gw.url}/function/train",
+        content=b'{"dataset_id": "ds_nope", "target": "y"}',
+        headers={"Content-Type": ctype},
+    )
     assert r.status_code == 404 and r.json()["error"]["code"] == "dataset_not_found"
 
 
@@ -252,14 +292,21 @@ def test_a_page_on_another_site_cannot_change_anything_in_open_mode(open_gw):
     r = httpx.post(f"{open_gw.url}/function/upload", files=files, headers={"Origin": open_gw.url})
     assert r.status_code == 201, r.text
     # and without a configured origin, no CORS: a preflight is refused, no Access-Control-* header
-    r = httpx.options(f"{open_gw.url}/function/train", headers={"Origin": PAGE, "Access-Control-Request-Method": "POST"})
+    r = httpx.options(
+        f"{open_gw.url}/function/train", headers={"Origin": PAGE, "Access-Control-Request-Method": "POST"}
+    )
     assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
 
 
 def test_cors_preflight_and_answers_for_a_listed_origin(token_gw):
-    r = httpx.options(f"{token_gw.url}/function/train", headers={
-        "Origin": PAGE, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"})
+    r = httpx.options(
+        f"{token_gw.url}/function/train",
+        headers={
+            "Origin": PAGE,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+        },
+    )
     assert r.status_code == 204, r.text
     assert r.headers["access-control-allow-origin"] == PAGE
     allowed = {h.strip().lower() for h in r.headers["access-control-allow-headers"].split(",")}
@@ -269,11 +316,14 @@ def test_cors_preflight_and_answers_for_a_listed_origin(token_gw):
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == PAGE
     r = httpx.get(f"{token_gw.url}/function/train/algorithms", headers={"Origin": PAGE})
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == PAGE  # the page can read why
-    r = httpx.get(f"{token_gw.url}/function/train/algorithms", headers={"Origin": "http://other.example",
-                                                                        **bearer(TOKEN)})
+    r = httpx.get(
+        f"{token_gw.url}/function/train/algorithms", headers={"Origin": "http://other.example", **bearer(TOKEN)}
+    )
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
-    r = httpx.options(f"{token_gw.url}/function/train", headers={"Origin": "http://other.example",
-                                                                 "Access-Control-Request-Method": "POST"})
+    r = httpx.options(
+        f"{token_gw.url}/function/train",
+        headers={"Origin": "http://other.example", "Access-Control-Request-Method": "POST"},
+    )
     assert r.status_code == 403
 
 
@@ -306,10 +356,18 @@ READ_ROUTES = [
     ("GET", "/metrics", None, {}),
     ("GET", "/v2/models/iris", None, {}),
     ("GET", "/v2/models/iris/ready", None, {}),
-    ("POST", "/v2/models/iris/infer", {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
-                                                  for k, v in ROW.items()]}, {}),
-    ("POST", "/function/predict/v2/models/iris/infer", {"inputs": [{"name": "input-0", "shape": [1, 4],
-                                                                    "datatype": "FP64", "data": list(ROW.values())}]}, {}),
+    (
+        "POST",
+        "/v2/models/iris/infer",
+        {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in ROW.items()]},
+        {},
+    ),
+    (
+        "POST",
+        "/function/predict/v2/models/iris/infer",
+        {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": list(ROW.values())}]},
+        {},
+    ),
     ("GET", "/v1/models/iris", None, {}),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, {}),
     ("POST", "/models/iris/invocations", {"dataframe_records": [ROW]}, {}),
@@ -325,8 +383,17 @@ WRITE_ROUTES = [
     ("POST", "/async-function/predict", {"model_id": "{model}", "instances": [ROW]}, {}),
     ("POST", "/async-function/upload", b"a,b\n1,2\n", {"Content-Type": "text/csv"}),
 ]
-OPEN_ROUTES = ["/healthz", "/v2/health/live", "/v2/health/ready", "/v2", "/ping", "/health", "/version", "/ui/",
-               "/ui/app.js"]
+OPEN_ROUTES = [
+    "/healthz",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2",
+    "/ping",
+    "/health",
+    "/version",
+    "/ui/",
+    "/ui/app.js",
+]
 
 
 def _call(gw, trained, route, token):
@@ -388,16 +455,20 @@ def test_the_bearer_scheme_is_case_insensitive_and_odd_tokens_are_401_json(token
 
 
 # ---- methods, HEAD, paths, the server's own errors ------------------------------------------------------
-@pytest.mark.parametrize("method,path", [("POST", "/metrics"), ("DELETE", "/healthz"), ("POST", "/ui/index.html"),
-                                         ("PUT", "/ui/"), ("POST", "/")])
+@pytest.mark.parametrize(
+    "method,path",
+    [("POST", "/metrics"), ("DELETE", "/healthz"), ("POST", "/ui/index.html"), ("PUT", "/ui/"), ("POST", "/")],
+)
 def test_wrong_methods_are_405_json_with_allow(open_gw, method, path):
     r = httpx.request(method, open_gw.url + path)
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed", r.text
     assert "GET" in r.headers["allow"]
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/function/train/algorithms", "/function/upload", "/v2/health/live",
-                                  "/metrics", "/ui/", "/ui/app.js"])
+@pytest.mark.parametrize(
+    "path",
+    ["/healthz", "/function/train/algorithms", "/function/upload", "/v2/health/live", "/metrics", "/ui/", "/ui/app.js"],
+)
 def test_head_answers_like_get_without_a_body(open_gw, path):
     get, head = httpx.get(open_gw.url + path), httpx.head(open_gw.url + path)
     assert head.status_code == get.status_code == 200

@@ -41,8 +41,13 @@ def _online_matches(api: Api, model: dict, predict_frame: pd.DataFrame, rows: li
     records = predict_frame.head(25).replace({np.nan: None}).to_dict(orient="records")
     online = api.online(model["model_id"], instances=records)
     assert online["predictions"] == [r["prediction"] for r in rows[:25]]
-    split = api.online(model["model_id"], dataframe_split={"columns": list(predict_frame.columns),
-                                                           "data": predict_frame.head(25).replace({np.nan: None}).values.tolist()})
+    split = api.online(
+        model["model_id"],
+        dataframe_split={
+            "columns": list(predict_frame.columns),
+            "data": predict_frame.head(25).replace({np.nan: None}).values.tolist(),
+        },
+    )
     assert split["predictions"] == online["predictions"]
     if "probabilities" in online:
         assert online["probabilities"] == [r["probabilities"] for r in rows[:25]]
@@ -53,8 +58,15 @@ def test_multiclass_classification_iris(api):
     iris = load_iris(as_frame=True)
     frame = iris.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     frame["target"] = [iris.target_names[t] for t in iris.target]
-    job, model, rows, _ = _roundtrip(api, frame, "iris", frame.drop(columns=["target"]), target="target",
-                                     algorithm="random_forest", params={"n_estimators": 100})
+    job, model, rows, _ = _roundtrip(
+        api,
+        frame,
+        "iris",
+        frame.drop(columns=["target"]),
+        target="target",
+        algorithm="random_forest",
+        params={"n_estimators": 100},
+    )
     m = job["metrics"]
     assert m["accuracy"] >= 0.9 and 0 <= m["f1_macro"] <= 1
     assert len(m["confusion_matrix"]) == 3 and sorted(m["labels"]) == ["setosa", "versicolor", "virginica"]
@@ -68,8 +80,15 @@ def test_multiclass_classification_iris(api):
 def test_regression_diabetes(api):
     d = load_diabetes(as_frame=True)
     frame = d.frame
-    job, model, rows, _ = _roundtrip(api, frame, "diabetes", frame.drop(columns=["target"]).iloc[:120],
-                                     target="target", algorithm="ridge", params={"alpha": 1.0})
+    job, model, rows, _ = _roundtrip(
+        api,
+        frame,
+        "diabetes",
+        frame.drop(columns=["target"]).iloc[:120],
+        target="target",
+        algorithm="ridge",
+        params={"alpha": 1.0},
+    )
     m = job["metrics"]
     assert model["task"] == "regression"
     assert 0.3 <= m["r2"] <= 1 and m["mae"] > 0 and m["rmse"] >= m["mae"]
@@ -82,8 +101,9 @@ def test_regression_diabetes(api):
 def test_clustering(api):
     X, _ = make_blobs(n_samples=300, centers=3, n_features=4, random_state=1)
     frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
-    job, model, rows, _ = _roundtrip(api, frame, "blobs", frame.iloc[:90], task="clustering", algorithm="kmeans",
-                                     params={"n_clusters": 3})
+    job, model, rows, _ = _roundtrip(
+        api, frame, "blobs", frame.iloc[:90], task="clustering", algorithm="kmeans", params={"n_clusters": 3}
+    )
     m = job["metrics"]
     assert sum(m["cluster_sizes"].values()) == 300 and len(m["cluster_sizes"]) == 3
     assert m["silhouette"] > 0.5
@@ -109,8 +129,9 @@ def test_categorical_missing_values_and_string_labels(api):
     frame = messy_frame()
     ds_csv = frame_csv(frame)
     assert ",," in ds_csv  # missing values really are in the file
-    job, model, rows, csv_rows = _roundtrip(api, frame, "messy", frame.drop(columns=["plan"]).iloc[:150],
-                                            target="plan", algorithm="hist_gradient_boosting")
+    job, model, rows, csv_rows = _roundtrip(
+        api, frame, "messy", frame.drop(columns=["plan"]).iloc[:150], target="plan", algorithm="hist_gradient_boosting"
+    )
     assert set(model["classes"]) == {"basic", "premium"}
     assert job["metrics"]["accuracy"] >= 0.75
     assert set(csv_rows[0]) >= {"city", "age", "income", "prediction", "probability_basic", "probability_premium"}
@@ -121,8 +142,9 @@ def test_auto_algorithm_picks_a_candidate(api):
     iris = load_iris(as_frame=True)
     frame = iris.frame
     ds = api.upload(frame_csv(frame), "iris-auto")
-    job = api.wait(api.train(dataset_id=ds["dataset_id"], target="target", task="classification",
-                             algorithm="auto")["job_id"])
+    job = api.wait(
+        api.train(dataset_id=ds["dataset_id"], target="target", task="classification", algorithm="auto")["job_id"]
+    )
     assert job["status"] == "succeeded", job
     auto = job["metrics"]["auto"]
     assert auto["chosen"] in auto["candidates"] and len(auto["candidates"]) >= 2
@@ -132,8 +154,10 @@ def test_auto_algorithm_picks_a_candidate(api):
 def test_model_versions_and_listing(api):
     frame = load_iris(as_frame=True).frame
     ds = api.upload(frame_csv(frame), "iris-versions")
-    ids = [api.train(dataset_id=ds["dataset_id"], target="target", algorithm="decision_tree", name="versioned")
-           for _ in range(2)]
+    ids = [
+        api.train(dataset_id=ds["dataset_id"], target="target", algorithm="decision_tree", name="versioned")
+        for _ in range(2)
+    ]
     for q in ids:
         assert api.wait(q["job_id"])["status"] == "succeeded"
     models = api.http.get("/function/train", params={"name": "versioned"}).json()["models"]

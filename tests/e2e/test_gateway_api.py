@@ -8,6 +8,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -19,9 +20,9 @@ IRIS = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" 
 
 
 class _Callbacks(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []  # shared by the handler instances; the test resets it
 
-    def do_POST(self):  # noqa: N802 - http.server API
+    def do_POST(self):  # http.server API
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.received.append((dict(self.headers), body))
         self.send_response(200)
@@ -37,8 +38,12 @@ def test_async_function_calls_back_with_the_answer(start_gateway):
     _Callbacks.received = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        r = httpx.post(f"{gateway_url}/async-function/upload", params={"name": "async-iris"}, content=IRIS,
-                       headers={"Content-Type": "text/csv", "X-Callback-Url": f"http://127.0.0.1:{server.server_port}/cb"})
+        r = httpx.post(
+            f"{gateway_url}/async-function/upload",
+            params={"name": "async-iris"},
+            content=IRIS,
+            headers={"Content-Type": "text/csv", "X-Callback-Url": f"http://127.0.0.1:{server.server_port}/cb"},
+        )
         assert r.status_code == 202 and r.headers["X-Call-Id"]
         for _ in range(100):
             if _Callbacks.received:
@@ -57,7 +62,9 @@ def test_system_functions_like_openfaas(gateway_url):
     by_name = {f["name"]: f for f in fns}
     assert by_name["train"]["annotations"]["topic"] == "kubepredict.train.requests"
     assert by_name["predict"]["annotations"]["topic"] == "kubepredict.predict.requests"
-    assert all({"image", "namespace", "invocationCount", "replicas", "availableReplicas", "labels"} <= set(f) for f in fns)
+    assert all(
+        {"image", "namespace", "invocationCount", "replicas", "availableReplicas", "labels"} <= set(f) for f in fns
+    )
     # faas-cli addresses functions as name.namespace, like the OpenFaaS gateway allows.
     assert httpx.get(f"{gateway_url}/function/train.openfaas-fn/algorithms").status_code == 200
     assert httpx.get(f"{gateway_url}/function/train.elsewhere/algorithms").status_code == 404
@@ -71,7 +78,9 @@ def test_bearer_token_protects_functions_and_metrics_not_health(start_gateway):
     gw = start_gateway({"KUBEPREDICT_API_TOKEN": "s3cret-token"})
     r = httpx.get(f"{gw.url}/function/train/algorithms")
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
-    assert httpx.get(f"{gw.url}/function/train/algorithms", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert (
+        httpx.get(f"{gw.url}/function/train/algorithms", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    )
     assert httpx.get(f"{gw.url}/system/functions").status_code == 401
     ok = httpx.get(f"{gw.url}/function/train/algorithms", headers={"Authorization": "Bearer s3cret-token"})
     assert ok.status_code == 200 and ok.json()["algorithms"]
@@ -112,8 +121,12 @@ def test_cli_commands_against_the_gateway(gateway_url, tmp_path):
     csv.write_bytes(IRIS)
 
     def cli(*args):
-        r = subprocess.run([sys.executable, "-m", "kubepredict.cli", *args, "--gateway", gateway_url],
-                           capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            [sys.executable, "-m", "kubepredict.cli", *args, "--gateway", gateway_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 
@@ -129,14 +142,22 @@ def test_cli_commands_against_the_gateway(gateway_url, tmp_path):
     assert "setosa" in cli("result", job_id, "--limit", "5")
     cli("result", job_id, "--csv", str(tmp_path / "out.csv"))
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 151
-    bad = subprocess.run([sys.executable, "-m", "kubepredict.cli", "train", "ds_nope", "--target", "x",
-                          "--gateway", gateway_url], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "kubepredict.cli", "train", "ds_nope", "--target", "x", "--gateway", gateway_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode != 0 and "dataset_not_found" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_demo_runs_against_the_gateway(gateway_url):
-    r = subprocess.run([sys.executable, "-m", "kubepredict.cli", "demo", "--gateway", gateway_url],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "kubepredict.cli", "demo", "--gateway", gateway_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "4/4 results" in r.stdout and "setosa" in r.stdout
 
@@ -154,8 +175,13 @@ def test_train_task_route_answers_what_training_infers(gateway_url):
     api = Api(gateway_url)
     ds = api.upload(_mixed_targets_csv(), "mixed-targets")
     assert {c["name"]: c["dtype"] for c in ds["columns"]}["label_float"].startswith("float")
-    expected = {"label_float": "classification", "measure": "regression", "count": "regression",
-                "kind": "classification", "x1": "classification"}
+    expected = {
+        "label_float": "classification",
+        "measure": "regression",
+        "count": "regression",
+        "kind": "classification",
+        "x1": "classification",
+    }
     query = {"dataset_id": ds["dataset_id"], "target": "measure"}
     for target, task in expected.items():
         r = api.http.get("/function/train/task", params={**query, "target": target})

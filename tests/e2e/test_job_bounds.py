@@ -57,8 +57,9 @@ def test_memory_limit_fails_the_job_once_and_the_gateway_keeps_working(start_gat
     api = Api(gw.url)
     ds = dataset(api, rows=500)
     # Two 4096 x 4096 weight matrices with their gradients and Adam moments: about 1 GiB.
-    queued = api.train(dataset_id=ds, target="y", algorithm="mlp",
-                       params={"hidden_layer_sizes": [4096, 4096, 4096], "max_iter": 5})
+    queued = api.train(
+        dataset_id=ds, target="y", algorithm="mlp", params={"hidden_layer_sizes": [4096, 4096, 4096], "max_iter": 5}
+    )
     job = api.wait(queued["job_id"], timeout=120)
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "memory_limit_exceeded"
@@ -86,8 +87,7 @@ def test_deadline_fails_a_slow_job_once_and_stops_its_worker(start_gateway):
     gw = start_gateway({"KUBEPREDICT_JOB_DEADLINE_SECONDS": "10", "KUBEPREDICT_JOB_MAX_ATTEMPTS": "2"})
     api = Api(gw.url)
     ds = dataset(api)
-    queued = api.train(dataset_id=ds, target="y", algorithm="random_forest",
-                       params={"n_estimators": 5000, "n_jobs": 1})
+    queued = api.train(dataset_id=ds, target="y", algorithm="random_forest", params={"n_estimators": 5000, "n_jobs": 1})
     seen = False  # its worker, by its process title
     job, give_up = api.job(queued["job_id"]), time.monotonic() + 90
     while job["status"] in ("queued", "running") and time.monotonic() < give_up:
@@ -118,8 +118,13 @@ def test_n_jobs_is_clamped_to_the_jobs_cpu_allowance(start_gateway):
     gw = start_gateway()
     api = Api(gw.url)
     ds = dataset(api)
-    queued = api.train(dataset_id=ds, target="y", algorithm="random_forest",
-                       params={"n_estimators": 300, "n_jobs": 1000}, resources={"limits": {"cpu": "1"}})
+    queued = api.train(
+        dataset_id=ds,
+        target="y",
+        algorithm="random_forest",
+        params={"n_estimators": 300, "n_jobs": 1000},
+        resources={"limits": {"cpu": "1"}},
+    )
     pid = worker_pid(api, queued["job_id"])
     most = 0
     while True:
@@ -144,24 +149,27 @@ def test_a_workers_process_title_names_its_job(start_gateway):
     gw = start_gateway()
     api = Api(gw.url)
     ds = dataset(api)
-    queued = api.train(dataset_id=ds, target="y", algorithm="random_forest",
-                       params={"n_estimators": 400, "n_jobs": 1})
+    queued = api.train(dataset_id=ds, target="y", algorithm="random_forest", params={"n_estimators": 400, "n_jobs": 1})
     pid = worker_pid(api, queued["job_id"])
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     assert f"kubepredict worker train {queued['job_id']}" in cmdline, cmdline
     api.http.delete(f"/function/result/{queued['job_id']}")
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"n_estimators": 1_000_000_000}, "params.n_estimators"),
-    ({"n_estimators": 1e9}, "params.n_estimators"),
-    ({"n_jobs": 100_000, "n_estimators": 5}, "params.n_jobs"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"n_estimators": 1_000_000_000}, "params.n_estimators"),
+        ({"n_estimators": 1e9}, "params.n_estimators"),
+        ({"n_jobs": 100_000, "n_estimators": 5}, "params.n_jobs"),
+    ],
+)
 def test_random_forest_params_above_their_ceilings_are_refused(gateway_url, params, field):
     api = Api(gateway_url)
     ds = dataset(api, rows=60)
-    r = api.http.post("/function/train", json={"dataset_id": ds, "target": "y", "algorithm": "random_forest",
-                                               "params": params})
+    r = api.http.post(
+        "/function/train", json={"dataset_id": ds, "target": "y", "algorithm": "random_forest", "params": params}
+    )
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "param_ceiling" and error["details"]["field"] == field
@@ -172,8 +180,10 @@ def test_mlp_layers_above_their_ceilings_are_refused(gateway_url, layers):
     api = Api(gateway_url)
     ds = dataset(api, rows=60)
     for algorithm in ("mlp", "auto"):
-        r = api.http.post("/function/train", json={"dataset_id": ds, "target": "y", "algorithm": algorithm,
-                                                   "params": {"hidden_layer_sizes": layers}})
+        r = api.http.post(
+            "/function/train",
+            json={"dataset_id": ds, "target": "y", "algorithm": algorithm, "params": {"hidden_layer_sizes": layers}},
+        )
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] == "param_ceiling"
 
@@ -186,24 +196,28 @@ def test_ceilings_are_listed_with_the_algorithms(gateway_url):
     assert mlp["param_ceilings"]["hidden_layer_sizes"]["units_per_layer"] == 4096
 
 
-@pytest.mark.parametrize("resources, field", [
-    ({"limits": {"cpu": "abc"}}, "resources.limits.cpu"),
-    ({"limits": {"memory": "2Gb"}}, "resources.limits.memory"),
-    ({"requests": {"memory": "-1Gi"}}, "resources.requests.memory"),
-    ({"limits": {"cpu": "0"}}, "resources.limits.cpu"),
-    ({"limits": {"cpu": True}}, "resources.limits.cpu"),
-    ({"limits": {"nvidia.com/gpu": "1"}}, "resources.limits.nvidia.com/gpu"),
-    ({"limit": {"cpu": "1"}}, "resources.limit"),
-    ({"limits": "2Gi"}, "resources.limits"),
-    ({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}, "resources.requests.memory"),
-    ({"limits": {"memory": "1Ei"}}, "resources.limits.memory"),
-    ("big", "resources"),
-])
+@pytest.mark.parametrize(
+    "resources, field",
+    [
+        ({"limits": {"cpu": "abc"}}, "resources.limits.cpu"),
+        ({"limits": {"memory": "2Gb"}}, "resources.limits.memory"),
+        ({"requests": {"memory": "-1Gi"}}, "resources.requests.memory"),
+        ({"limits": {"cpu": "0"}}, "resources.limits.cpu"),
+        ({"limits": {"cpu": True}}, "resources.limits.cpu"),
+        ({"limits": {"nvidia.com/gpu": "1"}}, "resources.limits.nvidia.com/gpu"),
+        ({"limit": {"cpu": "1"}}, "resources.limit"),
+        ({"limits": "2Gi"}, "resources.limits"),
+        ({"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}, "resources.requests.memory"),
+        ({"limits": {"memory": "1Ei"}}, "resources.limits.memory"),
+        ("big", "resources"),
+    ],
+)
 def test_malformed_resources_are_refused_at_submit(gateway_url, resources, field):
     api = Api(gateway_url)
     ds = dataset(api, rows=60)
-    train = api.http.post("/function/train", json={"dataset_id": ds, "target": "y", "algorithm": "decision_tree",
-                                                   "resources": resources})
+    train = api.http.post(
+        "/function/train", json={"dataset_id": ds, "target": "y", "algorithm": "decision_tree", "resources": resources}
+    )
     assert train.status_code == 400, train.text
     assert train.json()["error"]["details"]["field"] == field
     model_id = api.train(dataset_id=ds, target="y", algorithm="decision_tree")["model_id"]

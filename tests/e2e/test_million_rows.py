@@ -38,5 +38,7 @@ def test_million_row_batch_prediction(start_gateway, backend, record_property):
     assert last["total"] == ROWS and [r["row"] for r in last["rows"]] == [ROWS - 2, ROWS - 1]
     rate = ROWS / wall
     record_property("rows_per_second", round(rate))
-    print(f"\n[{backend}] 1,000,000-row batch prediction: {wall:.1f} s end to end = {rate:,.0f} rows/s "
-          f"(job scoring+writing {job['summary'].get('seconds')} s); upload {upload_s:.1f} s")
+    print(
+        f"\n[{backend}] 1,000,000-row batch prediction: {wall:.1f} s end to end = {rate:,.0f} rows/s "
+        f"(job scoring+writing {job['summary'].get('seconds')} s); upload {upload_s:.1f} s"
+    )

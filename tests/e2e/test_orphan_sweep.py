@@ -26,8 +26,11 @@ def test_a_restarted_gateway_removes_what_a_killed_upload_left(tmp_path):
     gw.proc.send_signal(signal.SIGKILL)
     gw.proc.wait()
     objects = data / "objects"
-    leftovers = [objects / "datasets" / "ds_killed" / "data.csv", objects / "models" / "mdl_killed" / "model.skops",
-                 objects / ".tmp-killed-upload"]
+    leftovers = [
+        objects / "datasets" / "ds_killed" / "data.csv",
+        objects / "models" / "mdl_killed" / "model.skops",
+        objects / ".tmp-killed-upload",
+    ]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"left by kill -9")

@@ -72,7 +72,11 @@ def test_triton_client(served):
     assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [(f, "FP64") for f in FEATURES]
     assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
 
-    expected = native(api, models[NAME], [dict(zip(FEATURES, ROW, strict=True)), dict(zip(FEATURES, [5.0, 3.4, 1.5, 0.2], strict=True))])
+    expected = native(
+        api,
+        models[NAME],
+        [dict(zip(FEATURES, ROW, strict=True)), dict(zip(FEATURES, [5.0, 3.4, 1.5, 0.2], strict=True))],
+    )
     inputs = []
     for j, name in enumerate(FEATURES):  # one FP32 tensor per column, binary (the client's default)
         tensor = triton.InferInput(name, [2], "FP32")
@@ -96,7 +100,9 @@ def test_triton_client(served):
     size.set_data_from_numpy(np.array([9.5, 8.0]))
     color.set_data_from_numpy(np.array(["red", "blue"], dtype=np.object_))
     result = client.infer("mixed", [size, color])
-    assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("predict").tolist()] == mixed["predictions"]
+    assert [v.decode() if isinstance(v, bytes) else v for v in result.as_numpy("predict").tolist()] == mixed[
+        "predictions"
+    ]
 
     short = triton.InferInput("input-0", [1, 3], "FP64")
     short.set_data_from_numpy(np.array([ROW[:3]]))
@@ -123,8 +129,9 @@ def kserve_python() -> Path:
         marker = venv / ".requirements-sha256"
         if not marker.is_file() or marker.read_text() != digest:
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(KSERVE_REQUIREMENTS)], check=True,
-                           timeout=900)
+            subprocess.run(
+                [str(venv / "bin" / "pip"), "install", "-q", "-r", str(KSERVE_REQUIREMENTS)], check=True, timeout=900
+            )
             marker.write_text(digest)
     return venv / "bin" / "python"
 
@@ -132,8 +139,19 @@ def kserve_python() -> Path:
 def test_kserve_sdk_rest_client(served, kserve_python):
     gw, api, models = served
     expected = native(api, models[NAME], [dict(zip(FEATURES, ROW, strict=True))])
-    run = subprocess.run([str(kserve_python), str(REPO / "tests" / "clients" / "kserve_client.py"), gw.url, NAME,
-                          json.dumps(FEATURES), json.dumps(ROW)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            str(kserve_python),
+            str(REPO / "tests" / "clients" / "kserve_client.py"),
+            gw.url,
+            NAME,
+            json.dumps(FEATURES),
+            json.dumps(ROW),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout)
     assert out["v1_model_ready"] is True

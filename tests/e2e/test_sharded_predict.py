@@ -42,8 +42,13 @@ def test_sharded_and_unsharded_predictions_are_identical(gateway_url, target, al
     frame = _frame(5003)
     ds = api.upload(frame_csv(frame), f"shards-{target}")
     params = {"n_estimators": 20, "n_jobs": 1} if algorithm == "random_forest" else {}
-    q = api.train(dataset_id=ds["dataset_id"], target=target, algorithm=algorithm, params=params,
-                  features=["f0", "f1", "f2", "f3", "f4", "colour"])
+    q = api.train(
+        dataset_id=ds["dataset_id"],
+        target=target,
+        algorithm=algorithm,
+        params=params,
+        features=["f0", "f1", "f2", "f3", "f4", "colour"],
+    )
     assert api.wait(q["job_id"])["status"] == "succeeded"
     whole = api.wait(_predict(api, q["model_id"], ds["dataset_id"])["job_id"])
     sharded = api.wait(_predict(api, q["model_id"], ds["dataset_id"], shards=3)["job_id"])
@@ -66,8 +71,9 @@ def test_bad_shard_counts_are_400(gateway_url):
     q = api.train(dataset_id=ds["dataset_id"], target="label", algorithm="logistic_regression")
     assert api.wait(q["job_id"])["status"] == "succeeded"
     for bad in (0, -1, 65, 2.5, "2", True, [2]):
-        r = api.http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"],
-                                                      "shards": bad})
+        r = api.http.post(
+            "/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"], "shards": bad}
+        )
         assert r.status_code == 400, (bad, r.text)
         assert r.json()["error"]["code"] == "invalid_field" and r.json()["error"]["details"]["field"] == "shards"
     # more shards than rows: one row per shard, never an empty shard
@@ -80,8 +86,13 @@ def _slow_sharded_job(api: Api, shards: int = 2) -> tuple[dict, str, str]:
     """A random forest (300 trees, scored in one pass) over 30,000 rows in 500-row chunks: each shard runs
     for seconds, even on a fast machine."""
     train = api.upload(frame_csv(_frame(2000, seed=1)), "slow-train")
-    q = api.train(dataset_id=train["dataset_id"], target="label", algorithm="random_forest",
-                  params={"n_estimators": 300, "n_jobs": 1}, features=["f0", "f1", "f2", "f3", "f4", "colour"])
+    q = api.train(
+        dataset_id=train["dataset_id"],
+        target="label",
+        algorithm="random_forest",
+        params={"n_estimators": 300, "n_jobs": 1},
+        features=["f0", "f1", "f2", "f3", "f4", "colour"],
+    )
     assert api.wait(q["job_id"])["status"] == "succeeded"
     ds = api.upload(frame_csv(_frame(30_000, seed=2)), "slow-score")
     return _predict(api, q["model_id"], ds["dataset_id"], shards=shards), q["model_id"], ds["dataset_id"]
@@ -117,8 +128,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_killed_shard_worker_is_retried_alone(start_gateway):
-    gw = start_gateway({"KUBEPREDICT_JOB_MAX_ATTEMPTS": "2", "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
-                        "KUBEPREDICT_PREDICT_CHUNK_ROWS": "500"})
+    gw = start_gateway(
+        {
+            "KUBEPREDICT_JOB_MAX_ATTEMPTS": "2",
+            "KUBEPREDICT_MAX_CONCURRENT_JOBS": "2",
+            "KUBEPREDICT_PREDICT_CHUNK_ROWS": "500",
+        }
+    )
     api = Api(gw.url, timeout=120)
     queued, model_id, dataset_id = _slow_sharded_job(api)
     shards = _wait_shards_scoring(api, queued["job_id"])
@@ -159,8 +175,9 @@ def _wait_shards_scoring_some(api: Api, job_id: str, timeout: float = 90) -> lis
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = api.job(job_id, limit=0)
-        running = [s for s in job.get("shard_status") or [] if s["status"] == "running" and s["worker"]
-                   and s["rows_done"] > 0]
+        running = [
+            s for s in job.get("shard_status") or [] if s["status"] == "running" and s["worker"] and s["rows_done"] > 0
+        ]
         if len(running) == 2:
             return running
         time.sleep(0.05)

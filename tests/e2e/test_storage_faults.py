@@ -15,9 +15,14 @@ CSV = "a,b,y\n" + "".join(f"{i},{i % 5},{i % 2}\n" for i in range(80))
 
 
 def s3_env(server, bucket: str) -> dict:
-    return {"KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kp", "KUBEPREDICT_S3_ENDPOINT_URL": server.endpoint_url,
-            "KUBEPREDICT_S3_REGION": server.region, "KUBEPREDICT_S3_ACCESS_KEY_ID": server.access_key_id,
-            "KUBEPREDICT_S3_SECRET_ACCESS_KEY": server.secret_access_key, "KUBEPREDICT_S3_ADDRESSING_STYLE": "path"}
+    return {
+        "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kp",
+        "KUBEPREDICT_S3_ENDPOINT_URL": server.endpoint_url,
+        "KUBEPREDICT_S3_REGION": server.region,
+        "KUBEPREDICT_S3_ACCESS_KEY_ID": server.access_key_id,
+        "KUBEPREDICT_S3_SECRET_ACCESS_KEY": server.secret_access_key,
+        "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
+    }
 
 
 @pytest.fixture
@@ -34,8 +39,12 @@ def private_s3():
 
 
 def test_unreachable_store_answers_503_and_keeps_nothing(tmp_path):
-    env = {"KUBEPREDICT_STORAGE_URL": "s3://nowhere/kp", "KUBEPREDICT_S3_ENDPOINT_URL": "http://127.0.0.1:9",
-           "KUBEPREDICT_S3_ACCESS_KEY_ID": "x", "KUBEPREDICT_S3_SECRET_ACCESS_KEY": "y"}
+    env = {
+        "KUBEPREDICT_STORAGE_URL": "s3://nowhere/kp",
+        "KUBEPREDICT_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "KUBEPREDICT_S3_ACCESS_KEY_ID": "x",
+        "KUBEPREDICT_S3_SECRET_ACCESS_KEY": "y",
+    }
     gw = GatewayProcess(tmp_path / "gw", env=env).start(healthy=False)  # /healthz says 503: the store is away
     try:
         assert httpx.get(gw.url + "/healthz").status_code == 503
@@ -56,7 +65,9 @@ def test_failing_store_leaves_no_dataset_and_no_ready_model(private_s3, tmp_path
         ds = api.upload(CSV, "before-outage")
         queued = api.train(dataset_id=ds["dataset_id"], target="y", algorithm="decision_tree")
         private_s3.stop()  # the store fails from now on
-        r = api.http.post("/function/upload", params={"name": "during"}, content=CSV, headers={"Content-Type": "text/csv"})
+        r = api.http.post(
+            "/function/upload", params={"name": "during"}, content=CSV, headers={"Content-Type": "text/csv"}
+        )
         assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
         r = api.http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "y"})
         assert r.status_code == 503  # validation reads the target column from the store

@@ -37,8 +37,9 @@ def test_oversize_chunked_upload_is_refused_without_holding_it(start_gateway):
     gw = start_gateway({"KUBEPREDICT_MAX_UPLOAD_BYTES": str(8 * MIB)})
     http = httpx.Client(base_url=gw.url, timeout=300)
     before = _rss(gw.proc.pid)
-    r = http.post("/function/upload", params={"name": "too-big"}, content=_body(512 * MIB),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload", params={"name": "too-big"}, content=_body(512 * MIB), headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 413, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.json()["error"]["code"] == "payload_too_large"
@@ -54,8 +55,9 @@ def test_large_upload_streams_with_flat_memory_and_row_groups(start_gateway):
     gw = start_gateway({"KUBEPREDICT_MAX_UPLOAD_BYTES": str(1024 * MIB)})
     http = httpx.Client(base_url=gw.url, timeout=600)
     before = _rss(gw.proc.pid)
-    r = http.post("/function/upload", params={"name": "large"}, content=_body(160 * MIB),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload", params={"name": "large"}, content=_body(160 * MIB), headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 201, r.text
     ds = r.json()
     grown = _rss(gw.proc.pid)["VmHWM"] - before["VmRSS"]
@@ -84,14 +86,19 @@ def test_a_column_that_turns_to_text_after_300k_rows_is_stored_and_trains(start_
     http = httpx.Client(base_url=gw.url, timeout=300)
     n = 320_000
     body = "".join(f"{i % 1000 if i != 300_000 else 'n/a-ish'},{i % 7},{(i * 37) % 101},{i % 2}\n" for i in range(n))
-    r = http.post("/function/upload", params={"name": "turns"}, content=("code,k,v,y\n" + body).encode(),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload",
+        params={"name": "turns"},
+        content=("code,k,v,y\n" + body).encode(),
+        headers={"Content-Type": "text/csv"},
+    )
     assert r.status_code == 201, r.text
     ds = r.json()
     cols = {c["name"]: c["dtype"] for c in ds["columns"]}
     assert ds["rows"] == n and cols == {"code": "str", "k": "int64", "v": "int64", "y": "int64"}
-    q = http.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "y",
-                                            "algorithm": "logistic_regression"})
+    q = http.post(
+        "/function/train", json={"dataset_id": ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"}
+    )
     assert q.status_code == 202, q.text
     assert _wait(http, q.json()["job_id"])["status"] == "succeeded"
     p = http.post("/function/predict", json={"model_id": q.json()["model_id"], "dataset_id": ds["dataset_id"]})
@@ -110,8 +117,9 @@ def test_wide_header_and_huge_integers_are_stored(start_gateway):
     r = http.post("/function/upload", content=f"{header}\n{rows}\n".encode(), headers={"Content-Type": "text/csv"})
     assert r.status_code == 201, r.text
     assert len(r.json()["columns"]) == 10_000
-    r = http.post("/function/upload", content=b"a,b\n1,2\n99999999999999999999999999999,3\n",
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload", content=b"a,b\n1,2\n99999999999999999999999999999,3\n", headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 201, r.text
     assert r.json()["columns"][0]["dtype"] == "str"
     shown = http.get(f"/function/upload/{r.json()['dataset_id']}").json()

@@ -23,9 +23,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 CHROMIUM = Path(os.environ.get("KUBEPREDICT_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+]
 JOB_TIMEOUT_MS = 120_000
 PAGE_SIZE = 25  # rows per result page in web/app.js
 
@@ -136,8 +143,10 @@ def _click_and_get_new_job(page, button: str) -> str:
     before = _job_ids(page)
     page.click(button)
     page.wait_for_function(
-        "before => [...document.querySelectorAll('#job-list li[data-job-id]')].some(e => !before.includes(e.dataset.jobId))",
-        arg=list(before))
+        "before => [...document.querySelectorAll('#job-list li[data-job-id]')]"
+        ".some(e => !before.includes(e.dataset.jobId))",
+        arg=list(before),
+    )
     (new,) = _job_ids(page) - before
     return new
 
@@ -153,7 +162,9 @@ def _wait_job(page, job_id: str, samples: list | None = None) -> None:
         if status == "succeeded":
             return
         if status in ("failed", "cancelled"):
-            pytest.fail(f"job {job_id} ended {status}: {item.inner_text()} / banner: {page.inner_text('#error-banner')}")
+            pytest.fail(
+                f"job {job_id} ended {status}: {item.inner_text()} / banner: {page.inner_text('#error-banner')}"
+            )
         page.wait_for_timeout(200)
     pytest.fail(f"job {job_id} did not finish in {JOB_TIMEOUT_MS / 1000:.0f} s: {item.inner_text()}")
 
@@ -211,7 +222,9 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     page.select_option("#predict-model", model_id)
     page.set_input_files("#predict-file", str(score_csv))
     page.locator("#predict-upload-text", has_text="Uploaded").wait_for()
-    page.wait_for_function("() => document.querySelector('#predict-dataset').selectedOptions[0].textContent.startsWith('new-flowers')")
+    page.wait_for_function(
+        "() => document.querySelector('#predict-dataset').selectedOptions[0].textContent.startsWith('new-flowers')"
+    )
     predict_job = _click_and_get_new_job(page, "#predict-button")
     _wait_job(page, predict_job)
     page.locator("#result-page", has_text="of 60").wait_for()

@@ -25,8 +25,9 @@ def slow_dataset(rows: int = 4000) -> str:
 
 def start_slow_training(api: Api) -> dict:
     ds = api.upload(slow_dataset(), "slow")
-    return api.train(dataset_id=ds["dataset_id"], target="y", algorithm="random_forest",
-                     params={"n_estimators": 400, "n_jobs": 1})
+    return api.train(
+        dataset_id=ds["dataset_id"], target="y", algorithm="random_forest", params={"n_estimators": 400, "n_jobs": 1}
+    )
 
 
 def wait_for_fitting(api: Api, job_id: str, timeout: float = 60) -> dict:
@@ -73,8 +74,13 @@ def test_killed_worker_is_retried_and_succeeds(start_gateway):
 
 def test_silent_worker_is_detected_by_heartbeat_timeout(start_gateway):
     """A worker frozen (SIGSTOP) stops heart-beating; the dispatcher gives up on it within the timeout."""
-    gw = start_gateway({"KUBEPREDICT_JOB_MAX_ATTEMPTS": "1", "KUBEPREDICT_HEARTBEAT_TIMEOUT_SECONDS": "3",
-                        "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5"})
+    gw = start_gateway(
+        {
+            "KUBEPREDICT_JOB_MAX_ATTEMPTS": "1",
+            "KUBEPREDICT_HEARTBEAT_TIMEOUT_SECONDS": "3",
+            "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5",
+        }
+    )
     api = Api(gw.url)
     queued = start_slow_training(api)
     job = wait_for_fitting(api, queued["job_id"])

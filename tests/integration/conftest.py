@@ -11,9 +11,14 @@ from kubepredict.storage.s3 import S3Storage
 
 
 def s3_settings(bucket: dict) -> Settings:
-    return Settings(storage_url=bucket["storage_url"], s3_endpoint_url=bucket["endpoint_url"],
-                    s3_region=bucket["region"], s3_access_key_id=bucket["access_key_id"],
-                    s3_secret_access_key=bucket["secret_access_key"], s3_addressing_style="path")
+    return Settings(
+        storage_url=bucket["storage_url"],
+        s3_endpoint_url=bucket["endpoint_url"],
+        s3_region=bucket["region"],
+        s3_access_key_id=bucket["access_key_id"],
+        s3_secret_access_key=bucket["secret_access_key"],
+        s3_addressing_style="path",
+    )
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -26,7 +31,9 @@ def storage(request, tmp_path):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def catalog(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'catalog.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    )
     c = open_catalog(url)
     yield c
     c.dispose()

@@ -11,19 +11,31 @@ IRIS = Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" /
 
 
 def topics(prefix: str) -> dict[str, str]:
-    return {"train": f"{prefix}train.requests", "predict": f"{prefix}predict.requests",
-            "events": f"{prefix}events", "dead_letter": f"{prefix}dead-letter",
-            "stream": f"{prefix}predict.stream", "predictions": f"{prefix}predictions"}
+    return {
+        "train": f"{prefix}train.requests",
+        "predict": f"{prefix}predict.requests",
+        "events": f"{prefix}events",
+        "dead_letter": f"{prefix}dead-letter",
+        "stream": f"{prefix}predict.stream",
+        "predictions": f"{prefix}predictions",
+    }
 
 
 def kafka_env(bootstrap: str, prefix: str, **extra) -> dict[str, str]:
     """Environment for a gateway/relay/connector using this test's own topics and group."""
     t = topics(prefix)
-    return {"KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "KUBEPREDICT_TOPIC_TRAIN_REQUESTS": t["train"], "KUBEPREDICT_TOPIC_PREDICT_REQUESTS": t["predict"],
-            "KUBEPREDICT_TOPIC_EVENTS": t["events"], "KUBEPREDICT_TOPIC_DEAD_LETTER": t["dead_letter"],
-            "KUBEPREDICT_TOPIC_PREDICT_STREAM": t["stream"], "KUBEPREDICT_TOPIC_PREDICTIONS": t["predictions"],
-            "KUBEPREDICT_CONNECTOR_GROUP": f"{prefix}connector", "KUBEPREDICT_STREAM_GROUP": f"{prefix}stream", **extra}
+    return {
+        "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KUBEPREDICT_TOPIC_TRAIN_REQUESTS": t["train"],
+        "KUBEPREDICT_TOPIC_PREDICT_REQUESTS": t["predict"],
+        "KUBEPREDICT_TOPIC_EVENTS": t["events"],
+        "KUBEPREDICT_TOPIC_DEAD_LETTER": t["dead_letter"],
+        "KUBEPREDICT_TOPIC_PREDICT_STREAM": t["stream"],
+        "KUBEPREDICT_TOPIC_PREDICTIONS": t["predictions"],
+        "KUBEPREDICT_CONNECTOR_GROUP": f"{prefix}connector",
+        "KUBEPREDICT_STREAM_GROUP": f"{prefix}stream",
+        **extra,
+    }
 
 
 def produce(bootstrap: str, topic: str, values: list, key: bytes | None = None, headers=None) -> None:
@@ -33,14 +45,25 @@ def produce(bootstrap: str, topic: str, values: list, key: bytes | None = None, 
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     errors = []
     for v in values:
-        p.produce(topic, value=json.dumps(v).encode() if isinstance(v, (dict, list)) else v, key=key,
-                  headers=headers, on_delivery=lambda err, _m: err and errors.append(err))
+        p.produce(
+            topic,
+            value=json.dumps(v).encode() if isinstance(v, (dict, list)) else v,
+            key=key,
+            headers=headers,
+            on_delivery=lambda err, _m: err and errors.append(err),
+        )
     assert p.flush(60) == 0 and not errors, errors
 
 
 def cloudevent(data: dict, event_id: str | None = None) -> dict:
-    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "/tests", "type": "test.train",
-            "datacontenttype": "application/json", "data": data}
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "/tests",
+        "type": "test.train",
+        "datacontenttype": "application/json",
+        "data": data,
+    }
 
 
 class TopicReader:
@@ -49,9 +72,15 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str):
         from confluent_kafka import Consumer
 
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "topic.metadata.refresh.interval.ms": 2000})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "topic.metadata.refresh.interval.ms": 2000,
+            }
+        )
         self.consumer.subscribe([topic])
         self.messages: list = []
 

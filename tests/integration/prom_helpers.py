@@ -33,6 +33,7 @@ def as_map(result: list[dict], *labels: str) -> dict:
 
 def wait_equal(prom, promql: str, expected, labels: tuple[str, ...] = (), timeout: float = TIMEOUT):
     """Poll ``promql`` until its samples, keyed by ``labels``, equal ``expected`` (a dict, or a number)."""
+
     def holds(result):
         got = as_map(result, *labels) if labels else (round(float(result[0]["value"][1]), 6) if result else None)
         return got == expected
@@ -50,6 +51,8 @@ def assert_flow_metrics(prom, job: str, calls: dict, rows_predicted: float) -> N
     sel = f'job="{job}"'
     wait_equal(prom, f"gateway_function_invocation_total{{{sel}}}", expected, ("function_name", "code"))
     wait_equal(prom, f"gateway_functions_seconds_count{{{sel}}}", expected, ("function_name", "code"))
-    wait_equal(prom, f'kubepredict_jobs_total{{{sel},status="succeeded"}}', {("train",): 1.0, ("predict",): 1.0}, ("kind",))
+    wait_equal(
+        prom, f'kubepredict_jobs_total{{{sel},status="succeeded"}}', {("train",): 1.0, ("predict",): 1.0}, ("kind",)
+    )
     wait_equal(prom, f'sum(kubepredict_jobs_total{{{sel},status!="succeeded"}})', 0.0)
     wait_equal(prom, f"kubepredict_rows_predicted_total{{{sel}}}", float(rows_predicted))

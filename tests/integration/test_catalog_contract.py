@@ -13,8 +13,16 @@ from kubepredict.errors import Conflict, DatasetNotFound
 
 def queued(catalog, n: int, prefix: str = "job"):
     for i in range(n):
-        catalog.enqueue(job={"job_id": f"{prefix}_{i}", "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-                             "max_attempts": 1, "request": {}})
+        catalog.enqueue(
+            job={
+                "job_id": f"{prefix}_{i}",
+                "kind": "predict",
+                "model_id": "mdl_x",
+                "dataset_id": "ds_x",
+                "max_attempts": 1,
+                "request": {},
+            }
+        )
 
 
 def test_schema_migrates_twice_safely(catalog):
@@ -23,11 +31,28 @@ def test_schema_migrates_twice_safely(catalog):
 
 
 def test_dataset_roundtrip_and_delete_conflict(catalog):
-    view = catalog.add_dataset(dataset_id="ds_1", name="d", rows=3, size_bytes=10, sha256="0" * 64,
-                               columns=[{"name": "a"}], preview=[{"a": 1}], object_key="k", parquet_key="p")
+    view = catalog.add_dataset(
+        dataset_id="ds_1",
+        name="d",
+        rows=3,
+        size_bytes=10,
+        sha256="0" * 64,
+        columns=[{"name": "a"}],
+        preview=[{"a": 1}],
+        object_key="k",
+        parquet_key="p",
+    )
     assert catalog.get_dataset("ds_1", preview=True)["preview"] == [{"a": 1}] and view["rows"] == 3
-    catalog.enqueue(job={"job_id": "job_d", "kind": "predict", "model_id": "m", "dataset_id": "ds_1",
-                         "max_attempts": 1, "request": {}})
+    catalog.enqueue(
+        job={
+            "job_id": "job_d",
+            "kind": "predict",
+            "model_id": "m",
+            "dataset_id": "ds_1",
+            "max_attempts": 1,
+            "request": {},
+        }
+    )
     with pytest.raises(Conflict):
         catalog.delete_dataset("ds_1")
     catalog.cancel("job_d")
@@ -133,6 +158,7 @@ def test_prediction_text_survives_bulk_write_verbatim(catalog):
     assert [r.prediction for r in back] == labels
     assert [r.probabilities for r in back] == probas
 
+
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path, dialect):
     """0002 -> 0003 (job_shards) -> 0004 (prediction batches) on a catalogue holding per-row predictions;
@@ -147,10 +173,16 @@ def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path
     engine = create_engine(url)
     upgrade(engine, "0002")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
-                          "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"))
-        conn.execute(text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
-                     [{"j": "job_old", "r": r, "p": json.dumps(r * 0.5), "q": None} for r in range(300)])
+        conn.execute(
+            text(
+                "INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
+                "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
+            [{"j": "job_old", "r": r, "p": json.dumps(r * 0.5), "q": None} for r in range(300)],
+        )
     upgrade(engine, "0003")
     assert {"job_shards", "predictions"} <= set(inspect(engine).get_table_names())
     upgrade(engine)
@@ -161,7 +193,8 @@ def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path
     c = open_catalog(url)
     assert c.get_job("job_old")["shards"] is None
     assert [(r.row, r.prediction) for r in c.page_predictions("job_old", offset=0, limit=1000)] == [
-        (r, r * 0.5) for r in range(300)]
+        (r, r * 0.5) for r in range(300)
+    ]
     c.dispose()
     engine = create_engine(url)
     from alembic import command

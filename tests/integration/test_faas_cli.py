@@ -31,8 +31,10 @@ def need_faas_cli() -> str:
     """
     path = _faas_cli()
     if path is None:
-        reason = ("faas-cli not installed: the Go module proxy answers 403 for github.com/openfaas/faas-cli; "
-                  "run scripts/install-faas-cli.sh where it is reachable")
+        reason = (
+            "faas-cli not installed: the Go module proxy answers 403 for github.com/openfaas/faas-cli; "
+            "run scripts/install-faas-cli.sh where it is reachable"
+        )
         if os.environ.get("KUBEPREDICT_REQUIRE_FAAS_CLI") == "1":
             pytest.fail(reason)
         pytest.skip(reason)
@@ -88,8 +90,9 @@ def built(request, tmp_path_factory) -> Path:
     project = _copy_project(tmp_path_factory.mktemp(f"stack-{request.param}"))
     if request.param == "faas-cli":
         cli = need_faas_cli()
-        out = subprocess.run([cli, "build", "--shrinkwrap", "-f", "stack.yml"], cwd=project,
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [cli, "build", "--shrinkwrap", "-f", "stack.yml"], cwd=project, capture_output=True, text=True, timeout=300
+        )
         assert out.returncode == 0, out.stdout + out.stderr
     else:
         shrinkwrap_like_faas_cli(project)
@@ -106,8 +109,13 @@ def test_stack_yml_is_an_openfaas_stack():
         assert fn["handler"] == f"./functions/{name}"
         assert {"kubepredict-database-url"} <= set(fn["secrets"])
         assert {"com.openfaas.scale.min", "com.openfaas.scale.max", "com.openfaas.scale.target"} <= set(fn["labels"])
-        env = {**yaml.safe_load((ROOT / fn["environment_file"][0]).read_text())["environment"], **fn.get("environment", {})}
-        assert not any(k in env for k in ("KUBEPREDICT_DATABASE_URL", "KUBEPREDICT_API_TOKEN", "KUBEPREDICT_S3_SECRET_ACCESS_KEY"))
+        env = {
+            **yaml.safe_load((ROOT / fn["environment_file"][0]).read_text())["environment"],
+            **fn.get("environment", {}),
+        }
+        assert not any(
+            k in env for k in ("KUBEPREDICT_DATABASE_URL", "KUBEPREDICT_API_TOKEN", "KUBEPREDICT_S3_SECRET_ACCESS_KEY")
+        )
     assert stack["functions"]["train"]["annotations"]["topic"] == "kubepredict.train.requests"
     assert stack["functions"]["predict"]["annotations"]["topic"] == "kubepredict.predict.requests"
     assert stack["functions"]["upload"]["environment"]["exec_timeout"] != "30s"
@@ -116,8 +124,14 @@ def test_stack_yml_is_an_openfaas_stack():
 def test_faas_cli_parses_stack(tmp_path):
     cli = need_faas_cli()
     project = _copy_project(tmp_path)
-    out = subprocess.run([cli, "generate", "-f", "stack.yml", "--api", "openfaas.com/v1"], cwd=project,
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "TAG": "9.9.9"})
+    out = subprocess.run(
+        [cli, "generate", "-f", "stack.yml", "--api", "openfaas.com/v1"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TAG": "9.9.9"},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     assert {d["metadata"]["name"] for d in docs} == set(FUNCTIONS)
@@ -129,8 +143,16 @@ def test_faas_cli_parses_stack(tmp_path):
 def test_shrinkwrap_produces_build_contexts(built):
     for name in FUNCTIONS:
         ctx = built / "build" / name
-        for rel in ("Dockerfile", "index.py", "template.yml", "requirements.txt", "function/__init__.py",
-                    "function/handler.py", "function/shared/pyproject.toml", "function/shared/kubepredict/__init__.py"):
+        for rel in (
+            "Dockerfile",
+            "index.py",
+            "template.yml",
+            "requirements.txt",
+            "function/__init__.py",
+            "function/handler.py",
+            "function/shared/pyproject.toml",
+            "function/shared/kubepredict/__init__.py",
+        ):
             assert (ctx / rel).is_file(), f"build/{name}/{rel} missing"
         assert (ctx / "function" / "handler.py").read_text() == (ROOT / "functions" / name / "handler.py").read_text()
         dockerfile = (ctx / "Dockerfile").read_text()
@@ -170,14 +192,23 @@ def test_build_context_answers_a_get(built, tmp_path):
     ctx = built / "build" / "train"
     shared = ctx / "function" / "shared"
     # The Dockerfile pip-installs function/shared; putting it first on PYTHONPATH is the same for imports.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shared), str(ctx)]),
-           "KUBEPREDICT_DATA_DIR": str(tmp_path / "data"), "KUBEPREDICT_RUNNER": "local",
-           "KUBEPREDICT_SECRETS_DIR": str(tmp_path / "secrets")}
-    for var in ("KUBEPREDICT_DATABASE_URL", "KUBEPREDICT_STORAGE_URL", "KUBEPREDICT_API_TOKEN",
-                "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS"):
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(shared), str(ctx)]),
+        "KUBEPREDICT_DATA_DIR": str(tmp_path / "data"),
+        "KUBEPREDICT_RUNNER": "local",
+        "KUBEPREDICT_SECRETS_DIR": str(tmp_path / "secrets"),
+    }
+    for var in (
+        "KUBEPREDICT_DATABASE_URL",
+        "KUBEPREDICT_STORAGE_URL",
+        "KUBEPREDICT_API_TOKEN",
+        "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS",
+    ):
         env.pop(var, None)
-    out = subprocess.run([sys.executable, "-c", SERVE_ONE_REQUEST], cwd=ctx, env=env,
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", SERVE_ONE_REQUEST], cwd=ctx, env=env, capture_output=True, text=True, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == 200, result
@@ -199,15 +230,23 @@ def test_faas_cli_list_and_invoke_against_local_gateway(tmp_path):
 
 def _list_and_invoke(cli: str, gateway_url: str) -> None:
     env = {**os.environ, "OPENFAAS_URL": gateway_url}
-    listed = subprocess.run([cli, "list", "--gateway", gateway_url], capture_output=True, text=True, timeout=60, env=env)
+    listed = subprocess.run(
+        [cli, "list", "--gateway", gateway_url], capture_output=True, text=True, timeout=60, env=env
+    )
     assert listed.returncode == 0, listed.stderr
     for name in FUNCTIONS:
         assert name in listed.stdout
     csv = "sepal_length,sepal_width,species\n5.1,3.5,setosa\n6.2,2.9,versicolor\n5.9,3.0,virginica\n"
-    invoked = subprocess.run([cli, "invoke", "upload", "--gateway", gateway_url, "--query", "name=faas-cli-iris"],
-                             input=csv, capture_output=True, text=True, timeout=60, env=env)
+    invoked = subprocess.run(
+        [cli, "invoke", "upload", "--gateway", gateway_url, "--query", "name=faas-cli-iris"],
+        input=csv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert invoked.returncode == 0, invoked.stderr
     # faas-cli may print a notice ("Failed to lookup auth config…") before the function's answer.
-    answer = invoked.stdout[invoked.stdout.index("{"):]
+    answer = invoked.stdout[invoked.stdout.index("{") :]
     dataset = json.loads(answer)
     assert dataset["dataset_id"].startswith("ds_") and dataset["rows"] == 3

@@ -57,13 +57,22 @@ class Images:
     def __init__(self, env: dict[str, str], build_seconds: float):
         self.env, self.build_seconds = env, build_seconds
         self.names = {"job": env["JOB_IMAGE"], **{fn: env[f"{fn.upper()}_IMAGE"] for fn in FUNCTIONS}}
-        self._podman_env = {**os.environ, **{k: env[k] for k in (
-            "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")},
-            "TMPDIR": str(Path(env["IMAGES_CACHE"]) / "tmp")}
+        self._podman_env = {
+            **os.environ,
+            **{k: env[k] for k in ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF", "CONTAINERS_REGISTRIES_CONF")},
+            "TMPDIR": str(Path(env["IMAGES_CACHE"]) / "tmp"),
+        }
 
     def podman(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run(["podman", *args], env=self._podman_env, capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        out = subprocess.run(
+            ["podman", *args],
+            env=self._podman_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         if check and out.returncode != 0:
             raise AssertionError(f"podman {' '.join(args[:3])}… exit {out.returncode}:\n{out.stderr[-3000:]}")
         return out
@@ -78,22 +87,45 @@ def images() -> Images:
         if not shutil.which(tool):
             _unavailable(f"`{tool}` not found: apt-get install {pkg} (make setup-services)")
     t0 = time.monotonic()
-    out = subprocess.run(["bash", str(IMAGES_SH), "build"], capture_output=True, text=True,
-                         timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
+    out = subprocess.run(
+        ["bash", str(IMAGES_SH), "build"],
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     seconds = time.monotonic() - t0
     if out.returncode != 0:
         pytest.fail(f"scripts/images.sh build failed (exit {out.returncode}):\n{out.stderr[-4000:]}", pytrace=False)
     print(f"\n[images] scripts/images.sh build: {seconds:.0f} s\n{out.stderr.strip()}")
-    env = dict(line.split("=", 1) for line in subprocess.run(
-        ["bash", str(IMAGES_SH), "env"], capture_output=True, text=True, check=True).stdout.splitlines())
+    env = dict(
+        line.split("=", 1)
+        for line in subprocess.run(
+            ["bash", str(IMAGES_SH), "env"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
     return Images(env, seconds)
 
 
 def _hardened(name: str) -> list[str]:
     """`podman run` flags for what the manifests declare: read-only root, tmpfs /tmp, no capabilities."""
-    return ["--name", name, "--network", "host", "--read-only", "--read-only-tmpfs=false",
-            "--tmpfs", "/tmp:rw,mode=1777,size=512m", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--pull", "never"]
+    return [
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs",
+        "/tmp:rw,mode=1777,size=512m",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--pull",
+        "never",
+    ]
 
 
 def _secrets_dir(path: Path, values: dict[str, str]) -> Path:
@@ -117,6 +149,7 @@ def _csv(rows: int = 90) -> bytes:
 
 # -- the images themselves ------------------------------------------------------------------------------
 
+
 def test_images_run_as_their_non_root_user_on_a_read_only_root(images):
     for kind, image in images.names.items():
         user = images.config(image).get("User") or "root"
@@ -124,33 +157,53 @@ def test_images_run_as_their_non_root_user_on_a_read_only_root(images):
         name = f"kp-img-{kind}-{uuid.uuid4().hex[:6]}"
         # the image's own user (the function images) or the pod's runAsUser (job image, as in the Job)
         user_flags = ["--user", RUN_AS] if kind == "job" else []
-        out = images.podman("run", "--rm", *_hardened(name), *user_flags, image, "sh", "-c",
-                            "id -u; id -g; touch /probe 2>/dev/null && echo root-writable; "
-                            "touch /tmp/probe && echo tmp-writable; python -c 'import kubepredict, sklearn'",
-                            timeout=120)
+        out = images.podman(
+            "run",
+            "--rm",
+            *_hardened(name),
+            *user_flags,
+            image,
+            "sh",
+            "-c",
+            "id -u; id -g; touch /probe 2>/dev/null && echo root-writable; "
+            "touch /tmp/probe && echo tmp-writable; python -c 'import kubepredict, sklearn'",
+            timeout=120,
+        )
         lines = out.stdout.split()
         assert lines[:2] == ["10001", "10001"], (kind, out.stdout, out.stderr)
         assert "root-writable" not in lines and "tmp-writable" in lines, (kind, out.stdout)
 
 
 def test_job_image_entry_point_is_the_kubepredict_cli(images):
-    out = images.podman("run", "--rm", *_hardened(f"kp-img-cli-{uuid.uuid4().hex[:6]}"), "--user", RUN_AS,
-                        images.names["job"], timeout=120)  # CMD: kubepredict --help
+    out = images.podman(
+        "run",
+        "--rm",
+        *_hardened(f"kp-img-cli-{uuid.uuid4().hex[:6]}"),
+        "--user",
+        RUN_AS,
+        images.names["job"],
+        timeout=120,
+    )  # CMD: kubepredict --help
     assert "worker" in out.stdout and "dispatcher" in out.stdout, out.stdout + out.stderr
 
 
 # -- functions over HTTP, the worker through the Dispatcher -------------------------------------------------
+
 
 def _function_env(fn: str, bucket: dict, port: int) -> dict[str, str]:
     """stack.yml's environment for ``fn`` (env.yml, then its own), with the host's services swapped in."""
     stack = yaml.safe_load((REPO_ROOT / "stack.yml").read_text())["functions"][fn]
     env = dict(yaml.safe_load((REPO_ROOT / "infra/openfaas/env.yml").read_text())["environment"])
     env.update({k: str(v) for k, v in (stack.get("environment") or {}).items()})
-    env.update({
-        "KUBEPREDICT_STORAGE_URL": bucket["storage_url"], "KUBEPREDICT_S3_ENDPOINT_URL": bucket["endpoint_url"],
-        "KUBEPREDICT_S3_REGION": bucket["region"], "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "",
-        "upstream_url": f"http://127.0.0.1:{port}",  # the port index.py listens on (of-watchdog's upstream)
-    })
+    env.update(
+        {
+            "KUBEPREDICT_STORAGE_URL": bucket["storage_url"],
+            "KUBEPREDICT_S3_ENDPOINT_URL": bucket["endpoint_url"],
+            "KUBEPREDICT_S3_REGION": bucket["region"],
+            "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "",
+            "upstream_url": f"http://127.0.0.1:{port}",  # the port index.py listens on (of-watchdog's upstream)
+        }
+    )
     return {k: v for k, v in env.items() if not k.startswith("KUBEPREDICT_JOB_IMAGE")}
 
 
@@ -167,9 +220,15 @@ class FunctionContainers:
     def start(self, fn: str) -> None:
         port = free_port()
         name = f"kp-fn-{fn}-{uuid.uuid4().hex[:6]}"
-        self.images.podman("run", "-d", *_hardened(name),
-                           "--volume", f"{self.secrets}:/var/openfaas/secrets:ro",  # OpenFaaS mounts secrets here
-                           *_env_flags(_function_env(fn, self.bucket, port)), self.images.names[fn])
+        self.images.podman(
+            "run",
+            "-d",
+            *_hardened(name),
+            "--volume",
+            f"{self.secrets}:/var/openfaas/secrets:ro",  # OpenFaaS mounts secrets here
+            *_env_flags(_function_env(fn, self.bucket, port)),
+            self.images.names[fn],
+        )
         self.names.append(name)
         self.urls[fn] = f"http://127.0.0.1:{port}"
 
@@ -215,11 +274,29 @@ def _podman_runner(images: Images, secrets: Path, configmap_env: dict[str, str],
             env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})
             name = job["metadata"]["name"]
             t0 = time.monotonic()
-            out = images.podman("run", "--rm", *_hardened(name), "--user", f"{ctx['runAsUser']}:{ctx['runAsGroup']}",
-                                "--volume", f"{secrets}:{SECRETS_DIR}:ro", *_env_flags(env),
-                                container["image"], *container["command"], timeout=600, check=False)
-            runs.append({"spec": spec, "job": job, "returncode": out.returncode, "seconds": time.monotonic() - t0,
-                         "log": (out.stdout + out.stderr)[-4000:]})
+            out = images.podman(
+                "run",
+                "--rm",
+                *_hardened(name),
+                "--user",
+                f"{ctx['runAsUser']}:{ctx['runAsGroup']}",
+                "--volume",
+                f"{secrets}:{SECRETS_DIR}:ro",
+                *_env_flags(env),
+                container["image"],
+                *container["command"],
+                timeout=600,
+                check=False,
+            )
+            runs.append(
+                {
+                    "spec": spec,
+                    "job": job,
+                    "returncode": out.returncode,
+                    "seconds": time.monotonic() - t0,
+                    "log": (out.stdout + out.stderr)[-4000:],
+                }
+            )
 
         def cancel(self, job_id):
             pass
@@ -236,23 +313,40 @@ def loop(images, postgres_server, s3_server, tmp_path_factory):
 
     database_url = postgres_server.create_database()
     bucket_name = s3_server.create_bucket()
-    bucket = {"storage_url": f"s3://{bucket_name}/kubepredict", "endpoint_url": s3_server.endpoint_url,
-              "region": s3_server.region}
-    secrets = _secrets_dir(tmp_path_factory.mktemp("secrets"), {
-        "kubepredict-database-url": database_url,
-        "kubepredict-s3-access-key-id": s3_server.access_key_id,
-        "kubepredict-s3-secret-access-key": s3_server.secret_access_key,
-    })
+    bucket = {
+        "storage_url": f"s3://{bucket_name}/kubepredict",
+        "endpoint_url": s3_server.endpoint_url,
+        "region": s3_server.region,
+    }
+    secrets = _secrets_dir(
+        tmp_path_factory.mktemp("secrets"),
+        {
+            "kubepredict-database-url": database_url,
+            "kubepredict-s3-access-key-id": s3_server.access_key_id,
+            "kubepredict-s3-secret-access-key": s3_server.secret_access_key,
+        },
+    )
     secrets.chmod(0o755)
-    settings = Settings(database_url=database_url, storage_url=bucket["storage_url"],
-                        s3_endpoint_url=s3_server.endpoint_url, s3_region=s3_server.region,
-                        s3_access_key_id=s3_server.access_key_id, s3_secret_access_key=s3_server.secret_access_key,
-                        s3_addressing_style="path", runner="kubernetes", max_concurrent_jobs=1)
+    settings = Settings(
+        database_url=database_url,
+        storage_url=bucket["storage_url"],
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_region=s3_server.region,
+        s3_access_key_id=s3_server.access_key_id,
+        s3_secret_access_key=s3_server.secret_access_key,
+        s3_addressing_style="path",
+        runner="kubernetes",
+        max_concurrent_jobs=1,
+    )
     svc = bootstrap(settings)  # the schema, as a deployment's migration step creates it
     configmap = yaml.safe_load((REPO_ROOT / "infra/base/configmap.yaml").read_text())["data"]
-    configmap_env = {**configmap, "KUBEPREDICT_STORAGE_URL": bucket["storage_url"],
-                     "KUBEPREDICT_S3_ENDPOINT_URL": s3_server.endpoint_url,
-                     "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "", "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5"}
+    configmap_env = {
+        **configmap,
+        "KUBEPREDICT_STORAGE_URL": bucket["storage_url"],
+        "KUBEPREDICT_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "",
+        "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5",
+    }
     runs: list = []
     dispatcher = Dispatcher(svc.catalog, _podman_runner(images, secrets, configmap_env, runs), settings)
     fns = FunctionContainers(images, bucket, secrets)
@@ -264,20 +358,32 @@ def loop(images, postgres_server, s3_server, tmp_path_factory):
         fns.wait_ready()
         out["ready_seconds"] = time.monotonic() - t0
         u = fns.urls
-        out["upload"] = httpx.post(f"{u['upload']}/?name=images-it", content=_csv(),
-                                   headers={"Content-Type": "text/csv"}, timeout=60)
+        out["upload"] = httpx.post(
+            f"{u['upload']}/?name=images-it", content=_csv(), headers={"Content-Type": "text/csv"}, timeout=60
+        )
         dataset_id = out["upload"].json()["dataset_id"]
-        out["train"] = httpx.post(f"{u['train']}/", json={"dataset_id": dataset_id, "target": "label",
-                                                           "algorithm": "random_forest",
-                                                           "params": {"n_estimators": 20}}, timeout=60)
+        out["train"] = httpx.post(
+            f"{u['train']}/",
+            json={
+                "dataset_id": dataset_id,
+                "target": "label",
+                "algorithm": "random_forest",
+                "params": {"n_estimators": 20},
+            },
+            timeout=60,
+        )
         job_id = out["train"].json()["job_id"]
         out["queued"] = httpx.get(f"{u['result']}/{job_id}", timeout=30).json()
         out["dispatched"] = dispatcher.tick()
         out["job"] = httpx.get(f"{u['result']}/{job_id}", timeout=30).json()
-        out["predict"] = httpx.post(f"{u['predict']}/", json={
-            "model_id": out["train"].json()["model_id"],
-            "instances": [{"x1": 9.0, "x2": 8.0, "colour": "red"}, {"x1": 0.5, "x2": 1.0, "colour": "blue"}]},
-            timeout=60)
+        out["predict"] = httpx.post(
+            f"{u['predict']}/",
+            json={
+                "model_id": out["train"].json()["model_id"],
+                "instances": [{"x1": 9.0, "x2": 8.0, "colour": "red"}, {"x1": 0.5, "x2": 1.0, "colour": "blue"}],
+            },
+            timeout=60,
+        )
         yield out
     finally:
         fns.stop()

@@ -18,13 +18,18 @@ from tests.gateway_process import REPO
 from .kafka_helpers import IRIS, TopicReader, cloudevent, kafka_env, produce, topics, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-JOB_EVENTS = ["kubepredict.job.queued", "kubepredict.job.started", "kubepredict.job.succeeded",
-              "kubepredict.model.ready"]
+JOB_EVENTS = [
+    "kubepredict.job.queued",
+    "kubepredict.job.started",
+    "kubepredict.job.succeeded",
+    "kubepredict.model.ready",
+]
 
 
 def upload(http: httpx.Client, name: str = "iris") -> str:
-    r = http.post("/function/upload", params={"name": name}, content=IRIS.read_bytes(),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload", params={"name": name}, content=IRIS.read_bytes(), headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 201, r.text
     return r.json()["dataset_id"]
 
@@ -90,8 +95,13 @@ def test_train_request_message_produces_a_model_and_its_events(start_gateway, ka
 
 
 def _connector(env: dict, log, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kubepredict.cli", "connector", *args],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubepredict.cli", "connector", *args],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
@@ -104,8 +114,9 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
-def test_duplicate_and_redelivered_messages_start_one_job_each(start_gateway, kafka_bootstrap, kafka_topic_prefix,
-                                                               tmp_path):
+def test_duplicate_and_redelivered_messages_start_one_job_each(
+    start_gateway, kafka_bootstrap, kafka_topic_prefix, tmp_path
+):
     t = topics(kafka_topic_prefix)
     gw = start_gateway({"KUBEPREDICT_MAX_CONCURRENT_JOBS": "0"})  # queueing is enough here
     http = httpx.Client(base_url=gw.url, timeout=60)
@@ -114,8 +125,12 @@ def test_duplicate_and_redelivered_messages_start_one_job_each(start_gateway, ka
     event = cloudevent(train_body(dataset_id, name="twice"))
     produce(kafka_bootstrap, t["train"], [train_body(dataset_id, name="bare"), event, event])
 
-    env = kafka_env(kafka_bootstrap, kafka_topic_prefix, KUBEPREDICT_GATEWAY_URL=gw.url,
-                    KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000")
+    env = kafka_env(
+        kafka_bootstrap,
+        kafka_topic_prefix,
+        KUBEPREDICT_GATEWAY_URL=gw.url,
+        KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000",
+    )
     group = env["KUBEPREDICT_CONNECTOR_GROUP"]
     with open(tmp_path / "connector.log", "ab") as log:
         first = _connector(env, log, "--exit-after-invoke", "1")
@@ -125,8 +140,11 @@ def test_duplicate_and_redelivered_messages_start_one_job_each(start_gateway, ka
 
         second = _connector(env, log)
         try:
-            wait_for(lambda: _committed(kafka_bootstrap, group, t["train"]) == 3, 180,
-                     "the second connector to commit all three messages")
+            wait_for(
+                lambda: _committed(kafka_bootstrap, group, t["train"]) == 3,
+                180,
+                "the second connector to commit all three messages",
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             assert second.wait(60) == 0
@@ -141,9 +159,13 @@ def test_malformed_request_goes_to_dead_letter_and_the_rest_flow(start_gateway, 
     gw = start_gateway(kafka_env(kafka_bootstrap, kafka_topic_prefix, KUBEPREDICT_MAX_CONCURRENT_JOBS="0"))
     http = httpx.Client(base_url=gw.url, timeout=60)
     dataset_id = upload(http)
-    produce(kafka_bootstrap, t["train"], [b"{not json", {"dataset_id": "ds_0000000000000000", "target": "x"},
-                                          train_body(dataset_id, name="behind")], key=b"k1",
-            headers=[("trace", b"abc")])
+    produce(
+        kafka_bootstrap,
+        t["train"],
+        [b"{not json", {"dataset_id": "ds_0000000000000000", "target": "x"}, train_body(dataset_id, name="behind")],
+        key=b"k1",
+        headers=[("trace", b"abc")],
+    )
 
     job = wait_for(lambda: jobs(http), 120, "the valid message behind the bad ones")[0]
     assert http.get(f"/function/train/{job['model_id']}").json()["name"] == "behind"
@@ -186,7 +208,10 @@ def test_broker_outage_delays_events_and_loses_none(start_gateway, kafka_broker,
         assert r.status_code == 202, r.text
         queued.append(r.json()["job_id"])
     for job_id in queued:
-        assert wait_for(lambda job_id=job_id: finished(http, job_id), 240, "jobs to finish without Kafka")["status"] == "succeeded"
+        assert (
+            wait_for(lambda job_id=job_id: finished(http, job_id), 240, "jobs to finish without Kafka")["status"]
+            == "succeeded"
+        )
     assert http.get("/healthz").status_code == 200
     assert pending_metric(http) >= 2 + 4 * len(queued)
     down_for = time.monotonic() - started
@@ -197,8 +222,11 @@ def test_broker_outage_delays_events_and_loses_none(start_gateway, kafka_broker,
     try:
         expected = {(ds, "kubepredict.dataset.uploaded") for ds in datasets}
         expected |= {(j, kind) for j in queued for kind in JOB_EVENTS}
-        reader.until(lambda ms: expected <= {(e["subject"], e["type"]) for e in reader.events()}, 120,
-                     "every event after the outage")
+        reader.until(
+            lambda ms: expected <= {(e["subject"], e["type"]) for e in reader.events()},
+            120,
+            "every event after the outage",
+        )
         for job_id in queued:
             assert [e["type"] for e in per_job(reader.events(), job_id)] == JOB_EVENTS
     finally:

@@ -49,8 +49,11 @@ def test_relay_publishes_pending_rows_in_order_and_marks_them_sent(catalog, kafk
 def test_relay_without_broker_keeps_rows_pending(catalog, kafka_topic_prefix):
     from tests.services import free_port
 
-    settings = Settings(kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", topic_events=f"{kafka_topic_prefix}ev",
-                        kafka_options="message.timeout.ms=1500")
+    settings = Settings(
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        topic_events=f"{kafka_topic_prefix}ev",
+        kafka_options="message.timeout.ms=1500",
+    )
     emit(catalog, "job.queued", "job_x")
     relay = OutboxRelay(catalog, settings)
     try:

@@ -32,28 +32,42 @@ def train(http: httpx.Client, dataset_id: str, name: str, **body) -> dict:
     r = http.post("/function/train", json={"dataset_id": dataset_id, "name": name, **body})
     assert r.status_code in (200, 201, 202), r.text
     model_id = r.json()["model_id"]
-    return wait_for(lambda: (m := http.get(f"/function/train/{model_id}").json())["status"] == "ready" and m,
-                    240, f"model {name} to be ready")
+    return wait_for(
+        lambda: (m := http.get(f"/function/train/{model_id}").json())["status"] == "ready" and m,
+        240,
+        f"model {name} to be ready",
+    )
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, kafka_broker):
     """A gateway with Kafka (so the embedded stream scorer runs) and two ready models."""
     prefix = kafka_broker.topic_prefix("stream")
-    env = kafka_env(kafka_broker.bootstrap, prefix, KUBEPREDICT_MAX_ONLINE_ROWS="1000",
-                     KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000")
+    env = kafka_env(
+        kafka_broker.bootstrap,
+        prefix,
+        KUBEPREDICT_MAX_ONLINE_ROWS="1000",
+        KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000",
+    )
     gw = GatewayProcess(tmp_path_factory.mktemp("stream-gw"), env=env).start()
     http = httpx.Client(base_url=gw.url, timeout=60)
-    r = http.post("/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(),
-                  headers={"Content-Type": "text/csv"})
+    r = http.post(
+        "/function/upload", params={"name": "iris"}, content=IRIS.read_bytes(), headers={"Content-Type": "text/csv"}
+    )
     assert r.status_code == 201, r.text
     ds = r.json()["dataset_id"]
     species = train(http, ds, "species", target="species", algorithm="logistic_regression")
-    width = train(http, ds, "width", target="petal_width", algorithm="linear_regression",
-                  features=FEATURES[:3])
+    width = train(http, ds, "width", target="petal_width", algorithm="linear_regression", features=FEATURES[:3])
     svc = bootstrap(Settings.from_env({**env, "KUBEPREDICT_DATA_DIR": str(gw.data_dir)}))
-    yield {"gw": gw, "env": {**env, "KUBEPREDICT_DATA_DIR": str(gw.data_dir)}, "svc": svc, "species": species,
-           "width": width, "prefix": prefix, "bootstrap": kafka_broker.bootstrap}
+    yield {
+        "gw": gw,
+        "env": {**env, "KUBEPREDICT_DATA_DIR": str(gw.data_dir)},
+        "svc": svc,
+        "species": species,
+        "width": width,
+        "prefix": prefix,
+        "bootstrap": kafka_broker.bootstrap,
+    }
     svc.catalog.dispose()
     gw.stop()
 
@@ -64,8 +78,14 @@ def rows(n: int, start: int = 0) -> list[dict]:
 
 
 def request(model: str, instances: list[dict], event_id: str | None = None, **extra) -> dict:
-    return {"specversion": "1.0", "id": event_id or str(uuid.uuid4()), "source": "/tests", "type": "test.score",
-            "datacontenttype": "application/json", "data": {"model": model, "instances": instances, **extra}}
+    return {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "/tests",
+        "type": "test.score",
+        "datacontenttype": "application/json",
+        "data": {"model": model, "instances": instances, **extra},
+    }
 
 
 def expected(svc, model_id: str, instances: list[dict]):
@@ -80,8 +100,14 @@ def answers(bootstrap_servers: str, topic: str, n: int, committed: bool = True, 
         reader.consumer.close()
         from confluent_kafka import Consumer
 
-        reader.consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"raw-{uuid.uuid4().hex[:8]}",
-                                    "auto.offset.reset": "earliest", "isolation.level": "read_uncommitted"})
+        reader.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"raw-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "isolation.level": "read_uncommitted",
+            }
+        )
         reader.consumer.subscribe([topic])
     try:
         reader.until(lambda ms: len(ms) >= n, timeout, f"{n} answers on {topic}")
@@ -134,7 +160,6 @@ def test_records_of_two_models_in_one_batch_are_answered_correctly(served):
     assert batches < len(reqs) / 2, f"{batches} micro-batches for {len(reqs)} records: not batched"
 
 
-
 def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_are_answered(served):
     p, svc, species = served["prefix"], served["svc"], served["species"]
     good_before = request(species["model_id"], rows(2), "good-before")
@@ -150,14 +175,28 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_are_answered(serve
         b'{"model": "m", "instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",  # was a RecursionError, forever
         json.dumps(request(species["model_id"], [{**rows(1)[0], "petal_width": "inf"}], "inf-value")).encode(),
     ]
-    produce(served["bootstrap"], f"{p}predict.stream", [good_before, *bad, good_after], key=b"k",
-            headers=[("trace", b"abc")])
+    produce(
+        served["bootstrap"],
+        f"{p}predict.stream",
+        [good_before, *bad, good_after],
+        key=b"k",
+        headers=[("trace", b"abc")],
+    )
     dead = answers(served["bootstrap"], f"{p}dead-letter", len(bad))
     assert [m.value() for m in dead] == bad
     codes = [dict(m.headers())["kubepredict.error.code"].decode() for m in dead]
     statuses = [dict(m.headers())["kubepredict.error.status"].decode() for m in dead]
-    assert codes == ["invalid_json", "invalid_request", "model_not_found", "missing_columns", "invalid_values",
-                     "payload_too_large", "invalid_model", "invalid_json", "invalid_values"], codes
+    assert codes == [
+        "invalid_json",
+        "invalid_request",
+        "model_not_found",
+        "missing_columns",
+        "invalid_values",
+        "payload_too_large",
+        "invalid_model",
+        "invalid_json",
+        "invalid_values",
+    ], codes
     assert statuses == ["400", "400", "404", "400", "400", "413", "400", "400", "400"]
     assert all(dict(m.headers())["trace"] == b"abc" and m.key() == b"k" for m in dead)
     assert dict(dead[0].headers())["kubepredict.original.topic"] == f"{p}predict.stream".encode()
@@ -171,15 +210,24 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_rest_are_answered(serve
 
 
 def _scorer(env: dict, log, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kubepredict.cli", "stream-scorer", "--instance", "killed", *args],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kubepredict.cli", "stream-scorer", "--instance", "killed", *args],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
 
 def test_one_answer_per_request_after_the_scorer_is_killed_between_scoring_and_commit(served, tmp_path):
     svc, species = served["svc"], served["species"]
     p = served["prefix"] + "kill."  # own topics and group, not read by the gateway's embedded scorer
-    env = kafka_env(served["bootstrap"], p, KUBEPREDICT_DATA_DIR=served["env"]["KUBEPREDICT_DATA_DIR"],
-                     KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000")
+    env = kafka_env(
+        served["bootstrap"],
+        p,
+        KUBEPREDICT_DATA_DIR=served["env"]["KUBEPREDICT_DATA_DIR"],
+        KUBEPREDICT_KAFKA_OPTIONS="session.timeout.ms=6000,heartbeat.interval.ms=1000",
+    )
     reqs = [request(species["model_id"], rows(1 + i % 3, start=i), f"req-{i}") for i in range(30)]
     produce(served["bootstrap"], f"{p}predict.stream", reqs)
     with open(tmp_path / "scorer.log", "ab") as log:
@@ -213,10 +261,21 @@ def test_broker_restart_mid_stream_loses_no_answer_and_duplicates_none(served, r
     request.addfinalizer(broker.stop)
     p = served["prefix"] + "outage."
     svc = served["svc"]
-    settings = replace(svc.settings, kafka_bootstrap_servers=broker.bootstrap, topic_predict_stream=f"{p}stream",
-                       topic_predictions=f"{p}predictions", topic_dead_letter=f"{p}dead-letter")
-    scorer = StreamScorer(replace(svc, settings=settings), group_id=f"{p}group", instance="outage",
-                          max_messages=50, max_backoff=2.0, stuck_after=20).start()
+    settings = replace(
+        svc.settings,
+        kafka_bootstrap_servers=broker.bootstrap,
+        topic_predict_stream=f"{p}stream",
+        topic_predictions=f"{p}predictions",
+        topic_dead_letter=f"{p}dead-letter",
+    )
+    scorer = StreamScorer(
+        replace(svc, settings=settings),
+        group_id=f"{p}group",
+        instance="outage",
+        max_messages=50,
+        max_backoff=2.0,
+        stuck_after=20,
+    ).start()
     request.addfinalizer(scorer.stop)
     model_id = served["species"]["model_id"]
     first = [request_(model_id, i) for i in range(20)]
@@ -249,8 +308,13 @@ def test_a_loop_stuck_in_a_transaction_is_replaced_and_answers_stay_one_per_requ
 
     p = served["prefix"] + "stuck."
     svc = served["svc"]
-    settings = replace(svc.settings, kafka_bootstrap_servers=served["bootstrap"], topic_predict_stream=f"{p}stream",
-                       topic_predictions=f"{p}predictions", topic_dead_letter=f"{p}dead-letter")
+    settings = replace(
+        svc.settings,
+        kafka_bootstrap_servers=served["bootstrap"],
+        topic_predict_stream=f"{p}stream",
+        topic_predictions=f"{p}predictions",
+        topic_dead_letter=f"{p}dead-letter",
+    )
     release = threading.Event()
     request.addfinalizer(release.set)
     hung = []
@@ -260,8 +324,14 @@ def test_a_loop_stuck_in_a_transaction_is_replaced_and_answers_stay_one_per_requ
             hung.append(len(records))
             release.wait(30)
 
-    scorer = StreamScorer(replace(svc, settings=settings), group_id=f"{p}group", instance="stuck", max_messages=10,
-                          after_produce=hang_once, stuck_after=3)
+    scorer = StreamScorer(
+        replace(svc, settings=settings),
+        group_id=f"{p}group",
+        instance="stuck",
+        max_messages=10,
+        after_produce=hang_once,
+        stuck_after=3,
+    )
     request.addfinalizer(scorer.stop)
     model_id = served["species"]["model_id"]
     reqs = [request_(model_id, i) for i in range(40)]

@@ -88,8 +88,12 @@ def kube(request) -> KubeAPIServer:
     try:
         with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             server.start()
-            print(f"\n[kube-apiserver] {server.env.get('KUBE_VERSION')} + etcd {server.env.get('ETCD_VERSION')} "
-                  f"ready in {server.ready_seconds:.1f} s at {server.server}", file=sys.stderr, flush=True)
+            print(
+                f"\n[kube-apiserver] {server.env.get('KUBE_VERSION')} + etcd {server.env.get('ETCD_VERSION')} "
+                f"ready in {server.ready_seconds:.1f} s at {server.server}",
+                file=sys.stderr,
+                flush=True,
+            )
     except ServiceUnavailable as why:
         problem = f"kube-apiserver unavailable: {why}"
     except ServiceStartError as err:
@@ -133,10 +137,16 @@ class Applier:
         query = [("fieldManager", FIELD_MANAGER), ("force", "true"), ("fieldValidation", "Strict")]
         if dry_run:
             query.append(("dryRun", "All"))
-        resp = self.api.call_api(path, "PATCH", query_params=query, body=obj,
-                                 header_params={"Content-Type": "application/apply-patch+yaml",
-                                                "Accept": "application/json"},
-                                 auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True)
+        resp = self.api.call_api(
+            path,
+            "PATCH",
+            query_params=query,
+            body=obj,
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
         warning = resp.headers.get("Warning")
         if warning:
             self.warnings.append((f"{obj['kind']}/{meta['name']}", warning))
@@ -184,16 +194,30 @@ def cluster(kube, tmp_path_factory):
     # What the ServiceAccount admission plugin needs for pods and kube-controller-manager would create.
     with contextlib.suppress(ApiException):
         client.CoreV1Api(admin).create_namespaced_service_account(NS, {"metadata": {"name": "default"}})
-    return {"settings": settings, "applied": applied, "dry_run": dry_run, "rejected": rejected,
-            "warnings": list(applier.warnings), "objects": objects, "admin": admin}
+    return {
+        "settings": settings,
+        "applied": applied,
+        "dry_run": dry_run,
+        "rejected": rejected,
+        "warnings": list(applier.warnings),
+        "objects": objects,
+        "admin": admin,
+    }
 
 
 def test_infra_is_accepted_by_the_real_server(cluster):
     assert not cluster["rejected"], "the API server rejected infra/ objects:\n" + "\n".join(cluster["rejected"])
     assert not cluster["warnings"], "the API server warned about infra/ objects:\n" + "\n".join(
-        f"{what}: {w}" for what, w in cluster["warnings"])
-    for name in ("Namespace/kubepredict", "ServiceAccount/kubepredict-runner", "Role/kubepredict-runner",
-                 "RoleBinding/kubepredict-runner", "ConfigMap/kubepredict-config", "Secret/kubepredict-database-url"):
+        f"{what}: {w}" for what, w in cluster["warnings"]
+    )
+    for name in (
+        "Namespace/kubepredict",
+        "ServiceAccount/kubepredict-runner",
+        "Role/kubepredict-runner",
+        "RoleBinding/kubepredict-runner",
+        "ConfigMap/kubepredict-config",
+        "Secret/kubepredict-database-url",
+    ):
         assert name in cluster["applied"]
     assert cluster["dry_run"], "nothing besides the RBAC/config objects was validated"
     # the objects really exist, and the server defaulted what the manifests left out
@@ -246,7 +270,7 @@ class _KubeletHandler(BaseHTTPRequestHandler):
         lines = path.read_text(errors="replace").splitlines()
         tail = parse_qs(url.query).get("tailLines")
         if tail:
-            lines = lines[-int(tail[0]):]
+            lines = lines[-int(tail[0]) :]
         body = ("\n".join(lines) + "\n").encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -281,12 +305,28 @@ class NodeStandIn:
     def _register_node(self) -> None:
         with contextlib.suppress(ApiException):
             self.core.create_node({"metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}}})
-        self.core.patch_node_status(NODE, {"status": {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.server_address[1]}},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "stand-in",
-                            "lastHeartbeatTime": _now(), "lastTransitionTime": _now()}],
-        }})
+        self.core.patch_node_status(
+            NODE,
+            {
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"},
+                        {"type": "Hostname", "address": "127.0.0.1"},
+                    ],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.kubelet.server_address[1]}},
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "stand-in",
+                            "lastHeartbeatTime": _now(),
+                            "lastTransitionTime": _now(),
+                        }
+                    ],
+                }
+            },
+        )
 
     def close(self) -> None:
         for proc in self.procs.values():
@@ -319,8 +359,9 @@ class NodeStandIn:
         for index in range(spec["completions"]):
             for failures in range(spec.get("backoffLimitPerIndex", 0) + 1):
                 steps = plan.get(index) or []
-                pod = self._start_pod(job, index=(index, failures),
-                                      behaviour=steps[failures] if failures < len(steps) else "run")
+                pod = self._start_pod(
+                    job, index=(index, failures), behaviour=steps[failures] if failures < len(steps) else "run"
+                )
                 pods.append(pod)
                 if self.procs[pod].returncode == 0:
                     done.append(index)
@@ -330,22 +371,54 @@ class NodeStandIn:
                 break  # maxFailedIndexes 0: the first failed index fails the Job
         indexes = ",".join(map(str, done))
         if failed:
-            cond = {"status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes",
-                    "lastProbeTime": _now(), "lastTransitionTime": _now()}
-            self.batch.patch_namespaced_job_status(name, NS, {"status": {
-                "active": 0, "ready": 0, "succeeded": len(done), "failed": len(pods) - len(done),
-                "completedIndexes": indexes, "failedIndexes": ",".join(map(str, failed)),
-                "conditions": [dict(cond, type="FailureTarget")]}})
+            cond = {
+                "status": "True",
+                "reason": "FailedIndexes",
+                "message": "Job has failed indexes",
+                "lastProbeTime": _now(),
+                "lastTransitionTime": _now(),
+            }
+            self.batch.patch_namespaced_job_status(
+                name,
+                NS,
+                {
+                    "status": {
+                        "active": 0,
+                        "ready": 0,
+                        "succeeded": len(done),
+                        "failed": len(pods) - len(done),
+                        "completedIndexes": indexes,
+                        "failedIndexes": ",".join(map(str, failed)),
+                        "conditions": [dict(cond, type="FailureTarget")],
+                    }
+                },
+            )
             self.batch.patch_namespaced_job_status(name, NS, {"status": {"conditions": [dict(cond, type="Failed")]}})
             return pods
-        cond = {"status": "True", "reason": "CompletionsReached", "message": "Reached expected number of succeeded pods",
-                "lastProbeTime": _now(), "lastTransitionTime": _now()}
-        self.batch.patch_namespaced_job_status(name, NS, {"status": {
-            "active": 0, "ready": 0, "succeeded": len(done), "failed": len(pods) - len(done),
-            "completedIndexes": f"0-{len(done) - 1}" if len(done) > 1 else indexes,
-            "conditions": [dict(cond, type="SuccessCriteriaMet")]}})
-        self.batch.patch_namespaced_job_status(name, NS, {"status": {
-            "completionTime": _now(), "conditions": [dict(cond, type="Complete")]}})
+        cond = {
+            "status": "True",
+            "reason": "CompletionsReached",
+            "message": "Reached expected number of succeeded pods",
+            "lastProbeTime": _now(),
+            "lastTransitionTime": _now(),
+        }
+        self.batch.patch_namespaced_job_status(
+            name,
+            NS,
+            {
+                "status": {
+                    "active": 0,
+                    "ready": 0,
+                    "succeeded": len(done),
+                    "failed": len(pods) - len(done),
+                    "completedIndexes": f"0-{len(done) - 1}" if len(done) > 1 else indexes,
+                    "conditions": [dict(cond, type="SuccessCriteriaMet")],
+                }
+            },
+        )
+        self.batch.patch_namespaced_job_status(
+            name, NS, {"status": {"completionTime": _now(), "conditions": [dict(cond, type="Complete")]}}
+        )
         return pods
 
     def _start_pod(self, job: dict, index: tuple[int, int] | None = None, behaviour: str | None = None) -> str:
@@ -359,14 +432,30 @@ class NodeStandIn:
             labels[INDEX_KEY] = str(index[0])
             annotations.update({INDEX_KEY: str(index[0]), INDEX_FAILURES_KEY: str(index[1])})
             for c in pod_spec["containers"]:
-                c.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
-                    "fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}})
+                c.setdefault("env", []).append(
+                    {
+                        "name": "JOB_COMPLETION_INDEX",
+                        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}},
+                    }
+                )
         pod = {
-            "apiVersion": "v1", "kind": "Pod",
+            "apiVersion": "v1",
+            "kind": "Pod",
             "metadata": {
-                "name": name, "namespace": NS, "labels": labels, "annotations": annotations,
-                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
-                                     "controller": True, "blockOwnerDeletion": True}],
+                "name": name,
+                "namespace": NS,
+                "labels": labels,
+                "annotations": annotations,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
             },
             "spec": pod_spec,
         }
@@ -375,9 +464,17 @@ class NodeStandIn:
         started = {"startTime": _now()} if index in (None, (0, 0)) else {}  # set once: the server refuses a change
         self.batch.patch_namespaced_job_status(meta["name"], NS, {"status": {**started, "active": 1}})
         # scheduler: bind to the node
-        self.core.create_namespaced_pod_binding(name, NS, {
-            "apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}}, _preload_content=False)
+        self.core.create_namespaced_pod_binding(
+            name,
+            NS,
+            {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+            },
+            _preload_content=False,
+        )
         job_id = owner_key(job)[0]
         behaviour = behaviour or self.behaviour.get(job_id, "run")
         container = pod_spec["containers"][0]
@@ -389,15 +486,27 @@ class NodeStandIn:
         log_path = self.workdir / f"{name}.log"
         self.logs[name] = log_path
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(argv, env=self._env(pod_spec, container, annotations), stdout=log,
-                                    stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=self._env(pod_spec, container, annotations),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         self.procs[name] = proc
         self._pod_running(name, container)
         if behaviour != "hang":
             code = proc.wait(timeout=300)
-            self._finish(job, name, container, exit_code=code, reason="Completed" if code == 0 else "Error",
-                         job_status=index is None)
+            self._finish(
+                job,
+                name,
+                container,
+                exit_code=code,
+                reason="Completed" if code == 0 else "Error",
+                job_status=index is None,
+            )
         return name
 
     # kubelet ---------------------------------------------------------------------------------------
@@ -407,8 +516,11 @@ class NodeStandIn:
             exe = Path(sys.executable).parent / argv[0]
             return [str(exe) if exe.exists() else argv[0]] + argv[1:]
         if behaviour == "crash":
-            return ["sh", "-c", ("echo 'worker: loading dataset'; echo 'worker: Segmentation fault (stand-in)' >&2; "
-                                 "exit 2")]
+            return [
+                "sh",
+                "-c",
+                ("echo 'worker: loading dataset'; echo 'worker: Segmentation fault (stand-in)' >&2; exit 2"),
+            ]
         if behaviour == "hang":
             return ["sleep", "600"]
         raise ValueError(behaviour)
@@ -424,7 +536,7 @@ class NodeStandIn:
         for item in container.get("env") or []:
             path = ((item.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
             if path.startswith("metadata.annotations['"):  # downward API: a missing annotation is ""
-                env[item["name"]] = (annotations or {}).get(path[len("metadata.annotations['"):-2], "")
+                env[item["name"]] = (annotations or {}).get(path[len("metadata.annotations['") : -2], "")
                 continue
             env[item["name"]] = mounts.get(item.get("value"), item.get("value", ""))
         env.update(self.local_env)
@@ -456,48 +568,124 @@ class NodeStandIn:
         return mapping
 
     def _pod_running(self, name: str, container: dict) -> None:
-        self.core.patch_namespaced_pod_status(name, NS, {"status": {
-            "phase": "Running", "hostIP": "127.0.0.1", "podIP": "10.244.0.10", "startTime": _now(),
-            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}],
-            "containerStatuses": [{"name": container["name"], "image": container["image"], "imageID": "",
-                                   "ready": True, "started": True, "restartCount": 0,
-                                   "state": {"running": {"startedAt": _now()}}}],
-        }})
+        self.core.patch_namespaced_pod_status(
+            name,
+            NS,
+            {
+                "status": {
+                    "phase": "Running",
+                    "hostIP": "127.0.0.1",
+                    "podIP": "10.244.0.10",
+                    "startTime": _now(),
+                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": _now()}],
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "image": container["image"],
+                            "imageID": "",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": 0,
+                            "state": {"running": {"startedAt": _now()}},
+                        }
+                    ],
+                }
+            },
+        )
 
-    def _finish(self, job: dict, pod: str, container: dict, *, exit_code: int, reason: str,
-                job_status: bool = True) -> None:
+    def _finish(
+        self, job: dict, pod: str, container: dict, *, exit_code: int, reason: str, job_status: bool = True
+    ) -> None:
         """kubelet: the container's terminal state; then the Job controller's conditions for it."""
         ok = exit_code == 0
         terminated = {"exitCode": exit_code, "reason": reason, "startedAt": _now(), "finishedAt": _now()}
         if not ok and pod in self.logs:  # terminationMessagePolicy FallbackToLogsOnError
             terminated["message"] = "\n".join(self.logs[pod].read_text(errors="replace").splitlines()[-5:])
-        self.core.patch_namespaced_pod_status(pod, NS, {"status": {
-            "phase": "Succeeded" if ok else "Failed",
-            "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted" if ok else "PodFailed",
-                            "lastTransitionTime": _now()}],
-            "containerStatuses": [{"name": container["name"], "image": container["image"], "imageID": "",
-                                   "ready": False, "started": False, "restartCount": 0,
-                                   "state": {"terminated": terminated}}],
-        }})
+        self.core.patch_namespaced_pod_status(
+            pod,
+            NS,
+            {
+                "status": {
+                    "phase": "Succeeded" if ok else "Failed",
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "False",
+                            "reason": "PodCompleted" if ok else "PodFailed",
+                            "lastTransitionTime": _now(),
+                        }
+                    ],
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "image": container["image"],
+                            "imageID": "",
+                            "ready": False,
+                            "started": False,
+                            "restartCount": 0,
+                            "state": {"terminated": terminated},
+                        }
+                    ],
+                }
+            },
+        )
         name = job["metadata"]["name"]
         if not job_status:  # an Indexed Job's pod: _run_indexed writes the Job's status once all indexes ran
             return
         if ok:  # the Job controller's order: SuccessCriteriaMet, then Complete with completionTime
-            self.batch.patch_namespaced_job_status(name, NS, {"status": {
-                "active": 0, "ready": 0, "succeeded": 1,
-                "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
+            self.batch.patch_namespaced_job_status(
+                name,
+                NS,
+                {
+                    "status": {
+                        "active": 0,
+                        "ready": 0,
+                        "succeeded": 1,
+                        "conditions": [
+                            {
+                                "type": "SuccessCriteriaMet",
+                                "status": "True",
+                                "reason": "CompletionsReached",
                                 "message": "Reached expected number of succeeded pods",
-                                "lastProbeTime": _now(), "lastTransitionTime": _now()}]}})
-            self.batch.patch_namespaced_job_status(name, NS, {"status": {
-                "completionTime": _now(),
-                "conditions": [{"type": "Complete", "status": "True", "reason": "CompletionsReached",
+                                "lastProbeTime": _now(),
+                                "lastTransitionTime": _now(),
+                            }
+                        ],
+                    }
+                },
+            )
+            self.batch.patch_namespaced_job_status(
+                name,
+                NS,
+                {
+                    "status": {
+                        "completionTime": _now(),
+                        "conditions": [
+                            {
+                                "type": "Complete",
+                                "status": "True",
+                                "reason": "CompletionsReached",
                                 "message": "Reached expected number of succeeded pods",
-                                "lastProbeTime": _now(), "lastTransitionTime": _now()}]}})
+                                "lastProbeTime": _now(),
+                                "lastTransitionTime": _now(),
+                            }
+                        ],
+                    }
+                },
+            )
         else:  # FailureTarget first, then Failed once the pod is terminal
-            cond = {"status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit",
-                    "lastProbeTime": _now(), "lastTransitionTime": _now()}
-            self.batch.patch_namespaced_job_status(name, NS, {"status": {
-                "active": 0, "ready": 0, "failed": 1, "conditions": [dict(cond, type="FailureTarget")]}})
+            cond = {
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+                "lastProbeTime": _now(),
+                "lastTransitionTime": _now(),
+            }
+            self.batch.patch_namespaced_job_status(
+                name,
+                NS,
+                {"status": {"active": 0, "ready": 0, "failed": 1, "conditions": [dict(cond, type="FailureTarget")]}},
+            )
             self.batch.patch_namespaced_job_status(name, NS, {"status": {"conditions": [dict(cond, type="Failed")]}})
 
     # garbage collector + kubelet ------------------------------------------------------------------------
@@ -557,12 +745,20 @@ def flows(kube, cluster, tmp_path_factory):
     reported = runner.on_lost
     runner.on_lost = lambda *args: (reported(*args), lost.append(args))  # recorded once the catalogue has it
     workdir = tmp_path_factory.mktemp("node")
-    node = NodeStandIn(kube, workdir, {
-        # node-local: the ConfigMap's in-cluster MinIO/Kafka hosts do not resolve here; the database URL
-        # is NOT overridden (the worker reads it from the projected Secret, as in a pod)
-        "KUBEPREDICT_STORAGE_URL": settings.storage_url, "KUBEPREDICT_DATA_DIR": str(settings.data_dir),
-        "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "", "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5",
-        "HOME": str(workdir), "TMPDIR": str(workdir)})
+    node = NodeStandIn(
+        kube,
+        workdir,
+        {
+            # node-local: the ConfigMap's in-cluster MinIO/Kafka hosts do not resolve here; the database URL
+            # is NOT overridden (the worker reads it from the projected Secret, as in a pod)
+            "KUBEPREDICT_STORAGE_URL": settings.storage_url,
+            "KUBEPREDICT_DATA_DIR": str(settings.data_dir),
+            "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "",
+            "KUBEPREDICT_HEARTBEAT_SECONDS": "0.5",
+            "HOME": str(workdir),
+            "TMPDIR": str(workdir),
+        },
+    )
     runner.start()
     results: dict[str, object] = {"runner": runner, "node": node, "lost": lost, "catalog": svc.catalog}
     batch_admin = client.BatchV1Api(cluster["admin"])
@@ -587,6 +783,7 @@ def flows(kube, cluster, tmp_path_factory):
             except BaseException as exc:  # noqa: BLE001 - re-raised by the test that owns this flow
                 results[name] = exc
             return fn
+
         return wrap
 
     dataset = upload_dataset(svc, io.BytesIO(_csv()), name="kube-it")
@@ -601,16 +798,22 @@ def flows(kube, cluster, tmp_path_factory):
         _wait(lambda: job_status(job_id) in ("succeeded", "failed"), 120, f"train job {job_id} to finish")
         _wait(lambda: runner.running() == 0, 30, "the runner to see the Job complete")
         pod = core_admin.read_namespaced_pod(pods[0], NS)
-        return {"job_id": job_id, "job": svc.catalog.get_job(job_id), "k8s_job": created, "pod": pod,
-                "log": node.logs[pods[0]].read_text(errors="replace")}
+        return {
+            "job_id": job_id,
+            "job": svc.catalog.get_job(job_id),
+            "k8s_job": created,
+            "pod": pod,
+            "log": node.logs[pods[0]].read_text(errors="replace"),
+        }
 
     @step("predict")
     def _predict():
         train = results["train"]
         if isinstance(train, BaseException):
             raise AssertionError("train flow failed first") from train
-        job_id, name = queue_and_dispatch(submit_predict, {"model_id": train["job"]["model_id"],
-                                                           "dataset_id": dataset["dataset_id"]})
+        job_id, name = queue_and_dispatch(
+            submit_predict, {"model_id": train["job"]["model_id"], "dataset_id": dataset["dataset_id"]}
+        )
         node.sync()
         _wait(lambda: job_status(job_id) in ("succeeded", "failed"), 120, f"predict job {job_id} to finish")
         _wait(lambda: runner.running() == 0, 30, "the runner to see the Job complete")
@@ -618,8 +821,9 @@ def flows(kube, cluster, tmp_path_factory):
 
     def failing_train(behaviour: str, what: str) -> dict:
         """A train job whose pod fails as ``behaviour`` says; returns what the runner reported."""
-        job_id, _name = queue_and_dispatch(submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"},
-                                           behaviour=behaviour)
+        job_id, _name = queue_and_dispatch(
+            submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"}, behaviour=behaviour
+        )
         node.sync()
         _wait(lambda: lost_for(job_id), 30, f"the runner to report the {what}")
         out = {"job_id": job_id, "lost": lost_for(job_id), "job": svc.catalog.get_job(job_id)}
@@ -636,8 +840,9 @@ def flows(kube, cluster, tmp_path_factory):
 
     @step("cancel")
     def _cancel():
-        job_id, name = queue_and_dispatch(submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"},
-                                          behaviour="hang")
+        job_id, name = queue_and_dispatch(
+            submit_train, {"dataset_id": dataset["dataset_id"], "target": "label"}, behaviour="hang"
+        )
         pods = node.sync()
         proc = node.procs[pods[0]]
         running_before = runner.running()
@@ -647,26 +852,42 @@ def flows(kube, cluster, tmp_path_factory):
             batch_admin.read_namespaced_job(name, NS)
         removed = node.collect_garbage()
         runner.poll()  # a cancelled Job is not "lost"
-        return {"job_id": job_id, "running_before": running_before, "running_after": runner.running(),
-                "read_status": gone.value.status, "removed": removed, "pod": pods[0], "exit": proc.poll(),
-                "lost": lost_for(job_id), "job": svc.catalog.get_job(job_id)}
+        return {
+            "job_id": job_id,
+            "running_before": running_before,
+            "running_after": runner.running(),
+            "read_status": gone.value.status,
+            "removed": removed,
+            "pod": pods[0],
+            "exit": proc.poll(),
+            "lost": lost_for(job_id),
+            "job": svc.catalog.get_job(job_id),
+        }
 
     def sharded_predict(plan: dict, what: str) -> dict:
         """A 3-shard predict job as one Indexed Job; ``plan`` says which shard pods the node fails."""
         train = results["train"]
         if isinstance(train, BaseException):
             raise AssertionError("train flow failed first") from train
-        job_id, name = queue_and_dispatch(submit_predict, {"model_id": train["job"]["model_id"],
-                                                           "dataset_id": dataset["dataset_id"], "shards": 3},
-                                          behaviour=plan)
+        job_id, name = queue_and_dispatch(
+            submit_predict,
+            {"model_id": train["job"]["model_id"], "dataset_id": dataset["dataset_id"], "shards": 3},
+            behaviour=plan,
+        )
         created = batch_admin.read_namespaced_job(name, NS)  # as the server accepted and defaulted it
         pods = node.sync()
         _wait(lambda: job_status(job_id) in ("succeeded", "failed"), 180, f"{what} {job_id} to finish")
         dispatcher.tick()  # a failed job's Indexed Job is deleted by the next round
         _wait(lambda: runner.running() == 0, 30, "the runner to see the Indexed Job finish")
-        return {"job_id": job_id, "job": svc.catalog.get_job(job_id), "k8s_job": created, "pods": pods,
-                "lost": lost_for(job_id), "log": {p: node.logs[p].read_text(errors="replace") for p in pods},
-                "predictions": [tuple(r) for r in svc.catalog.page_predictions(job_id, offset=0, limit=1000)]}
+        return {
+            "job_id": job_id,
+            "job": svc.catalog.get_job(job_id),
+            "k8s_job": created,
+            "pods": pods,
+            "lost": lost_for(job_id),
+            "log": {p: node.logs[p].read_text(errors="replace") for p in pods},
+            "predictions": [tuple(r) for r in svc.catalog.page_predictions(job_id, offset=0, limit=1000)],
+        }
 
     @step("sharded")
     def _sharded():
@@ -707,15 +928,19 @@ def test_server_defaults_the_job_and_its_pods_stay_selectable(flows):
     template_labels = job.spec.template.metadata.labels
     assert template_labels["batch.kubernetes.io/job-name"] == job.metadata.name
     assert job.spec.completion_mode == "NonIndexed" and job.spec.backoff_limit == 0
-    assert owner_key({"metadata": {"labels": job.metadata.labels, "annotations": job.metadata.annotations}}) == \
-        (out["job_id"], 1)
+    assert owner_key({"metadata": {"labels": job.metadata.labels, "annotations": job.metadata.annotations}}) == (
+        out["job_id"],
+        1,
+    )
     # the pod made from the template carries the runner's selector labels and annotation
     pod_labels = out["pod"].metadata.labels
     for term in RUNNER_SELECTOR.split(","):
         key, _, value = term.partition("=")
         assert key in pod_labels and (not value or pod_labels[key] == value)
-    assert owner_key({"metadata": {"labels": pod_labels, "annotations": out["pod"].metadata.annotations}}) == \
-        (out["job_id"], 1)
+    assert owner_key({"metadata": {"labels": pod_labels, "annotations": out["pod"].metadata.annotations}}) == (
+        out["job_id"],
+        1,
+    )
 
 
 def test_predict_job_runs_the_real_worker_to_completion(flows):
@@ -726,7 +951,7 @@ def test_predict_job_runs_the_real_worker_to_completion(flows):
 
 def test_oomkilled_pod_is_reported_and_the_job_requeued(flows):
     out = _outcome(flows, "oom")
-    (job_id, attempt, code, message), = out["lost"]
+    ((job_id, attempt, code, message),) = out["lost"]
     assert (job_id, attempt, code) == (out["job_id"], 1, "oom_killed")
     assert "OOMKilled" in message and "137" in message
     assert out["job"]["status"] == "queued" and out["job"]["error"]["code"] == "oom_killed", out["job"]
@@ -734,7 +959,7 @@ def test_oomkilled_pod_is_reported_and_the_job_requeued(flows):
 
 def test_failed_pod_is_reported_with_its_log_tail_through_the_api_server(flows):
     out = _outcome(flows, "crash")
-    (job_id, attempt, code, message), = out["lost"]
+    ((job_id, attempt, code, message),) = out["lost"]
     assert (job_id, attempt, code) == (out["job_id"], 1, "pod_failed")
     assert "exit code 2" in message
     # read as the ServiceAccount via pods/log: API server -> stand-in kubelet /containerLogs
@@ -759,9 +984,13 @@ def test_failed_shard_pod_is_retried_alone_and_the_job_succeeds(flows):
     job = out["job"]
     assert job["status"] == "succeeded", (job, out["log"])
     assert [(s["status"], s["attempt"]) for s in job["shard_status"]] == [
-        ("succeeded", 1), ("succeeded", 2), ("succeeded", 1)]
+        ("succeeded", 1),
+        ("succeeded", 2),
+        ("succeeded", 1),
+    ]
     assert [(entry[0], entry[1], entry[2], entry[4]) for entry in out["lost"]] == [
-        (out["job_id"], 1, "pod_failed", 1)]  # the crashed pod: index 1, its first attempt
+        (out["job_id"], 1, "pod_failed", 1)
+    ]  # the crashed pod: index 1, its first attempt
     whole = _outcome(flows, "predict")["job_id"]
     expected = [tuple(r) for r in flows["catalog"].page_predictions(whole, offset=0, limit=1000)]
     assert out["predictions"] == expected and len(expected) == 80  # same rows, same order, none twice
@@ -794,13 +1023,27 @@ def test_cancel_deletes_the_running_job(flows):
 PROBE_AGENT = "kubepredict-rbac-probe"
 #: (namespace, group, resource, verb) the runner must NOT be able to do
 FORBIDDEN = [
-    (NS, "", "pods", "delete"), (NS, "", "pods", "create"), (NS, "", "pods", "get"), (NS, "", "pods", "patch"),
-    (NS, "", "pods/exec", "create"), (NS, "", "pods/status", "update"), (NS, "", "secrets", "get"),
-    (NS, "", "secrets", "list"), (NS, "", "secrets", "create"), (NS, "", "configmaps", "get"),
-    (NS, "", "serviceaccounts/token", "create"), (NS, "batch", "jobs", "update"), (NS, "batch", "jobs", "patch"),
-    (NS, "batch", "jobs/status", "update"), (NS, "batch", "cronjobs", "create"), (NS, "apps", "deployments", "create"),
-    (NS, "rbac.authorization.k8s.io", "roles", "create"), (NS, "rbac.authorization.k8s.io", "rolebindings", "create"),
-    ("default", "batch", "jobs", "create"), ("default", "", "pods", "list"), ("", "", "namespaces", "list"),
+    (NS, "", "pods", "delete"),
+    (NS, "", "pods", "create"),
+    (NS, "", "pods", "get"),
+    (NS, "", "pods", "patch"),
+    (NS, "", "pods/exec", "create"),
+    (NS, "", "pods/status", "update"),
+    (NS, "", "secrets", "get"),
+    (NS, "", "secrets", "list"),
+    (NS, "", "secrets", "create"),
+    (NS, "", "configmaps", "get"),
+    (NS, "", "serviceaccounts/token", "create"),
+    (NS, "batch", "jobs", "update"),
+    (NS, "batch", "jobs", "patch"),
+    (NS, "batch", "jobs/status", "update"),
+    (NS, "batch", "cronjobs", "create"),
+    (NS, "apps", "deployments", "create"),
+    (NS, "rbac.authorization.k8s.io", "roles", "create"),
+    (NS, "rbac.authorization.k8s.io", "rolebindings", "create"),
+    ("default", "batch", "jobs", "create"),
+    ("default", "", "pods", "list"),
+    ("", "", "namespaces", "list"),
     ("", "", "nodes", "get"),
 ]
 
@@ -815,8 +1058,12 @@ def _triples(rules) -> set[tuple[str, str, str]]:
     out = set()
     for rule in rules or []:
         if rule.resource_names:  # name-restricted rules are not what the runner needs; keep them visible
-            out |= {(g, f"{r}[{','.join(rule.resource_names)}]", v) for g in rule.api_groups for r in rule.resources
-                    for v in rule.verbs}
+            out |= {
+                (g, f"{r}[{','.join(rule.resource_names)}]", v)
+                for g in rule.api_groups
+                for r in rule.resources
+                for v in rule.verbs
+            }
             continue
         out |= {(g, r, v) for g in rule.api_groups or [] for r in rule.resources or [] for v in rule.verbs}
     return out
@@ -829,8 +1076,10 @@ def test_role_grants_exactly_what_the_runner_declares(kube, cluster):
     anyone = client.AuthorizationV1Api(_probe_client(kube, "nobody")).create_self_subject_rules_review(body).status
     granted = _triples(mine.resource_rules) - _triples(anyone.resource_rules)
     missing, extra = set(REQUIRED_PERMISSIONS) - granted, granted - set(REQUIRED_PERMISSIONS)
-    assert not missing and not extra, (f"infra/base/rbac.yaml grants the runner {sorted(granted)}; "
-                                       f"missing {sorted(missing)}, beyond REQUIRED_PERMISSIONS {sorted(extra)}")
+    assert not missing and not extra, (
+        f"infra/base/rbac.yaml grants the runner {sorted(granted)}; "
+        f"missing {sorted(missing)}, beyond REQUIRED_PERMISSIONS {sorted(extra)}"
+    )
 
 
 def test_runner_is_allowed_what_it_needs_and_forbidden_the_rest(kube, cluster):
@@ -841,8 +1090,11 @@ def test_runner_is_allowed_what_it_needs_and_forbidden_the_rest(kube, cluster):
         attrs = {"namespace": namespace or None, "group": group, "resource": res, "verb": verb}
         if sub:
             attrs["subresource"] = sub
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": attrs}}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": attrs},
+        }
         return authz.create_self_subject_access_review(review).status.allowed
 
     denied = [p for p in REQUIRED_PERMISSIONS if not allowed(NS, *p)]
@@ -852,18 +1104,25 @@ def test_runner_is_allowed_what_it_needs_and_forbidden_the_rest(kube, cluster):
     # the same answer from SubjectAccessReview (asked by an admin about the ServiceAccount)
     sar = client.AuthorizationV1Api(cluster["admin"])
     for (group, resource, verb), expect in [(("", "pods", "delete"), False), (("batch", "jobs", "create"), True)]:
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
-            "user": RUNNER_USER, "groups": ["system:serviceaccounts", "system:serviceaccounts:kubepredict",
-                                            "system:authenticated"],
-            "resourceAttributes": {"namespace": NS, "group": group, "resource": resource, "verb": verb}}}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": RUNNER_USER,
+                "groups": ["system:serviceaccounts", "system:serviceaccounts:kubepredict", "system:authenticated"],
+                "resourceAttributes": {"namespace": NS, "group": group, "resource": resource, "verb": verb},
+            },
+        }
         assert sar.create_subject_access_review(review).status.allowed is expect, (group, resource, verb)
     # and real requests are refused with 403
     core, batch = client.CoreV1Api(_probe_client(kube)), client.BatchV1Api(_probe_client(kube))
-    for call in (lambda: core.delete_namespaced_pod("any-pod", NS),
-                 lambda: core.read_namespaced_secret("kubepredict-database-url", NS),
-                 lambda: core.create_namespaced_secret(NS, {"metadata": {"name": "x"}, "stringData": {"a": "b"}}),
-                 lambda: batch.list_namespaced_job("default"),
-                 lambda: batch.patch_namespaced_job_status("any-job", NS, {"status": {}})):
+    for call in (
+        lambda: core.delete_namespaced_pod("any-pod", NS),
+        lambda: core.read_namespaced_secret("kubepredict-database-url", NS),
+        lambda: core.create_namespaced_secret(NS, {"metadata": {"name": "x"}, "stringData": {"a": "b"}}),
+        lambda: batch.list_namespaced_job("default"),
+        lambda: batch.patch_namespaced_job_status("any-job", NS, {"status": {}}),
+    ):
         with pytest.raises(ApiException) as info:
             call()
         assert info.value.status == 403, info.value
@@ -889,7 +1148,8 @@ def test_runner_used_every_permission_and_was_never_forbidden(kube, flows):
     assert not refused, f"the API server refused the runner: {refused}"
     assert used == set(REQUIRED_PERMISSIONS), (
         f"used but not declared: {sorted(used - set(REQUIRED_PERMISSIONS))}; "
-        f"declared but never used: {sorted(set(REQUIRED_PERMISSIONS) - used)}")
+        f"declared but never used: {sorted(set(REQUIRED_PERMISSIONS) - used)}"
+    )
 
 
 # -- Kubeless CRDs and objects ---------------------------------------------------------------------
@@ -906,9 +1166,14 @@ def kubeless(kube, cluster):
     ext = client.ApiextensionsV1Api(cluster["admin"])
 
     def established():
-        return all(any(c.type == "Established" and c.status == "True"
-                       for c in ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or [])
-                   for crd in crds)
+        return all(
+            any(
+                c.type == "Established" and c.status == "True"
+                for c in ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions or []
+            )
+            for crd in crds
+        )
+
     _wait(established, 30, "the Kubeless CRDs to be established")
     return {"applier": applier, "crds": crds}
 
@@ -930,12 +1195,17 @@ def test_kubeless_objects_pass_server_side_validation(kubeless, cluster):
     # nothing pruned or rewritten: what the server stored is what the manifests say
     dyn = applier.dyn
     for obj in objects:
-        stored = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"]).get(
-            name=obj["metadata"]["name"], namespace=NS).to_dict()
+        stored = (
+            dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            .get(name=obj["metadata"]["name"], namespace=NS)
+            .to_dict()
+        )
         assert stored["spec"] == obj["spec"], f"{obj['kind']}/{obj['metadata']['name']} changed on the server"
     custom = client.CustomObjectsApi(cluster["admin"])
-    names = {i["metadata"]["name"] for i in custom.list_namespaced_custom_object("kubeless.io", "v1beta1", NS,
-                                                                                 "functions")["items"]}
+    names = {
+        i["metadata"]["name"]
+        for i in custom.list_namespaced_custom_object("kubeless.io", "v1beta1", NS, "functions")["items"]
+    }
     assert {"train", "predict", "upload", "result"} <= names
 
 
@@ -963,12 +1233,14 @@ def test_kubeless_schemas_reject_what_kubeless_would_not_read(kubeless):
 
 def test_packaged_kubeless_function_fits_and_round_trips(kubeless, cluster):
     """scripts/package-kubeless.sh output (inline zip) is accepted and stored unchanged (etcd's 1.5 MiB limit)."""
-    subprocess.run(["bash", str(REPO_ROOT / "scripts/package-kubeless.sh"), "train"], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/package-kubeless.sh"), "train"], check=True, capture_output=True, timeout=300
+    )
     fn = _docs(REPO_ROOT / "build/kubeless/train.yaml")[0]
     fn["metadata"]["name"] = "train-packaged"
     kubeless["applier"].apply(fn)
     stored = client.CustomObjectsApi(cluster["admin"]).get_namespaced_custom_object(
-        "kubeless.io", "v1beta1", NS, "functions", "train-packaged")
+        "kubeless.io", "v1beta1", NS, "functions", "train-packaged"
+    )
     assert stored["spec"]["function"] == fn["spec"]["function"] and len(fn["spec"]["function"]) > 10_000
     assert stored["spec"]["checksum"] == fn["spec"]["checksum"]

@@ -42,15 +42,33 @@ def test_a_pod_from_our_base_image_runs_to_completion(node):
     base = images_env()["BASE_IMAGE"]
     import_seconds = node.load_image(base)
     name = f"trivial-{int(time.time())}"
-    out = node.run_pod({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {
-        "restartPolicy": "Never", "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
-        "containers": [{"name": "main", "image": base, "imagePullPolicy": "Never",
+    out = node.run_pod(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001},
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": base,
+                        "imagePullPolicy": "Never",
                         "command": ["python", "-c", "import os; print('uid', os.getuid()); open('/tmp/x', 'w')"],
-                        "securityContext": {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
-                                            "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
-        "volumes": [{"name": "tmp", "emptyDir": {}}]}})
+                        "securityContext": {
+                            "readOnlyRootFilesystem": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                    }
+                ],
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
+            },
+        }
+    )
     print(f"\n[kube-node] base image import {import_seconds:.1f} s; pod created→finished {out['seconds']:.1f} s")
     assert out["phase"] == "Succeeded" and out["exit_code"] == 0, (out, node.kubelet_errors())
     assert out["log"].strip() == "uid 10001", out
@@ -87,30 +105,57 @@ def jobs(node, postgres_server, s3_server):
     print(f"\n[kube-node] job image import {import_seconds:.1f} s")
     database_url = postgres_server.create_database()
     bucket = s3_server.create_bucket()
-    settings = Settings(database_url=database_url, storage_url=f"s3://{bucket}/kubepredict",
-                        s3_endpoint_url=s3_server.endpoint_url, s3_region=s3_server.region,
-                        s3_access_key_id=s3_server.access_key_id, s3_secret_access_key=s3_server.secret_access_key,
-                        s3_addressing_style="path", runner="kubernetes", namespace="kubepredict",
-                        job_image=job_image, max_concurrent_jobs=1)
+    settings = Settings(
+        database_url=database_url,
+        storage_url=f"s3://{bucket}/kubepredict",
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_region=s3_server.region,
+        s3_access_key_id=s3_server.access_key_id,
+        s3_secret_access_key=s3_server.secret_access_key,
+        s3_addressing_style="path",
+        runner="kubernetes",
+        namespace="kubepredict",
+        job_image=job_image,
+        max_concurrent_jobs=1,
+    )
     svc = bootstrap(settings)
     # what pods see: the same services through the bridge
     db = urlsplit(database_url)
     pod_db_url = urlunsplit(db._replace(netloc=f"{db.username}@{node.expose(db.port)}"))
     pod_s3 = "http://" + node.expose(urlsplit(s3_server.endpoint_url).port)
     admin = node.kube.api_client("admin")
-    docs = [d for f in ("infra/base/namespace.yaml", "infra/base/rbac.yaml", "infra/base/configmap.yaml")
-            for d in yaml.safe_load_all((REPO_ROOT / f).read_text()) if d]
+    docs = [
+        d
+        for f in ("infra/base/namespace.yaml", "infra/base/rbac.yaml", "infra/base/configmap.yaml")
+        for d in yaml.safe_load_all((REPO_ROOT / f).read_text())
+        if d
+    ]
     for doc in docs:
         if doc["kind"] == "ConfigMap":
-            doc["data"].update({"KUBEPREDICT_JOB_IMAGE": job_image, "KUBEPREDICT_STORAGE_URL": settings.storage_url,
-                                "KUBEPREDICT_S3_ENDPOINT_URL": pod_s3, "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": ""})
+            doc["data"].update(
+                {
+                    "KUBEPREDICT_JOB_IMAGE": job_image,
+                    "KUBEPREDICT_STORAGE_URL": settings.storage_url,
+                    "KUBEPREDICT_S3_ENDPOINT_URL": pod_s3,
+                    "KUBEPREDICT_KAFKA_BOOTSTRAP_SERVERS": "",
+                }
+            )
         utils.create_from_dict(admin, doc)
     core = client.CoreV1Api(admin)
-    core.create_namespaced_secret("kubepredict", {"metadata": {"name": "kubepredict-database-url"},
-                                                  "stringData": {"kubepredict-database-url": pod_db_url}})
-    core.create_namespaced_secret("kubepredict", {"metadata": {"name": "kubepredict-s3-credentials"}, "stringData": {
-        "kubepredict-s3-access-key-id": s3_server.access_key_id,
-        "kubepredict-s3-secret-access-key": s3_server.secret_access_key}})
+    core.create_namespaced_secret(
+        "kubepredict",
+        {"metadata": {"name": "kubepredict-database-url"}, "stringData": {"kubepredict-database-url": pod_db_url}},
+    )
+    core.create_namespaced_secret(
+        "kubepredict",
+        {
+            "metadata": {"name": "kubepredict-s3-credentials"},
+            "stringData": {
+                "kubepredict-s3-access-key-id": s3_server.access_key_id,
+                "kubepredict-s3-secret-access-key": s3_server.secret_access_key,
+            },
+        },
+    )
     runner = KubernetesJobRunner.from_settings(settings, api_client=node.kube.api_client("runner"))
     dispatcher = Dispatcher(svc.catalog, runner, settings)
     lost: list[tuple] = []
@@ -119,8 +164,15 @@ def jobs(node, postgres_server, s3_server):
     runner.start()
     dataset = upload_dataset(svc, io.BytesIO(_csv()), name="node-it")
     try:
-        yield {"svc": svc, "runner": runner, "dispatcher": dispatcher, "core": core, "dataset": dataset,
-               "job_image": job_image, "lost": lost}
+        yield {
+            "svc": svc,
+            "runner": runner,
+            "dispatcher": dispatcher,
+            "core": core,
+            "dataset": dataset,
+            "job_image": job_image,
+            "lost": lost,
+        }
     finally:
         runner.close()
         svc.catalog.dispose()
@@ -147,15 +199,25 @@ def test_train_job_from_the_job_runner_runs_as_a_real_pod(node, jobs):
     host's PostgreSQL and S3 (reached through the bridge), and the job succeeds."""
     from kubepredict.services.training import submit_train
 
-    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
-                                        "algorithm": "random_forest", "params": {"n_estimators": 20}})
+    job, _ = submit_train(
+        jobs["svc"],
+        {
+            "dataset_id": jobs["dataset"]["dataset_id"],
+            "target": "label",
+            "algorithm": "random_forest",
+            "params": {"n_estimators": 20},
+        },
+    )
     assert jobs["dispatcher"].tick() == 1
     seconds = _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
     final = jobs["svc"].catalog.get_job(job["job_id"])
     pods = _pods(jobs, job["job_id"])
     print(f"\n[kube-node] train job dispatched→{final['status']} {seconds:.1f} s")
-    assert final["status"] == "succeeded", (final, node.kubelet_errors(),
-                                            [node.pod_log("kubepredict", p.metadata.name) for p in pods])
+    assert final["status"] == "succeeded", (
+        final,
+        node.kubelet_errors(),
+        [node.pod_log("kubepredict", p.metadata.name) for p in pods],
+    )
     (pod,) = pods
     # the worker records success just before its process exits: the pod follows a moment later
     for _ in range(120):
@@ -172,9 +234,15 @@ def test_job_over_its_memory_limit_is_oomkilled_by_the_kubelet_and_retried(node,
     requeued for its second attempt, which is OOMKilled too, and the job fails with oom_killed."""
     from kubepredict.services.training import submit_train
 
-    job, _ = submit_train(jobs["svc"], {"dataset_id": jobs["dataset"]["dataset_id"], "target": "label",
-                                        "algorithm": "random_forest",
-                                        "resources": {"requests": {"memory": "48Mi"}, "limits": {"memory": "48Mi"}}})
+    job, _ = submit_train(
+        jobs["svc"],
+        {
+            "dataset_id": jobs["dataset"]["dataset_id"],
+            "target": "label",
+            "algorithm": "random_forest",
+            "resources": {"requests": {"memory": "48Mi"}, "limits": {"memory": "48Mi"}},
+        },
+    )
     _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
     final = jobs["svc"].catalog.get_job(job["job_id"])
     mine = [entry for entry in jobs["lost"] if entry[0] == job["job_id"]]

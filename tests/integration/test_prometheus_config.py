@@ -40,10 +40,17 @@ def test_cluster_config_is_valid(promtool, tmp_path):
     assert {"openfaas-gateway", "kubepredict-functions", "kubepredict-services"} <= set(jobs)
     for c in jobs.values():
         assert [sd["role"] for sd in c["kubernetes_sd_configs"]] == ["pod"]
-    annotations = {r["source_labels"][0] for c in jobs.values() if c["job_name"] != "openfaas-gateway"
-                   for r in c["relabel_configs"] if r.get("source_labels")}
-    assert {"__meta_kubernetes_pod_annotation_prometheus_io_scrape", "__meta_kubernetes_pod_annotation_prometheus_io_path",
-            } <= annotations
+    annotations = {
+        r["source_labels"][0]
+        for c in jobs.values()
+        if c["job_name"] != "openfaas-gateway"
+        for r in c["relabel_configs"]
+        if r.get("source_labels")
+    }
+    assert {
+        "__meta_kubernetes_pod_annotation_prometheus_io_scrape",
+        "__meta_kubernetes_pod_annotation_prometheus_io_path",
+    } <= annotations
     if _supports_kubernetes_sd(promtool, tmp_path):
         out = _run(promtool, "check", "config", "prometheus.yml")
     else:
@@ -97,8 +104,13 @@ def test_every_alert_has_severity_summary_description_and_for():
                 assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
                 assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
                 assert rule.get("for"), rule["alert"]
-    assert {"KubepredictJobsFailing", "KubepredictQueueGrowing", "KubepredictOutboxBacklog",
-            "KubepredictFunctionErrors", "KubepredictJobStuckRunning"} <= names
+    assert {
+        "KubepredictJobsFailing",
+        "KubepredictQueueGrowing",
+        "KubepredictOutboxBacklog",
+        "KubepredictFunctionErrors",
+        "KubepredictJobStuckRunning",
+    } <= names
     tested = (PROM / "tests" / "kubepredict.rules.test.yml").read_text()
     assert all(f"alertname: {n}" in tested for n in names), "every alert has a promtool unit test"
 
@@ -120,11 +132,20 @@ def test_local_config_scrapes_a_gateway(tmp_path, promtool):
         port = s.getsockname()[1]
     (tmp_path / "rules").symlink_to(PROM / "rules")
     (tmp_path / "prometheus.yml").write_text(
-        (PROM / "prometheus-local.yml").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{gw.port}"))
+        (PROM / "prometheus-local.yml").read_text().replace("127.0.0.1:8080", f"127.0.0.1:{gw.port}")
+    )
     with open(tmp_path / "prometheus.log", "ab") as log:  # the child has its own copy of the descriptor
-        proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -165,9 +186,14 @@ def test_make_monitor_sends_the_token_when_one_is_set(tmp_path, promtool):
         port = s.getsockname()[1]
     data = tmp_path / "data"
     with open(tmp_path / "make.log", "ab") as log:
-        proc = subprocess.Popen(["make", "--no-print-directory", "monitor", f"DATA={data}", f"PORT={gw.port}",
-                                 f"PROMETHEUS_PORT={port}"], cwd=PROM.parents[1], env={**os.environ, **tokens},
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "monitor", f"DATA={data}", f"PORT={gw.port}", f"PROMETHEUS_PORT={port}"],
+            cwd=PROM.parents[1],
+            env={**os.environ, **tokens},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 90
         while True:

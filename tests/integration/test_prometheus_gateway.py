@@ -36,35 +36,49 @@ def test_prometheus_counts_the_flow_through_the_gateway(prometheus, promtool, st
     assert api.wait(train["job_id"])["status"] == "succeeded"
     pjob = api.predict(train["model_id"], ds["dataset_id"])
     assert api.wait(pjob["job_id"])["status"] == "succeeded"
-    api.online(train["model_id"], instances=[{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
-                                               "petal_width": 0.2}])
+    api.online(
+        train["model_id"],
+        instances=[{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}],
+    )
     assert api.http.post("/function/upload", content=b"", headers={"Content-Type": "text/csv"}).status_code == 400
     assert api.http.post("/function/train", json={"dataset_id": "ds_nope", "target": "y"}).status_code == 404
     assert api.http.get("/function/result/job_nope").status_code == 404
     assert api.http.put("/function/predict").status_code == 405
 
     expected = {k: float(v) for k, v in api.calls.items()}
-    assert {("upload", "201"), ("train", "202"), ("predict", "202"), ("predict", "200"), ("result", "200"),
-            ("upload", "400"), ("train", "404"), ("result", "404"), ("predict", "405")} <= set(expected)
+    assert {
+        ("upload", "201"),
+        ("train", "202"),
+        ("predict", "202"),
+        ("predict", "200"),
+        ("result", "200"),
+        ("upload", "400"),
+        ("train", "404"),
+        ("result", "404"),
+        ("predict", "405"),
+    } <= set(expected)
     sel = f'job="{job}"'
     assert_flow_metrics(prometheus, job, api.calls, IRIS_ROWS)
     wait_equal(prometheus, f"kubepredict_jobs_in_queue{{{sel}}}", {("train",): 0.0, ("predict",): 0.0}, ("kind",))
-    wait_equal(prometheus, f"kubepredict_job_duration_seconds_count{{{sel}}}", {("train",): 1.0, ("predict",): 1.0},
-               ("kind",))
-    wait_equal(prometheus, f'kubepredict_upload_bytes_total{{{sel}}}', float(ds["size_bytes"]))
+    wait_equal(
+        prometheus, f"kubepredict_job_duration_seconds_count{{{sel}}}", {("train",): 1.0, ("predict",): 1.0}, ("kind",)
+    )
+    wait_equal(prometheus, f"kubepredict_upload_bytes_total{{{sel}}}", float(ds["size_bytes"]))
     wait_equal(prometheus, f"kubepredict_online_predict_seconds_count{{{sel}}}", 1.0)
     wait_equal(prometheus, f"kubepredict_catalog_up{{{sel}}}", 1.0)
     # The outbox holds the events of this flow (no Kafka configured): a number, not an error.
     pending = prometheus.query(f"kubepredict_events_pending{{{sel}}}", timeout=30)
     assert float(pending[0]["value"][1]) >= 1
     # Histograms: the configured buckets, cumulative, +Inf equal to the count.
-    buckets = as_map(prometheus.query(f'gateway_functions_seconds_bucket{{{sel},function_name="upload",code="201"}}'),
-                     "le")
+    buckets = as_map(
+        prometheus.query(f'gateway_functions_seconds_bucket{{{sel},function_name="upload",code="201"}}'), "le"
+    )
     assert len(buckets) == len(LATENCY_BUCKETS) + 1 and buckets[("+Inf",)] == 1.0
     job_buckets = as_map(prometheus.query(f'kubepredict_job_duration_seconds_bucket{{{sel},kind="train"}}'), "le")
     assert len(job_buckets) == len(JOB_BUCKETS) + 1 and job_buckets[("+Inf",)] == 1.0
-    assert list(dict(sorted(job_buckets.items(), key=lambda kv: float(kv[0][0]))).values()) == \
-        sorted(job_buckets.values())
+    assert list(dict(sorted(job_buckets.items(), key=lambda kv: float(kv[0][0]))).values()) == sorted(
+        job_buckets.values()
+    )
 
     # No label carries an id: every label value of our series is from a small, known set.
     series = prometheus.query(f'{{{sel},__name__=~"gateway_.*|kubepredict_.*"}}', timeout=30)

@@ -41,17 +41,31 @@ def _kubeless_call(env: dict, name: str, method: str, path: str, body: bytes, he
     import bottle
 
     os.environ.update(env)
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": urlencode(query),
-               "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "SERVER_NAME": "fn",
-               "SERVER_PORT": "8080", "wsgi.url_scheme": "http"}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": urlencode(query),
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "fn",
+        "SERVER_PORT": "8080",
+        "wsgi.url_scheme": "http",
+    }
     for k, v in headers.items():
         environ["CONTENT_TYPE" if k.lower() == "content-type" else "HTTP_" + k.upper().replace("-", "_")] = v
     req = bottle.BaseRequest(environ)
     data = json.loads(body) if req.get_header("content-type") == "application/json" else body
-    event = {"data": data, "event-id": None, "event-type": None, "event-time": None, "event-namespace": None,
-             "extensions": {"request": req}}
+    event = {
+        "data": data,
+        "event-id": None,
+        "event-type": None,
+        "event-time": None,
+        "event-namespace": None,
+        "extensions": {"request": req},
+    }
     out = importlib.import_module(f"functions.{name}.handler").handler(
-        event, {"function-name": name, "timeout": 180.0, "runtime": "python3.11", "memory-limit": "0"})
+        event, {"function-name": name, "timeout": 180.0, "runtime": "python3.11", "memory-limit": "0"}
+    )
     payload = out.body if isinstance(out.body, bytes) else "".join(out.body).encode()
     return os.getpid(), out.status_code, payload
 
@@ -72,8 +86,9 @@ class KubelessRuntime:
 
     def call(self, name, method="GET", path="/", body=b"", headers=None, query=None):
         queue = self.ctx.Queue()
-        proc = self.ctx.Process(target=_child, args=(queue, self.env, name, method, path, body, headers or {},
-                                                     query or {}))
+        proc = self.ctx.Process(
+            target=_child, args=(queue, self.env, name, method, path, body, headers or {}, query or {})
+        )
         proc.start()
         pid, status, payload = queue.get(timeout=120)
         proc.join(30)
@@ -106,9 +121,22 @@ def dispatcher(kubeless_env, tmp_path):
     port = free_port()
     env = {**os.environ, **kubeless_env, "KUBEPREDICT_DISPATCH_INTERVAL_SECONDS": "0.2"}
     with open(tmp_path / "dispatcher.log", "ab") as log:  # the child has its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "kubepredict.cli", "dispatcher", "--metrics-port", str(port),
-                                 "--metrics-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=REPO)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubepredict.cli",
+                "dispatcher",
+                "--metrics-port",
+                str(port),
+                "--metrics-host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, Path(tmp_path / "dispatcher.log").read_text()[-3000:]
@@ -137,16 +165,39 @@ def test_kubeless_calls_and_jobs_reach_prometheus(prometheus, promtool, kubeless
     assert status == 201, ds
     assert rt.call("upload", "POST", "/", b"", {"Content-Type": "text/csv"})[0] == 400
     assert rt.call("train", "POST", "/", json.dumps({"dataset_id": "ds_nope", "target": "y"}).encode(), JSON)[0] == 404
-    status, train = rt.call("train", "POST", "/", json.dumps(
-        {"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"}).encode(), JSON)
+    status, train = rt.call(
+        "train",
+        "POST",
+        "/",
+        json.dumps({"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"}).encode(),
+        JSON,
+    )
     assert status == 202, train
     assert rt.wait(train["job_id"])["status"] == "succeeded"
-    status, pjob = rt.call("predict", "POST", "/", json.dumps(
-        {"model_id": train["model_id"], "dataset_id": ds["dataset_id"]}).encode(), JSON)
+    status, pjob = rt.call(
+        "predict",
+        "POST",
+        "/",
+        json.dumps({"model_id": train["model_id"], "dataset_id": ds["dataset_id"]}).encode(),
+        JSON,
+    )
     assert status == 202, pjob
     assert rt.wait(pjob["job_id"])["status"] == "succeeded"
-    assert rt.call("predict", "POST", "/", json.dumps({"model_id": train["model_id"], "instances": [
-        {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}]}).encode(), JSON)[0] == 200
+    assert (
+        rt.call(
+            "predict",
+            "POST",
+            "/",
+            json.dumps(
+                {
+                    "model_id": train["model_id"],
+                    "instances": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}],
+                }
+            ).encode(),
+            JSON,
+        )[0]
+        == 200
+    )
     assert rt.call("result", "GET", "/job_nope")[0] == 404
     assert rt.call("predict", "PUT", "/")[0] == 405
 

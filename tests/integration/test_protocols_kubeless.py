@@ -28,14 +28,25 @@ def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811
     rt = KubelessRuntime(kubeless_env)
     status, ds = rt.call("upload", "POST", "/", IRIS, {"Content-Type": "text/csv"}, {"name": "iris"})
     assert status == 201, ds
-    status, queued = rt.call("train", "POST", "/", json.dumps(
-        {"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression",
-         "name": "iris"}).encode(), JSON)
+    status, queued = rt.call(
+        "train",
+        "POST",
+        "/",
+        json.dumps(
+            {"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression", "name": "iris"}
+        ).encode(),
+        JSON,
+    )
     assert status == 202, queued
     assert run_worker(bootstrap(Settings.from_env(kubeless_env)), queued["job_id"]) == 0
 
-    status, native = rt.call("predict", "POST", "/", json.dumps(
-        {"model_id": "iris", "instances": [dict(zip(FEATURES, ROW, strict=True))]}).encode(), JSON)
+    status, native = rt.call(
+        "predict",
+        "POST",
+        "/",
+        json.dumps({"model_id": "iris", "instances": [dict(zip(FEATURES, ROW, strict=True))]}).encode(),
+        JSON,
+    )
     assert status == 200 and native["model_id"] == queued["model_id"]
 
     inputs = []
@@ -44,8 +55,9 @@ def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811
         tensor.set_data_from_numpy(np.array([value], dtype=np.float32))
         inputs.append(tensor)
     raw, header = triton.InferenceServerClient.generate_request_body(inputs, request_id="kl-1")
-    status, out = rt.call("predict", "POST", "/v2/models/iris/infer", raw,
-                          {"Inference-Header-Content-Length": str(header)})
+    status, out = rt.call(
+        "predict", "POST", "/v2/models/iris/infer", raw, {"Inference-Header-Content-Length": str(header)}
+    )
     assert status == 200 and out["id"] == "kl-1", out
     assert out["outputs"][0]["data"] == native["predictions"]
 
@@ -57,8 +69,13 @@ def test_protocol_routes_in_fresh_kubeless_children(kubeless_env):  # noqa: F811
     status, out = rt.call("predict", "POST", "/models/iris/invocations", csv, {"Content-Type": "text/csv"})
     assert (status, out) == (200, {"predictions": native["predictions"]})
 
-    status, err = rt.call("predict", "POST", "/v2/models/iris/infer", json.dumps(
-        {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW[:3]}]}).encode(), JSON)
+    status, err = rt.call(
+        "predict",
+        "POST",
+        "/v2/models/iris/infer",
+        json.dumps({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": ROW[:3]}]}).encode(),
+        JSON,
+    )
     assert status == 400 and set(err) == {"error"}
     status, err = rt.call("predict", "GET", "/v2/models/no-such/ready")
     assert status == 404 and set(err) == {"error"}

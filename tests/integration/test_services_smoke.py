@@ -27,16 +27,22 @@ def test_postgres_roundtrip_with_sqlalchemy_psycopg(postgres_url):
     try:
         assert engine.dialect.driver == "psycopg"
         meta = sa.MetaData()
-        models = sa.Table("models", meta,
-                          sa.Column("id", sa.Integer, primary_key=True),
-                          sa.Column("name", sa.String(100), nullable=False, unique=True),
-                          sa.Column("params", sa.JSON, nullable=False))
+        models = sa.Table(
+            "models",
+            meta,
+            sa.Column("id", sa.Integer, primary_key=True),
+            sa.Column("name", sa.String(100), nullable=False, unique=True),
+            sa.Column("params", sa.JSON, nullable=False),
+        )
         meta.create_all(engine)
         with engine.begin() as conn:
-            conn.execute(models.insert(), [
-                {"name": "iris-logreg", "params": {"C": 1.0}},
-                {"name": "iris-tree", "params": {"max_depth": 3}},
-            ])
+            conn.execute(
+                models.insert(),
+                [
+                    {"name": "iris-logreg", "params": {"C": 1.0}},
+                    {"name": "iris-tree", "params": {"max_depth": 3}},
+                ],
+            )
         with engine.connect() as conn:
             rows = conn.execute(sa.select(models.c.name, models.c.params).order_by(models.c.name)).all()
             version = conn.execute(sa.text("show server_version")).scalar()
@@ -71,8 +77,7 @@ def test_s3_put_get_and_multipart(s3_bucket):
     for number, chunk in enumerate(parts_data, start=1):
         r = s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=number, Body=chunk)
         parts.append({"PartNumber": number, "ETag": r["ETag"]})
-    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"],
-                                 MultipartUpload={"Parts": parts})
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": parts})
     whole = b"".join(parts_data)
     head = s3.head_object(Bucket=bucket, Key=key)
     assert head["ContentLength"] == len(whole)
@@ -91,14 +96,18 @@ def test_s3_put_get_and_multipart(s3_bucket):
 
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
     assert sorted(o["Key"] for o in listed["Contents"]) == [
-        f"{prefix}/hello.txt", f"{prefix}/managed.bin", f"{prefix}/model.bin"]
+        f"{prefix}/hello.txt",
+        f"{prefix}/managed.bin",
+        f"{prefix}/model.bin",
+    ]
 
 
 def test_s3_rejects_wrong_signature(s3_bucket):
     server = s3_bucket["server"]
     if not server.checks_signatures:
-        pytest.skip(f"{server.name} does not check signatures (S3Proxy missing: "
-                    f"{getattr(server, 'fallback_reason', '?')})")
+        pytest.skip(
+            f"{server.name} does not check signatures (S3Proxy missing: {getattr(server, 'fallback_reason', '?')})"
+        )
     from botocore.exceptions import ClientError
 
     bucket = s3_bucket["bucket"]
@@ -119,8 +128,7 @@ def test_s3_rejects_wrong_signature(s3_bucket):
     assert keys == ["secret.txt"]
 
     # presigned URLs: valid one works, tampered one is refused
-    url = good.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "secret.txt"},
-                                      ExpiresIn=60)
+    url = good.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "secret.txt"}, ExpiresIn=60)
     with urllib.request.urlopen(url, timeout=10) as resp:
         assert resp.read() == b"top"
     tampered = url.replace("secret.txt", "intruder.txt")
@@ -140,16 +148,25 @@ def test_kafka_produce_consume_in_order_with_group_commit(kafka_bootstrap, kafka
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
 
     delivered = []
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True,
-                         "acks": "all"})
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True, "acks": "all"})
     for i in range(10):
-        producer.produce(topic, key=b"job", value=f"event-{i}".encode(),
-                         on_delivery=lambda err, msg: delivered.append(err or msg.offset()))
+        producer.produce(
+            topic,
+            key=b"job",
+            value=f"event-{i}".encode(),
+            on_delivery=lambda err, msg: delivered.append(err or msg.offset()),
+        )
     assert producer.flush(30) == 0
     assert delivered == list(range(10))
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.subscribe([topic])
         values = []
@@ -170,8 +187,14 @@ def test_kafka_produce_consume_in_order_with_group_commit(kafka_bootstrap, kafka
         consumer.close()
 
     # the group's committed offset is durable: a new member of the group gets nothing more
-    again = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group,
-                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    again = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         assert again.committed([TopicPartition(topic, 0)], timeout=10)[0].offset == 10
     finally:
@@ -183,15 +206,13 @@ def test_prometheus_scrapes_our_target_and_sees_pushes(prometheus):
     from prometheus_client import CollectorRegistry, Counter, Gauge, push_to_gateway, start_http_server
 
     registry = CollectorRegistry()
-    counter = Counter("kubepredict_smoke_requests", "Requests seen by the smoke test",
-                      ["function"], registry=registry)
+    counter = Counter("kubepredict_smoke_requests", "Requests seen by the smoke test", ["function"], registry=registry)
     counter.labels("predict").inc(3)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
         prometheus.set_scrape_targets("smoke", [f"127.0.0.1:{port}"])
-        result = prometheus.query('kubepredict_smoke_requests_total{job="smoke",function="predict"}',
-                                  timeout=45)
+        result = prometheus.query('kubepredict_smoke_requests_total{job="smoke",function="predict"}', timeout=45)
         assert float(result[0]["value"][1]) == 3.0
         assert result[0]["metric"]["instance"] == f"127.0.0.1:{port}"
         up = prometheus.query('up{job="smoke"}', timeout=10)
@@ -208,13 +229,16 @@ def test_prometheus_scrapes_our_target_and_sees_pushes(prometheus):
 
 
 def test_promtool_check_metrics(promtool):
-    good = (b"# HELP kubepredict_predictions_total Predictions served.\n"
-            b"# TYPE kubepredict_predictions_total counter\n"
-            b'kubepredict_predictions_total{model="iris"} 7\n')
+    good = (
+        b"# HELP kubepredict_predictions_total Predictions served.\n"
+        b"# TYPE kubepredict_predictions_total counter\n"
+        b'kubepredict_predictions_total{model="iris"} 7\n'
+    )
     ok = subprocess.run([promtool, "check", "metrics"], input=good, capture_output=True, timeout=30)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    broken = subprocess.run([promtool, "check", "metrics"], input=b"not a metric line{\n",
-                            capture_output=True, timeout=30)
+    broken = subprocess.run(
+        [promtool, "check", "metrics"], input=b"not a metric line{\n", capture_output=True, timeout=30
+    )
     assert broken.returncode != 0
 
 

@@ -22,8 +22,17 @@ from kubepredict.services.datasets import open_parquet
 
 
 def sharded(catalog, job_id: str, rows: int, shards: int, max_attempts: int = 2):
-    catalog.enqueue(job={"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-                         "max_attempts": max_attempts, "request": {}}, shards=plan_ranges(rows, shards))
+    catalog.enqueue(
+        job={
+            "job_id": job_id,
+            "kind": "predict",
+            "model_id": "mdl_x",
+            "dataset_id": "ds_x",
+            "max_attempts": max_attempts,
+            "request": {},
+        },
+        shards=plan_ranges(rows, shards),
+    )
     (parent,) = [r for r in catalog.claim_next(10) if r.job_id == job_id]
     return parent
 
@@ -82,8 +91,10 @@ def test_cancel_stops_every_shard(catalog):
     catalog.cancel("job_c")
     assert [s.status for s in catalog.list_shards("job_c")] == ["cancelled"] * 3
     assert catalog.claim_shards(3) == [] and not catalog.shard_heartbeat("job_c", 0, 1)
-    assert catalog.shard_statuses([("job_c", 0), ("job_c", 1)]) == {("job_c", 0): ("cancelled", 1),
-                                                                    ("job_c", 1): ("cancelled", 1)}
+    assert catalog.shard_statuses([("job_c", 0), ("job_c", 1)]) == {
+        ("job_c", 0): ("cancelled", 1),
+        ("job_c", 1): ("cancelled", 1),
+    }
 
 
 def _store(catalog, job_id: str, first_row: int, values: list) -> None:
@@ -113,7 +124,9 @@ def test_retried_shard_clears_only_its_own_batches(catalog):
             _store(catalog, "job_r", first, [float(i) for i in range(first, min(first + 4, b))])
     catalog.clear_shard_predictions("job_r", 10, 20)
     assert catalog.count_predictions("job_r") == 20
-    assert [r.row for r in catalog.page_predictions("job_r", offset=0, limit=100)] == list(range(10)) + list(range(20, 30))
+    assert [r.row for r in catalog.page_predictions("job_r", offset=0, limit=100)] == list(range(10)) + list(
+        range(20, 30)
+    )
     for first in range(10, 20, 4):  # the retry writes its range again, in other batch sizes
         _store(catalog, "job_r", first, [float(i) for i in range(first, min(first + 4, 20))])
     rows = catalog.page_predictions("job_r", offset=0, limit=100)
@@ -163,13 +176,39 @@ def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(
         def cancel(self, job_id):
             pass
 
-    catalog.enqueue(job={"job_id": "job_t", "kind": "train", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
-                         "max_attempts": 1, "request": {}},
-                    model={"model_id": f"mdl_{task}", "name": f"m-{task}", "task": task, "algorithm": "x",
-                           "params": {}, "features": [], "target": "y", "dataset_id": "ds_x", "job_id": "job_t"})
+    catalog.enqueue(
+        job={
+            "job_id": "job_t",
+            "kind": "train",
+            "model_id": f"mdl_{task}",
+            "dataset_id": "ds_x",
+            "max_attempts": 1,
+            "request": {},
+        },
+        model={
+            "model_id": f"mdl_{task}",
+            "name": f"m-{task}",
+            "task": task,
+            "algorithm": "x",
+            "params": {},
+            "features": [],
+            "target": "y",
+            "dataset_id": "ds_x",
+            "job_id": "job_t",
+        },
+    )
     catalog.cancel("job_t")
-    catalog.enqueue(job={"job_id": "job_z", "kind": "predict", "model_id": f"mdl_{task}", "dataset_id": "ds_x",
-                         "max_attempts": 2, "request": {}}, shards=plan_ranges(6, 2))
+    catalog.enqueue(
+        job={
+            "job_id": "job_z",
+            "kind": "predict",
+            "model_id": f"mdl_{task}",
+            "dataset_id": "ds_x",
+            "max_attempts": 2,
+            "request": {},
+        },
+        shards=plan_ranges(6, 2),
+    )
     catalog.claim_next(1)
     catalog.claim_shards(2)
     values = ["a", "b", "a", "a", "c", "b"] if task == "classification" else [0.5, 1.5, 2.5, 3.5, 4.5, 5.5]
@@ -178,8 +217,9 @@ def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(
         counts = {}
         for v in values[a:b]:
             counts[json.dumps(v)] = counts.get(json.dumps(v), 0) + 1
-        catalog.succeed_shard("job_z", shard, 1, summary={"rows": b - a, **(
-            {"class_counts": counts} if task == "classification" else {})})
+        catalog.succeed_shard(
+            "job_z", shard, 1, summary={"rows": b - a, **({"class_counts": counts} if task == "classification" else {})}
+        )
     dispatcher = Dispatcher(catalog, NoWorkers(), Settings(data_dir="/nonexistent", max_concurrent_jobs=0))
     dispatcher.tick()
     dispatcher.tick()

@@ -74,15 +74,23 @@ def test_s3_wrong_secret_is_refused(s3_bucket):
     """The S3 server checks signatures: wrong credentials are a clear BackendUnavailable, not silent success."""
     if not s3_bucket["server"].checks_signatures:
         pytest.skip("moto fallback does not check signatures")
-    bad = S3Storage(s3_bucket["bucket"], "p", endpoint_url=s3_bucket["endpoint_url"], region=s3_bucket["region"],
-                    access_key_id=s3_bucket["access_key_id"], secret_access_key="wrong", addressing_style="path")
+    bad = S3Storage(
+        s3_bucket["bucket"],
+        "p",
+        endpoint_url=s3_bucket["endpoint_url"],
+        region=s3_bucket["region"],
+        access_key_id=s3_bucket["access_key_id"],
+        secret_access_key="wrong",
+        addressing_style="path",
+    )
     with pytest.raises(BackendUnavailable):
         bad.put_bytes("k", b"v")
 
 
 def test_unreachable_s3_is_backend_unavailable():
-    dead = S3Storage("b", "p", endpoint_url="http://127.0.0.1:9", access_key_id="a", secret_access_key="b",
-                     addressing_style="path")
+    dead = S3Storage(
+        "b", "p", endpoint_url="http://127.0.0.1:9", access_key_id="a", secret_access_key="b", addressing_style="path"
+    )
     for call in (lambda: dead.put_bytes("k", b"v"), lambda: dead.get("k"), dead.ping):
         with pytest.raises(BackendUnavailable):
             call()

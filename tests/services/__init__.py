@@ -70,8 +70,13 @@ def port_open(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
         return False
 
 
-def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.1,
-               what: str = "condition", alive: Callable[[], bool] | None = None):
+def wait_until(
+    check: Callable[[], object],
+    timeout: float,
+    interval: float = 0.1,
+    what: str = "condition",
+    alive: Callable[[], bool] | None = None,
+):
     """Poll ``check()`` until it returns something truthy; return that value.
 
     ``alive()`` returning False (the process died) stops waiting early.
@@ -151,7 +156,7 @@ def _listen_table() -> dict[str, str]:
             hexaddr, hexport = f[1].split(":")
             raw = bytes.fromhex(hexaddr)
             # /proc stores the address as host-order 32-bit words
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             addr = ipaddress.ip_address(raw)
             if addr.version == 6 and addr.ipv4_mapped:
                 addr = addr.ipv4_mapped
@@ -160,7 +165,7 @@ def _listen_table() -> dict[str, str]:
 
 
 def listening_addresses(pids) -> set[str]:
-    """"addr:port" of every TCP socket the given processes listen on (Linux only)."""
+    """ "addr:port" of every TCP socket the given processes listen on (Linux only)."""
     table = _listen_table()
     found: set[str] = set()
     for pid in pids:
@@ -196,6 +201,7 @@ def install_sigterm_handler() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+
         def _on_sigterm(signum, frame):
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             raise KeyboardInterrupt("SIGTERM")
@@ -317,8 +323,15 @@ class Service:
         log_path = log_path or self.log_path
         fh = open(log_path, "ab")  # noqa: SIM115 - kept in self._logs, closed when the service stops
         self._logs.append(fh)
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, preexec_fn=_parent_death_signal, **kw)
+        proc = subprocess.Popen(
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_parent_death_signal,
+            **kw,
+        )
         self._procs.append(proc)
         return proc
 
@@ -348,7 +361,20 @@ class Service:
 
 
 __all__ = [
-    "JARS_DIR", "LOOPBACK", "REPO_ROOT", "SETUP_HINT", "Service", "ServiceStartError",
-    "ServiceUnavailable", "free_port", "in_ci", "listening_addresses", "port_open", "require_executable", "require_java",
-    "tail", "unique_name", "wait_until",
+    "JARS_DIR",
+    "LOOPBACK",
+    "REPO_ROOT",
+    "SETUP_HINT",
+    "Service",
+    "ServiceStartError",
+    "ServiceUnavailable",
+    "free_port",
+    "in_ci",
+    "listening_addresses",
+    "port_open",
+    "require_executable",
+    "require_java",
+    "tail",
+    "unique_name",
+    "wait_until",
 ]

@@ -69,8 +69,12 @@ class KafkaBroker(Service):
     heap = os.environ.get("KUBEPREDICT_KAFKA_HEAP", "512m")
     started_marker = re.compile(r"\[KafkaRaftServer nodeId=\d+\] Kafka Server started|Kafka Server started")
 
-    def __init__(self, port: int | None = None, controller_port: int | None = None,
-                 extra_properties: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        controller_port: int | None = None,
+        extra_properties: dict[str, str] | None = None,
+    ) -> None:
         super().__init__()
         self.port = port
         self.controller_port = controller_port
@@ -90,11 +94,21 @@ class KafkaBroker(Service):
         assert self.tmpdir is not None
         # C1 only (TieredStopAtLevel=1): about halves start-up on a busy 2-core machine
         # (measured 8-10 s -> 3-5 s); throughput is irrelevant for tests
-        return ["java", "-Xms64m", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
-                "-Djava.awt.headless=true", "-Djava.net.preferIPv4Stack=true",
-                f"-Djava.io.tmpdir={self.tmpdir}",
-                f"-Dlog4j2.configurationFile={self.tmpdir / 'log4j2.properties'}",
-                "-cp", f"{KAFKA_LIBS}/*", main, *args]
+        return [
+            "java",
+            "-Xms64m",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            "-Djava.net.preferIPv4Stack=true",
+            f"-Djava.io.tmpdir={self.tmpdir}",
+            f"-Dlog4j2.configurationFile={self.tmpdir / 'log4j2.properties'}",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            main,
+            *args,
+        ]
 
     def _start(self) -> None:
         assert self.tmpdir is not None and self.log_path is not None
@@ -132,16 +146,27 @@ class KafkaBroker(Service):
 
         self.cluster_id = new_cluster_id()
         with open(self.log_path, "ab") as log:
-            subprocess.run(self._java("kafka.tools.StorageTool", "format",
-                                      f"--cluster-id={self.cluster_id}", "--config", str(conf)),
-                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           check=True, timeout=120, cwd=self.tmpdir)
+            subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "--config", str(conf)
+                ),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=True,
+                timeout=120,
+                cwd=self.tmpdir,
+            )
 
         proc = self._spawn(self._java("kafka.Kafka", str(conf), heap=self.heap), cwd=self.tmpdir)
-        wait_until(lambda: self.started_marker.search(tail(self.log_path, 400)), self.start_timeout,
-                   interval=0.2, what="'Kafka Server started' in the broker log", alive=self._alive(proc))
-        wait_until(lambda: port_open(self.port), 20, what=f"Kafka port {self.port}",
-                   alive=self._alive(proc))
+        wait_until(
+            lambda: self.started_marker.search(tail(self.log_path, 400)),
+            self.start_timeout,
+            interval=0.2,
+            what="'Kafka Server started' in the broker log",
+            alive=self._alive(proc),
+        )
+        wait_until(lambda: port_open(self.port), 20, what=f"Kafka port {self.port}", alive=self._alive(proc))
 
     # -- outages: stop and start again on the same ports and data dir -------------
     def halt(self) -> None:
@@ -161,10 +186,16 @@ class KafkaBroker(Service):
                 fh.seek(offset)
                 return bool(self.started_marker.search(fh.read().decode(errors="replace")))
 
-        proc = self._spawn(self._java("kafka.Kafka", str(self.tmpdir / "server.properties"), heap=self.heap),
-                           cwd=self.tmpdir)
-        wait_until(started, self.start_timeout, interval=0.2, what="'Kafka Server started' after resume",
-                   alive=self._alive(proc))
+        proc = self._spawn(
+            self._java("kafka.Kafka", str(self.tmpdir / "server.properties"), heap=self.heap), cwd=self.tmpdir
+        )
+        wait_until(
+            started,
+            self.start_timeout,
+            interval=0.2,
+            what="'Kafka Server started' after resume",
+            alive=self._alive(proc),
+        )
         wait_until(lambda: port_open(self.port), 20, what=f"Kafka port {self.port}", alive=self._alive(proc))
 
     # -- per-test isolation -----------------------------------------------------

@@ -75,7 +75,8 @@ class KubeAPIServer(Service):
         if go_binary() is None:
             raise ServiceUnavailable(
                 f"kube-apiserver v{K8S_VERSION}/etcd not built in {KUBE_CACHE / 'bin'} and no Go toolchain to "
-                f"build them: install Go (>= 1.24) and {BUILD_HINT}")
+                f"build them: install Go (>= 1.24) and {BUILD_HINT}"
+            )
 
     def ensure_built(self) -> None:
         """Build both binaries when the cache lacks them (progress on the terminal; minutes when cold)."""
@@ -85,12 +86,22 @@ class KubeAPIServer(Service):
         KUBE_CACHE.mkdir(parents=True, exist_ok=True)
         log = KUBE_CACHE / "build.log"
         out = sys.stderr
-        print(f"\n[kube-apiserver] cache empty: building kube-apiserver v{K8S_VERSION} and etcd into {KUBE_CACHE} "
-              f"(log {log}); a cold build took ~5 min on 2 shared cores", file=out, flush=True)
+        print(
+            f"\n[kube-apiserver] cache empty: building kube-apiserver v{K8S_VERSION} and etcd into {KUBE_CACHE} "
+            f"(log {log}); a cold build took ~5 min on 2 shared cores",
+            file=out,
+            flush=True,
+        )
         t0 = time.monotonic()
         with open(log, "ab") as fh:
-            proc = subprocess.Popen(["bash", str(SCRIPT), "build"], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", str(SCRIPT), "build"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             assert proc.stdout is not None
             try:
                 for line in proc.stdout:
@@ -106,8 +117,9 @@ class KubeAPIServer(Service):
         self.build_seconds = time.monotonic() - t0
         if code != 0 or not binaries_built():
             lines = log.read_text(errors="replace").splitlines()[-30:]
-            raise ServiceStartError(f"building kube-apiserver/etcd failed (exit {code}); tail of {log}:\n"
-                                    + "\n".join(lines))
+            raise ServiceStartError(
+                f"building kube-apiserver/etcd failed (exit {code}); tail of {log}:\n" + "\n".join(lines)
+            )
         print(f"[kube-apiserver] built in {self.build_seconds:.0f} s", file=out, flush=True)
 
     def start(self):
@@ -123,8 +135,13 @@ class KubeAPIServer(Service):
         t0 = time.monotonic()
         self._run = self._spawn(["bash", str(SCRIPT), "run", str(self.tmpdir)], env=env)
         envfile = self.tmpdir / "env"
-        wait_until(envfile.is_file, timeout=self.start_timeout, interval=0.1,
-                   what="kube-apiserver /readyz", alive=self._alive(self._run))
+        wait_until(
+            envfile.is_file,
+            timeout=self.start_timeout,
+            interval=0.1,
+            what="kube-apiserver /readyz",
+            alive=self._alive(self._run),
+        )
         self.ready_seconds = time.monotonic() - t0
         self.env = dict(line.split("=", 1) for line in envfile.read_text().splitlines() if "=" in line)
 
@@ -179,7 +196,9 @@ class KubeAPIServer(Service):
     def kubeconfig(self, path: Path, who: str = "admin") -> Path:
         """Write a kubeconfig for ``who`` (for the runner's kubeconfig code path)."""
         cfg = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "test",
             "clusters": [{"name": "test", "cluster": {"server": self.server, "certificate-authority": self.ca_file}}],
             "users": [{"name": who, "user": {"token": self.token(who)}}],
             "contexts": [{"name": "test", "context": {"cluster": "test", "user": who}}],

@@ -73,10 +73,13 @@ class KubeNode(Service):
             raise ServiceUnavailable("the kubelet and containerd need root")
         missing = [c for c in ("kubelet", "kube-scheduler", "kube-controller-manager") if not _bin(c).is_file()]
         if missing:
-            subprocess.run(["bash", str(NODE_SCRIPT), "build"], check=True, timeout=3600,
-                           env=dict(os.environ, K8S_VERSION=K8S_VERSION, KUBE_CACHE=str(KUBE_CACHE)))
-        subprocess.run(["bash", str(IMAGES_SCRIPT), "build", "pause"], check=True, timeout=600,
-                       capture_output=True)
+            subprocess.run(
+                ["bash", str(NODE_SCRIPT), "build"],
+                check=True,
+                timeout=3600,
+                env=dict(os.environ, K8S_VERSION=K8S_VERSION, KUBE_CACHE=str(KUBE_CACHE)),
+            )
+        subprocess.run(["bash", str(IMAGES_SCRIPT), "build", "pause"], check=True, timeout=600, capture_output=True)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     @property
@@ -85,8 +88,13 @@ class KubeNode(Service):
         return self.tmpdir / "containerd.sock"
 
     def ctr(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["ctr", "--address", str(self.socket), "-n", "k8s.io", *args], capture_output=True,
-                              text=True, timeout=timeout, check=check)
+        return subprocess.run(
+            ["ctr", "--address", str(self.socket), "-n", "k8s.io", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def _start(self) -> None:
         d = self.tmpdir
@@ -107,7 +115,7 @@ state = "{d}/containerd-state"
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{self.images['PAUSE_IMAGE']}"
+  sandbox_image = "{self.images["PAUSE_IMAGE"]}"
   enable_selinux = false
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
@@ -119,17 +127,35 @@ state = "{d}/containerd-state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
 """)
-        (d / "cni" / "10-kubepredict.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "kubepredict", "plugins": [
-                {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": True, "hairpinMode": True,
-                 "ipam": {"type": "host-local", "dataDir": f"{d}/cni-ipam", "ranges": [[{"subnet": POD_SUBNET}]],
-                          "routes": [{"dst": "0.0.0.0/0"}]}},
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-                {"type": "loopback"}]}))
+        (d / "cni" / "10-kubepredict.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "kubepredict",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": BRIDGE,
+                            "isGateway": True,
+                            "ipMasq": True,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": f"{d}/cni-ipam",
+                                "ranges": [[{"subnet": POD_SUBNET}]],
+                                "routes": [{"dst": "0.0.0.0/0"}],
+                            },
+                        },
+                        {"type": "portmap", "capabilities": {"portMappings": True}},
+                        {"type": "loopback"},
+                    ],
+                }
+            )
+        )
         (d / "kubeconfig").write_text(f"""apiVersion: v1
 kind: Config
-clusters: [{{name: kp, cluster: {{server: "{env['KUBE_SERVER']}", certificate-authority: "{env['KUBE_CA']}"}}}}]
-users: [{{name: admin, user: {{token: "{env['KUBE_ADMIN_TOKEN']}"}}}}]
+clusters: [{{name: kp, cluster: {{server: "{env["KUBE_SERVER"]}", certificate-authority: "{env["KUBE_CA"]}"}}}}]
+users: [{{name: admin, user: {{token: "{env["KUBE_ADMIN_TOKEN"]}"}}}}]
 contexts: [{{name: kp, context: {{cluster: kp, user: admin}}}}]
 current-context: kp
 """)
@@ -155,27 +181,68 @@ enforceNodeAllocatable: []
 """)
         # the bridge with its gateway address up front (the CNI plugin adopts it): expose() works before any pod
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
-        for cmd in (["link", "add", BRIDGE, "type", "bridge"], ["addr", "add", f"{GATEWAY}/24", "dev", BRIDGE],
-                    ["link", "set", BRIDGE, "up"]):
+        for cmd in (
+            ["link", "add", BRIDGE, "type", "bridge"],
+            ["addr", "add", f"{GATEWAY}/24", "dev", BRIDGE],
+            ["link", "set", BRIDGE, "up"],
+        ):
             subprocess.run(["ip", *cmd], capture_output=True, check=True)
         self._spawn(["containerd", "--config", str(d / "containerd.toml")], d / "containerd.log")
         wait_until(lambda: self.ctr("version", check=False).returncode == 0, timeout=30, what="containerd")
         self.load_image(self.images["PAUSE_IMAGE"])
         kubeconfig = str(d / "kubeconfig")
-        common = ["--kubeconfig", kubeconfig, "--authentication-kubeconfig", kubeconfig,
-                  "--authorization-kubeconfig", kubeconfig, "--bind-address", "127.0.0.1", "--secure-port", "0",
-                  "--leader-elect=false"]
-        self._spawn([str(_bin("kube-controller-manager")), *common, "--controllers", "*,-nodeipam",
-                     "--service-account-private-key-file", str(Path(env["KUBE_STATE_DIR"]) / "sa.key"),
-                     "--root-ca-file", env["KUBE_CA"], "--use-service-account-credentials=false"],
-                    d / "kube-controller-manager.log")
+        common = [
+            "--kubeconfig",
+            kubeconfig,
+            "--authentication-kubeconfig",
+            kubeconfig,
+            "--authorization-kubeconfig",
+            kubeconfig,
+            "--bind-address",
+            "127.0.0.1",
+            "--secure-port",
+            "0",
+            "--leader-elect=false",
+        ]
+        self._spawn(
+            [
+                str(_bin("kube-controller-manager")),
+                *common,
+                "--controllers",
+                "*,-nodeipam",
+                "--service-account-private-key-file",
+                str(Path(env["KUBE_STATE_DIR"]) / "sa.key"),
+                "--root-ca-file",
+                env["KUBE_CA"],
+                "--use-service-account-credentials=false",
+            ],
+            d / "kube-controller-manager.log",
+        )
         self._spawn([str(_bin("kube-scheduler")), *common], d / "kube-scheduler.log")
-        self._spawn([str(_bin("kubelet")), "--config", str(d / "kubelet.yaml"), "--kubeconfig", kubeconfig,
-                     "--root-dir", str(d / "kubelet"), "--cert-dir", str(d / "kubelet-pki"),
-                     "--hostname-override", NODE_NAME, "--v=1"], d / "kubelet.log")
+        self._spawn(
+            [
+                str(_bin("kubelet")),
+                "--config",
+                str(d / "kubelet.yaml"),
+                "--kubeconfig",
+                kubeconfig,
+                "--root-dir",
+                str(d / "kubelet"),
+                "--cert-dir",
+                str(d / "kubelet-pki"),
+                "--hostname-override",
+                NODE_NAME,
+                "--v=1",
+            ],
+            d / "kubelet.log",
+        )
         core = self._core()
-        wait_until(lambda: self._node_schedulable(core), timeout=self.start_timeout, interval=0.5,
-                   what="node Ready without the not-ready taint")
+        wait_until(
+            lambda: self._node_schedulable(core),
+            timeout=self.start_timeout,
+            interval=0.5,
+            what="node Ready without the not-ready taint",
+        )
 
     def _core(self):
         from kubernetes import client
@@ -193,8 +260,9 @@ enforceNodeAllocatable: []
         assert self.tmpdir is not None
         t0 = time.monotonic()
         archive = self.tmpdir / "image.tar"
-        subprocess.run(["bash", str(IMAGES_SCRIPT), "save", image, str(archive)], check=True, capture_output=True,
-                       timeout=600)
+        subprocess.run(
+            ["bash", str(IMAGES_SCRIPT), "save", image, str(archive)], check=True, capture_output=True, timeout=600
+        )
         try:
             self.ctr("images", "import", str(archive), timeout=600)
         finally:
@@ -204,8 +272,10 @@ enforceNodeAllocatable: []
     def _log_files(self) -> list[Path]:
         if self.tmpdir is None:
             return []
-        return [self.tmpdir / f for f in ("containerd.log", "kubelet.log", "kube-scheduler.log",
-                                          "kube-controller-manager.log")]
+        return [
+            self.tmpdir / f
+            for f in ("containerd.log", "kubelet.log", "kube-scheduler.log", "kube-controller-manager.log")
+        ]
 
     def _stop(self) -> None:
         for listener in getattr(self, "_listeners", []):
@@ -224,8 +294,11 @@ enforceNodeAllocatable: []
                 for task in tasks:
                     self.ctr("tasks", "rm", "-f", task, check=False, timeout=30)
         if self.tmpdir is not None:  # kubelet volumes (tmpfs, projected secrets), sandbox mounts, overlays
-            mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
-                      if line.split()[1].startswith(str(self.tmpdir))]
+            mounts = [
+                line.split()[1]
+                for line in Path("/proc/self/mounts").read_text().splitlines()
+                if line.split()[1].startswith(str(self.tmpdir))
+            ]
             for mnt in sorted(mounts, key=len, reverse=True):
                 subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
@@ -275,16 +348,22 @@ enforceNodeAllocatable: []
         except TimeoutError as exc:
             raise ServiceStartError(f"{exc}; kubelet errors:\n{self.kubelet_errors()}") from exc
         state = p.status.container_statuses[0].state.terminated
-        return {"phase": p.status.phase, "exit_code": state.exit_code if state else None,
-                "log": self.pod_log(namespace, name), "seconds": time.monotonic() - t0, "pod_ip": p.status.pod_ip}
+        return {
+            "phase": p.status.phase,
+            "exit_code": state.exit_code if state else None,
+            "log": self.pod_log(namespace, name),
+            "seconds": time.monotonic() - t0,
+            "pod_ip": p.status.pod_ip,
+        }
 
     def pod_log(self, namespace: str, name: str) -> str:
         """The container log as the kubelet wrote it (the API server cannot reach the kubelet here)."""
         assert self.tmpdir is not None
         logs = sorted((self.tmpdir / "pod-logs").glob(f"{namespace}_{name}_*/*/*.log"))
         # CRI log lines: "<time> stdout F <text>"
-        return "\n".join(line.split(" ", 3)[3] for f in logs for line in f.read_text().splitlines()
-                         if line.count(" ") >= 3)
+        return "\n".join(
+            line.split(" ", 3)[3] for f in logs for line in f.read_text().splitlines() if line.count(" ") >= 3
+        )
 
     def kubelet_errors(self, limit: int = 10) -> str:
         assert self.tmpdir is not None

@@ -42,13 +42,15 @@ class PostgresServer(Service):
             if not (PG_BIN / tool).exists():
                 raise ServiceUnavailable(
                     f"PostgreSQL {PG_VERSION} not installed ({PG_BIN / tool} missing): "
-                    f"{SETUP_HINT} or apt-get install postgresql")
+                    f"{SETUP_HINT} or apt-get install postgresql"
+                )
         if os.geteuid() == 0:
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
-                raise ServiceUnavailable("running as root but there is no 'postgres' user to run "
-                                         f"initdb as: {SETUP_HINT}") from None
+                raise ServiceUnavailable(
+                    f"running as root but there is no 'postgres' user to run initdb as: {SETUP_HINT}"
+                ) from None
             self._user = "postgres"
         try:
             import psycopg  # noqa: F401 - only: is it installed?
@@ -60,8 +62,12 @@ class PostgresServer(Service):
         if not self._user:
             return {}
         pw = pwd.getpwnam(self._user)
-        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [],
-                "env": {**os.environ, "HOME": pw.pw_dir, "USER": self._user, "LOGNAME": self._user}}
+        return {
+            "user": pw.pw_uid,
+            "group": pw.pw_gid,
+            "extra_groups": [],
+            "env": {**os.environ, "HOME": pw.pw_dir, "USER": self._user, "LOGNAME": self._user},
+        }
 
     def _start(self) -> None:
         assert self.tmpdir is not None and self.log_path is not None
@@ -71,21 +77,57 @@ class PostgresServer(Service):
             os.chown(self.tmpdir, pw.pw_uid, pw.pw_gid)
         self._data = self.tmpdir / "data"
         with open(self.log_path, "ab") as log:
-            subprocess.run([str(PG_BIN / "initdb"), "-D", str(self._data), "-U", SUPERUSER,
-                            "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "-N"],
-                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                           check=True, timeout=120, cwd=self.tmpdir, **self._as_user())
+            subprocess.run(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(self._data),
+                    "-U",
+                    SUPERUSER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "-N",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=True,
+                timeout=120,
+                cwd=self.tmpdir,
+                **self._as_user(),
+            )
         self.port = self.port or free_port()
         # the postmaster runs in the foreground as our child (not daemonized by pg_ctl), so it
         # gets the parent-death signal and is stopped even if the test process is killed
-        proc = self._spawn([
-            str(PG_BIN / "postgres"), "-D", str(self._data),
-            "-c", f"listen_addresses={LOOPBACK}", "-p", str(self.port), "-k", str(self.tmpdir),
-            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=200", "-c", "shared_buffers=32MB",
-        ], cwd=self.tmpdir, **self._as_user())
-        wait_until(self._select_1, timeout=self.start_timeout, what="PostgreSQL `select 1`",
-                   alive=self._alive(proc))
+        proc = self._spawn(
+            [
+                str(PG_BIN / "postgres"),
+                "-D",
+                str(self._data),
+                "-c",
+                f"listen_addresses={LOOPBACK}",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.tmpdir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=32MB",
+            ],
+            cwd=self.tmpdir,
+            **self._as_user(),
+        )
+        wait_until(self._select_1, timeout=self.start_timeout, what="PostgreSQL `select 1`", alive=self._alive(proc))
 
     def _select_1(self) -> bool:
         import psycopg

@@ -76,11 +76,17 @@ class PrometheusServer(Service):
     # -- config ---------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
         return {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval,
-                       "evaluation_interval": self.scrape_interval},
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
             "scrape_configs": [
-                {"job_name": "pushgateway", "honor_labels": True,
-                 "static_configs": [{"targets": [self.pushgateway_address]}]},
+                {
+                    "job_name": "pushgateway",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [self.pushgateway_address]}],
+                },
                 *self.scrape_configs,
             ],
         }
@@ -98,21 +104,36 @@ class PrometheusServer(Service):
         self.pushgateway_port = self.pushgateway_port or free_port()
         while self.pushgateway_port == self.port:
             self.pushgateway_port = free_port()
-        pg = self._spawn([PUSHGATEWAY, f"--web.listen-address={LOOPBACK}:{self.pushgateway_port}",
-                          "--log.level=warn"], log_path=self.tmpdir / "pushgateway.log")
+        pg = self._spawn(
+            [PUSHGATEWAY, f"--web.listen-address={LOOPBACK}:{self.pushgateway_port}", "--log.level=warn"],
+            log_path=self.tmpdir / "pushgateway.log",
+        )
         self._write_config()
-        prom = self._spawn([
-            PROMETHEUS, f"--config.file={self.tmpdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.tmpdir / 'data'}",
-            f"--web.listen-address={LOOPBACK}:{self.port}", "--web.enable-lifecycle",
-            "--storage.tsdb.retention.time=1h", "--query.lookback-delta=1m",
-        ], cwd=self.tmpdir)
-        wait_until(lambda: port_open(self.pushgateway_port), 30, what="pushgateway port",
-                   alive=self._alive(pg))
-        wait_until(lambda: _http("GET", self.url + "/-/ready")[0] == 200, self.start_timeout,
-                   what="Prometheus /-/ready", alive=self._alive(prom))
-        wait_until(lambda: _http("GET", self.pushgateway_url + "/-/ready")[0] == 200, 30,
-                   what="pushgateway /-/ready", alive=self._alive(pg))
+        prom = self._spawn(
+            [
+                PROMETHEUS,
+                f"--config.file={self.tmpdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.tmpdir / 'data'}",
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1h",
+                "--query.lookback-delta=1m",
+            ],
+            cwd=self.tmpdir,
+        )
+        wait_until(lambda: port_open(self.pushgateway_port), 30, what="pushgateway port", alive=self._alive(pg))
+        wait_until(
+            lambda: _http("GET", self.url + "/-/ready")[0] == 200,
+            self.start_timeout,
+            what="Prometheus /-/ready",
+            alive=self._alive(prom),
+        )
+        wait_until(
+            lambda: _http("GET", self.pushgateway_url + "/-/ready")[0] == 200,
+            30,
+            what="pushgateway /-/ready",
+            alive=self._alive(pg),
+        )
 
     def _stop(self) -> None:
         if self.started and self.port:
@@ -128,8 +149,7 @@ class PrometheusServer(Service):
 
     def set_scrape_targets(self, job: str, targets: Iterable[str], **extra: Any) -> None:
         """One static job scraping ``targets`` ("host:port"), replacing earlier test jobs."""
-        self.set_scrape_configs([{"job_name": job, "static_configs": [{"targets": list(targets)}],
-                                  **extra}])
+        self.set_scrape_configs([{"job_name": job, "static_configs": [{"targets": list(targets)}], **extra}])
 
     def reset(self) -> None:
         """Drop test scrape configs and pushed groups."""
@@ -151,8 +171,13 @@ class PrometheusServer(Service):
         result = doc["data"]["result"]
         return result if isinstance(result, list) else [result]
 
-    def query(self, promql: str, timeout: float = 30.0, interval: float = 0.5,
-              until: Callable[[list[dict[str, Any]]], bool] | None = None) -> list[dict[str, Any]]:
+    def query(
+        self,
+        promql: str,
+        timeout: float = 30.0,
+        interval: float = 0.5,
+        until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
         """Poll an instant query until ``until(result)`` holds (default: non-empty).
 
         Returns the result list (``[{"metric": {...}, "value": [ts, "str"]}, ...]``);
@@ -169,8 +194,7 @@ class PrometheusServer(Service):
             except (OSError, ValueError, RuntimeError) as exc:
                 last = exc
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"query {promql!r}: condition not met after {timeout:.0f}s; "
-                                   f"last result: {last!r}")
+                raise TimeoutError(f"query {promql!r}: condition not met after {timeout:.0f}s; last result: {last!r}")
             time.sleep(interval)
 
     def targets(self) -> list[dict[str, Any]]:

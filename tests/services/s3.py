@@ -51,9 +51,13 @@ def boto3_config(**overrides):
     """
     from botocore.config import Config
 
-    kw = dict(s3={"addressing_style": "path"}, signature_version="s3v4",
-              retries={"max_attempts": 2, "mode": "standard"},
-              connect_timeout=5, read_timeout=60)
+    kw = dict(
+        s3={"addressing_style": "path"},
+        signature_version="s3v4",
+        retries={"max_attempts": 2, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+    )
     kw.update(overrides)
     return Config(**kw)
 
@@ -72,15 +76,17 @@ class _S3Base(Service):
     def endpoint_url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
 
-    def client(self, *, access_key_id: str | None = None, secret_access_key: str | None = None,
-               **config_overrides):
+    def client(self, *, access_key_id: str | None = None, secret_access_key: str | None = None, **config_overrides):
         import boto3
 
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region,
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
             aws_access_key_id=access_key_id or self.access_key_id,
             aws_secret_access_key=secret_access_key or self.secret_access_key,
-            config=boto3_config(**config_overrides))
+            config=boto3_config(**config_overrides),
+        )
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing an AWS SDK at this server."""
@@ -133,25 +139,40 @@ class S3ProxyServer(_S3Base):
         basedir = self.tmpdir / "blobs"
         basedir.mkdir()
         conf = self.tmpdir / "s3proxy.conf"
-        conf.write_text("\n".join([
-            f"s3proxy.endpoint=http://{LOOPBACK}:{self.port}",
-            "s3proxy.authorization=aws-v2-or-v4",
-            f"s3proxy.identity={self.access_key_id}",
-            f"s3proxy.credential={self.secret_access_key}",
-            "s3proxy.ignore-unknown-headers=true",
-            "jclouds.provider=filesystem-nio2",
-            f"jclouds.filesystem.basedir={basedir}",
-            f"jclouds.region={self.region}",
-            "",
-        ]))
-        proc = self._spawn([
-            "java", f"-Xmx{self.heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true", "-Djava.net.preferIPv4Stack=true",
-            f"-Djava.io.tmpdir={self.tmpdir}",
-            "-jar", str(S3PROXY_JAR), "--properties", str(conf),
-        ], cwd=self.tmpdir)
-        wait_until(lambda: port_open(self.port), self.start_timeout, what=f"S3Proxy port {self.port}",
-                   alive=self._alive(proc))
+        conf.write_text(
+            "\n".join(
+                [
+                    f"s3proxy.endpoint=http://{LOOPBACK}:{self.port}",
+                    "s3proxy.authorization=aws-v2-or-v4",
+                    f"s3proxy.identity={self.access_key_id}",
+                    f"s3proxy.credential={self.secret_access_key}",
+                    "s3proxy.ignore-unknown-headers=true",
+                    "jclouds.provider=filesystem-nio2",
+                    f"jclouds.filesystem.basedir={basedir}",
+                    f"jclouds.region={self.region}",
+                    "",
+                ]
+            )
+        )
+        proc = self._spawn(
+            [
+                "java",
+                f"-Xmx{self.heap}",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.awt.headless=true",
+                "-Djava.net.preferIPv4Stack=true",
+                f"-Djava.io.tmpdir={self.tmpdir}",
+                "-jar",
+                str(S3PROXY_JAR),
+                "--properties",
+                str(conf),
+            ],
+            cwd=self.tmpdir,
+        )
+        wait_until(
+            lambda: port_open(self.port), self.start_timeout, what=f"S3Proxy port {self.port}", alive=self._alive(proc)
+        )
         # port open -> Jetty is up; an anonymous request must get an S3 answer (403 with auth on)
         wait_until(self._answers, 20, what="S3Proxy HTTP answer", alive=self._alive(proc))
 
@@ -173,8 +194,9 @@ class MotoS3Server(_S3Base):
         try:
             from moto.server import ThreadedMotoServer  # noqa: F401 - only: is it installed?
         except ImportError:
-            raise ServiceUnavailable('moto not installed (fallback for S3Proxy): pip install '
-                                     '"moto[server]"; or get S3Proxy: ' + SETUP_HINT) from None
+            raise ServiceUnavailable(
+                'moto not installed (fallback for S3Proxy): pip install "moto[server]"; or get S3Proxy: ' + SETUP_HINT
+            ) from None
 
     def _start(self) -> None:
         from moto.server import ThreadedMotoServer
@@ -224,5 +246,4 @@ def wait_for_object(client, bucket: str, key: str, timeout: float = 10.0):
             time.sleep(0.1)
 
 
-__all__ = ["MotoS3Server", "S3ProxyServer", "boto3_config", "start_s3_server", "wait_for_object",
-           "S3PROXY_JAR"]
+__all__ = ["MotoS3Server", "S3ProxyServer", "boto3_config", "start_s3_server", "wait_for_object", "S3PROXY_JAR"]

@@ -12,21 +12,37 @@ import zipfile
 
 
 def js(value) -> dict:
-    return {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode",
-            "content": json.dumps(value), "is_json": True}
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(value),
+        "is_json": True,
+    }
 
 
 def tup(*values) -> dict:
-    return {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode",
-            "content": [v if isinstance(v, dict) else js(v) for v in values]}
+    return {
+        "__class__": "tuple",
+        "__module__": "builtins",
+        "__loader__": "TupleNode",
+        "content": [v if isinstance(v, dict) else js(v) for v in values],
+    }
 
 
 def dct(**values) -> dict:
-    return {"__class__": "dict", "__module__": "builtins", "__loader__": "DictNode",
-            "content": {k: v if isinstance(v, dict) else js(v) for k, v in values.items()},
-            "key_types": {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode",
-                          "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"}
-                                      for _ in values]}}
+    return {
+        "__class__": "dict",
+        "__module__": "builtins",
+        "__loader__": "DictNode",
+        "content": {k: v if isinstance(v, dict) else js(v) for k, v in values.items()},
+        "key_types": {
+            "__class__": "list",
+            "__module__": "builtins",
+            "__loader__": "ListNode",
+            "content": [{"__class__": "str", "__module__": "builtins", "__loader__": "TypeNode"} for _ in values],
+        },
+    }
 
 
 def node(path: str, loader: str, **extra) -> dict:

@@ -32,8 +32,9 @@ def world(tmp_path):
     svc = bootstrap(Settings(data_dir=tmp_path))
     client = Client(Gateway(svc))
     ds = client.post("/function/upload?name=iris", data=IRIS, headers={"Content-Type": "text/csv"}).get_json()
-    q = client.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
-                                              "algorithm": "decision_tree"}).get_json()
+    q = client.post(
+        "/function/train", json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "decision_tree"}
+    ).get_json()
     assert run_worker(svc, q["job_id"]) == 0
     return svc, client, ds, q["model_id"]
 

@@ -11,13 +11,16 @@ from kubepredict.runner.batch_predict import BatchSummary, prediction_array, pro
 from kubepredict.services.csv_download import _python_text
 
 
-@pytest.mark.parametrize("values, task", [
-    (np.array([1, 0, 1, 1, 2]), "classification"),
-    (np.array(["pos", "neg", None, "pos"], dtype=object), "classification"),
-    (np.array([True, False, True]), "classification"),
-    (np.array([1.0, 0.0, 1.0]), "classification"),
-    (np.array([0.5, np.nan, -np.inf, 1e-7, 3.0, 123456.789]), "regression"),
-])
+@pytest.mark.parametrize(
+    "values, task",
+    [
+        (np.array([1, 0, 1, 1, 2]), "classification"),
+        (np.array(["pos", "neg", None, "pos"], dtype=object), "classification"),
+        (np.array([True, False, True]), "classification"),
+        (np.array([1.0, 0.0, 1.0]), "classification"),
+        (np.array([0.5, np.nan, -np.inf, 1e-7, 3.0, 123456.789]), "regression"),
+    ],
+)
 def test_predictions_keep_the_values_json_values_gave(values, task):
     array, codes, labels = prediction_array(values, task)
     assert array.to_pylist() == ml.json_values(values)
@@ -50,5 +53,6 @@ def test_summaries_merge_across_shards():
 def test_csv_cells_print_like_python():
     floats = [0.0, 1.0, -2.0, 0.5, 7.9e-05, 1e-07, 123456789.0, 1e16, 1e22, 0.1 + 0.2, None]
     assert _python_text(pa.array(floats, type=pa.float64())).to_pylist() == [
-        None if v is None else str(v) for v in floats]
+        None if v is None else str(v) for v in floats
+    ]
     assert _python_text(pa.array([True, False, None])).to_pylist() == ["True", "False", None]

@@ -129,18 +129,26 @@ def test_ratios_verdicts_against_the_goals():
     lr1, lr8, lr100, rf1, rf8 = report.CASES
     kp = "Kubepredict gateway"
     figures = {  # case: (MLServer req/s, p99, Kubepredict req/s, p99)
-        lr1: (1000, 2.0, 1600, 1.5),   # 1.6x, p99 lower → PASS
-        lr8: (1400, 8.0, 2200, 9.0),   # 1.57x but p99 higher → FAIL
-        lr100: (100, 50, 150, 80),     # rows/s 1.5x < 2x → FAIL (p99 not a goal here)
-        rf1: (300, 5, 300, 9),         # 1.0x → PASS
+        lr1: (1000, 2.0, 1600, 1.5),  # 1.6x, p99 lower → PASS
+        lr8: (1400, 8.0, 2200, 9.0),  # 1.57x but p99 higher → FAIL
+        lr100: (100, 50, 150, 80),  # rows/s 1.5x < 2x → FAIL (p99 not a goal here)
+        rf1: (300, 5, 300, 9),  # 1.0x → PASS
     }
     cells = []
     for case, (ml_rps, ml_p99, kp_rps, kp_p99) in figures.items():
         for server, rps, p99 in ((report.MLSERVER, ml_rps, ml_p99), (kp, kp_rps, kp_p99)):
-            cells.append(report.cell(server, case, {"req_s": rps, "p50_ms": 1, "p99_ms": p99, "requests": 10,
-                                                    "seconds": 1, "error": None}))
-    cells.append(report.cell(report.MLSERVER, rf8, {"req_s": 300, "p50_ms": 1, "p99_ms": 5, "requests": 1,
-                                                    "seconds": 1, "error": None}))
+            cells.append(
+                report.cell(
+                    server,
+                    case,
+                    {"req_s": rps, "p50_ms": 1, "p99_ms": p99, "requests": 10, "seconds": 1, "error": None},
+                )
+            )
+    cells.append(
+        report.cell(
+            report.MLSERVER, rf8, {"req_s": 300, "p50_ms": 1, "p99_ms": 5, "requests": 1, "seconds": 1, "error": None}
+        )
+    )
     cells.append(report.cell(kp, rf8, error="wrong labels"))
     rows = {(r["case"], r["c"]): r for r in report.ratios(cells, [kp])}
     assert rows[("LR 1 row", 1)]["verdict"] == "PASS" and rows[("LR 1 row", 1)]["ratio"] == pytest.approx(1.6)
@@ -156,12 +164,19 @@ def test_ratios_use_the_strongest_mlserver_row():
     """Kubepredict is held to the faster MLServer configuration and the lower of the two p99s."""
     lr1 = report.CASES[0]
     kp = "Kubepredict gateway"
-    cells = [report.cell(report.MLSERVER, lr1, {"req_s": 100, "p50_ms": 9, "p99_ms": 40.0, "requests": 1,
-                                                "seconds": 1, "error": None}),
-             report.cell(report.MLSERVER_BARE, lr1, {"req_s": 1200, "p50_ms": 1, "p99_ms": 1.9, "requests": 1,
-                                                     "seconds": 1, "error": None}),
-             report.cell(kp, lr1, {"req_s": 1900, "p50_ms": 1, "p99_ms": 1.8, "requests": 1, "seconds": 1,
-                                   "error": None})]
+    cells = [
+        report.cell(
+            report.MLSERVER,
+            lr1,
+            {"req_s": 100, "p50_ms": 9, "p99_ms": 40.0, "requests": 1, "seconds": 1, "error": None},
+        ),
+        report.cell(
+            report.MLSERVER_BARE,
+            lr1,
+            {"req_s": 1200, "p50_ms": 1, "p99_ms": 1.9, "requests": 1, "seconds": 1, "error": None},
+        ),
+        report.cell(kp, lr1, {"req_s": 1900, "p50_ms": 1, "p99_ms": 1.8, "requests": 1, "seconds": 1, "error": None}),
+    ]
     row = report.ratios(cells, [kp], cases=report.CASES[:2])[0]
     assert row["ratio"] == pytest.approx(1900 / 1200) and row["verdict"] == "PASS"
     cells[2]["p99_ms"] = 2.0  # above the bare row's p99, far below the pandas row's: still a FAIL
@@ -172,8 +187,9 @@ def test_ratios_use_the_strongest_mlserver_row():
 
 def test_v2_tensor_body_is_one_row_major_2d_tensor():
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
-    assert mlserver.v2_tensor_body(frame) == {"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 2],
-                                                          "data": [1.0, 3.0, 2.0, 4.0]}]}
+    assert mlserver.v2_tensor_body(frame) == {
+        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [2, 2], "data": [1.0, 3.0, 2.0, 4.0]}]
+    }
 
 
 def test_v2_body_is_one_input_per_column_in_pandas_form():
@@ -188,9 +204,13 @@ def test_v2_body_is_one_input_per_column_in_pandas_form():
 
 
 def test_v2_labels_reads_the_predict_output():
-    answer = {"model_name": "iris-lr", "outputs": [
-        {"name": "predict_proba", "shape": [2, 3], "datatype": "FP64", "data": [[1, 0, 0], [0, 0, 1]]},
-        {"name": "predict", "shape": [2, 1], "datatype": "BYTES", "data": ["setosa", "virginica"]}]}
+    answer = {
+        "model_name": "iris-lr",
+        "outputs": [
+            {"name": "predict_proba", "shape": [2, 3], "datatype": "FP64", "data": [[1, 0, 0], [0, 0, 1]]},
+            {"name": "predict", "shape": [2, 1], "datatype": "BYTES", "data": ["setosa", "virginica"]},
+        ],
+    }
     assert mlserver.v2_labels(answer) == ["setosa", "virginica"]
     assert mlserver.v2_labels({"outputs": [{"name": "output-0", "data": [[0], [2]]}]}) == [0, 2]
     with pytest.raises(ValueError):

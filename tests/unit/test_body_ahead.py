@@ -129,7 +129,7 @@ def test_spool_file_round_trip_with_pages_dropped(tmp_path):
     path = tmp_path / "raw"
     with SpoolFile(str(path), window=1024 * 1024) as spool:
         for i in range(0, len(data), 100_000):
-            spool.write(data[i:i + 100_000])
+            spool.write(data[i : i + 100_000])
         assert spool.tell() == len(data)
     with open(path, "rb") as f:
         back = b"".join(read_dropping(f, 256 * 1024))

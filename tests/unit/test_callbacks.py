@@ -17,8 +17,10 @@ def _resolving(monkeypatch, table: dict[str, list[str]]):
 
     def fake(host, port, *args, **kw):
         if host in table:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                    for a in table[host]]
+            return [
+                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in table[host]
+            ]
         return real(host, port, *args, **kw)
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
@@ -32,8 +34,14 @@ def test_allow_list_entries_match_names_ports_and_subdomains():
     assert policy.check("http://a.b.corp.test/x")
     assert policy.check("http://[::1]:9000/x")
     assert policy.check("http://10.0.0.5:1234/x")
-    for url in ("https://api.example.org/x", "http://corp.test/x", "http://evilcorp.test/x",
-                "http://[::1]:9001/x", "http://hooks.example.com.evil.test/x", "http://10.0.0.6/x"):
+    for url in (
+        "https://api.example.org/x",
+        "http://corp.test/x",
+        "http://evilcorp.test/x",
+        "http://[::1]:9001/x",
+        "http://hooks.example.com.evil.test/x",
+        "http://10.0.0.6/x",
+    ):
         with pytest.raises(errors.CallbackRefused):
             policy.check(url)
     with pytest.raises(errors.ConfigError):
@@ -49,8 +57,14 @@ def test_a_listed_name_resolving_to_a_metadata_address_is_not_called(monkeypatch
     """DNS rebinding: the name passed the submit check; at call time it resolves to link-local."""
     policy = CallbackPolicy("hooks.example.com", 5)
     target = policy.check("http://hooks.example.com/cb")
-    for addresses in (["169.254.169.254"], ["203.0.113.7", "169.254.10.1"], ["fe80::1"], ["fd00:ec2::254"],
-                      ["::ffff:169.254.169.254"], ["100.100.100.200"]):
+    for addresses in (
+        ["169.254.169.254"],
+        ["203.0.113.7", "169.254.10.1"],
+        ["fe80::1"],
+        ["fd00:ec2::254"],
+        ["::ffff:169.254.169.254"],
+        ["100.100.100.200"],
+    ):
         _resolving(monkeypatch, {"hooks.example.com": addresses})
         with pytest.raises(errors.CallbackRefused):
             policy.resolve(target)
@@ -75,8 +89,9 @@ def test_the_callback_goes_to_the_checked_address_with_the_name_as_host(monkeypa
     try:
         port = server.server_port
         _resolving(monkeypatch, {"hooks.example.com": ["127.0.0.1"]})
-        status = CallbackPolicy("hooks.example.com", 5).post(f"http://hooks.example.com:{port}/cb?x=1", b"hi",
-                                                             {"X-Call-Id": "c1"})
+        status = CallbackPolicy("hooks.example.com", 5).post(
+            f"http://hooks.example.com:{port}/cb?x=1", b"hi", {"X-Call-Id": "c1"}
+        )
         assert status == 204 and seen == [(f"hooks.example.com:{port}", "/cb?x=1", b"hi")]
     finally:
         server.shutdown()
@@ -116,9 +131,28 @@ def _self_signed(tmp_path, name: str) -> tuple[str, str]:
     import subprocess
 
     cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
-                    "-addext", f"subjectAltName=DNS:{name}", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return str(cert), str(key)
 
 

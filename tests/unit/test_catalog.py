@@ -19,8 +19,14 @@ def catalog(tmp_path):
 
 
 def job(job_id: str, max_attempts: int = 2) -> dict:
-    return {"job_id": job_id, "kind": "predict", "model_id": "mdl_x", "dataset_id": "ds_x",
-            "max_attempts": max_attempts, "request": {}}
+    return {
+        "job_id": job_id,
+        "kind": "predict",
+        "model_id": "mdl_x",
+        "dataset_id": "ds_x",
+        "max_attempts": max_attempts,
+        "request": {},
+    }
 
 
 def types(catalog, key):
@@ -48,8 +54,17 @@ def test_idempotency_key_returns_same_job(catalog):
 
 def test_model_versions_count_per_name(catalog):
     for i in range(3):
-        model = {"model_id": f"mdl_{i}", "name": "same", "task": "classification", "algorithm": "auto",
-                 "params": {}, "features": [], "target": "y", "dataset_id": "ds_x", "job_id": f"job_{i}"}
+        model = {
+            "model_id": f"mdl_{i}",
+            "name": "same",
+            "task": "classification",
+            "algorithm": "auto",
+            "params": {},
+            "features": [],
+            "target": "y",
+            "dataset_id": "ds_x",
+            "job_id": f"job_{i}",
+        }
         catalog.enqueue(job={**job(f"job_{i}"), "kind": "train", "model_id": f"mdl_{i}"}, model=model)
     assert sorted(catalog.get_model(f"mdl_{i}")["version"] for i in range(3)) == [1, 2, 3]
 
@@ -64,8 +79,12 @@ def test_lost_worker_requeues_then_fails(catalog):
     assert catalog.lost("job_l", 2, "worker_lost", "killed again") == "failed"
     j = catalog.get_job("job_l")
     assert j["status"] == "failed" and j["error"] == {"code": "worker_lost", "message": "killed again"}
-    assert types(catalog, "job_l") == ["kubepredict.job.queued", "kubepredict.job.started",
-                                       "kubepredict.job.started", "kubepredict.job.failed"]
+    assert types(catalog, "job_l") == [
+        "kubepredict.job.queued",
+        "kubepredict.job.started",
+        "kubepredict.job.started",
+        "kubepredict.job.failed",
+    ]
 
 
 def test_lost_report_after_an_outcome_is_ignored(catalog):
@@ -93,8 +112,11 @@ def test_outbox_in_commit_order_and_marking(catalog):
     row = catalog.claim("job_e")
     catalog.succeed_predict("job_e", row.attempt, summary={"rows": 3})
     pending = catalog.pending_events()
-    assert [p.type for p in pending] == ["kubepredict.job.queued", "kubepredict.job.started",
-                                         "kubepredict.job.succeeded"]
+    assert [p.type for p in pending] == [
+        "kubepredict.job.queued",
+        "kubepredict.job.started",
+        "kubepredict.job.succeeded",
+    ]
     assert all(json.loads(p.payload)["specversion"] == "1.0" for p in pending)
     catalog.mark_sent([pending[0].seq])
     assert catalog.pending_count() == 2
@@ -122,18 +144,26 @@ def test_predictions_stored_per_row_before_0004_are_migrated_into_batches(tmp_pa
     engine = create_engine(url)
     upgrade(engine, "0002")
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
-                          "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"))
-        conn.execute(text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
-                     [{"j": "job_old", "r": r, "p": json.dumps(f"c{r % 2}"), "q": json.dumps([0.5, 0.5])}
-                      for r in range(2500)])
+        conn.execute(
+            text(
+                "INSERT INTO jobs (job_id, kind, status, progress, attempt, max_attempts, request, "
+                "created_at) VALUES ('job_old', 'predict', 'succeeded', 1, 1, 1, '{}', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO predictions (job_id, row, prediction, probabilities) VALUES (:j, :r, :p, :q)"),
+            [{"j": "job_old", "r": r, "p": json.dumps(f"c{r % 2}"), "q": json.dumps([0.5, 0.5])} for r in range(2500)],
+        )
     upgrade(engine)
     engine.dispose()
     c = open_catalog(url)
     assert c.count_predictions("job_old") == 2500
     page = c.page_predictions("job_old", offset=1998, limit=3)
     assert [(r.row, r.prediction, r.probabilities) for r in page] == [
-        (1998, "c0", [0.5, 0.5]), (1999, "c1", [0.5, 0.5]), (2000, "c0", [0.5, 0.5])]
+        (1998, "c0", [0.5, 0.5]),
+        (1999, "c1", [0.5, 0.5]),
+        (2000, "c0", [0.5, 0.5]),
+    ]
     c.dispose()
 
 
@@ -143,8 +173,7 @@ def _predict_with_batches(catalog, job_id: str):
     catalog.enqueue(job=job(job_id))
     row = catalog.claim(job_id, worker="w")
     for first in (0, 10):
-        catalog.insert_prediction_batch(job_id, first, pa.array([1] * 10),
-                                        pa.nulls(10, type=pa.list_(pa.float64())))
+        catalog.insert_prediction_batch(job_id, first, pa.array([1] * 10), pa.nulls(10, type=pa.list_(pa.float64())))
     assert catalog.count_predictions(job_id) == 20
     return row
 

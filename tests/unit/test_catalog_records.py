@@ -36,8 +36,18 @@ def _decodes_a_column(node: ast.Call) -> str | None:
 
 
 def test_the_json_columns_are_known():
-    assert {"request", "features", "kinds", "classes", "params", "columns", "preview", "summary", "error",
-            "metrics"} == JSON_COLUMNS
+    assert {
+        "request",
+        "features",
+        "kinds",
+        "classes",
+        "params",
+        "columns",
+        "preview",
+        "summary",
+        "error",
+        "metrics",
+    } == JSON_COLUMNS
 
 
 def test_no_module_outside_the_catalogue_decodes_a_catalogue_column():
@@ -49,8 +59,14 @@ def test_no_module_outside_the_catalogue_decodes_a_catalogue_column():
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Call) and (column := _decodes_a_column(node)):
                 found.append(f"{rel}:{node.lineno} decodes {column}")
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "pop"
-                  and node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value == "request"):
+            elif (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "pop"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == "request"
+            ):
                 found.append(f"{rel}:{node.lineno} pops 'request' from a view")
     assert found == []
 
@@ -72,22 +88,66 @@ def catalog(tmp_path) -> Catalog:
 
 
 def _world(catalog: Catalog) -> None:
-    catalog.add_dataset(dataset_id="ds_1", name="d", rows=4, size_bytes=10, sha256="0" * 64,
-                        columns=[{"name": "a", "dtype": "float64"}, {"name": "y", "dtype": "int64"}],
-                        preview=[{"a": 1.5, "y": 1}], object_key="k", parquet_key="p")
+    catalog.add_dataset(
+        dataset_id="ds_1",
+        name="d",
+        rows=4,
+        size_bytes=10,
+        sha256="0" * 64,
+        columns=[{"name": "a", "dtype": "float64"}, {"name": "y", "dtype": "int64"}],
+        preview=[{"a": 1.5, "y": 1}],
+        object_key="k",
+        parquet_key="p",
+    )
     request = {"dataset_id": "ds_1", "target": "y", "features": ["a"], "resources": {"limits": {"cpu": "1"}}}
-    catalog.enqueue(job={"job_id": "job_t", "kind": "train", "model_id": "mdl_1", "dataset_id": "ds_1",
-                         "max_attempts": 2, "request": request},
-                    model={"model_id": "mdl_1", "name": "m", "task": "classification", "algorithm": "a",
-                           "params": {"C": 1.0}, "features": ["a"], "target": "y", "dataset_id": "ds_1",
-                           "job_id": "job_t"})
+    catalog.enqueue(
+        job={
+            "job_id": "job_t",
+            "kind": "train",
+            "model_id": "mdl_1",
+            "dataset_id": "ds_1",
+            "max_attempts": 2,
+            "request": request,
+        },
+        model={
+            "model_id": "mdl_1",
+            "name": "m",
+            "task": "classification",
+            "algorithm": "a",
+            "params": {"C": 1.0},
+            "features": ["a"],
+            "target": "y",
+            "dataset_id": "ds_1",
+            "job_id": "job_t",
+        },
+    )
     job = catalog.claim("job_t")
     assert job is not None
-    catalog.succeed_train("job_t", job.attempt, model_id="mdl_1", model_fields={
-        "features": ["a"], "kinds": {"a": "numeric"}, "classes": [0, 1], "metrics": {"accuracy": 1.0},
-        "params": {"C": 1.0}, "artifact_key": "models/mdl_1/model.skops", "artifact_sha256": "1" * 64})
-    catalog.enqueue(job={"job_id": "job_p", "kind": "predict", "model_id": "mdl_1", "dataset_id": "ds_1",
-                         "max_attempts": 2, "request": {"resources": {}}}, shards=[(0, 2), (2, 4)])
+    catalog.succeed_train(
+        "job_t",
+        job.attempt,
+        model_id="mdl_1",
+        model_fields={
+            "features": ["a"],
+            "kinds": {"a": "numeric"},
+            "classes": [0, 1],
+            "metrics": {"accuracy": 1.0},
+            "params": {"C": 1.0},
+            "artifact_key": "models/mdl_1/model.skops",
+            "artifact_sha256": "1" * 64,
+        },
+    )
+    catalog.enqueue(
+        job={
+            "job_id": "job_p",
+            "kind": "predict",
+            "model_id": "mdl_1",
+            "dataset_id": "ds_1",
+            "max_attempts": 2,
+            "request": {"resources": {}},
+        },
+        shards=[(0, 2), (2, 4)],
+    )
 
 
 def test_reads_return_records_with_decoded_json(catalog):
@@ -98,7 +158,12 @@ def test_reads_return_records_with_decoded_json(catalog):
     model = catalog.get_model_row("mdl_1")
     assert isinstance(model, ModelRecord)
     assert (model.params, model.features, model.kinds, model.classes, model.metrics) == (
-        {"C": 1.0}, ["a"], {"a": "numeric"}, [0, 1], {"accuracy": 1.0})
+        {"C": 1.0},
+        ["a"],
+        {"a": "numeric"},
+        [0, 1],
+        {"accuracy": 1.0},
+    )
     job = catalog.get_job_row("job_t")
     assert isinstance(job, JobRecord) and job.request["features"] == ["a"]
     assert job.resources == {"limits": {"cpu": "1"}} and job.metrics == {"accuracy": 1.0}
@@ -121,11 +186,20 @@ def test_reads_return_records_with_decoded_json(catalog):
 def test_public_job_views_leave_the_request_out(catalog):
     _world(catalog)
     views = [catalog.get_job("job_t"), catalog.get_job("job_p"), *catalog.list_jobs(limit=10, offset=0)[0]]
-    queued, created = catalog.enqueue(job={"job_id": "job_q", "kind": "predict", "model_id": "mdl_1",
-                                           "dataset_id": "ds_1", "max_attempts": 1, "request": {"secret": 1}},
-                                      idempotency=("predict", "k1"))
-    again, created_again = catalog.enqueue(job={"job_id": "job_r", "kind": "predict", "max_attempts": 1,
-                                                "request": {}}, idempotency=("predict", "k1"))
+    queued, created = catalog.enqueue(
+        job={
+            "job_id": "job_q",
+            "kind": "predict",
+            "model_id": "mdl_1",
+            "dataset_id": "ds_1",
+            "max_attempts": 1,
+            "request": {"secret": 1},
+        },
+        idempotency=("predict", "k1"),
+    )
+    again, created_again = catalog.enqueue(
+        job={"job_id": "job_r", "kind": "predict", "max_attempts": 1, "request": {}}, idempotency=("predict", "k1")
+    )
     assert created and not created_again and again["job_id"] == "job_q"
     views += [queued, again, catalog.cancel("job_q")]
     assert all("request" not in v for v in views)

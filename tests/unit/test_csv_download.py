@@ -28,7 +28,9 @@ def svc(tmp_path, monkeypatch):
 
 
 def _call(svc, fn, method, path, body=b"", query=None, ctype="application/json"):
-    resp = FUNCTIONS[fn](Request.build(method, path, query=query or {}, headers={"Content-Type": ctype}, body=body), svc)
+    resp = FUNCTIONS[fn](
+        Request.build(method, path, query=query or {}, headers={"Content-Type": ctype}, body=body), svc
+    )
     return resp.body if isinstance(resp.body, bytes) else b"".join(resp.body)
 
 
@@ -41,18 +43,33 @@ def test_csv_rows_match_inputs_and_paginated_predictions(svc, labels, quote):
     data = frame.to_csv(index=False).encode()
     assert (b'"' in data.split(b"\n", 1)[1]) == quote  # which path: reused lines, or formatted
     ds = json.loads(_call(svc, "upload", "POST", "/", data, {"name": "d"}, "text/csv"))
-    q = json.loads(_call(svc, "train", "POST", "/", json.dumps(
-        {"dataset_id": ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"}).encode()))
+    q = json.loads(
+        _call(
+            svc,
+            "train",
+            "POST",
+            "/",
+            json.dumps({"dataset_id": ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"}).encode(),
+        )
+    )
     run_worker(svc, q["job_id"])
-    p = json.loads(_call(svc, "predict", "POST", "/", json.dumps(
-        {"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode()))
+    p = json.loads(
+        _call(
+            svc,
+            "predict",
+            "POST",
+            "/",
+            json.dumps({"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode(),
+        )
+    )
     run_worker(svc, p["job_id"])
     out = _call(svc, "result", "GET", "/" + p["job_id"], query={"format": "csv"}).decode()
     rows = list(csv.DictReader(io.StringIO(out)))
     page = []
     for offset in range(0, 2500, 1000):
-        page += json.loads(_call(svc, "result", "GET", "/" + p["job_id"],
-                                 query={"limit": "1000", "offset": str(offset)}))["predictions"]["rows"]
+        page += json.loads(
+            _call(svc, "result", "GET", "/" + p["job_id"], query={"limit": "1000", "offset": str(offset)})
+        )["predictions"]["rows"]
     assert len(rows) == len(page) == 2500
     assert [r["prediction"] for r in rows] == [str(r["prediction"]) for r in page]
     back = pd.read_csv(io.StringIO(out))
@@ -93,11 +110,25 @@ FORMULAS = ["=cmd|' /C calc'!A0", "+SUM(1+1)", "-2+3+cmd|' /C calc'!A0", "@SUM(1
 def _download(svc, frame: pd.DataFrame, target: str) -> list[list[str]]:
     data = frame.to_csv(index=False).encode()
     ds = json.loads(_call(svc, "upload", "POST", "/", data, {"name": "f"}, "text/csv"))
-    q = json.loads(_call(svc, "train", "POST", "/", json.dumps(
-        {"dataset_id": ds["dataset_id"], "target": target, "algorithm": "decision_tree"}).encode()))
+    q = json.loads(
+        _call(
+            svc,
+            "train",
+            "POST",
+            "/",
+            json.dumps({"dataset_id": ds["dataset_id"], "target": target, "algorithm": "decision_tree"}).encode(),
+        )
+    )
     assert run_worker(svc, q["job_id"]) == 0
-    p = json.loads(_call(svc, "predict", "POST", "/", json.dumps(
-        {"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode()))
+    p = json.loads(
+        _call(
+            svc,
+            "predict",
+            "POST",
+            "/",
+            json.dumps({"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode(),
+        )
+    )
     assert run_worker(svc, p["job_id"]) == 0
     out = _call(svc, "result", "GET", "/" + p["job_id"], query={"format": "csv"}).decode()
     return list(csv.reader(io.StringIO(out)))
@@ -113,8 +144,13 @@ def test_formula_cells_are_neutralised_and_numbers_kept(svc, quoted, monkeypatch
     rng = np.random.default_rng(1)
     n = 1500
     text = rng.choice(FORMULAS + ["plain", "-1.5", "+3", "x-y"], n)
-    frame = pd.DataFrame({"note": text, "amount": np.round(rng.normal(size=n), 3),
-                          "other": rng.choice(["a, b" if quoted else "ab", "c"], n)})
+    frame = pd.DataFrame(
+        {
+            "note": text,
+            "amount": np.round(rng.normal(size=n), 3),
+            "other": rng.choice(["a, b" if quoted else "ab", "c"], n),
+        }
+    )
     frame["label"] = np.where(frame["amount"] > 0, "=1+1", "-safe")
     rows = _download(svc, frame, "label")
     assert checked == ([] if quoted else [True])  # a file of plain lines is checked, and formatted instead
@@ -147,8 +183,20 @@ def test_neutralised_touches_text_cells_only():
     from kubepredict.services.csv_download import _neutral_name, _neutralised
 
     text = pa.array(["=1+1", "-1.5", "-x", "+", "@a", "\tx", "\rx", "ok", None, "", "1e5", "-.5e-3"])
-    assert _neutralised(text).to_pylist() == ["'=1+1", "-1.5", "'-x", "'+", "'@a", "'\tx", "'\rx", "ok", None, "",
-                                              "1e5", "-.5e-3"]
+    assert _neutralised(text).to_pylist() == [
+        "'=1+1",
+        "-1.5",
+        "'-x",
+        "'+",
+        "'@a",
+        "'\tx",
+        "'\rx",
+        "ok",
+        None,
+        "",
+        "1e5",
+        "-.5e-3",
+    ]
     assert _neutralised(pa.array([-1.5, 2.0])).to_pylist() == [-1.5, 2.0]
     assert _neutralised(text.dictionary_encode()).to_pylist()[:3] == ["'=1+1", "-1.5", "'-x"]
     clean = pa.array(["a", "b"])

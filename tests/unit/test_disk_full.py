@@ -43,15 +43,18 @@ def test_a_put_onto_a_full_disk_keeps_nothing(tmp_path, monkeypatch):
 def test_ping_reports_too_little_free_space(tmp_path):
     FileStorage(tmp_path, min_free_bytes=1).ping()
     with pytest.raises(InsufficientStorage) as err:
-        FileStorage(tmp_path, min_free_bytes=2 ** 62).ping()
-    assert "free" in err.value.message and err.value.details["min_free_bytes"] == 2 ** 62
+        FileStorage(tmp_path, min_free_bytes=2**62).ping()
+    assert "free" in err.value.message and err.value.details["min_free_bytes"] == 2**62
 
 
-@pytest.mark.parametrize("orig, expected", [
-    (SimpleNamespace(sqlite_errorcode=13), InsufficientStorage),  # SQLITE_FULL
-    (SimpleNamespace(sqlstate="53100"), InsufficientStorage),  # PostgreSQL disk_full
-    (SimpleNamespace(sqlite_errorcode=5), BackendUnavailable),  # SQLITE_BUSY
-])
+@pytest.mark.parametrize(
+    "orig, expected",
+    [
+        (SimpleNamespace(sqlite_errorcode=13), InsufficientStorage),  # SQLITE_FULL
+        (SimpleNamespace(sqlstate="53100"), InsufficientStorage),  # PostgreSQL disk_full
+        (SimpleNamespace(sqlite_errorcode=5), BackendUnavailable),  # SQLITE_BUSY
+    ],
+)
 def test_database_disk_full_is_insufficient_storage(orig, expected):
     assert type(_unavailable(SimpleNamespace(orig=orig))) is expected
 
@@ -71,8 +74,9 @@ def test_a_multipart_upload_whose_spool_meets_a_full_temp_folder_is_507(tmp_path
 
     monkeypatch.setattr(werkzeug.formparser, "parse_form_data", _enospc)
     svc = bootstrap(Settings(data_dir=tmp_path))
-    r = Client(Gateway(svc)).post("/function/upload", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "d.csv")},
-                                  content_type="multipart/form-data")
+    r = Client(Gateway(svc)).post(
+        "/function/upload", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "d.csv")}, content_type="multipart/form-data"
+    )
     assert r.status_code == 507 and r.get_json()["error"]["code"] == "insufficient_storage"
     assert svc.catalog.list_datasets(limit=10, offset=0)[1] == 0
     svc.catalog.dispose()

@@ -18,14 +18,15 @@ MESSY = (
     "1,1.5,Paris,True,true,2024-01-02,,hello\n"
     "2,,Lyon,False,,2024-01-03,,\n"
     "3,2.25,,True,false,2024-02-01,,NA\n"
-    "4,3,Nice,False,True,,,\"a, quoted\"\n"
+    '4,3,Nice,False,True,,,"a, quoted"\n'
     "5,-0.5,Paris,True,,2024-03-01,,x\n"
 )
 
 
 def _ingest(tmp_path, data: bytes, max_bytes: int | None = None):
-    return ingest_stream.ingest_csv(io.BytesIO(data), raw_path=tmp_path / "raw.csv",
-                                    parquet_path=tmp_path / "data.parquet", max_bytes=max_bytes)
+    return ingest_stream.ingest_csv(
+        io.BytesIO(data), raw_path=tmp_path / "raw.csv", parquet_path=tmp_path / "data.parquet", max_bytes=max_bytes
+    )
 
 
 def _old(data: bytes):
@@ -82,8 +83,13 @@ def test_rows_cut_into_blocks_anywhere_read_as_pandas_reads_them(tmp_path, monke
     monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 311)  # blocks end at every kind of place
     rng = np.random.default_rng(3)
     notes = ["plain", "a, comma", 'say "hi"', f"two{newline}lines", "", f'all: "x",{newline}"y"']
-    frame = pd.DataFrame({"id": np.arange(1500), "x": rng.normal(size=1500).round(4),
-                          "note": [notes[i % len(notes)] for i in range(1500)]})
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(1500),
+            "x": rng.normal(size=1500).round(4),
+            "note": [notes[i % len(notes)] for i in range(1500)],
+        }
+    )
     data = frame.to_csv(index=False, lineterminator=newline).encode()
     got = _ingest(tmp_path, data)
     expected, columns, preview = _old(data)
@@ -103,8 +109,13 @@ def test_a_row_longer_than_the_limit_is_invalid_input(tmp_path, monkeypatch):
 
 def test_many_distinct_values_are_estimated_closely(tmp_path):
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"x": rng.normal(size=60_000).round(5), "k": rng.integers(0, 50, 60_000),
-                          "s": [f"id{i}" for i in rng.integers(0, 40_000, 60_000)]})
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=60_000).round(5),
+            "k": rng.integers(0, 50, 60_000),
+            "s": [f"id{i}" for i in rng.integers(0, 40_000, 60_000)],
+        }
+    )
     got = {c["name"]: c for c in _ingest(tmp_path, frame.to_csv(index=False).encode()).columns}
     assert got["k"]["unique"] == frame["k"].nunique() and "unique_estimated" not in got["k"]
     for name in ("x", "s"):
@@ -119,12 +130,15 @@ def test_refuses_more_than_max_bytes(tmp_path):
         _ingest(tmp_path, data, max_bytes=10_000)
 
 
-@pytest.mark.parametrize("data, code", [
-    (b"a,b\n1,2\n3,4,5,6\n7,8\n", "invalid_csv"),
-    (b"a,b,c\n", "empty_csv"),
-    ("na\xefve,b\n\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
-    (b"a,b\n" + b"x,1\n" * 2000 + "\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
-])
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        (b"a,b\n1,2\n3,4,5,6\n7,8\n", "invalid_csv"),
+        (b"a,b,c\n", "empty_csv"),
+        ("na\xefve,b\n\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
+        (b"a,b\n" + b"x,1\n" * 2000 + "\xe9t\xe9,2\n".encode("latin-1"), "invalid_csv"),
+    ],
+)
 def test_bad_files_are_invalid_input(tmp_path, data, code):
     with pytest.raises(InvalidInput) as err:
         _ingest(tmp_path, data)
@@ -136,7 +150,12 @@ def test_a_10000_column_header_longer_than_64_kib_is_read_whole(tmp_path):
     names = [f"column_{i}" for i in range(10_000)]
     header = ",".join(names).encode()
     assert len(header) > 64 * 1024
-    data = header + b"\n" + b"\n".join(",".join(str((r + c) % 7) for c in range(10_000)).encode() for r in range(3)) + b"\n"
+    data = (
+        header
+        + b"\n"
+        + b"\n".join(",".join(str((r + c) % 7) for c in range(10_000)).encode() for r in range(3))
+        + b"\n"
+    )
     got = _ingest(tmp_path, data)
     assert [c["name"] for c in got.columns] == names and got.rows == 3
     back = pq.read_table(tmp_path / "data.parquet")
@@ -202,4 +221,8 @@ def test_columns_changing_type_in_the_same_block_cost_one_more_pass_not_one_each
     got = _ingest(tmp_path, ("v,w,x,y,z\n" + body).encode())
     assert [c["dtype"] for c in got.columns] == ["str"] * 5 and got.rows == 300_000
     assert len(passes) == 2
-    assert pq.read_table(tmp_path / "data.parquet").column("z").to_pylist()[262_199:262_202] == ["262199", "e", "262201"]
+    assert pq.read_table(tmp_path / "data.parquet").column("z").to_pylist()[262_199:262_202] == [
+        "262199",
+        "e",
+        "262201",
+    ]

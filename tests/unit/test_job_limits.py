@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 
 import pytest
+
 from kubepredict.config import Settings
 from kubepredict.errors import ConfigError, InvalidInput
 from kubepredict.ml import algorithms
@@ -18,8 +19,18 @@ from kubepredict.runner.local import LocalProcessRunner, _Worker
 from kubepredict.runner.resources import check_resources, format_bytes, maximums, parse_quantity
 
 
-@pytest.mark.parametrize("text, value", [("500m", Decimal("0.5")), ("2Gi", 2 * 2**30), ("1.5", Decimal("1.5")),
-                                         (2, 2), ("1e3", 1000), ("128974848", 128974848), ("129M", 129 * 10**6)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("500m", Decimal("0.5")),
+        ("2Gi", 2 * 2**30),
+        ("1.5", Decimal("1.5")),
+        (2, 2),
+        ("1e3", 1000),
+        ("128974848", 128974848),
+        ("129M", 129 * 10**6),
+    ],
+)
 def test_quantities(text, value):
     assert parse_quantity(text) == value
 
@@ -38,8 +49,10 @@ def test_format_bytes():
 
 def test_check_resources_accepts_the_kubernetes_shape_and_bounds_it():
     ok = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 2, "memory": "4Gi"}}
-    assert check_resources(ok, {"memory": "8Gi"}) == {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                                      "limits": {"cpu": "2", "memory": "4Gi"}}
+    assert check_resources(ok, {"memory": "8Gi"}) == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     assert check_resources(None) == {} and check_resources({}) == {}
     with pytest.raises(InvalidInput) as err:
         check_resources({"limits": {"memory": "9Gi"}}, {"memory": "8Gi"})
@@ -70,31 +83,45 @@ def test_limits_travel_in_the_environment():
     assert limits.JobLimits.from_env({}) is None
 
 
-@pytest.mark.parametrize("n_jobs, cpus, expected",
-                         [(100_000, 2, 2), (-1, 2, 2), (-2, 4, 3), (1, 4, 1), (None, 2, None)])
+@pytest.mark.parametrize(
+    "n_jobs, cpus, expected", [(100_000, 2, 2), (-1, 2, 2), (-2, 4, 3), (1, 4, 1), (None, 2, None)]
+)
 def test_n_jobs_is_clamped(n_jobs, cpus, expected):
-    assert limits.clamp_parallelism({"n_jobs": n_jobs, "n_estimators": 5}, cpus) == {"n_jobs": expected,
-                                                                                      "n_estimators": 5}
+    assert limits.clamp_parallelism({"n_jobs": n_jobs, "n_estimators": 5}, cpus) == {
+        "n_jobs": expected,
+        "n_estimators": 5,
+    }
     assert limits.clamp_parallelism({"n_jobs": n_jobs}, None) == {"n_jobs": n_jobs}
 
 
 def test_settings_read_the_bounds_and_refuse_bad_ones():
-    s = Settings.from_env({"KUBEPREDICT_JOB_MEMORY_LIMIT": "2Gi", "KUBEPREDICT_JOB_DEADLINE_SECONDS": "60",
-                           "KUBEPREDICT_JOB_CPU_LIMIT": "1", "KUBEPREDICT_JOB_MAX_MEMORY": "8Gi"})
+    s = Settings.from_env(
+        {
+            "KUBEPREDICT_JOB_MEMORY_LIMIT": "2Gi",
+            "KUBEPREDICT_JOB_DEADLINE_SECONDS": "60",
+            "KUBEPREDICT_JOB_CPU_LIMIT": "1",
+            "KUBEPREDICT_JOB_MAX_MEMORY": "8Gi",
+        }
+    )
     assert (s.job_memory_limit, s.job_deadline_seconds, s.job_cpu_limit, s.job_max_memory) == ("2Gi", 60, "1", "8Gi")
     defaults = Settings.from_env({})
     assert (defaults.job_memory_limit, defaults.job_max_memory, defaults.job_deadline_seconds) == ("4Gi", "16Gi", 3600)
-    for env in ({"KUBEPREDICT_JOB_MEMORY_LIMIT": "lots"}, {"KUBEPREDICT_JOB_DEADLINE_SECONDS": "0"},
-                {"KUBEPREDICT_JOB_CPU_LIMIT": "0"}):
+    for env in (
+        {"KUBEPREDICT_JOB_MEMORY_LIMIT": "lots"},
+        {"KUBEPREDICT_JOB_DEADLINE_SECONDS": "0"},
+        {"KUBEPREDICT_JOB_CPU_LIMIT": "0"},
+    ):
         with pytest.raises(ConfigError):
             Settings.from_env(env)
 
 
 def test_the_memory_limit_is_kept_by_the_kernel_in_a_worker():
-    code = ("import numpy as np\nfrom kubepredict.runner import limits\n"
-            "limits.apply(limits.JobLimits(400 * 2**20, 1))\n"
-            "try:\n    np.ones(600 * 2**20 // 8)\nexcept MemoryError:\n    print('refused')\n"
-            "limits.relax_memory()\nprint(len(bytearray(100 * 2**20)))\n")
+    code = (
+        "import numpy as np\nfrom kubepredict.runner import limits\n"
+        "limits.apply(limits.JobLimits(400 * 2**20, 1))\n"
+        "try:\n    np.ones(600 * 2**20 // 8)\nexcept MemoryError:\n    print('refused')\n"
+        "limits.relax_memory()\nprint(len(bytearray(100 * 2**20)))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["refused", str(100 * 2**20)], out.stderr
 
@@ -105,15 +132,16 @@ def test_the_runner_kills_a_worker_above_its_memory_limit_and_fails_the_job_for_
     runner.on_failed = lambda *args: failed.append(args)
     runner.on_lost = lambda *args: lost.append(args)
     # Memory the kernel limit does not see (a child process): only the runner's watch catches it.
-    proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(300 * 2**20); time.sleep(60)"],
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; b = bytearray(300 * 2**20); time.sleep(60)"], start_new_session=True
+    )
     runner._procs[("job_x", None)] = _Worker(proc, attempt=1, memory_bytes=100 * 2**20)
     deadline = time.monotonic() + 20
     while not failed and time.monotonic() < deadline:
         runner.poll()
         time.sleep(0.1)
     assert proc.wait(timeout=10) < 0  # killed
-    (job_id, attempt, code, message), = failed
+    ((job_id, attempt, code, message),) = failed
     assert (job_id, attempt, code) == ("job_x", 1, "memory_limit_exceeded")
     assert "used more than 100 MiB of memory (limit 100 MiB)" in message
     runner.poll()
@@ -158,8 +186,10 @@ def test_the_dispatcher_fails_overdue_jobs_for_good(tmp_path):
     dispatcher.tick()
     job = svc.catalog.get_job("job_slow")
     assert job["status"] == "failed" and job["attempt"] == 1
-    assert job["error"] == {"code": "deadline_exceeded",
-                            "message": "the job ran longer than 0.5 s (limit 0.5 s) and was stopped"}
+    assert job["error"] == {
+        "code": "deadline_exceeded",
+        "message": "the job ran longer than 0.5 s (limit 0.5 s) and was stopped",
+    }
 
 
 def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
@@ -167,8 +197,9 @@ def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
     from kubepredict.runner.dispatcher import Dispatcher
 
     svc = bootstrap(Settings(data_dir=tmp_path, job_max_attempts=3))
-    svc.catalog.enqueue(job={"job_id": "job_sharded", "kind": "predict", "max_attempts": 3, "request": {}},
-                        shards=[(0, 5), (5, 10)])
+    svc.catalog.enqueue(
+        job={"job_id": "job_sharded", "kind": "predict", "max_attempts": 3, "request": {}}, shards=[(0, 5), (5, 10)]
+    )
     dispatcher = Dispatcher(svc.catalog, Idle(), svc.settings)
     dispatcher.tick()
     assert [s["status"] for s in svc.catalog.get_job("job_sharded")["shard_status"]] == ["running", "running"]
@@ -179,10 +210,21 @@ def test_the_dispatcher_fails_a_sharded_job_whose_shard_is_overdue(tmp_path):
     assert job["error"]["message"].startswith("shard ") and "ran longer than 0.5 s" in job["error"]["message"]
 
 
-@pytest.mark.parametrize("params", [{"n_estimators": 10**9}, {"n_estimators": 1e9}, {"n_jobs": 100_000},
-                                    {"max_iter": 10**7}, {"n_neighbors": 10**6}, {"cache_size": 10**6},
-                                    {"hidden_layer_sizes": [8000, 8000]}, {"hidden_layer_sizes": 5000},
-                                    {"hidden_layer_sizes": [4000] * 5}, {"hidden_layer_sizes": [1] * 65}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_estimators": 10**9},
+        {"n_estimators": 1e9},
+        {"n_jobs": 100_000},
+        {"max_iter": 10**7},
+        {"n_neighbors": 10**6},
+        {"cache_size": 10**6},
+        {"hidden_layer_sizes": [8000, 8000]},
+        {"hidden_layer_sizes": 5000},
+        {"hidden_layer_sizes": [4000] * 5},
+        {"hidden_layer_sizes": [1] * 65},
+    ],
+)
 def test_params_above_the_ceilings_are_refused(params):
     with pytest.raises(InvalidInput) as err:
         algorithms.check_ceilings(params)
@@ -190,8 +232,16 @@ def test_params_above_the_ceilings_are_refused(params):
 
 
 def test_params_within_the_ceilings_pass():
-    algorithms.check_ceilings({"n_estimators": 5000, "n_jobs": -1, "hidden_layer_sizes": [4096, 4096, 4096, 4096],
-                              "max_iter": 100_000, "alpha": 1e12, "n_neighbors": True})
+    algorithms.check_ceilings(
+        {
+            "n_estimators": 5000,
+            "n_jobs": -1,
+            "hidden_layer_sizes": [4096, 4096, 4096, 4096],
+            "max_iter": 100_000,
+            "alpha": 1e12,
+            "n_neighbors": True,
+        }
+    )
     algorithms.validate_request("mlp", "classification", {"hidden_layer_sizes": [100, 50]})
     with pytest.raises(InvalidInput):
         algorithms.validate_request("random_forest", "classification", {"n_estimators": 10**6})

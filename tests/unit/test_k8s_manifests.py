@@ -60,19 +60,27 @@ def _trigger_files() -> list[Path]:
 def _kubeless_objects() -> list[tuple[str, dict]]:
     out = []
     for path in _trigger_files():
-        out += [(f"{path.relative_to(ROOT)}:{o['metadata']['name']}", o) for o in _load_all(path)
-                if o.get("apiVersion", "").startswith("kubeless.io/")]
+        out += [
+            (f"{path.relative_to(ROOT)}:{o['metadata']['name']}", o)
+            for o in _load_all(path)
+            if o.get("apiVersion", "").startswith("kubeless.io/")
+        ]
     return out
 
 
 def _generated_jobs() -> list[tuple[str, dict]]:
     template = JobTemplate(image="ghcr.io/kubepredict/job:0.1.0")
-    specs = [JobSpec("job_01HZX8V3K6TQ", "train"), JobSpec("job_01HZX8V3K6TQ", "predict", attempt=3),
-             JobSpec("job_" + "x" * 120, "train", resources={"limits": {"cpu": "3", "memory": "6Gi"}})]
+    specs = [
+        JobSpec("job_01HZX8V3K6TQ", "train"),
+        JobSpec("job_01HZX8V3K6TQ", "predict", attempt=3),
+        JobSpec("job_" + "x" * 120, "train", resources={"limits": {"cpu": "3", "memory": "6Gi"}}),
+    ]
     return [(f"runner:{s.kind}:{s.attempt}", build_job(s, template)) for s in specs]
 
 
-@pytest.mark.parametrize("label,obj", _all_infra_objects() + _generated_jobs(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    "label,obj", _all_infra_objects() + _generated_jobs(), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_kubernetes_objects_validate_strictly(label, obj):
     try:
         kv.validate(obj, K8S_VERSION, strict=True)
@@ -117,7 +125,8 @@ def _crd_schemas() -> dict[str, dict]:
         (crd,) = _load_all(path)
         (version,) = crd["spec"]["versions"]
         schemas[f"{crd['spec']['group']}/{version['name']}/{crd['spec']['names']['kind']}"] = _strict(
-            version["schema"]["openAPIV3Schema"])
+            version["schema"]["openAPIV3Schema"]
+        )
     return schemas
 
 
@@ -131,12 +140,20 @@ def test_kubeless_objects_validate_against_crds(label, obj):
 
 def test_crd_schema_rejects_bad_objects():
     schemas = _crd_schemas()
-    bad = {"apiVersion": "kubeless.io/v1beta1", "kind": "Function", "metadata": {"name": "x"},
-           "spec": {"handler": "handler.handler.extra", "runtime": "python3.11"}}
+    bad = {
+        "apiVersion": "kubeless.io/v1beta1",
+        "kind": "Function",
+        "metadata": {"name": "x"},
+        "spec": {"handler": "handler.handler.extra", "runtime": "python3.11"},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schemas["kubeless.io/v1beta1/Function"])
-    typo = {"apiVersion": "kubeless.io/v1beta1", "kind": "KafkaTrigger", "metadata": {"name": "x"},
-            "spec": {"topic": "t", "functionSelector": {"matchLabels": {"function": "train"}}, "topics": "t"}}
+    typo = {
+        "apiVersion": "kubeless.io/v1beta1",
+        "kind": "KafkaTrigger",
+        "metadata": {"name": "x"},
+        "spec": {"topic": "t", "functionSelector": {"matchLabels": {"function": "train"}}, "topics": "t"},
+    }
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(typo, schemas["kubeless.io/v1beta1/KafkaTrigger"])
 
@@ -151,14 +168,23 @@ def test_kubeless_functions_embedded_objects_validate():
         hpa = spec.get("horizontalPodAutoscaler")
         if hpa:
             kv.validate(hpa, K8S_VERSION, strict=True)
-        deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": obj["metadata"]["name"]},
-                      "spec": {"selector": {"matchLabels": {"function": obj["metadata"]["name"]}},
-                               **copy.deepcopy(spec["deployment"]["spec"])}}
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": obj["metadata"]["name"]},
+            "spec": {
+                "selector": {"matchLabels": {"function": obj["metadata"]["name"]}},
+                **copy.deepcopy(spec["deployment"]["spec"]),
+            },
+        }
         deployment["spec"]["template"]["spec"]["containers"][0].setdefault("image", "kubeless/runtime")
         kv.validate(deployment, K8S_VERSION, strict=True)
     names = {o["metadata"]["name"] for _, o in _kubeless_objects() if o["kind"] == "Function"}
-    hpas = {o["metadata"]["name"] for _, o in _kubeless_objects() if o["kind"] == "Function"
-            and o["spec"].get("horizontalPodAutoscaler")}
+    hpas = {
+        o["metadata"]["name"]
+        for _, o in _kubeless_objects()
+        if o["kind"] == "Function" and o["spec"].get("horizontalPodAutoscaler")
+    }
     assert names == {"upload", "train", "predict", "result"} and hpas == {"upload", "predict"}
 
 
@@ -166,8 +192,13 @@ def test_role_grants_exactly_what_the_runner_uses(rendered):
     from kubepredict.runner.kubernetes import REQUIRED_PERMISSIONS
 
     (role,) = [o for o in rendered if o["kind"] == "Role" and o["metadata"]["name"] == "kubepredict-runner"]
-    granted = {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
-               for resource in rule["resources"] for verb in rule["verbs"]}
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
     assert granted == set(REQUIRED_PERMISSIONS)
     assert not any("*" in part for triple in granted for part in triple)
     (binding,) = [o for o in rendered if o["kind"] == "RoleBinding"]
@@ -187,7 +218,12 @@ def test_names_are_dns_1123_and_unique(rendered):
     seen = set()
     for obj in rendered:
         name = obj["metadata"]["name"]
-        assert len(name) <= 63 and DNS_LABEL.match(name) or obj["kind"] in ("Role", "RoleBinding") and DNS_SUBDOMAIN.match(name), name
+        assert (
+            len(name) <= 63
+            and DNS_LABEL.match(name)
+            or obj["kind"] in ("Role", "RoleBinding")
+            and DNS_SUBDOMAIN.match(name)
+        ), name
         assert _key(obj) not in seen
         seen.add(_key(obj))
     for _, job in _generated_jobs():
@@ -196,13 +232,24 @@ def test_names_are_dns_1123_and_unique(rendered):
 
 def test_base_contents(rendered):
     kinds = {(o["kind"], o["metadata"]["name"]) for o in rendered}
-    for expected in [("Namespace", "kubepredict"), ("ServiceAccount", "kubepredict-runner"),
-                     ("ConfigMap", "kubepredict-config"), ("StatefulSet", "postgres"), ("StatefulSet", "kafka"),
-                     ("Deployment", "minio"), ("Deployment", "kubepredict-relay"), ("Deployment", "kubepredict-connector"),
-                     ("HorizontalPodAutoscaler", "kubepredict-connector"), ("NetworkPolicy", "default-deny-ingress")]:
+    for expected in [
+        ("Namespace", "kubepredict"),
+        ("ServiceAccount", "kubepredict-runner"),
+        ("ConfigMap", "kubepredict-config"),
+        ("StatefulSet", "postgres"),
+        ("StatefulSet", "kafka"),
+        ("Deployment", "minio"),
+        ("Deployment", "kubepredict-relay"),
+        ("Deployment", "kubepredict-connector"),
+        ("HorizontalPodAutoscaler", "kubepredict-connector"),
+        ("NetworkPolicy", "default-deny-ingress"),
+    ]:
         assert expected in kinds
-    commands = {o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0].get("command")
-                for o in rendered if o["kind"] == "Deployment"}
+    commands = {
+        o["metadata"]["name"]: o["spec"]["template"]["spec"]["containers"][0].get("command")
+        for o in rendered
+        if o["kind"] == "Deployment"
+    }
     assert commands["kubepredict-relay"] == ["kubepredict", "relay"]
     assert commands["kubepredict-connector"] == ["kubepredict", "connector"]
     for obj in rendered:  # no literal secrets in env

@@ -56,8 +56,18 @@ class FakeKubeAPI:
                 self.wfile.write(data)
 
             def _status(self, code: int, reason: str, message: str) -> None:
-                self._send(code, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                                  "message": message, "reason": reason, "code": code})
+                self._send(
+                    code,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": message,
+                        "reason": reason,
+                        "code": code,
+                    },
+                )
 
             def _handle(self, method: str) -> None:
                 url = urlsplit(self.path)
@@ -91,11 +101,21 @@ class FakeKubeAPI:
                     lines = "".join(json.dumps(e) + "\n" for e in api.watch_events[kind])
                     return self._send(200, lines)
                 if method == "GET":
-                    selected = [o for o in items.values() if _matches(query.get("labelSelector", ""),
-                                                                     o["metadata"].get("labels") or {})]
+                    selected = [
+                        o
+                        for o in items.values()
+                        if _matches(query.get("labelSelector", ""), o["metadata"].get("labels") or {})
+                    ]
                     list_kind = "JobList" if kind == "jobs" else "PodList"
-                    return self._send(200, {"kind": list_kind, "apiVersion": "v1", "metadata": {"resourceVersion": "9"},
-                                            "items": selected})
+                    return self._send(
+                        200,
+                        {
+                            "kind": list_kind,
+                            "apiVersion": "v1",
+                            "metadata": {"resourceVersion": "9"},
+                            "items": selected,
+                        },
+                    )
                 if method == "DELETE" and kind == "jobs" and name:
                     if items.pop(name, None) is None:
                         return self._status(404, "NotFound", f'jobs.batch "{name}" not found')
@@ -123,9 +143,13 @@ class FakeKubeAPI:
         meta = job["spec"]["template"]["metadata"]
         name = f"{job['metadata']['name']}-{suffix}"
         labels = dict(meta["labels"], **{"batch.kubernetes.io/job-name": job["metadata"]["name"]})
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS, "labels": labels,
-                                                            "annotations": dict(meta["annotations"])},
-               "spec": job["spec"]["template"]["spec"], "status": status}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": NS, "labels": labels, "annotations": dict(meta["annotations"])},
+            "spec": job["spec"]["template"]["spec"],
+            "status": status,
+        }
         self.store["pods"][name] = pod
         return pod
 
@@ -149,10 +173,12 @@ def runner(api, lost):
     cfg = client.Configuration()
     cfg.host = api.url
     cfg.retries = False
-    template = JobTemplate(image="ghcr.io/kubepredict/job:0.1.0", namespace=NS,
-                           max_resources={"cpu": "4", "memory": "8Gi"})
-    r = KubernetesJobRunner(template, api_client=client.ApiClient(cfg), log_tail_lines=5,
-                            on_lost=lambda *args: lost.append(args))
+    template = JobTemplate(
+        image="ghcr.io/kubepredict/job:0.1.0", namespace=NS, max_resources={"cpu": "4", "memory": "8Gi"}
+    )
+    r = KubernetesJobRunner(
+        template, api_client=client.ApiClient(cfg), log_tail_lines=5, on_lost=lambda *args: lost.append(args)
+    )
     yield r
     r.close()
 
@@ -164,8 +190,10 @@ def _posted_job(api) -> dict:
 
 
 def _fail_job(job: dict, reason: str, message: str) -> None:
-    job["status"] = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": reason,
-                                                  "message": message}]}
+    job["status"] = {
+        "failed": 1,
+        "conditions": [{"type": "Failed", "status": "True", "reason": reason, "message": message}],
+    }
 
 
 def test_submit_posts_a_worker_job(api, runner):
@@ -188,9 +216,14 @@ def test_submit_posts_a_worker_job(api, runner):
     assert container["command"] == ["kubepredict", "worker", "job_01HZX8V3K6TQ", "--attempt", "2"]
     assert container["envFrom"] == [{"configMapRef": {"name": "kubepredict-config"}}]
     assert all("value" in e and "SECRET" not in e["name"].replace("SECRETS_DIR", "") for e in container["env"])
-    secret_sources = [s["secret"]["name"] for v in pod["volumes"] if "projected" in v for s in v["projected"]["sources"]]
+    secret_sources = [
+        s["secret"]["name"] for v in pod["volumes"] if "projected" in v for s in v["projected"]["sources"]
+    ]
     assert "kubepredict-database-url" in secret_sources
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "2", "memory": "4Gi"},
+    }
     assert runner.running() == 1
 
 
@@ -211,8 +244,12 @@ def test_train_defaults_bigger_than_predict_and_overrides_bounded():
 
 
 def test_long_and_odd_job_ids_give_distinct_dns_labels():
-    names = {job_name("job_" + "X" * 200, "predict", 12), job_name("job_" + "X" * 199 + "Y", "predict", 12),
-             job_name("job_a", "train", 1), job_name("job-a", "train", 1)}
+    names = {
+        job_name("job_" + "X" * 200, "predict", 12),
+        job_name("job_" + "X" * 199 + "Y", "predict", 12),
+        job_name("job_a", "train", 1),
+        job_name("job-a", "train", 1),
+    }
     assert len(names) == 4
     for name in names:
         assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
@@ -229,8 +266,15 @@ def test_oom_killed_pod_is_reported(api, runner, lost):
     runner.submit(JobSpec(job_id="job_oom", kind="train"))
     job = api.store["jobs"][job_name("job_oom", "train", 1)]
     _fail_job(job, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
-    api.add_pod(job, {"phase": "Failed", "containerStatuses": [{"name": "worker", "image": "img", "state": {
-        "terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]})
+    api.add_pod(
+        job,
+        {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"name": "worker", "image": "img", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+            ],
+        },
+    )
     runner.poll()
     runner.poll()  # reported once only
     assert len(lost) == 1
@@ -242,8 +286,19 @@ def test_oom_killed_pod_is_reported(api, runner, lost):
 def test_image_pull_failure_is_reported_and_job_deleted(api, runner, lost):
     runner.submit(JobSpec(job_id="job_img", kind="predict"))
     job = api.store["jobs"][job_name("job_img", "predict", 1)]
-    api.add_pod(job, {"phase": "Pending", "containerStatuses": [{"name": "worker", "image": "nope:1", "state": {
-        "waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]})
+    api.add_pod(
+        job,
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "worker",
+                    "image": "nope:1",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
+                }
+            ],
+        },
+    )
     runner.poll()
     assert [(c[0], c[2]) for c in lost] == [("job_img", "image_pull_failed")]
     deletes = [r for r in api.requests if r["method"] == "DELETE"]
@@ -262,19 +317,29 @@ def test_deadline_exceeded_is_reported(api, runner, lost):
 def test_failed_pod_reports_exit_code_and_log_tail(api, runner, lost):
     runner.submit(JobSpec(job_id="job_crash", kind="train"))
     job = api.store["jobs"][job_name("job_crash", "train", 1)]
-    pod = api.add_pod(job, {"phase": "Failed", "containerStatuses": [{"name": "worker", "state": {
-        "terminated": {"exitCode": 3, "reason": "Error"}}}]})
+    pod = api.add_pod(
+        job,
+        {
+            "phase": "Failed",
+            "containerStatuses": [{"name": "worker", "state": {"terminated": {"exitCode": 3, "reason": "Error"}}}],
+        },
+    )
     api.logs[pod["metadata"]["name"]] = "loading data\nTraceback: boom\n"
     runner.poll()
-    (_, _, code, message), = lost
+    ((_, _, code, message),) = lost
     assert code == "pod_failed" and "exit code 3" in message and "boom" in message
 
 
 def test_evicted_pod_is_reported_through_the_watch(api, runner, lost):
     job = build_job(JobSpec(job_id="job_ev", kind="predict"), runner.template)
-    pod = {"metadata": {"name": "p1", "labels": job["spec"]["template"]["metadata"]["labels"],
-                        "annotations": job["spec"]["template"]["metadata"]["annotations"]},
-           "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}}
+    pod = {
+        "metadata": {
+            "name": "p1",
+            "labels": job["spec"]["template"]["metadata"]["labels"],
+            "annotations": job["spec"]["template"]["metadata"]["annotations"],
+        },
+        "status": {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."},
+    }
     api.watch_events["pods"] = [{"type": "ADDED", "object": pod}, {"type": "MODIFIED", "object": pod}]
     assert runner.watch_once("pods", timeout_seconds=2) == 2
     assert [(c[0], c[2]) for c in lost] == [("job_ev", "evicted")]
@@ -345,8 +410,12 @@ def test_unreachable_api_is_backend_unavailable(lost):
 # -- sharded predict jobs: one Indexed Job, a failed pod loses its shard's attempt only --------------------------
 def _shard_pod(api, job: dict, index: int, failures: int, status: dict) -> dict:
     pod = api.add_pod(job, status, suffix=f"{index}-{failures}")
-    pod["metadata"]["annotations"].update({"batch.kubernetes.io/job-completion-index": str(index),
-                                           "batch.kubernetes.io/job-index-failure-count": str(failures)})
+    pod["metadata"]["annotations"].update(
+        {
+            "batch.kubernetes.io/job-completion-index": str(index),
+            "batch.kubernetes.io/job-index-failure-count": str(failures),
+        }
+    )
     return pod
 
 
@@ -359,8 +428,14 @@ def test_sharded_predict_is_one_indexed_job():
     (container,) = spec["template"]["spec"]["containers"]
     assert container["command"] == ["kubepredict", "worker", "job_s", "--sharded"]
     failures = [e for e in container["env"] if e["name"] == "KUBEPREDICT_SHARD_FAILURES"]
-    assert failures == [{"name": "KUBEPREDICT_SHARD_FAILURES", "valueFrom": {"fieldRef": {
-        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}}}]
+    assert failures == [
+        {
+            "name": "KUBEPREDICT_SHARD_FAILURES",
+            "valueFrom": {
+                "fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-index-failure-count']"}
+            },
+        }
+    ]
     assert build_job(JobSpec("job_s", "predict", shards=3), template)["spec"]["parallelism"] == 3
     with pytest.raises(errors.InvalidInput):
         build_job(JobSpec("job_s", "train", shards=2), template)
@@ -379,30 +454,76 @@ def test_failed_shard_pod_loses_that_shard_only_and_the_failed_job_loses_the_job
     runner.submit(JobSpec(job_id="job_sh", kind="predict", shards=2, retries=1))
     job = api.store["jobs"][job_name("job_sh", "predict", 1)]
     _shard_pod(api, job, 0, 0, {"phase": "Running"})
-    crashed = _shard_pod(api, job, 1, 0, {"phase": "Failed", "containerStatuses": [{"name": "worker", "state": {
-        "terminated": {"exitCode": 2, "reason": "Error"}}}]})
+    crashed = _shard_pod(
+        api,
+        job,
+        1,
+        0,
+        {
+            "phase": "Failed",
+            "containerStatuses": [{"name": "worker", "state": {"terminated": {"exitCode": 2, "reason": "Error"}}}],
+        },
+    )
     api.logs[crashed["metadata"]["name"]] = "Segmentation fault\n"
     runner.poll()
     runner.poll()  # reported once
     assert [(c[0], c[1], c[2], c[4]) for c in lost] == [("job_sh", 1, "pod_failed", 1)]
     assert "Segmentation fault" in lost[0][3]
     assert runner.running() == 1  # the Job goes on: the index is retried by the Job controller
-    _shard_pod(api, job, 1, 1, {"phase": "Failed", "containerStatuses": [{"name": "worker", "state": {
-        "terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]})
-    job["status"] = {"failed": 2, "failedIndexes": "1", "conditions": [
-        {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}]}
+    _shard_pod(
+        api,
+        job,
+        1,
+        1,
+        {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"name": "worker", "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}
+            ],
+        },
+    )
+    job["status"] = {
+        "failed": 2,
+        "failedIndexes": "1",
+        "conditions": [
+            {"type": "Failed", "status": "True", "reason": "FailedIndexes", "message": "Job has failed indexes"}
+        ],
+    }
     runner.poll()
     assert [(c[0], c[1], c[2], c[4] if len(c) > 4 else None) for c in lost] == [
-        ("job_sh", 1, "pod_failed", 1), ("job_sh", 2, "oom_killed", 1), ("job_sh", 1, "oom_killed", None)]
+        ("job_sh", 1, "pod_failed", 1),
+        ("job_sh", 2, "oom_killed", 1),
+        ("job_sh", 1, "oom_killed", None),
+    ]
     assert runner.running() == 0
 
 
 def test_shard_pod_failure_through_the_pod_watch(api, runner, lost):
     runner.submit(JobSpec(job_id="job_sw", kind="predict", shards=2, retries=1))
     job = api.store["jobs"][job_name("job_sw", "predict", 1)]
-    pod = json.loads(json.dumps(_shard_pod(api, job, 0, 0, {"phase": "Failed", "containerStatuses": [
-        {"name": "worker", "image": "img", "imageID": "", "ready": False, "restartCount": 0,
-         "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]})))
+    pod = json.loads(
+        json.dumps(
+            _shard_pod(
+                api,
+                job,
+                0,
+                0,
+                {
+                    "phase": "Failed",
+                    "containerStatuses": [
+                        {
+                            "name": "worker",
+                            "image": "img",
+                            "imageID": "",
+                            "ready": False,
+                            "restartCount": 0,
+                            "state": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                        }
+                    ],
+                },
+            )
+        )
+    )
     api.watch_events["pods"] = [{"type": "MODIFIED", "object": pod}]
     runner.watch_once("pods", timeout_seconds=2)
     assert [(c[0], c[1], c[2], c[4]) for c in lost] == [("job_sw", 1, "pod_failed", 0)]

@@ -32,8 +32,14 @@ def test_bare_json_body_passes_through_without_event_id():
 
 
 def test_structured_cloudevent_is_unwrapped_and_its_id_is_the_key():
-    ce = {"specversion": "1.0", "id": "ev-1", "type": "my.train", "source": "/x", "time": "2026-01-01T00:00:00Z",
-          "data": BODY}
+    ce = {
+        "specversion": "1.0",
+        "id": "ev-1",
+        "type": "my.train",
+        "source": "/x",
+        "time": "2026-01-01T00:00:00Z",
+        "data": BODY,
+    }
     d = delivery(ce)
     body, attrs, is_json = unwrap(d)
     assert json.loads(body) == BODY and is_json
@@ -79,7 +85,11 @@ def test_invocation_carries_kubeless_and_openfaas_connector_headers():
     assert h["event-time"] == "2023-11-14 22:13:20 +0000 UTC"
     assert h["event-namespace"] == "kafkatriggers.kubeless.io" and h["event-topic"] == "kp.train.requests"
     assert (h["X-Topic"], h["X-Kafka-Partition"], h["X-Kafka-Offset"], h["X-Kafka-Key"]) == (
-        "kp.train.requests", "2", "7", "ds_1")
+        "kp.train.requests",
+        "2",
+        "7",
+        "ds_1",
+    )
     assert h["X-Connector"] == "kubepredict-connector"
     assert h["X-Kafka-trace-id"] == "abc" and "X-Kafka-content-type" not in h
     assert h["Authorization"] == "Bearer s3cret"
@@ -94,12 +104,29 @@ def test_cloudevent_type_and_time_win():
 
 
 # ---- decisions ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("status, action", [
-    (200, "commit"), (202, "commit"), (400, "dead_letter"), (404, "dead_letter"), (409, "dead_letter"),
-    (413, "dead_letter"), (415, "dead_letter"), (422, "dead_letter"), (401, "retry"), (403, "retry"),
-    (408, "retry"), (429, "retry"), (500, "retry"), (502, "retry"), (503, "retry"), (504, "retry"),
-    (None, "retry"), (301, "dead_letter"),
-])
+@pytest.mark.parametrize(
+    "status, action",
+    [
+        (200, "commit"),
+        (202, "commit"),
+        (400, "dead_letter"),
+        (404, "dead_letter"),
+        (409, "dead_letter"),
+        (413, "dead_letter"),
+        (415, "dead_letter"),
+        (422, "dead_letter"),
+        (401, "retry"),
+        (403, "retry"),
+        (408, "retry"),
+        (429, "retry"),
+        (500, "retry"),
+        (502, "retry"),
+        (503, "retry"),
+        (504, "retry"),
+        (None, "retry"),
+        (301, "dead_letter"),
+    ],
+)
 def test_decide_by_status(status, action):
     assert decide(status) == action
 
@@ -116,8 +143,11 @@ def test_dead_letter_headers_keep_the_original_and_say_why():
     assert h["trace-id"] == b"abc"
     assert h["kubepredict.error.status"] == b"400" and h["kubepredict.error.code"] == b"invalid_json"
     assert h["kubepredict.error.message"] == b"bad" and h["kubepredict.function"] == b"train"
-    assert (h["kubepredict.original.topic"], h["kubepredict.original.partition"],
-            h["kubepredict.original.offset"]) == (b"kp.train.requests", b"2", b"7")
+    assert (h["kubepredict.original.topic"], h["kubepredict.original.partition"], h["kubepredict.original.offset"]) == (
+        b"kp.train.requests",
+        b"2",
+        b"7",
+    )
 
 
 # ---- configuration --------------------------------------------------------------------------------
@@ -147,8 +177,12 @@ Row = namedtuple("Row", "seq event_id type key payload")
 
 
 def test_sendable_stops_a_key_at_its_first_undelivered_event():
-    rows = [Row(1, "a", "t", "job_a", ""), Row(2, "b", "t", "job_b", ""), Row(3, "c", "t", "job_a", ""),
-            Row(4, "d", "t", "job_b", "")]
+    rows = [
+        Row(1, "a", "t", "job_a", ""),
+        Row(2, "b", "t", "job_b", ""),
+        Row(3, "c", "t", "job_a", ""),
+        Row(4, "d", "t", "job_b", ""),
+    ]
     assert sendable(rows, {1, 2, 4}) == [1, 2, 4]
     assert sendable(rows, {2, 3, 4}) == [2, 4]
 
@@ -189,8 +223,11 @@ def emit(catalog, kind, key):
 
 
 def test_relay_publishes_structured_cloudevents_keyed_by_job_and_marks_them_sent(catalog):
-    events = [emit(catalog, "job.queued", "job_a"), emit(catalog, "job.queued", "job_b"),
-              emit(catalog, "job.started", "job_a")]
+    events = [
+        emit(catalog, "job.queued", "job_a"),
+        emit(catalog, "job.queued", "job_b"),
+        emit(catalog, "job.started", "job_a"),
+    ]
     fake = FakeProducer()
     relay = OutboxRelay(catalog, Settings(kafka_bootstrap_servers="x:1", topic_events="ev"), producer=fake)
     assert relay.publish_batch() == 3 and catalog.pending_count() == 0
@@ -213,14 +250,29 @@ class FakeMessage:
     def __init__(self, value, offset=0):
         self._value, self._offset = value, offset
 
-    def topic(self): return "kp.train"
-    def partition(self): return 0
-    def offset(self): return self._offset
-    def key(self): return None
-    def value(self): return self._value
-    def headers(self): return None
-    def timestamp(self): return (1, 1_700_000_000_000)
-    def error(self): return None
+    def topic(self):
+        return "kp.train"
+
+    def partition(self):
+        return 0
+
+    def offset(self):
+        return self._offset
+
+    def key(self):
+        return None
+
+    def value(self):
+        return self._value
+
+    def headers(self):
+        return None
+
+    def timestamp(self):
+        return (1, 1_700_000_000_000)
+
+    def error(self):
+        return None
 
 
 class FakeConsumer:
@@ -238,11 +290,13 @@ class FakeConsumer:
 def connector_with(status: int, seen: list) -> KafkaConnector:
     def answer(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(status, json={"error": {"code": "invalid_json", "message": "bad"}}
-                              if status >= 400 else {"job_id": "job_1"})
+        return httpx.Response(
+            status, json={"error": {"code": "invalid_json", "message": "bad"}} if status >= 400 else {"job_id": "job_1"}
+        )
 
-    s = Settings(kafka_bootstrap_servers="x:1", topic_train_requests="kp.train", gateway_url="http://gw",
-                 api_token="tok")
+    s = Settings(
+        kafka_bootstrap_servers="x:1", topic_train_requests="kp.train", gateway_url="http://gw", api_token="tok"
+    )
     c = KafkaConnector(s, http=httpx.Client(transport=httpx.MockTransport(answer)), max_backoff=0.01)
     c._producer = FakeProducer()
     return c
@@ -278,12 +332,15 @@ def test_connector_rewinds_and_does_not_commit_on_5xx():
 DEEP = b'{"dataset_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
 
-@pytest.mark.parametrize("value", [
-    DEEP,                                                                          # RecursionError in json.loads
-    json.dumps({"specversion": "1.0", "id": "e", "data": "[" * 100_000 + "]" * 100_000}).encode(),
-    b'{"model_id": "m", "instances": [[Infinity, 1]]}',                            # not JSON
-    b'{"model_id": "m", "instances": [[1e999, 1]]}',
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        DEEP,  # RecursionError in json.loads
+        json.dumps({"specversion": "1.0", "id": "e", "data": "[" * 100_000 + "]" * 100_000}).encode(),
+        b'{"model_id": "m", "instances": [[Infinity, 1]]}',  # not JSON
+        b'{"model_id": "m", "instances": [[1e999, 1]]}',
+    ],
+)
 def test_a_deep_or_non_finite_message_is_forwarded_raw_and_dead_lettered_with_the_reason(value):
     assert not unwrap(delivery(value))[2]  # not JSON: read as strictly as the gateway reads it
     seen, consumer = [], FakeConsumer()

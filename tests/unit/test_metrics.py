@@ -34,10 +34,22 @@ def _job(conn, n, kind, status, *, seconds=None, started_ago=None, created_ago=0
         started = finished - timedelta(seconds=seconds)
     if started_ago is not None:
         started = now - timedelta(seconds=started_ago)
-    conn.execute(schema.jobs.insert().values(
-        job_id=f"job_{n}", kind=kind, status=status, progress=0.0, attempt=1, max_attempts=1, request="{}",
-        created_at=now - timedelta(seconds=created_ago), started_at=started, finished_at=finished, rows=rows,
-        summary=json.dumps({"rows": rows}) if rows is not None else None))
+    conn.execute(
+        schema.jobs.insert().values(
+            job_id=f"job_{n}",
+            kind=kind,
+            status=status,
+            progress=0.0,
+            attempt=1,
+            max_attempts=1,
+            request="{}",
+            created_at=now - timedelta(seconds=created_ago),
+            started_at=started,
+            finished_at=finished,
+            rows=rows,
+            summary=json.dumps({"rows": rows}) if rows is not None else None,
+        )
+    )
 
 
 def _samples(registry) -> dict:
@@ -61,8 +73,16 @@ def test_catalogue_figures_are_aggregated(catalog):
         _job(conn, 9, "predict", "running", started_ago=300)
         _job(conn, 10, "predict", "cancelled")
         for i in range(3):
-            conn.execute(schema.outbox.insert().values(event_id=f"e{i}", type="t", key="k", payload="{}",
-                                                       created_at=utcnow(), sent_at=utcnow() if i == 0 else None))
+            conn.execute(
+                schema.outbox.insert().values(
+                    event_id=f"e{i}",
+                    type="t",
+                    key="k",
+                    payload="{}",
+                    created_at=utcnow(),
+                    sent_at=utcnow() if i == 0 else None,
+                )
+            )
     s = _samples(metrics.catalog_registry(catalog))
     assert s[("kubepredict_catalog_up", ())] == 1
     assert s[("kubepredict_jobs_total", (("kind", "train"), ("status", "succeeded")))] == 3
@@ -76,8 +96,11 @@ def test_catalogue_figures_are_aggregated(catalog):
     assert s[("kubepredict_oldest_running_job_age_seconds", (("kind", "train"),))] == 0
     assert s[("kubepredict_rows_predicted_total", ())] == 150
     assert s[("kubepredict_events_pending", ())] == 2
-    train = {dict(k[1])["le"]: v for k, v in s.items() if k[0] == "kubepredict_job_duration_seconds_bucket"
-             and dict(k[1])["kind"] == "train"}
+    train = {
+        dict(k[1])["le"]: v
+        for k, v in s.items()
+        if k[0] == "kubepredict_job_duration_seconds_bucket" and dict(k[1])["kind"] == "train"
+    }
     assert train["0.5"] == 1 and train["5.0"] == 2 and train["3600.0"] == 2 and train["+Inf"] == 3
     assert s[("kubepredict_job_duration_seconds_count", (("kind", "train"),))] == 3
     assert s[("kubepredict_job_duration_seconds_sum", (("kind", "train"),))] == pytest.approx(4004.3, abs=0.01)
@@ -86,8 +109,13 @@ def test_catalogue_figures_are_aggregated(catalog):
 
 def test_empty_catalogue_still_exposes_every_family(catalog):
     names = {k[0] for k in _samples(metrics.catalog_registry(catalog))}
-    assert {"kubepredict_jobs_total", "kubepredict_jobs_in_queue", "kubepredict_job_duration_seconds_count",
-            "kubepredict_rows_predicted_total", "kubepredict_events_pending"} <= names
+    assert {
+        "kubepredict_jobs_total",
+        "kubepredict_jobs_in_queue",
+        "kubepredict_job_duration_seconds_count",
+        "kubepredict_rows_predicted_total",
+        "kubepredict_events_pending",
+    } <= names
 
 
 def test_a_database_outage_is_reported_not_raised(catalog):
@@ -108,8 +136,11 @@ def test_calls_are_counted_durably_with_histogram_buckets(catalog):
     assert s[("gateway_function_invocation_total", (("code", "404"), ("function_name", "predict")))] == 1
     assert s[("gateway_functions_seconds_count", ok)] == 4
     assert s[("gateway_functions_seconds_sum", ok)] == pytest.approx(120.403)
-    buckets = {dict(k[1])["le"]: v for k, v in s.items() if k[0] == "gateway_functions_seconds_bucket"
-               and dict(k[1])["code"] == "200"}
+    buckets = {
+        dict(k[1])["le"]: v
+        for k, v in s.items()
+        if k[0] == "gateway_functions_seconds_bucket" and dict(k[1])["code"] == "200"
+    }
     assert buckets["0.005"] == 1 and buckets["0.1"] == 1 and buckets["0.25"] == 3 and buckets["60.0"] == 3
     assert buckets["+Inf"] == 4 and len(buckets) == len(metrics.LATENCY_BUCKETS) + 1
     with catalog.ro() as conn:  # bounded: one row per function, code and bucket
@@ -130,10 +161,20 @@ def test_kubeless_adapter_counts_each_call_in_the_catalogue(tmp_path):
     set_default_app(svc)
     try:
         for path in ("/job_nope", "/"):
-            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "wsgi.input": io.BytesIO(b""),
-                       "CONTENT_LENGTH": "0", "SERVER_NAME": "fn", "SERVER_PORT": "8080", "wsgi.url_scheme": "http"}
-            handler({"data": b"", "extensions": {"request": bottle.BaseRequest(environ)}},
-                    {"function-name": "result", "timeout": 180.0, "runtime": "python3.11", "memory-limit": "0"})
+            environ = {
+                "REQUEST_METHOD": "GET",
+                "PATH_INFO": path,
+                "QUERY_STRING": "",
+                "wsgi.input": io.BytesIO(b""),
+                "CONTENT_LENGTH": "0",
+                "SERVER_NAME": "fn",
+                "SERVER_PORT": "8080",
+                "wsgi.url_scheme": "http",
+            }
+            handler(
+                {"data": b"", "extensions": {"request": bottle.BaseRequest(environ)}},
+                {"function-name": "result", "timeout": 180.0, "runtime": "python3.11", "memory-limit": "0"},
+            )
         s = _samples(metrics.catalog_registry(svc.catalog))
         assert s[("gateway_function_invocation_total", (("code", "404"), ("function_name", "result")))] == 1
         assert s[("gateway_function_invocation_total", (("code", "200"), ("function_name", "result")))] == 1
@@ -149,7 +190,8 @@ def test_migration_0002_backfills_rows_from_summaries(tmp_path):
         conn.exec_driver_sql(
             "insert into jobs (job_id, kind, status, progress, attempt, max_attempts, request, summary, created_at)"
             " values ('job_a', 'predict', 'succeeded', 1.0, 1, 1, '{}', '{\"rows\": 42}', '2026-01-01 00:00:00'),"
-            " ('job_b', 'train', 'succeeded', 1.0, 1, 1, '{}', '{}', '2026-01-01 00:00:00')")
+            " ('job_b', 'train', 'succeeded', 1.0, 1, 1, '{}', '{}', '2026-01-01 00:00:00')"
+        )
     upgrade(engine)
     with engine.connect() as conn:
         assert dict(conn.exec_driver_sql("select job_id, rows from jobs").all()) == {"job_a": 42, "job_b": None}

@@ -14,8 +14,16 @@ from kubepredict.ml import ALGORITHMS, TASKS, build_estimator, infer_task, list_
 
 def test_catalogue_covers_every_task_and_is_json_safe():
     names = {(s.name, s.task) for s in ALGORITHMS}
-    for name in ("logistic_regression", "random_forest", "hist_gradient_boosting", "svm", "knn",
-                 "decision_tree", "naive_bayes", "mlp"):
+    for name in (
+        "logistic_regression",
+        "random_forest",
+        "hist_gradient_boosting",
+        "svm",
+        "knn",
+        "decision_tree",
+        "naive_bayes",
+        "mlp",
+    ):
         assert (name, "classification") in names
     for name in ("linear_regression", "ridge", "lasso", "random_forest", "hist_gradient_boosting", "svr", "knn"):
         assert (name, "regression") in names
@@ -55,13 +63,22 @@ def test_dotted_sklearn_class_is_accepted():
     assert isinstance(build_estimator(spec, {"n_estimators": 5}), ExtraTreesClassifier)
 
 
-@pytest.mark.parametrize("algorithm", [
-    "os.system", "sklearn.base.__builtins__", "sklearn.x.__class__", "sklearn.base.BaseEstimator",
-    "sklearn.preprocessing.StandardScaler", "sklearn.utils.estimator_html_repr",
-    "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.nope.Thing", "builtins.eval",
-    "sklearn.linear_model.Ridge",  # a regressor is not a classifier
-    "no_such_algorithm",
-])
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "os.system",
+        "sklearn.base.__builtins__",
+        "sklearn.x.__class__",
+        "sklearn.base.BaseEstimator",
+        "sklearn.preprocessing.StandardScaler",
+        "sklearn.utils.estimator_html_repr",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.nope.Thing",
+        "builtins.eval",
+        "sklearn.linear_model.Ridge",  # a regressor is not a classifier
+        "no_such_algorithm",
+    ],
+)
 def test_unknown_or_unsafe_algorithms_are_rejected(algorithm):
     with pytest.raises(InvalidInput) as err:
         resolve(algorithm, "classification")
@@ -76,11 +93,17 @@ def test_unservable_clusterers_are_rejected_at_request_time():
         assert err.value.code == "unsupported_algorithm"
 
 
-@pytest.mark.parametrize("params,unknown", [
-    ({"n_estimators": -1}, None), ({"n_estimators": "many"}, None), ({"criterion": "nope"}, None),
-    ({"no_such_param": 1}, ["no_such_param"]), ({"max_depth": float("nan")}, None),
-    ({"n_estimators": object()}, None),
-])
+@pytest.mark.parametrize(
+    "params,unknown",
+    [
+        ({"n_estimators": -1}, None),
+        ({"n_estimators": "many"}, None),
+        ({"criterion": "nope"}, None),
+        ({"no_such_param": 1}, ["no_such_param"]),
+        ({"max_depth": float("nan")}, None),
+        ({"n_estimators": object()}, None),
+    ],
+)
 def test_invalid_params_rejected_cheaply(params, unknown):
     started = time.perf_counter()
     with pytest.raises(InvalidInput) as err:

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import skops.io as sio
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.cluster import Birch
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn.cluster import Birch
-
 from kubepredict.errors import ArtifactRejected, Unprocessable
-from kubepredict.ml import dump_model, load_model, sha256_hex, train
-from kubepredict.ml import artifact_types
+from kubepredict.ml import artifact_types, dump_model, load_model, sha256_hex, train
 from kubepredict.ml.algorithms import ALGORITHMS
 from tests.unit.skops_craft import call, dct, function, node, swap, tup
 
@@ -32,8 +30,9 @@ class Sneaky(BaseEstimator, TransformerMixin):
 @pytest.fixture(scope="module")
 def trained():
     frame = load_iris(as_frame=True).frame
-    return frame, train(frame, target="target", features=None, task=None,
-                        algorithm="hist_gradient_boosting", params={"max_iter": 20})
+    return frame, train(
+        frame, target="target", features=None, task=None, algorithm="hist_gradient_boosting", params={"max_iter": 20}
+    )
 
 
 def test_round_trip_predicts_the_same(trained):
@@ -61,10 +60,13 @@ def test_garbage_with_matching_hash_is_corrupt():
     assert err.value.code == "artifact_corrupt"
 
 
-@pytest.mark.parametrize("model,expected", [
-    (Pipeline([("f", FunctionTransformer(func=os.system)), ("m", LogisticRegression())]), "system"),
-    (Pipeline([("s", Sneaky()), ("m", LogisticRegression())]), "Sneaky"),
-])
+@pytest.mark.parametrize(
+    "model,expected",
+    [
+        (Pipeline([("f", FunctionTransformer(func=os.system)), ("m", LogisticRegression())]), "system"),
+        (Pipeline([("s", Sneaky()), ("m", LogisticRegression())]), "Sneaky"),
+    ],
+)
 def test_untrusted_type_rejected_even_with_correct_hash(model, expected):
     data = sio.dumps(model)
     with pytest.raises(ArtifactRejected) as err:
@@ -74,15 +76,31 @@ def test_untrusted_type_rejected_even_with_correct_hash(model, expected):
 
 
 def test_allow_policy():
-    for ok, loader in (("numpy.dtype", "DTypeNode"), ("sklearn.tree._tree.Tree", "TreeNode"),
-                       ("numpy.ndarray", "NdArrayNode"), ("numpy.float64", "NdArrayNode"),
-                       ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "ObjectNode"),
-                       ("sklearn.ensemble._forest.ExtraTreesClassifier", "ObjectNode")):
+    for ok, loader in (
+        ("numpy.dtype", "DTypeNode"),
+        ("sklearn.tree._tree.Tree", "TreeNode"),
+        ("numpy.ndarray", "NdArrayNode"),
+        ("numpy.float64", "NdArrayNode"),
+        ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "ObjectNode"),
+        ("sklearn.ensemble._forest.ExtraTreesClassifier", "ObjectNode"),
+    ):
         assert artifact_types.is_allowed(ok, loader), ok
-    for bad in ("posix.system", "builtins.eval", "numpy.load", "numpy.memmap", "numpy._core.memmap.memmap",
-                "sklearn.utils._testing.assert_run_python_script_without_output", "sklearn.base.__builtins__",
-                "scipy.io.loadmat", "numpy.f2py.compile", "__main__.Sneaky", "sklearn.utils.estimator_html_repr",
-                "sklearnx.Thing", "scipy.sparse._csr.csr_matrix", "sklearn.feature_extraction.text.CountVectorizer"):
+    for bad in (
+        "posix.system",
+        "builtins.eval",
+        "numpy.load",
+        "numpy.memmap",
+        "numpy._core.memmap.memmap",
+        "sklearn.utils._testing.assert_run_python_script_without_output",
+        "sklearn.base.__builtins__",
+        "scipy.io.loadmat",
+        "numpy.f2py.compile",
+        "__main__.Sneaky",
+        "sklearn.utils.estimator_html_repr",
+        "sklearnx.Thing",
+        "scipy.sparse._csr.csr_matrix",
+        "sklearn.feature_extraction.text.CountVectorizer",
+    ):
         assert not artifact_types.is_allowed(bad), bad
     # a type is allowed only in the form our artefacts hold it: a dtype is never called with arguments
     assert not artifact_types.is_allowed("numpy.dtype", "ConstructorFromReduceNode")
@@ -117,8 +135,11 @@ def test_allow_list_holds_only_library_classes_that_touch_nothing_outside():
 @pytest.fixture(scope="module")
 def tree_model():
     frame = load_iris(as_frame=True).frame
-    return dump_model(train(frame, target="target", features=None, task="classification",
-                            algorithm="decision_tree", params={}).pipeline)
+    return dump_model(
+        train(
+            frame, target="target", features=None, task="classification", algorithm="decision_tree", params={}
+        ).pipeline
+    )
 
 
 def _refused(data: bytes) -> ArtifactRejected:
@@ -129,8 +150,13 @@ def _refused(data: bytes) -> ArtifactRejected:
     return err.value
 
 
-FILES, PROCESS, NETWORK, CODE, ATTRS = (artifact_types.FILES, artifact_types.PROCESS, artifact_types.NETWORK,
-                                        artifact_types.CODE, artifact_types.ATTRS)
+FILES, PROCESS, NETWORK, CODE, ATTRS = (
+    artifact_types.FILES,
+    artifact_types.PROCESS,
+    artifact_types.NETWORK,
+    artifact_types.CODE,
+    artifact_types.ATTRS,
+)
 REFUSED = [  # (type named in the report, why, schema node a crafted file puts where classes_ was)
     ("numpy.memmap", FILES, lambda v: call("numpy.memmap", v, "uint8", "r")),
     ("numpy.memmap", FILES, lambda v: call("numpy.memmap", v, "uint8", "w+", 0, (4,))),
@@ -158,11 +184,17 @@ REFUSED = [  # (type named in the report, why, schema node a crafted file puts w
     ("builtins.getattr", ATTRS, lambda v: call("builtins.getattr", "x", "upper")),
     ("builtins.__import__", CODE, lambda v: call("builtins.__import__", "os")),
     ("builtins.compile", CODE, lambda v: call("builtins.compile", "1", "f", "eval")),
-    ("functools.partial", ATTRS, lambda v: node("functools.partial", "PartialNode", content=dct(
-        func=function("os.system"), args=tup(f"touch {v}.pwned"), kwds=dct(), namespace=dct()))),
+    (
+        "functools.partial",
+        ATTRS,
+        lambda v: node(
+            "functools.partial",
+            "PartialNode",
+            content=dct(func=function("os.system"), args=tup(f"touch {v}.pwned"), kwds=dct(), namespace=dct()),
+        ),
+    ),
     ("operator.attrgetter", ATTRS, lambda v: node("operator.attrgetter", "OperatorFuncNode", attrs=tup("real"))),
-    ("joblib.memory.Memory", FILES, lambda v: node("joblib.memory.Memory", "ObjectNode",
-                                                  content=dct(location=str(v)))),
+    ("joblib.memory.Memory", FILES, lambda v: node("joblib.memory.Memory", "ObjectNode", content=dct(location=str(v)))),
     ("joblib.load", FILES, lambda v: call("joblib.load", v)),
     ("pickle.loads", CODE, lambda v: call("pickle.loads", "x")),
     ("marshal.loads", CODE, lambda v: call("marshal.loads", "x")),
@@ -192,21 +224,33 @@ def test_memmap_cannot_read_a_file_into_the_model(tree_model, tmp_path):
     assert err.details["types"] == ["numpy.memmap"]
 
 
-@pytest.mark.parametrize("state,path", [
-    # skops trusts every scikit-learn estimator by default; this one reads the files its input names
-    (node("sklearn.feature_extraction.text.CountVectorizer", "ObjectNode", content=dct(input="filename")),
-     "sklearn.feature_extraction.text.CountVectorizer"),
-    # a scipy sparse matrix: harmless, but no model of ours holds one
-    (node("scipy.sparse._csr.csr_matrix", "SparseMatrixNode", type="scipy", file="x.npz"),
-     "scipy.sparse._csr.csr_matrix"),
-    # an allowed class in a form our artefacts never use: called with arguments from the file
-    (call("sklearn.tree._tree.Tree", 4, tup(3), 1), "sklearn.tree._tree.Tree"),
-    (call("numpy.dtype", "float64"), "numpy.dtype"),
-    # a bound method of an allowed object
-    (node("sklearn.tree._classes.DecisionTreeClassifier", "MethodNode", content={
-        "func": "fit", "obj": node("sklearn.tree._classes.DecisionTreeClassifier", "ObjectNode")}),
-     "sklearn.tree._classes.DecisionTreeClassifier"),
-])
+@pytest.mark.parametrize(
+    "state,path",
+    [
+        # skops trusts every scikit-learn estimator by default; this one reads the files its input names
+        (
+            node("sklearn.feature_extraction.text.CountVectorizer", "ObjectNode", content=dct(input="filename")),
+            "sklearn.feature_extraction.text.CountVectorizer",
+        ),
+        # a scipy sparse matrix: harmless, but no model of ours holds one
+        (
+            node("scipy.sparse._csr.csr_matrix", "SparseMatrixNode", type="scipy", file="x.npz"),
+            "scipy.sparse._csr.csr_matrix",
+        ),
+        # an allowed class in a form our artefacts never use: called with arguments from the file
+        (call("sklearn.tree._tree.Tree", 4, tup(3), 1), "sklearn.tree._tree.Tree"),
+        (call("numpy.dtype", "float64"), "numpy.dtype"),
+        # a bound method of an allowed object
+        (
+            node(
+                "sklearn.tree._classes.DecisionTreeClassifier",
+                "MethodNode",
+                content={"func": "fit", "obj": node("sklearn.tree._classes.DecisionTreeClassifier", "ObjectNode")},
+            ),
+            "sklearn.tree._classes.DecisionTreeClassifier",
+        ),
+    ],
+)
 def test_types_outside_our_models_are_refused_even_when_skops_trusts_them(tree_model, state, path):
     err = _refused(swap(tree_model, "classes_", state))
     assert path in err.details["types"]
@@ -231,10 +275,13 @@ def test_deeply_nested_schema_is_a_clear_refusal(tree_model):
 
 
 # ---- every algorithm we train still saves and loads ------------------------------------------------------
-VARIANTS = {"knn": [{}, {"algorithm": "ball_tree", "metric": "manhattan"}, {"metric": "chebyshev"}],
-            "mlp": [{"max_iter": 50}, {"solver": "sgd", "max_iter": 50}],
-            "random_forest": [{"n_estimators": 5}], "hist_gradient_boosting": [{"max_iter": 5}],
-            "gaussian_mixture": [{}, {"covariance_type": "diag"}]}
+VARIANTS = {
+    "knn": [{}, {"algorithm": "ball_tree", "metric": "manhattan"}, {"metric": "chebyshev"}],
+    "mlp": [{"max_iter": 50}, {"solver": "sgd", "max_iter": 50}],
+    "random_forest": [{"n_estimators": 5}],
+    "hist_gradient_boosting": [{"max_iter": 5}],
+    "gaussian_mixture": [{}, {"covariance_type": "diag"}],
+}
 
 
 def _frame():
@@ -268,8 +315,9 @@ def test_every_algorithm_we_train_saves_and_loads(algorithm, task, params):
     result = train(frame, target=target, features=None, task=task, algorithm=algorithm, params=params)
     data = dump_model(result.pipeline)
     nodes = artifact_types.schema_nodes(data)
-    assert all(artifact_types.is_allowed(path, loader) for loader, path in nodes), \
-        [n for n in nodes if not artifact_types.is_allowed(n[1], n[0])]
+    assert all(artifact_types.is_allowed(path, loader) for loader, path in nodes), [
+        n for n in nodes if not artifact_types.is_allowed(n[1], n[0])
+    ]
     loaded = load_model(data, sha256_hex(data))
     X = frame[result.features]
     np.testing.assert_array_equal(loaded.predict(X), result.pipeline.predict(X))

@@ -16,10 +16,15 @@ FEATURES = ["a", "b", "c", "d"]
 def frame():
     rng = np.random.default_rng(1)
     n = 600
-    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n) * 10,
-                       "c": rng.choice(["x", "y", "z", None], n),
-                       # more distinct values than MAX_CATEGORIES: exercises the "infrequent" column
-                       "d": rng.choice([f"k{i}" for i in range(150)], n)})
+    df = pd.DataFrame(
+        {
+            "a": rng.normal(size=n),
+            "b": rng.normal(size=n) * 10,
+            "c": rng.choice(["x", "y", "z", None], n),
+            # more distinct values than MAX_CATEGORIES: exercises the "infrequent" column
+            "d": rng.choice([f"k{i}" for i in range(150)], n),
+        }
+    )
     df.loc[::7, "a"] = np.nan
     df["binary"] = np.where(df.a.fillna(0) + (df.c == "x") + rng.normal(size=n) > 0.5, "yes", "no")
     df["multi"] = rng.choice(["p", "q", "s"], n)
@@ -45,16 +50,28 @@ CASES = [
 
 @pytest.mark.parametrize("target,algorithm,kind", CASES)
 def test_compiled_matches_pipeline_exactly(frame, target, algorithm, kind):
-    result = train(frame[FEATURES + [target]], target=target, features=FEATURES, task=None,
-                   algorithm=algorithm, params=None, random_state=0)
+    result = train(
+        frame[FEATURES + [target]],
+        target=target,
+        features=FEATURES,
+        task=None,
+        algorithm=algorithm,
+        params=None,
+        random_state=0,
+    )
     assert result.metrics["serving"]["fast_path"] == kind
     assert result.metrics["serving"]["verified_rows"] > 0
     compiled = compile_pipeline(result.pipeline, features=result.features, kinds=result.kinds, task=result.task)
     assert compiled.kind == kind
     # Every row, including missing numbers and categories, unseen categories and the probe rows.
-    rows = pd.concat([frame[FEATURES], probe_frame(compiled),
-                      pd.DataFrame({"a": [1.0], "b": [None], "c": ["never seen"], "d": [None]})],
-                     ignore_index=True)
+    rows = pd.concat(
+        [
+            frame[FEATURES],
+            probe_frame(compiled),
+            pd.DataFrame({"a": [1.0], "b": [None], "c": ["never seen"], "d": [None]}),
+        ],
+        ignore_index=True,
+    )
     check = verify(compiled, result.pipeline, rows, task=result.task)
     assert check["equal"], check
     assert check["max_abs_diff"] <= 1e-9
@@ -65,8 +82,14 @@ def test_compiled_matches_pipeline_exactly(frame, target, algorithm, kind):
 
 
 def test_verify_notices_a_disagreement(frame):
-    result = train(frame[FEATURES + ["binary"]], target="binary", features=FEATURES, task=None,
-                   algorithm="logistic_regression", params=None)
+    result = train(
+        frame[FEATURES + ["binary"]],
+        target="binary",
+        features=FEATURES,
+        task=None,
+        algorithm="logistic_regression",
+        params=None,
+    )
     compiled = compile_pipeline(result.pipeline, features=result.features, kinds=result.kinds, task=result.task)
     compiled._coef = -compiled._coef  # a wrong compilation must never pass the check
     assert not verify(compiled, result.pipeline, frame[FEATURES], task=result.task)["equal"]
@@ -78,17 +101,31 @@ def test_other_pipeline_shapes_are_not_compiled(frame):
 
     pipe = Pipeline([("scale", StandardScaler()), ("estimator", LogisticRegression())])
     pipe.fit(frame[["a", "b"]].fillna(0), frame["binary"])
-    assert compile_pipeline(pipe, features=["a", "b"], kinds={"a": "numeric", "b": "numeric"},
-                            task="classification") is None
+    assert (
+        compile_pipeline(pipe, features=["a", "b"], kinds={"a": "numeric", "b": "numeric"}, task="classification")
+        is None
+    )
 
 
-@pytest.mark.parametrize("value,message", [
-    ("abc", "should be numeric"), (float("inf"), "infinite"), (10 ** 400, "should be numeric"),
-    ("1e999", "infinite"), ("1_000", "should be numeric"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("abc", "should be numeric"),
+        (float("inf"), "infinite"),
+        (10**400, "should be numeric"),
+        ("1e999", "infinite"),
+        ("1_000", "should be numeric"),
+    ],
+)
 def test_bad_numbers_are_a_400(frame, value, message):
-    result = train(frame[FEATURES + ["binary"]], target="binary", features=FEATURES, task=None,
-                   algorithm="logistic_regression", params=None)
+    result = train(
+        frame[FEATURES + ["binary"]],
+        target="binary",
+        features=FEATURES,
+        task=None,
+        algorithm="logistic_regression",
+        params=None,
+    )
     compiled = compile_pipeline(result.pipeline, features=result.features, kinds=result.kinds, task=result.task)
     with pytest.raises(InvalidInput) as err:
         compiled.score({"a": [value], "b": [1.0], "c": ["x"], "d": ["k1"]}, 1)
@@ -97,8 +134,9 @@ def test_bad_numbers_are_a_400(frame, value, message):
 
 
 def test_strings_blanks_and_nulls_are_numbers_or_missing(frame):
-    result = train(frame[FEATURES + ["value"]], target="value", features=FEATURES, task=None,
-                   algorithm="ridge", params=None)
+    result = train(
+        frame[FEATURES + ["value"]], target="value", features=FEATURES, task=None, algorithm="ridge", params=None
+    )
     compiled = compile_pipeline(result.pipeline, features=result.features, kinds=result.kinds, task=result.task)
     a = compiled.score({"a": ["1.5", " ", None], "b": [2, 2.0, True], "c": [1, None, "x"], "d": ["k1"] * 3}, 3)
     rows = pd.DataFrame({"a": ["1.5", " ", None], "b": [2, 2.0, True], "c": [1, None, "x"], "d": ["k1"] * 3})
@@ -107,8 +145,14 @@ def test_strings_blanks_and_nulls_are_numbers_or_missing(frame):
 
 
 def test_missing_feature_is_named(frame):
-    result = train(frame[FEATURES + ["binary"]], target="binary", features=FEATURES, task=None,
-                   algorithm="logistic_regression", params=None)
+    result = train(
+        frame[FEATURES + ["binary"]],
+        target="binary",
+        features=FEATURES,
+        task=None,
+        algorithm="logistic_regression",
+        params=None,
+    )
     compiled = compile_pipeline(result.pipeline, features=result.features, kinds=result.kinds, task=result.task)
     with pytest.raises(InvalidInput) as err:
         compiled.score({"a": [1.0], "b": [1.0]}, 1)

@@ -15,15 +15,19 @@ from kubepredict.ml import build_preprocessor, check_columns, coerce_frame, colu
 def iris_model():
     frame = load_iris(as_frame=True).frame
     frame["target"] = frame["target"].map({0: "setosa", 1: "versicolor", 2: "virginica"})
-    return frame, train(frame, target="target", features=None, task=None, algorithm="logistic_regression",
-                        params=None)
+    return frame, train(frame, target="target", features=None, task=None, algorithm="logistic_regression", params=None)
 
 
 def test_missing_columns_are_named(iris_model):
     frame, result = iris_model
     with pytest.raises(InvalidInput) as err:
-        score(result.pipeline, frame.drop(columns=["sepal width (cm)", "petal width (cm)"]),
-              features=result.features, kinds=result.kinds, task=result.task)
+        score(
+            result.pipeline,
+            frame.drop(columns=["sepal width (cm)", "petal width (cm)"]),
+            features=result.features,
+            kinds=result.kinds,
+            task=result.task,
+        )
     assert err.value.code == "missing_columns"
     assert err.value.details["missing"] == ["sepal width (cm)", "petal width (cm)"]
     assert str(err.value) == "missing columns: sepal width (cm), petal width (cm)"
@@ -70,14 +74,26 @@ def test_coerce_frame_names_bad_numeric_column():
 
 
 def test_preprocessor_survives_all_nan_and_unknown_categories():
-    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, np.nan], "allnan": np.nan,
-                          "s": pd.Series(["x", "y", None, "x"], dtype="object"), "snan": [None] * 4,
-                          "flag": [True, False, True, True]})
+    frame = pd.DataFrame(
+        {
+            "a": [1.0, 2.0, 3.0, np.nan],
+            "allnan": np.nan,
+            "s": pd.Series(["x", "y", None, "x"], dtype="object"),
+            "snan": [None] * 4,
+            "flag": [True, False, True, True],
+        }
+    )
     kinds = column_kinds(frame, list(frame.columns))
-    assert kinds == {"a": "numeric", "allnan": "numeric", "s": "categorical", "snan": "categorical",
-                     "flag": "categorical"}
+    assert kinds == {
+        "a": "numeric",
+        "allnan": "numeric",
+        "s": "categorical",
+        "snan": "categorical",
+        "flag": "categorical",
+    }
     pre = build_preprocessor(kinds).fit(coerce_frame(frame, kinds))
-    new = coerce_frame(pd.DataFrame({"a": [np.nan], "allnan": [5.0], "s": ["never seen"], "snan": ["q"],
-                                     "flag": [False]}), kinds)
+    new = coerce_frame(
+        pd.DataFrame({"a": [np.nan], "allnan": [5.0], "s": ["never seen"], "snan": ["q"], "flag": [False]}), kinds
+    )
     out = pre.transform(new)
     assert out.shape[0] == 1 and np.isfinite(out).all()

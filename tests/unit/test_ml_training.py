@@ -42,8 +42,7 @@ def _mixed(n=200, seed=0):
     x = rng.normal(size=n)
     colour = rng.choice(["red", "green", "blue"], size=n).astype(object)
     label = np.where(x + (colour == "red") * 1.5 > 0.5, "yes", "no").astype(object)
-    frame = pd.DataFrame({"x": x, "colour": colour, "noise": rng.normal(size=n), "label": label,
-                          "empty": np.nan})
+    frame = pd.DataFrame({"x": x, "colour": colour, "noise": rng.normal(size=n), "label": label, "empty": np.nan})
     frame.loc[::7, "x"] = np.nan
     frame.loc[::5, "colour"] = None
     frame.loc[3, "label"] = None  # dropped
@@ -52,8 +51,15 @@ def _mixed(n=200, seed=0):
 
 def test_random_forest_on_iris(iris):
     stages = []
-    result = train(iris, target="target", features=None, task=None, algorithm="random_forest",
-                   params={"n_estimators": 50}, progress=lambda s, p: stages.append((s, p)))
+    result = train(
+        iris,
+        target="target",
+        features=None,
+        task=None,
+        algorithm="random_forest",
+        params={"n_estimators": 50},
+        progress=lambda s, p: stages.append((s, p)),
+    )
     m = result.metrics
     assert result.task == "classification" and result.algorithm == "random_forest"
     assert result.estimator == "sklearn.ensemble.RandomForestClassifier"
@@ -67,8 +73,15 @@ def test_random_forest_on_iris(iris):
     assert max(m["feature_importance"], key=m["feature_importance"].get).startswith("petal")
     assert result.params["n_estimators"] == 50 and result.params["random_state"] == 0
     json.dumps({"metrics": m, "params": result.params, "classes": result.classes})
-    _assert_plain_json({"metrics": m, "params": result.params, "classes": result.classes,
-                        "kinds": result.kinds, "features": result.features})
+    _assert_plain_json(
+        {
+            "metrics": m,
+            "params": result.params,
+            "classes": result.classes,
+            "kinds": result.kinds,
+            "features": result.features,
+        }
+    )
     names = [s for s, _ in stages]
     assert names[0] == "preparing" and names[-1] == "done" and "evaluating" in names
     assert [p for _, p in stages] == sorted(p for _, p in stages) and stages[-1][1] == 1.0
@@ -85,8 +98,7 @@ def test_regression_on_diabetes(diabetes):
 
 def test_clustering_uses_all_rows(iris):
     frame = iris.drop(columns="target")
-    result = train(frame, target=None, features=None, task="clustering", algorithm="kmeans",
-                   params={"n_clusters": 3})
+    result = train(frame, target=None, features=None, task="clustering", algorithm="kmeans", params={"n_clusters": 3})
     m = result.metrics
     assert sum(m["cluster_sizes"].values()) == len(frame) == m["train_rows"]
     assert m["test_rows"] == 0 and len(m["cluster_sizes"]) == 3
@@ -97,22 +109,34 @@ def test_clustering_uses_all_rows(iris):
 
 def test_categorical_missing_values_and_string_labels_train_and_score():
     frame = _mixed()
-    result = train(frame, target="label", features=None, task=None, algorithm="hist_gradient_boosting",
-                   params={"max_iter": 30})
+    result = train(
+        frame, target="label", features=None, task=None, algorithm="hist_gradient_boosting", params={"max_iter": 30}
+    )
     assert result.kinds == {"x": "numeric", "colour": "categorical", "noise": "numeric", "empty": "numeric"}
     assert result.classes == ["no", "yes"]
     assert result.metrics["train_rows"] + result.metrics["test_rows"] == len(frame) - 1
     assert result.metrics["accuracy"] > 0.7
     # HistGradientBoosting has no feature_importances_: permutation importance on original columns
     assert set(result.metrics["feature_importance"]) == {"x", "colour", "noise", "empty"}
-    out = score(result.pipeline, frame.drop(columns="label").head(10), features=result.features,
-                kinds=result.kinds, task=result.task)
+    out = score(
+        result.pipeline,
+        frame.drop(columns="label").head(10),
+        features=result.features,
+        kinds=result.kinds,
+        task=result.task,
+    )
     assert set(out.predictions) <= {"no", "yes"} and out.probabilities.shape == (10, 2)
 
 
 def test_one_hot_importance_is_summed_back_to_the_column():
-    result = train(_mixed(), target="label", features=["x", "colour"], task="classification",
-                   algorithm="logistic_regression", params=None)
+    result = train(
+        _mixed(),
+        target="label",
+        features=["x", "colour"],
+        task="classification",
+        algorithm="logistic_regression",
+        params=None,
+    )
     assert set(result.metrics["feature_importance"]) == {"x", "colour"}
     assert result.metrics["feature_importance"]["colour"] > 0
 
@@ -120,9 +144,15 @@ def test_one_hot_importance_is_summed_back_to_the_column():
 def test_auto_picks_a_candidate(iris):
     stages = []
     # auto hands each candidate only the params it understands
-    result = train(iris, target="target", features=None, task=None, algorithm="auto",
-                   params={"n_estimators": 30, "max_iter": 30},
-                   progress=lambda s, p: stages.append((s, p)))
+    result = train(
+        iris,
+        target="target",
+        features=None,
+        task=None,
+        algorithm="auto",
+        params={"n_estimators": 30, "max_iter": 30},
+        progress=lambda s, p: stages.append((s, p)),
+    )
     auto = result.metrics["auto"]
     assert auto["scoring"] == "accuracy" and auto["chosen"] == result.algorithm
     assert set(auto["candidates"]) == {"logistic_regression", "random_forest", "hist_gradient_boosting"}
@@ -132,8 +162,14 @@ def test_auto_picks_a_candidate(iris):
 
 
 def test_auto_clustering_scores_by_silhouette(iris):
-    result = train(iris.drop(columns="target"), target=None, features=None, task="clustering",
-                   algorithm="auto", params={"n_clusters": 2, "n_components": 2})
+    result = train(
+        iris.drop(columns="target"),
+        target=None,
+        features=None,
+        task="clustering",
+        algorithm="auto",
+        params={"n_clusters": 2, "n_components": 2},
+    )
     assert result.metrics["auto"]["scoring"] == "silhouette"
     assert len(result.metrics["cluster_sizes"]) == 2  # each candidate took the params it understands
     assert result.algorithm in result.metrics["auto"]["candidates"]
@@ -155,16 +191,28 @@ def test_too_few_rows_after_dropping_missing_targets():
 
 def test_unknown_columns_and_missing_target(iris):
     with pytest.raises(InvalidInput) as err:
-        train(iris, target="nope", features=["sepal length (cm)", "ghost"], task=None,
-              algorithm="random_forest", params=None)
+        train(
+            iris,
+            target="nope",
+            features=["sepal length (cm)", "ghost"],
+            task=None,
+            algorithm="random_forest",
+            params=None,
+        )
     assert err.value.code == "unknown_columns" and err.value.details["missing"] == ["ghost", "nope"]
     with pytest.raises(InvalidInput):
         train(iris, target=None, features=None, task="classification", algorithm="random_forest", params=None)
 
 
 def test_dotted_algorithm_trains(iris):
-    result = train(iris, target="target", features=None, task="classification",
-                   algorithm="sklearn.tree.ExtraTreeClassifier", params=None)
+    result = train(
+        iris,
+        target="target",
+        features=None,
+        task="classification",
+        algorithm="sklearn.tree.ExtraTreeClassifier",
+        params=None,
+    )
     assert result.algorithm == "sklearn.tree.ExtraTreeClassifier" and result.metrics["accuracy"] > 0.8
 
 
@@ -181,8 +229,14 @@ def test_forest_labels_from_one_pass_equal_scikit_learns_predict(iris, algorithm
     features = [c for c in iris.columns if c != "target"]
     rng = np.random.default_rng(4)
     noisy = iris.assign(**{f: iris[f] + rng.normal(0, 0.4, len(iris)) for f in features})  # near ties too
-    result = train(noisy, target="target", features=features, task="classification", algorithm=algorithm,
-                   params={"n_estimators": 7})
+    result = train(
+        noisy,
+        target="target",
+        features=features,
+        task="classification",
+        algorithm=algorithm,
+        params={"n_estimators": 7},
+    )
     scored = score(result.pipeline, noisy, features=features, kinds=result.kinds, task="classification")
     assert list(scored.predictions) == list(result.pipeline.predict(noisy[features]))
     np.testing.assert_array_equal(scored.probabilities, result.pipeline.predict_proba(noisy[features]))
@@ -208,9 +262,29 @@ def test_median_imputer_learns_scikit_learns_medians(rows):
     assert got.get_params() == expected.get_params()
 
 
-@pytest.mark.parametrize("labels, test_size, seed", [
-    (["b", "a", "c"], 0.2, 0), ([0, 1], 0.25, 7), ([True, False], 0.3, None), ([3, 1, 2, 9], 0.1, 42),
-])
+def test_median_imputer_takes_the_partial_sort(monkeypatch):
+    """Its fit goes through its own ``_dense_fit`` (numpy.nanmedian), not SimpleImputer's masked full sort
+    (the method had slipped out of the class into a function body, where nothing called it)."""
+    from kubepredict.ml.preprocess import MedianImputer
+
+    calls = []
+    nanmedian = np.nanmedian
+    monkeypatch.setattr(np, "nanmedian", lambda *a, **kw: calls.append(1) or nanmedian(*a, **kw))
+    X = np.array([[1.0, np.nan], [3.0, 4.0], [2.0, 6.0]])
+    got = MedianImputer(keep_empty_features=True).fit(X)
+    np.testing.assert_array_equal(got.statistics_, [2.0, 5.0])
+    assert calls, "MedianImputer.fit did not use its partial sort"
+
+
+@pytest.mark.parametrize(
+    "labels, test_size, seed",
+    [
+        (["b", "a", "c"], 0.2, 0),
+        ([0, 1], 0.25, 7),
+        ([True, False], 0.3, None),
+        ([3, 1, 2, 9], 0.1, 42),
+    ],
+)
 def test_stratified_split_is_the_one_scikit_learn_draws(labels, test_size, seed):
     """Our array-only stratified split picks the very rows train_test_split(stratify=y) picks."""
     from sklearn.model_selection import train_test_split
@@ -219,7 +293,8 @@ def test_stratified_split_is_the_one_scikit_learn_draws(labels, test_size, seed)
 
     rng = np.random.default_rng(1)
     y = np.array(labels, dtype=object if isinstance(labels[0], str) else None)[
-        rng.choice(len(labels), size=997, p=np.linspace(1, 2, len(labels)) / np.linspace(1, 2, len(labels)).sum())]
+        rng.choice(len(labels), size=997, p=np.linspace(1, 2, len(labels)) / np.linspace(1, 2, len(labels)).sum())
+    ]
     rows = np.arange(len(y))
     expected_train, expected_test = train_test_split(rows, test_size=test_size, random_state=seed, stratify=y)
     if seed is None:  # a fresh generator each time: only the shape of the split can be compared

@@ -32,9 +32,12 @@ def test_document_is_valid_openapi_3_1(doc):
 
 def test_every_function_route_is_documented(doc):
     ops = operations(doc)
-    missing = [(r.method, f"/function/{name}{'' if r.pattern == '/' else r.pattern}")
-               for name, fn in FUNCTIONS.items() for r in fn.routes
-               if (r.method, f"/function/{name}{'' if r.pattern == '/' else r.pattern}") not in ops]
+    missing = [
+        (r.method, f"/function/{name}{'' if r.pattern == '/' else r.pattern}")
+        for name, fn in FUNCTIONS.items()
+        for r in fn.routes
+        if (r.method, f"/function/{name}{'' if r.pattern == '/' else r.pattern}") not in ops
+    ]
     assert missing == []
 
 
@@ -119,8 +122,14 @@ def test_served_open_without_a_token(tmp_path, doc):
     assert client.post("/openapi.json").status_code == 405
 
 
-@pytest.mark.parametrize("path, shape", [("/v2/models/a%0Ab/ready", "error"), ("/function/predict/v2/models/a%0Ab", "error"),
-                                         ("/models/x%0A/ping", "error_code")])
+@pytest.mark.parametrize(
+    "path, shape",
+    [
+        ("/v2/models/a%0Ab/ready", "error"),
+        ("/function/predict/v2/models/a%0Ab", "error"),
+        ("/models/x%0A/ping", "error_code"),
+    ],
+)
 def test_protocol_paths_with_a_newline_answer_in_the_protocols_shape(tmp_path, path, shape):
     """Found by the fuzzer: Werkzeug's path converter did not match a newline, so the gateway's own
     404 (the native error shape) answered a protocol route whose documented errors look different."""

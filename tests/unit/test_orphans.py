@@ -29,8 +29,9 @@ def world(tmp_path):
     svc = bootstrap(Settings(data_dir=tmp_path))
     client = Client(Gateway(svc))
     ds = client.post("/function/upload?name=iris", data=IRIS, headers={"Content-Type": "text/csv"}).get_json()
-    q = client.post("/function/train", json={"dataset_id": ds["dataset_id"], "target": "species",
-                                              "algorithm": "decision_tree"}).get_json()
+    q = client.post(
+        "/function/train", json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "decision_tree"}
+    ).get_json()
     assert run_worker(svc, q["job_id"]) == 0
     yield svc, client, ds["dataset_id"], q["model_id"]
     svc.catalog.dispose()
@@ -55,8 +56,12 @@ def _leave_orphans(svc) -> set[str]:
     svc.storage.put_bytes("models/mdl_killed/model.skops", b"half")
     staged = Path(svc.storage.staging_file())
     staged.write_bytes(b"spooled upload")
-    return {"datasets/ds_killed/data.csv", "datasets/ds_killed/data.parquet", "models/mdl_killed/model.skops",
-            staged.name}
+    return {
+        "datasets/ds_killed/data.csv",
+        "datasets/ds_killed/data.parquet",
+        "models/mdl_killed/model.skops",
+        staged.name,
+    }
 
 
 def test_find_orphans_lists_only_unowned_objects_past_the_grace_period(world):
@@ -145,8 +150,16 @@ def test_prediction_rows_of_a_failed_job_are_reported_and_swept(world):
     import pyarrow as pa
 
     svc, _, dataset_id, model_id = world
-    svc.catalog.enqueue(job={"job_id": "job_p", "kind": "predict", "model_id": model_id, "dataset_id": dataset_id,
-                             "max_attempts": 1, "request": "{}"})
+    svc.catalog.enqueue(
+        job={
+            "job_id": "job_p",
+            "kind": "predict",
+            "model_id": model_id,
+            "dataset_id": dataset_id,
+            "max_attempts": 1,
+            "request": "{}",
+        }
+    )
     row = svc.catalog.claim("job_p", worker="w")
     svc.catalog.insert_prediction_batch("job_p", 0, pa.array([1, 2]), pa.nulls(2, type=pa.list_(pa.float64())))
     svc.catalog.jobs._fail("job_p", row.attempt, "insufficient_storage", "full", drop_predictions=False)  # a full disk

@@ -21,6 +21,9 @@ def test_every_package_data_pattern_names_files_that_exist():
 def test_the_data_and_migration_files_are_packaged():
     packaged = {p for pattern in _patterns() for p in PACKAGE.glob(pattern)}
     needed = [*PACKAGE.glob("data/*"), *PACKAGE.glob("catalog/migrations/**/*.*")]
-    missing = [str(p.relative_to(PACKAGE)) for p in needed if p.is_file() and "__pycache__" not in p.parts
-               and p not in packaged]
+    missing = [
+        str(p.relative_to(PACKAGE))
+        for p in needed
+        if p.is_file() and "__pycache__" not in p.parts and p not in packaged
+    ]
     assert not missing, f"not in package data: {missing}"

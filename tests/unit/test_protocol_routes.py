@@ -31,11 +31,19 @@ MATRIX = {"inputs": [tensor("input-0", [2, 4], "FP64", [ROW, [6.7, 3.0, 5.2, 2.3
 def served(svc):  # noqa: F811 - the fixture imported above
     gw = Client(Gateway(svc))
     ds = gw.post("/function/upload", query_string={"name": "iris"}, data=IRIS, headers={"Content-Type": "text/csv"})
-    queued = gw.post("/function/train", json={"dataset_id": ds.get_json()["dataset_id"], "target": "species",
-                                              "algorithm": "logistic_regression", "name": "iris"}).get_json()
+    queued = gw.post(
+        "/function/train",
+        json={
+            "dataset_id": ds.get_json()["dataset_id"],
+            "target": "species",
+            "algorithm": "logistic_regression",
+            "name": "iris",
+        },
+    ).get_json()
     assert run_worker(svc, queued["job_id"]) == 0
-    pending = gw.post("/function/train", json={"dataset_id": ds.get_json()["dataset_id"], "target": "species",
-                                               "name": "pending"}).get_json()  # queued, never run: not ready
+    pending = gw.post(
+        "/function/train", json={"dataset_id": ds.get_json()["dataset_id"], "target": "species", "name": "pending"}
+    ).get_json()  # queued, never run: not ready
     return {"model_id": queued["model_id"], "pending": pending["model_id"]}
 
 
@@ -71,9 +79,22 @@ CASES = [
     ("POST", "/v2/models/iris/infer", {"inputs": [tensor("sepal_length", [1], "FP8", [1.0])]}, {}, 400, None),
     ("POST", "/v2/models/iris/infer", {"inputs": [tensor("sepal_length", [1], "FP64", ["long"])]}, {}, 400, None),
     ("POST", "/v2/models/iris/infer", {"inputs": COLUMNS["inputs"][:2]}, {}, 400, None),
-    ("POST", "/v2/models/iris/infer", {"inputs": [tensor("sepal_length", [1], "BYTES", ["long"])] +
-                                       COLUMNS["inputs"][1:]}, {}, 400, None),
-    ("POST", "/v2/models/iris/infer", {"inputs": [tensor("input-0", [10_001, 4], "FP64", ROW * 10_001)]}, {}, 413, None),
+    (
+        "POST",
+        "/v2/models/iris/infer",
+        {"inputs": [tensor("sepal_length", [1], "BYTES", ["long"])] + COLUMNS["inputs"][1:]},
+        {},
+        400,
+        None,
+    ),
+    (
+        "POST",
+        "/v2/models/iris/infer",
+        {"inputs": [tensor("input-0", [10_001, 4], "FP64", ROW * 10_001)]},
+        {},
+        413,
+        None,
+    ),
     ("POST", "/v2/models/iris/infer", b'{"inputs": []}', {"Inference-Header-Content-Length": "x"}, 400, None),
     ("POST", "/v2/models/iris/infer", COLUMNS, {"Content-Encoding": "gzip"}, 415, None),
     ("POST", "/v2/models/no-such/infer", COLUMNS, {}, 404, None),
@@ -83,23 +104,61 @@ CASES = [
     ("GET", "/v1/models/iris", b"", {}, 200, {"name": "iris", "ready": True}),
     ("GET", "/v1/models/no-such", b"", {}, 404, None),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, JSON, 200, {"predictions": ["setosa"]}),
-    ("POST", "/v1/models/iris:predict", {"instances": [dict(zip(FEATURES, ROW, strict=True))]}, JSON, 200,
-     {"predictions": ["setosa"]}),
+    (
+        "POST",
+        "/v1/models/iris:predict",
+        {"instances": [dict(zip(FEATURES, ROW, strict=True))]},
+        JSON,
+        200,
+        {"predictions": ["setosa"]},
+    ),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW[:3]]}, JSON, 400, None),
     ("POST", "/v1/models/iris:predict", {"rows": [ROW]}, JSON, 400, None),
     ("POST", "/v1/models/iris:predict", b"{not json", JSON, 400, None),
     ("POST", "/v1/models/iris:predict", {"instances": [ROW]}, {"Content-Type": "text/csv"}, 415, None),
     ("POST", "/v1/models/iris:explain", {"instances": [ROW]}, JSON, 404, None),
     ("POST", "/v1/models/no-such:predict", {"instances": [ROW]}, JSON, 404, None),
-    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW]}}, JSON, 200,
-     {"predictions": ["setosa"]}),
-    ("POST", "/models/iris/invocations", {"inputs": {f: [v] for f, v in zip(FEATURES, ROW, strict=True)}}, JSON, 200,
-     {"predictions": ["setosa"]}),
-    ("POST", "/models/iris/invocations", (",".join(FEATURES) + "\n" + ",".join(map(str, ROW)) + "\n").encode(),
-     {"Content-Type": "text/csv"}, 200, {"predictions": ["setosa"]}),
+    (
+        "POST",
+        "/models/iris/invocations",
+        {"dataframe_split": {"columns": FEATURES, "data": [ROW]}},
+        JSON,
+        200,
+        {"predictions": ["setosa"]},
+    ),
+    (
+        "POST",
+        "/models/iris/invocations",
+        {"inputs": {f: [v] for f, v in zip(FEATURES, ROW, strict=True)}},
+        JSON,
+        200,
+        {"predictions": ["setosa"]},
+    ),
+    (
+        "POST",
+        "/models/iris/invocations",
+        (",".join(FEATURES) + "\n" + ",".join(map(str, ROW)) + "\n").encode(),
+        {"Content-Type": "text/csv"},
+        200,
+        {"predictions": ["setosa"]},
+    ),
     ("POST", "/models/iris/invocations", b"a,b\n1\n", {"Content-Type": "text/csv"}, 400, None),
-    ("POST", "/models/iris/invocations", {"dataframe_split": {"columns": FEATURES, "data": [ROW[:3]]}}, JSON, 400, None),
-    ("POST", "/models/iris/invocations", {"instances": [dict(zip(FEATURES, ROW, strict=True))], "extra": 1}, JSON, 400, None),
+    (
+        "POST",
+        "/models/iris/invocations",
+        {"dataframe_split": {"columns": FEATURES, "data": [ROW[:3]]}},
+        JSON,
+        400,
+        None,
+    ),
+    (
+        "POST",
+        "/models/iris/invocations",
+        {"instances": [dict(zip(FEATURES, ROW, strict=True))], "extra": 1},
+        JSON,
+        400,
+        None,
+    ),
     ("POST", "/models/iris/invocations", {"dataframe_records": [{"sepal_length": "long"}]}, JSON, 400, None),
     ("POST", "/models/iris/invocations", b"<x/>", {"Content-Type": "application/xml"}, 415, None),
     ("POST", "/models/no-such/invocations", {"instances": [ROW]}, JSON, 404, None),
@@ -166,8 +225,13 @@ def test_v2_infer_answer_matches_native(svc, served):  # noqa: F811 - the fixtur
 
 def test_default_model_and_auth(svc, served):  # noqa: F811 - the fixture imported above
     """``KUBEPREDICT_DEFAULT_MODEL`` names /invocations' model; the token guards data routes, not health."""
-    settings = Settings.from_env({"KUBEPREDICT_DATA_DIR": str(svc.settings.data_dir),
-                                  "KUBEPREDICT_DEFAULT_MODEL": "iris", "KUBEPREDICT_API_TOKEN": "s3cret"})
+    settings = Settings.from_env(
+        {
+            "KUBEPREDICT_DATA_DIR": str(svc.settings.data_dir),
+            "KUBEPREDICT_DEFAULT_MODEL": "iris",
+            "KUBEPREDICT_API_TOKEN": "s3cret",
+        }
+    )
     assert settings.default_model == "iris"
     gw = Client(Gateway(bootstrap(settings)))
     auth = {"Authorization": "Bearer s3cret"}
@@ -180,8 +244,13 @@ def test_default_model_and_auth(svc, served):  # noqa: F811 - the fixture import
     assert gw.post("/v2/models/iris/infer", json=COLUMNS, headers=auth).status_code == 200
     for open_path in ("/v2/health/live", "/v2/health/ready", "/ping", "/health", "/version"):
         assert gw.get(open_path).status_code == 200, open_path
-    for guarded in ("/v2/models/iris", "/v2/models/iris/ready", "/v1/models/iris", "/models/iris/ping",
-                    "/function/predict/v2/models/iris"):
+    for guarded in (
+        "/v2/models/iris",
+        "/v2/models/iris/ready",
+        "/v1/models/iris",
+        "/models/iris/ping",
+        "/function/predict/v2/models/iris",
+    ):
         assert gw.get(guarded).status_code == 401, guarded
     unset = Gateway(bootstrap(Settings(data_dir=svc.settings.data_dir, default_model="no-such")))
     r = Client(unset).post("/invocations", json=split)

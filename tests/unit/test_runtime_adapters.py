@@ -63,8 +63,9 @@ def openfaas_apps(tmp_path_factory):
 
 
 def via_gateway(svc, method, name, path, body=b"", headers=None, query=None):
-    r = Client(Gateway(svc)).open(f"/function/{name}{path}", method=method, data=body, headers=headers or {},
-                                  query_string=query or {})
+    r = Client(Gateway(svc)).open(
+        f"/function/{name}{path}", method=method, data=body, headers=headers or {}, query_string=query or {}
+    )
     return r.status_code, r.headers.get("Content-Type"), r.get_data()
 
 
@@ -77,9 +78,16 @@ def via_kubeless(method, name, path, body=b"", headers=None, query=None):
     from urllib.parse import urlencode
 
     headers = headers or {}
-    environ = {"REQUEST_METHOD": method, "PATH_INFO": path or "/", "QUERY_STRING": urlencode(query or {}),
-               "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "SERVER_NAME": "fn",
-               "SERVER_PORT": "8080", "wsgi.url_scheme": "http"}
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path or "/",
+        "QUERY_STRING": urlencode(query or {}),
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_LENGTH": str(len(body)),
+        "SERVER_NAME": "fn",
+        "SERVER_PORT": "8080",
+        "wsgi.url_scheme": "http",
+    }
     for k, v in headers.items():
         if k.lower() == "content-type":
             environ["CONTENT_TYPE"] = v
@@ -89,12 +97,16 @@ def via_kubeless(method, name, path, body=b"", headers=None, query=None):
     data = body
     if req.get_header("content-type") == "application/json":  # exact string match, as the runtime does
         data = json.loads(body)
-    event = {"data": data, "event-id": req.get_header("event-id"), "event-type": req.get_header("event-type"),
-             "event-time": req.get_header("event-time"), "event-namespace": req.get_header("event-namespace"),
-             "extensions": {"request": req}}
+    event = {
+        "data": data,
+        "event-id": req.get_header("event-id"),
+        "event-type": req.get_header("event-type"),
+        "event-time": req.get_header("event-time"),
+        "event-namespace": req.get_header("event-namespace"),
+        "extensions": {"request": req},
+    }
     module = importlib.import_module(f"functions.{name}.handler")
-    out = module.handler(event, {"function-name": name, "timeout": 180.0, "runtime": "python3.11",
-                                 "memory-limit": "0"})
+    out = module.handler(event, {"function-name": name, "timeout": 180.0, "runtime": "python3.11", "memory-limit": "0"})
     assert isinstance(out, bottle.HTTPResponse)
     body_out = out.body if isinstance(out.body, bytes) else "".join(out.body).encode()
     return out.status_code, out.headers.get("Content-Type"), body_out
@@ -111,12 +123,24 @@ JSON = {"Content-Type": "application/json"}
 def trained(svc, openfaas_apps):
     status, _, body = via_gateway(svc, "POST", "upload", "/", IRIS, {"Content-Type": "text/csv"}, {"name": "iris"})
     ds = json.loads(body)
-    status, _, body = via_gateway(svc, "POST", "train", "/", json.dumps(
-        {"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"}).encode(), JSON)
+    status, _, body = via_gateway(
+        svc,
+        "POST",
+        "train",
+        "/",
+        json.dumps({"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"}).encode(),
+        JSON,
+    )
     q = json.loads(body)
     assert run_worker(svc, q["job_id"]) == 0
-    status, _, body = via_gateway(svc, "POST", "predict", "/", json.dumps(
-        {"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode(), JSON)
+    status, _, body = via_gateway(
+        svc,
+        "POST",
+        "predict",
+        "/",
+        json.dumps({"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).encode(),
+        JSON,
+    )
     p = json.loads(body)
     assert run_worker(svc, p["job_id"]) == 0
     return {"ds": ds, "model_id": q["model_id"], "train_job": q["job_id"], "predict_job": p["job_id"]}
@@ -136,7 +160,14 @@ IDENTICAL = [
     ("POST", "upload", "/", b"{}", JSON, None),
     ("POST", "train", "/", b"{not json", JSON, None),
     ("POST", "train", "/", b'{"dataset_id": "ds_none", "target": "y"}', JSON, None),
-    ("POST", "train", "/", b'{"dataset_id": "ds_none", "target": "y"}', {"Content-Type": "application/json; charset=utf-8"}, None),
+    (
+        "POST",
+        "train",
+        "/",
+        b'{"dataset_id": "ds_none", "target": "y"}',
+        {"Content-Type": "application/json; charset=utf-8"},
+        None,
+    ),
     ("POST", "predict", "/", None, JSON, None),  # online body filled in below
     ("DELETE", "upload", "/ds_missing", b"", None, None),
     ("DELETE", "result", "/{train_job}", b"", None, None),
@@ -147,17 +178,29 @@ IDENTICAL = [
 @pytest.mark.parametrize("case", IDENTICAL, ids=[f"{c[0]} {c[1]}{c[2]} {c[5] or ''}" for c in IDENTICAL])
 def test_identical_answers(svc, openfaas_apps, trained, case):
     method, name, path, body, headers, query = case
-    path = path.format(ds=trained["ds"]["dataset_id"], model=trained["model_id"], predict_job=trained["predict_job"],
-                       train_job=trained["train_job"])
+    path = path.format(
+        ds=trained["ds"]["dataset_id"],
+        model=trained["model_id"],
+        predict_job=trained["predict_job"],
+        train_job=trained["train_job"],
+    )
     if body is None:
-        body = json.dumps({"model_id": trained["model_id"], "instances": [
-            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
-            {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}]}).encode()
+        body = json.dumps(
+            {
+                "model_id": trained["model_id"],
+                "instances": [
+                    {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+                    {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3},
+                ],
+            }
+        ).encode()
     if (headers or {}).get("Content-Type") == "application/json" and body.startswith(b"{not"):
         # The Kubeless runtime parses exact application/json itself and answers bottle's own 400 page before
         # any function runs; only the gateway and OpenFaaS reach our JSON error (see README, Kubeless).
-        gw, of = via_gateway(svc, method, name, path, body, headers, query), via_openfaas(
-            openfaas_apps, method, name, path, body, headers, query)
+        gw, of = (
+            via_gateway(svc, method, name, path, body, headers, query),
+            via_openfaas(openfaas_apps, method, name, path, body, headers, query),
+        )
         assert gw == of and gw[0] == 400
         return
     gw, of, kl = all_three(svc, openfaas_apps, method, name, path, body, headers, query)
@@ -197,8 +240,17 @@ def test_text_plain_json_is_parsed_except_from_a_page_on_the_embedded_gateway(sv
 def test_kubeless_form_encoded_kafka_trigger_body_is_parsed(svc, trained):
     """Kubeless's Kafka trigger posts non-object JSON as form-encoded bytes; we parse JSON anyway."""
     body = json.dumps({"dataset_id": trained["ds"]["dataset_id"], "target": "species"}).encode()
-    status, _, out = via_kubeless("POST", "train", "/", body, {"Content-Type": "application/x-www-form-urlencoded",
-                                                               "event-id": "abc123", "event-namespace": "kafkatriggers.kubeless.io"})
+    status, _, out = via_kubeless(
+        "POST",
+        "train",
+        "/",
+        body,
+        {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "event-id": "abc123",
+            "event-namespace": "kafkatriggers.kubeless.io",
+        },
+    )
     assert status == 202 and json.loads(out)["job_id"].startswith("job_")
 
 
@@ -219,8 +271,9 @@ def test_the_adapters_check_the_tokens_like_the_embedded_gateway(tmp_path, svc, 
             assert status == 401 and json.loads(out)["error"]["code"] == "unauthorized"
             assert via("GET", "upload", "/", headers={"Authorization": "Bearer s3cret"})[0] == 200
             assert via("GET", "upload", "/", headers={"Authorization": "bearer r3ad"})[0] == 200  # reads
-            status, _, out = via("POST", "upload", "/", IRIS, {"Authorization": "Bearer r3ad",
-                                                                "Content-Type": "text/csv"}, {"name": "x"})
+            status, _, out = via(
+                "POST", "upload", "/", IRIS, {"Authorization": "Bearer r3ad", "Content-Type": "text/csv"}, {"name": "x"}
+            )
             assert status == 403 and json.loads(out)["error"]["code"] == "read_only_token"
             assert via("GET", "upload", "/", headers={"Authorization": "Bearer té"})[0] == 401
             assert via("GET", "predict", "/v2/health/live")[0] == 200  # health stays open

@@ -28,8 +28,9 @@ def svc(tmp_path):
 
 def _train(svc, name: str, algorithm: str = "logistic_regression") -> str:
     ds = datasets.upload_dataset(svc, io.BytesIO(IRIS), name="iris")
-    job, _ = training.submit_train(svc, {"dataset_id": ds["dataset_id"], "target": "species",
-                                         "algorithm": algorithm, "name": name})
+    job, _ = training.submit_train(
+        svc, {"dataset_id": ds["dataset_id"], "target": "species", "algorithm": algorithm, "name": name}
+    )
     assert run_worker(svc, job["job_id"]) == 0
     return job["model_id"]
 
@@ -87,9 +88,16 @@ def test_a_model_still_training_is_a_409(svc):
 
 
 def _asgi_post(app, path: str, body: bytes) -> tuple[int, bytes]:
-    scope = {"type": "http", "method": "POST", "path": path, "query_string": b"", "http_version": "1.1",
-             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "query_string": b"",
+        "http_version": "1.1",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+    }
     out = []
 
     async def receive():
@@ -137,14 +145,22 @@ def test_batch_bodies_are_not_run_on_the_event_loop(svc):
         await real(scope, receive, send)
 
     app.threaded = threaded
-    status, answer = _asgi_post(app, "/function/predict",
-                                json.dumps({"model_id": model_id, "dataset_id": ds["dataset_id"]}).encode())
+    status, answer = _asgi_post(
+        app, "/function/predict", json.dumps({"model_id": model_id, "dataset_id": ds["dataset_id"]}).encode()
+    )
     assert status == 202 and json.loads(answer)["job_id"].startswith("job_")
     assert calls == ["/function/predict"]
 
 
-@pytest.mark.parametrize("path", ["/v2/models/{name}/infer", "/function/predict/v2/models/{name}/infer",
-                                  "/v1/models/{name}:predict", "/models/{name}/invocations"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/{name}/infer",
+        "/function/predict/v2/models/{name}/infer",
+        "/v1/models/{name}:predict",
+        "/models/{name}/invocations",
+    ],
+)
 def test_event_loop_path_answers_like_the_threaded_path(svc, path):
     """The ASGI front's direct calls give the WSGI gateway's exact answers, errors included."""
     from werkzeug.test import Client

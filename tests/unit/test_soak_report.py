@@ -40,8 +40,9 @@ def test_consistency_finds_missing_rows_stale_jobs_orphans_and_rows_of_failed_jo
 
         with svc.catalog.tx() as conn:
             conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == job["job_id"]).values(status="failed"))
-            conn.execute(schema.prediction_batches.insert().values(job_id=job["job_id"], first_row=0, rows=1,
-                                                                   data=b"x"))
+            conn.execute(
+                schema.prediction_batches.insert().values(job_id=job["job_id"], first_row=0, rows=1, data=b"x")
+            )
         svc.storage.put_bytes("models/mdl_gone/model.skops", b"x")
         acks.datasets.add("ds_never")
         problems = consistency(svc, acks, heartbeat_timeout=30)
@@ -59,13 +60,23 @@ def test_job_outcomes_count_statuses_codes_and_retries(tmp_path):
     svc = bootstrap(Settings(data_dir=tmp_path))
     try:
         ds = upload_dataset(svc, io.BytesIO(IRIS), name="iris")["dataset_id"]
-        jobs = [submit_train(svc, {"dataset_id": ds, "target": "species", "algorithm": "logistic_regression"})[0]
-                for _ in range(3)]
+        jobs = [
+            submit_train(svc, {"dataset_id": ds, "target": "species", "algorithm": "logistic_regression"})[0]
+            for _ in range(3)
+        ]
         with svc.catalog.tx() as conn:
-            conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[0]["job_id"]).values(
-                status="failed", attempt=2, error={"code": "heartbeat_timeout", "message": "lost"}))
-            conn.execute(update(schema.jobs).where(schema.jobs.c.job_id == jobs[1]["job_id"]).values(
-                status="succeeded", attempt=1))
-        assert job_outcomes(svc) == "1 failed (heartbeat_timeout×1), 1 queued, 1 succeeded; 1 retried after a lost worker"
+            conn.execute(
+                update(schema.jobs)
+                .where(schema.jobs.c.job_id == jobs[0]["job_id"])
+                .values(status="failed", attempt=2, error={"code": "heartbeat_timeout", "message": "lost"})
+            )
+            conn.execute(
+                update(schema.jobs)
+                .where(schema.jobs.c.job_id == jobs[1]["job_id"])
+                .values(status="succeeded", attempt=1)
+            )
+        assert (
+            job_outcomes(svc) == "1 failed (heartbeat_timeout×1), 1 queued, 1 succeeded; 1 retried after a lost worker"
+        )
     finally:
         svc.catalog.dispose()

@@ -78,7 +78,7 @@ def test_no_import_cycle():
 
     def visit(node: Path, stack: list[Path]) -> None:
         if node in stack:
-            cycle = [*stack[stack.index(node):], node]
+            cycle = [*stack[stack.index(node) :], node]
             pytest.fail("import cycle: " + " -> ".join(p.name for p in cycle))
         if node in done:
             return
@@ -101,8 +101,9 @@ def test_scripts_are_javascript_whatever_the_host_mime_types_say(monkeypatch):
     from kubepredict.runtimes.gateway import _module_script_type
 
     monkeypatch.setattr(mimetypes, "guess_type", lambda *args, **kwargs: ("text/plain", None))
-    static = SharedDataMiddleware(Response('{"error": {}}', 404, content_type="application/json"),
-                                  {"/ui": str(WEB)}, cache=False)
+    static = SharedDataMiddleware(
+        Response('{"error": {}}', 404, content_type="application/json"), {"/ui": str(WEB)}, cache=False
+    )
     client = Client(lambda environ, start: static(environ, _module_script_type(environ, start)))
     for path in ("/ui/app.js", "/ui/js/client.js"):
         r = client.get(path)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
 
 import orjson
-from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable, Mapping
 
 from ..errors import InvalidInput, MethodNotAllowed, PayloadTooLarge, RouteNotFound, UnsupportedMediaType
 from ..schema import parse
@@ -18,8 +19,14 @@ from .docs import RouteDoc
 # strictly for a request a browser sent (it carries ``Origin`` or ``Sec-Fetch-Mode``) to the embedded
 # gateway: a page must not be able to send a JSON body to another site without asking first (text/plain,
 # form types and no type at all are "simple" requests there). Any ``+json`` suffix counts as JSON in both.
-JSON_TYPES = {"", "application/json", "application/cloudevents+json", "text/plain", "application/octet-stream",
-              "application/x-www-form-urlencoded"}
+JSON_TYPES = {
+    "",
+    "application/json",
+    "application/cloudevents+json",
+    "text/plain",
+    "application/octet-stream",
+    "application/x-www-form-urlencoded",
+}
 STRICT_JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 DEFAULT_MAX_JSON = 64 * 1024 * 1024
 
@@ -29,7 +36,7 @@ class Headers(dict):
 
     def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()):
         super().__init__()
-        for k, v in (items.items() if isinstance(items, Mapping) else items):
+        for k, v in items.items() if isinstance(items, Mapping) else items:
             self[k] = v
 
     def __setitem__(self, key: str, value: str) -> None:
@@ -63,7 +70,9 @@ class Request:
     params: Any = None
 
     @classmethod
-    def build(cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | bytearray | IO[bytes] = b"") -> "Request":
+    def build(
+        cls, method: str, path: str = "/", *, query=None, headers=None, body: bytes | bytearray | IO[bytes] = b""
+    ) -> Request:
         stream = io.BytesIO(body) if isinstance(body, (bytes, bytearray)) else body
         return cls(method.upper(), normalize_path(path), dict(query or {}), Headers(headers or {}), stream)
 
@@ -80,8 +89,9 @@ class Request:
     def is_json(self) -> bool:
         """Whether the content type may label a JSON body here (see ``JSON_TYPES``)."""
         ctype = self.content_type
-        return ctype.endswith("+json") or ctype in (STRICT_JSON_TYPES if self.strict and self.from_browser
-                                                    else JSON_TYPES)
+        return ctype.endswith("+json") or ctype in (
+            STRICT_JSON_TYPES if self.strict and self.from_browser else JSON_TYPES
+        )
 
     @property
     def from_browser(self) -> bool:
@@ -92,9 +102,13 @@ class Request:
     def require_json(self) -> None:
         if not self.is_json():
             what = self.content_type or "a body without a Content-Type"
-            raise UnsupportedMediaType(f"send JSON with Content-Type: application/json, not {what}",
-                                       details={"content_type": self.content_type,
-                                                "accepted": ["application/json", "application/cloudevents+json"]})
+            raise UnsupportedMediaType(
+                f"send JSON with Content-Type: application/json, not {what}",
+                details={
+                    "content_type": self.content_type,
+                    "accepted": ["application/json", "application/cloudevents+json"],
+                },
+            )
 
     def json(self, limit: int = DEFAULT_MAX_JSON) -> Any:
         """Parse a JSON body (the adapters accept the types Kubeless triggers send; see ``JSON_TYPES``)."""
@@ -117,7 +131,7 @@ class Response:
     headers: dict = field(default_factory=dict)
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: dict | None = None) -> "Response":
+    def json(cls, data: Any, status: int = 200, headers: dict | None = None) -> Response:
         try:
             body = orjson.dumps(data)
         except TypeError:  # a type orjson does not know (e.g. non-str keys): the standard library says why
@@ -165,9 +179,11 @@ class Function:
 
     def route(self, method: str, pattern: str, **doc):
         """Register ``fn`` for ``method pattern``; ``doc`` is a RouteDoc's fields (query model, body, responses…)."""
+
         def register(fn: Handler) -> Handler:
             self.routes.append(Route(method, [p for p in pattern.split("/") if p], fn, RouteDoc(**doc)))
             return fn
+
         return register
 
     def __call__(self, request: Request, svc) -> Response:
@@ -185,8 +201,10 @@ class Function:
                 request.params = parse.query(r.doc.query, request.query)
             return r.handler(request, svc, *args)
         if allowed:
-            raise MethodNotAllowed(f"{request.method} is not allowed on /function/{self.name}{request.path}",
-                                   details={"allowed": sorted(set(allowed))})
+            raise MethodNotAllowed(
+                f"{request.method} is not allowed on /function/{self.name}{request.path}",
+                details={"allowed": sorted(set(allowed))},
+            )
         raise RouteNotFound(f"no route /function/{self.name}{request.path}", details={"path": request.path})
 
 
@@ -194,7 +212,7 @@ def _match(pattern: list[str], parts: list[str]) -> list[str] | None:
     if len(pattern) != len(parts):
         return None
     args = []
-    for p, s in zip(pattern, parts):
+    for p, s in zip(pattern, parts, strict=True):
         if p.startswith("{"):
             args.append(s)
         elif p != s:
@@ -208,7 +226,7 @@ def idempotency_key(request: Request, body: Any = None) -> str | None:
         return request.headers["idempotency-key"][:200]
     if isinstance(body, dict) and "specversion" in body and body.get("id"):
         return str(body["id"])[:200]
-    return (request.headers.get("ce-id") or request.headers.get("event-id") or None)
+    return request.headers.get("ce-id") or request.headers.get("event-id") or None
 
 
 def unwrap_cloudevent(body: Any) -> Any:

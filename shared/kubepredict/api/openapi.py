@@ -35,30 +35,87 @@ def _function_name() -> dict:
 def _gateway_routes() -> list[tuple[str, str, RouteDoc]]:
     """The embedded gateway's own routes (``runtimes/gateway.py``)."""
     return [
-        ("GET", "/healthz", RouteDoc("Health: storage and database answer", public=True, tags=("System",),
-                                     responses={200: TEXT, 503: Content({"text/plain": {"type": "string"}},
-                                                                        "a backend is down")})),
-        ("GET", "/metrics", RouteDoc("Prometheus metrics (text exposition)", public=True, tags=("System",),
-                                     responses={200: TEXT})),
-        ("GET", "/openapi.json", RouteDoc("This document", public=True, tags=("System",),
-                                          responses={200: Content({JSON: {"type": "object"}}, "OpenAPI 3.1")})),
-        ("GET", "/", RouteDoc("Redirect to the web page", public=True, tags=("System",),
-                              responses={302: Content({}, "to /ui/", {"Location": "/ui/"})})),
-        ("GET", "/ui/", RouteDoc("The web page (and the API reference at /ui/api.html)", public=True,
-                                 tags=("System",), responses={200: Content({"text/html": {"type": "string"}}, "")})),
-        ("GET", "/system/functions", RouteDoc("The functions, as OpenFaaS lists them", tags=("System",),
-                                              responses={200: Content({JSON: {"type": "array", "items":
-                                                                              out.FunctionStatus}}, "")})),
-        ("GET", "/system/function/{name}", RouteDoc("One function's status", tags=("System",),
-                                                    responses={200: out.FunctionStatus, 404: "unknown function"})),
-        ("POST", "/async-function/{name}", RouteDoc(
-            "Invoke a function in the background (any of its routes: /async-function/{name}/{path})",
-            tags=("System",), body=Content({JSON: {}}, "passed to the function as it is (any content type)"),
-            headers={"X-Callback-Url": "where to POST the function's answer", "X-Call-Id": "the call's id"},
-            body_required=False,
-            responses={202: Content({}, "accepted; X-Callback-Url receives the answer",
-                                    {"X-Call-Id": "the call's id, also sent to the callback"}),
-                       404: "unknown function", 413: "body over the limit"})),
+        (
+            "GET",
+            "/healthz",
+            RouteDoc(
+                "Health: storage and database answer",
+                public=True,
+                tags=("System",),
+                responses={200: TEXT, 503: Content({"text/plain": {"type": "string"}}, "a backend is down")},
+            ),
+        ),
+        (
+            "GET",
+            "/metrics",
+            RouteDoc("Prometheus metrics (text exposition)", public=True, tags=("System",), responses={200: TEXT}),
+        ),
+        (
+            "GET",
+            "/openapi.json",
+            RouteDoc(
+                "This document",
+                public=True,
+                tags=("System",),
+                responses={200: Content({JSON: {"type": "object"}}, "OpenAPI 3.1")},
+            ),
+        ),
+        (
+            "GET",
+            "/",
+            RouteDoc(
+                "Redirect to the web page",
+                public=True,
+                tags=("System",),
+                responses={302: Content({}, "to /ui/", {"Location": "/ui/"})},
+            ),
+        ),
+        (
+            "GET",
+            "/ui/",
+            RouteDoc(
+                "The web page (and the API reference at /ui/api.html)",
+                public=True,
+                tags=("System",),
+                responses={200: Content({"text/html": {"type": "string"}}, "")},
+            ),
+        ),
+        (
+            "GET",
+            "/system/functions",
+            RouteDoc(
+                "The functions, as OpenFaaS lists them",
+                tags=("System",),
+                responses={200: Content({JSON: {"type": "array", "items": out.FunctionStatus}}, "")},
+            ),
+        ),
+        (
+            "GET",
+            "/system/function/{name}",
+            RouteDoc(
+                "One function's status", tags=("System",), responses={200: out.FunctionStatus, 404: "unknown function"}
+            ),
+        ),
+        (
+            "POST",
+            "/async-function/{name}",
+            RouteDoc(
+                "Invoke a function in the background (any of its routes: /async-function/{name}/{path})",
+                tags=("System",),
+                body=Content({JSON: {}}, "passed to the function as it is (any content type)"),
+                headers={"X-Callback-Url": "where to POST the function's answer", "X-Call-Id": "the call's id"},
+                body_required=False,
+                responses={
+                    202: Content(
+                        {},
+                        "accepted; X-Callback-Url receives the answer",
+                        {"X-Call-Id": "the call's id, also sent to the callback"},
+                    ),
+                    404: "unknown function",
+                    413: "body over the limit",
+                },
+            ),
+        ),
     ]
 
 
@@ -69,8 +126,13 @@ def _operations() -> Iterable[tuple[str, str, str, RouteDoc, str]]:
     for fn in FUNCTIONS.values():
         for r in fn.routes:
             path = f"/function/{fn.name}" + ("" if r.pattern == "/" else r.pattern)
-            yield r.method, path, f"{fn.name}_{r.handler.__name__.rstrip('_')}", \
-                RouteDoc(**{**r.doc.__dict__, "tags": r.doc.tags or (fn.name,)}), "native"
+            yield (
+                r.method,
+                path,
+                f"{fn.name}_{r.handler.__name__.rstrip('_')}",
+                RouteDoc(**{**r.doc.__dict__, "tags": r.doc.tags or (fn.name,)}),
+                "native",
+            )
     for pr in protocols.ROUTES:
         path = pr.doc.path or pr.pattern
         dialect = protocols.dialect(path)
@@ -127,12 +189,13 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     return params
 
 
-def _responses(doc: RouteDoc, dialect: str, has_body: bool, has_query: bool, has_path: bool,
-               models: set) -> dict:
+def _responses(doc: RouteDoc, dialect: str, has_body: bool, has_query: bool, has_path: bool, models: set) -> dict:
     error = {"native": out.Error, "mlflow": out.MLflowError}.get(dialect, out.ProtocolError)
     declared = dict(doc.responses)
-    defaults = {401: "missing or invalid bearer token (when KUBEPREDICT_API_TOKEN is set)",
-                503: "database or storage unavailable"}
+    defaults = {
+        401: "missing or invalid bearer token (when KUBEPREDICT_API_TOKEN is set)",
+        503: "database or storage unavailable",
+    }
     if doc.public:
         defaults.pop(401)
     if has_body:
@@ -177,41 +240,58 @@ def document() -> dict:
     for method, path, op_id, doc, dialect in _operations():
         names = re.findall(r"{(\w+)}", path)
         op: dict[str, Any] = {"operationId": op_id, "summary": doc.summary or op_id, "tags": list(doc.tags)}
-        params = [{"name": n, "in": "path", "required": True,
-                   "schema": _function_name() if path.startswith(("/system/", "/async-function/"))
-                   else ID} for n in names]
+        params = [
+            {
+                "name": n,
+                "in": "path",
+                "required": True,
+                "schema": _function_name() if path.startswith(("/system/", "/async-function/")) else ID,
+            }
+            for n in names
+        ]
         if doc.query is not None:
             params += _query_parameters(doc.query)
-        params += [{"name": h, "in": "header", "required": False, "description": d, "schema": {"type": "string"}}
-                   for h, d in doc.headers.items()]
+        params += [
+            {"name": h, "in": "header", "required": False, "description": d, "schema": {"type": "string"}}
+            for h, d in doc.headers.items()
+        ]
         if params:
             op["parameters"] = params
         if doc.body is not None:
             content, description, _ = _media(doc.body, models)
-            op["requestBody"] = {"required": doc.body_required, "content": content, **({"description": description}
-                                                                          if description else {})}
+            op["requestBody"] = {
+                "required": doc.body_required,
+                "content": content,
+                **({"description": description} if description else {}),
+            }
         op["responses"] = _responses(doc, dialect, doc.body is not None, doc.query is not None, bool(names), models)
         if doc.links:
             ok = next(s for s in op["responses"] if s.startswith("2"))
             op["responses"][ok]["links"] = {
-                name: {"operationId": target, **({"parameters": p} if p else {}),
-                       **({"requestBody": b} if b else {})}
-                for name, (target, p, b) in doc.links.items()}
+                name: {"operationId": target, **({"parameters": p} if p else {}), **({"requestBody": b} if b else {})}
+                for name, (target, p, b) in doc.links.items()
+            }
         op["security"] = [] if doc.public else [{"bearerAuth": []}, {}]
         if op_id in ids:
             raise ValueError(f"operationId {op_id} names both {ids[op_id]} and {path}")
         ids[op_id] = path
         paths.setdefault(path, {})[method.lower()] = op
-    _, defs = models_json_schema([(m, "validation") for m in sorted(models, key=lambda m: m.__name__)],
-                                 ref_template=REF)
+    _, defs = models_json_schema(
+        [(m, "validation") for m in sorted(models, key=lambda m: m.__name__)], ref_template=REF
+    )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Kubepredict", "version": __version__,
-                 "description": "Train and serve scikit-learn models as serverless functions (upload, train, "
-                                "predict, result), with the Open Inference Protocol (V2), KServe V1 and MLflow "
-                                "scoring routes. Errors of the native API share one shape (Error). With "
-                                "KUBEPREDICT_API_TOKEN set, routes not marked public need a bearer token."},
+        "info": {
+            "title": "Kubepredict",
+            "version": __version__,
+            "description": "Train and serve scikit-learn models as serverless functions (upload, train, "
+            "predict, result), with the Open Inference Protocol (V2), KServe V1 and MLflow "
+            "scoring routes. Errors of the native API share one shape (Error). With "
+            "KUBEPREDICT_API_TOKEN set, routes not marked public need a bearer token.",
+        },
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {}),
-                       "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
     }

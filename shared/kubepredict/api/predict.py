@@ -19,9 +19,8 @@ class PredictFunction(Function):
     """``predict``'s own routes, with the protocol routes tried first (they answer in their own shapes)."""
 
     def __call__(self, request: Request, svc) -> Response:
-        if protocols.owns(request.path):
-            return protocols.dispatch(request, svc)
-        return super().__call__(request, svc)
+        answer = protocols.dispatch(request, svc)  # None: not a protocol's path
+        return answer if answer is not None else super().__call__(request, svc)
 
 
 predict = PredictFunction("predict")
@@ -36,21 +35,34 @@ def _quick(method: str, path: str, body: bytes) -> bool:
 predict.quick = _quick
 
 
-@predict.route("POST", "/", summary="Predict: rows answered at once, or a dataset scored by a batch job",
-               body=Content({"application/json": {"anyOf": [q.OnlinePredictRequest, q.BatchPredictRequest]}}),
-               responses={200: Content({"application/json": out.OnlinePrediction}, "online predictions"),
-                          202: ACCEPTED, 400: "invalid request or rows; columns missing",
-                          404: "unknown model or dataset", 409: "the model is not ready",
-                          413: "more rows than KUBEPREDICT_MAX_ONLINE_ROWS", 429: "too many queued jobs"},
-               headers=IDEMPOTENCY, links=JOB_LINKS)
+@predict.route(
+    "POST",
+    "/",
+    summary="Predict: rows answered at once, or a dataset scored by a batch job",
+    body=Content({"application/json": {"anyOf": [q.OnlinePredictRequest, q.BatchPredictRequest]}}),
+    responses={
+        200: Content({"application/json": out.OnlinePrediction}, "online predictions"),
+        202: ACCEPTED,
+        400: "invalid request or rows; columns missing",
+        404: "unknown model or dataset",
+        409: "the model is not ready",
+        413: "more rows than KUBEPREDICT_MAX_ONLINE_ROWS",
+        429: "too many queued jobs",
+    },
+    headers=IDEMPOTENCY,
+    links=JOB_LINKS,
+)
 def create(request: Request, svc) -> Response:
     raw = request.json()
     body = parse.require_object(unwrap_cloudevent(raw))
     if native.is_online(body):
         return Response.json(prediction.predict_online(svc, body))
     if not request.can_write:
-        raise Forbidden("this token may predict online only; a batch prediction over a dataset queues a job "
-                        "and needs the API token", code="read_only_token")
+        raise Forbidden(
+            "this token may predict online only; a batch prediction over a dataset queues a job "
+            "and needs the API token",
+            code="read_only_token",
+        )
     job, created = prediction.submit_predict(svc, body, idempotency_key=idempotency_key(request, raw))
     return accepted(job, created)
 
@@ -58,6 +70,5 @@ def create(request: Request, svc) -> Response:
 @predict.route("GET", "/", summary="List prediction jobs", query=q.PredictJobsQuery, responses={200: out.JobList})
 def list_(request: Request, svc) -> Response:
     limit, offset = request.params.limit, request.params.offset
-    items, total = svc.catalog.list_jobs(kind="predict", status=request.params.status,
-                                         limit=limit, offset=offset)
+    items, total = svc.catalog.list_jobs(kind="predict", status=request.params.status, limit=limit, offset=offset)
     return Response.json({"jobs": items, "total": total, "limit": limit, "offset": offset})

@@ -9,15 +9,15 @@ own shape, built from the one status table in ``runtimes/responses.py``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .. import __version__
 from ..codecs import kserve_v1, mlflow, v2
 from ..errors import KubepredictError, MethodNotAllowed, ModelNotFound, RouteNotFound, UnsupportedMediaType
-from ..services import prediction, serving
 from ..schema import requests as q
 from ..schema import responses as out
+from ..services import prediction, serving
 from .docs import Content, RouteDoc
 from .http import DEFAULT_MAX_JSON, Request, Response
 
@@ -25,8 +25,16 @@ ROOTS = ("v2", "v1", "models", "invocations", "ping", "health", "version")
 
 
 # ---- error shapes ----------------------------------------------------------------------------
-MLFLOW_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST", 409: "INVALID_STATE",
-                429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+MLFLOW_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "INVALID_STATE",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 def _error_body(dialect: str, status: int, message: str) -> dict:
@@ -40,7 +48,8 @@ def error_response(path: str, exc: Exception) -> Response:
     from ..runtimes.responses import error_response as native  # runtimes import api, not the other way at load time
 
     answer = native(exc)
-    message = json.loads(answer.body)["error"]["message"]
+    body = answer.body if isinstance(answer.body, bytes) else b"".join(answer.body)
+    message = json.loads(body)["error"]["message"]
     headers = {k: v for k, v in answer.headers.items() if k.lower() != "content-type"}
     return Response.json(_error_body(dialect(path), answer.status, message), answer.status, headers)
 
@@ -70,10 +79,13 @@ TEXT = Content({"text/plain": {"type": "string"}})
 
 def route(method: str, pattern: str, *, public: bool = False, **doc):
     """Register a protocol route; ``doc`` holds RouteDoc fields (summary, body, responses, tags, path)."""
+
     def register(fn):
-        ROUTES.append(Route(method, tuple(p for p in pattern.split("/") if p), fn, public,
-                            RouteDoc(public=public, **doc)))
+        ROUTES.append(
+            Route(method, tuple(p for p in pattern.split("/") if p), fn, public, RouteDoc(public=public, **doc))
+        )
         return fn
+
     return register
 
 
@@ -89,7 +101,7 @@ def match(request: Request) -> tuple[Route, list[str]]:
         if len(r.parts) != len(parts):
             continue
         args = []
-        for p, s in zip(r.parts, parts):
+        for p, s in zip(r.parts, parts, strict=True):
             if p.startswith("{"):
                 args.append(s)
             elif p != s:
@@ -99,8 +111,9 @@ def match(request: Request) -> tuple[Route, list[str]]:
                 return r, args
             allowed.append(r.method)
     if allowed:
-        raise MethodNotAllowed(f"{request.method} is not allowed on {request.path}",
-                               details={"allowed": sorted(set(allowed))})
+        raise MethodNotAllowed(
+            f"{request.method} is not allowed on {request.path}", details={"allowed": sorted(set(allowed))}
+        )
     raise RouteNotFound(f"no route {request.path}", details={"path": request.path})
 
 
@@ -123,54 +136,115 @@ def dispatch(request: Request, svc) -> Response | None:
 
 
 # ---- documentation shared by routes ---------------------------------------------------------
-ERRORS = {400: "invalid body or rows", 404: "unknown model", 409: "model not ready",
-          413: "body or rows over the limit", 415: "unsupported content type or encoding"}
+ERRORS = {
+    400: "invalid body or rows",
+    404: "unknown model",
+    409: "model not ready",
+    413: "body or rows over the limit",
+    415: "unsupported content type or encoding",
+}
 INFER_RESPONSES = {200: out.V2InferResponse, **ERRORS}
-MLFLOW_BODY = Content({"application/json": q.MLflowRequest,
-                       "text/csv": {"type": "string", "description": "a header row, one line per row"}})
+MLFLOW_BODY = Content(
+    {
+        "application/json": q.MLflowRequest,
+        "text/csv": {"type": "string", "description": "a header row, one line per row"},
+    }
+)
 PING = {200: TEXT, 404: "unknown model", 409: "model not ready"}
 
 
 # ---- Open Inference Protocol (V2) ------------------------------------------------------------
-@route("GET", "/v2", public=True, summary="Server metadata", tags=("Open Inference Protocol (V2)",), responses={200: out.V2Server})
+@route(
+    "GET",
+    "/v2",
+    public=True,
+    summary="Server metadata",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2Server},
+)
 def v2_server(request, svc):
     return Response.json({"name": "kubepredict", "version": __version__, "extensions": ["binary_tensor_data"]})
 
 
-@route("GET", "/v2/health/live", public=True, summary="Liveness", tags=("Open Inference Protocol (V2)",), responses={200: out.V2Live})
+@route(
+    "GET",
+    "/v2/health/live",
+    public=True,
+    summary="Liveness",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2Live},
+)
 def v2_live(request, svc):
     return Response.json({"live": True})
 
 
-@route("GET", "/v2/health/ready", public=True, summary="Readiness: database and storage answer", tags=("Open Inference Protocol (V2)",),
-       responses={200: out.V2Ready, 503: "database or storage unavailable"})
+@route(
+    "GET",
+    "/v2/health/ready",
+    public=True,
+    summary="Readiness: database and storage answer",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2Ready, 503: "database or storage unavailable"},
+)
 def v2_ready(request, svc):
     svc.catalog.ping()
     svc.storage.ping()
     return Response.json({"ready": True})
 
 
-@route("GET", "/v2/models/{name}", summary="Model metadata (latest version)", tags=("Open Inference Protocol (V2)",),
-       responses={200: out.V2Metadata, 404: "unknown model", 409: "not ready"})
-@route("GET", "/v2/models/{name}/versions/{version}", summary="Model metadata", tags=("Open Inference Protocol (V2)",),
-       responses={200: out.V2Metadata, 404: "unknown model or version", 409: "not ready"})
+@route(
+    "GET",
+    "/v2/models/{name}",
+    summary="Model metadata (latest version)",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2Metadata, 404: "unknown model", 409: "not ready"},
+)
+@route(
+    "GET",
+    "/v2/models/{name}/versions/{version}",
+    summary="Model metadata",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2Metadata, 404: "unknown model or version", 409: "not ready"},
+)
 def v2_metadata(request, svc, name, version=None):
     return Response.json(v2.metadata(serving.resolve(svc, name, version)))
 
 
-@route("GET", "/v2/models/{name}/ready", summary="Model readiness", tags=("Open Inference Protocol (V2)",),
-       responses={200: out.V2ModelReady, 404: "unknown model", 409: "not ready"})
-@route("GET", "/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", tags=("Open Inference Protocol (V2)",),
-       responses={200: out.V2ModelReady, 404: "unknown model or version", 409: "not ready"})
+@route(
+    "GET",
+    "/v2/models/{name}/ready",
+    summary="Model readiness",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2ModelReady, 404: "unknown model", 409: "not ready"},
+)
+@route(
+    "GET",
+    "/v2/models/{name}/versions/{version}/ready",
+    summary="Model version readiness",
+    tags=("Open Inference Protocol (V2)",),
+    responses={200: out.V2ModelReady, 404: "unknown model or version", 409: "not ready"},
+)
 def v2_model_ready(request, svc, name, version=None):
     model = serving.resolve(svc, name, version)  # unknown: 404; training or failed: 409 (not ready)
     return Response.json({"name": model.name, "ready": True})
 
 
-@route("POST", "/v2/models/{name}/infer", summary="Inference (JSON tensors or Triton binary)", tags=("Open Inference Protocol (V2)",),
-       body=q.V2InferRequest, responses=INFER_RESPONSES)
-@route("POST", "/v2/models/{name}/versions/{version}/infer", summary="Inference on a version", tags=("Open Inference Protocol (V2)",),
-       body=q.V2InferRequest, responses=INFER_RESPONSES)
+@route(
+    "POST",
+    "/v2/models/{name}/infer",
+    summary="Inference (JSON tensors or Triton binary)",
+    tags=("Open Inference Protocol (V2)",),
+    body=q.V2InferRequest,
+    responses=INFER_RESPONSES,
+)
+@route(
+    "POST",
+    "/v2/models/{name}/versions/{version}/infer",
+    summary="Inference on a version",
+    tags=("Open Inference Protocol (V2)",),
+    body=q.V2InferRequest,
+    responses=INFER_RESPONSES,
+)
 def v2_infer(request, svc, name, version=None):
     _identity_encoding(request)
     if request.content_type and request.content_type != "application/octet-stream":
@@ -180,39 +254,66 @@ def v2_infer(request, svc, name, version=None):
 
 
 # ---- KServe V1 -------------------------------------------------------------------------------
-@route("GET", "/v1/models/{name}", summary="Model status", tags=("KServe V1",),
-       responses={200: out.V1Model, 404: "unknown model", 409: "not ready"})
+@route(
+    "GET",
+    "/v1/models/{name}",
+    summary="Model status",
+    tags=("KServe V1",),
+    responses={200: out.V1Model, 404: "unknown model", 409: "not ready"},
+)
 def v1_model(request, svc, name):
     return Response.json(kserve_v1.metadata(serving.resolve(svc, name)))
 
 
-@route("POST", "/v1/models/{target}", summary="Predict", tags=("KServe V1",), path="/v1/models/{name}:predict",
-       body=q.KServeV1Request, responses={200: out.Predictions, **ERRORS})
+@route(
+    "POST",
+    "/v1/models/{target}",
+    summary="Predict",
+    tags=("KServe V1",),
+    path="/v1/models/{name}:predict",
+    body=q.KServeV1Request,
+    responses={200: out.Predictions, **ERRORS},
+)
 def v1_predict(request, svc, target):
     name, _, verb = target.rpartition(":")
     if verb != "predict" or not name:
-        raise RouteNotFound(f"no route {request.path}; V1 serves POST /v1/models/{{name}}:predict",
-                            details={"path": request.path})
+        raise RouteNotFound(
+            f"no route {request.path}; V1 serves POST /v1/models/{{name}}:predict", details={"path": request.path}
+        )
     return Response.json(prediction.infer(svc, kserve_v1, request.json(), name))
 
 
 # ---- MLflow scoring server -------------------------------------------------------------------
-@route("POST", "/invocations", summary="Score with the default model (KUBEPREDICT_DEFAULT_MODEL)",
-       tags=("MLflow",), body=MLFLOW_BODY, responses={200: out.Predictions, **ERRORS})
+@route(
+    "POST",
+    "/invocations",
+    summary="Score with the default model (KUBEPREDICT_DEFAULT_MODEL)",
+    tags=("MLflow",),
+    body=MLFLOW_BODY,
+    responses={200: out.Predictions, **ERRORS},
+)
 def mlflow_default_invocations(request, svc):
     return mlflow_invocations(request, svc, _default_model(svc))
 
 
-@route("POST", "/models/{name}/invocations", summary="Score", tags=("MLflow",), body=MLFLOW_BODY,
-       responses={200: out.Predictions, **ERRORS})
+@route(
+    "POST",
+    "/models/{name}/invocations",
+    summary="Score",
+    tags=("MLflow",),
+    body=MLFLOW_BODY,
+    responses={200: out.Predictions, **ERRORS},
+)
 def mlflow_invocations(request, svc, name):
     if request.content_type == "text/csv":
         data = request.read(DEFAULT_MAX_JSON)
         return Response.json(prediction.infer(svc, mlflow, None, name, decode=lambda m: mlflow.decode_csv(data, m)))
     if not request.is_json():
-        raise UnsupportedMediaType(f"this endpoint takes application/json or text/csv, not "
-                                   f"{request.content_type or 'a body without a Content-Type'}",
-                                   details={"content_type": request.content_type})
+        raise UnsupportedMediaType(
+            f"this endpoint takes application/json or text/csv, not "
+            f"{request.content_type or 'a body without a Content-Type'}",
+            details={"content_type": request.content_type},
+        )
     return Response.json(prediction.infer(svc, mlflow, request.json(), name))
 
 
@@ -239,16 +340,21 @@ def mlflow_version(request, svc, name=None):
 
 def _default_model(svc) -> str:
     if not svc.settings.default_model:
-        raise ModelNotFound("no default model: set KUBEPREDICT_DEFAULT_MODEL to a model id or name, "
-                            "or POST to /models/{name}/invocations", code="no_default_model")
+        raise ModelNotFound(
+            "no default model: set KUBEPREDICT_DEFAULT_MODEL to a model id or name, "
+            "or POST to /models/{name}/invocations",
+            code="no_default_model",
+        )
     return svc.settings.default_model
 
 
 def _identity_encoding(request: Request) -> None:
     encoding = (request.headers.get("content-encoding") or "identity").strip().lower()
     if encoding != "identity":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding} is not supported; send the body uncompressed",
-                                   details={"content_encoding": encoding})
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding} is not supported; send the body uncompressed",
+            details={"content_encoding": encoding},
+        )
 
 
 # (method, path) of every public route (health checks, server metadata): none has a parameter, so the

@@ -22,45 +22,68 @@ def accepted(job: dict, created: bool) -> Response:
     return Response.json(body, 202, headers)
 
 
-ACCEPTED = Content({"application/json": out.Accepted}, "the job is queued",
-                  {"Location": "the job's result URL", "Idempotent-Replayed": "true when the key was seen before"})
-JOB_LINKS = {"GetJob": ("result_show", {"path.job_id": "$response.body#/job_id"}, None),
-             "CancelJob": ("result_cancel", {"path.job_id": "$response.body#/job_id"}, None)}
+ACCEPTED = Content(
+    {"application/json": out.Accepted},
+    "the job is queued",
+    {"Location": "the job's result URL", "Idempotent-Replayed": "true when the key was seen before"},
+)
+JOB_LINKS = {
+    "GetJob": ("result_show", {"path.job_id": "$response.body#/job_id"}, None),
+    "CancelJob": ("result_cancel", {"path.job_id": "$response.body#/job_id"}, None),
+}
 
 
 IDEMPOTENCY = {"Idempotency-Key": "the same key returns the same job (also a CloudEvent id, ce-id or event-id)"}
 
 
-@train.route("POST", "/", summary="Queue a training job", body=q.TrainRequest, headers=IDEMPOTENCY,
-             responses={202: ACCEPTED, 400: "invalid request, unknown column, algorithm or parameter",
-                        404: "unknown dataset", 422: "the target cannot be learned (one class, not numeric)",
-                        429: "too many queued jobs"},
-             links={**JOB_LINKS,
-                    "GetModel": ("train_show", {"path.model_id": "$response.body#/model_id"}, None),
-                    "PredictWithModel": ("predict_create", None, {"model_id": "$response.body#/model_id"}),
-                    "ModelReadyV2": ("get_v2_models_name_ready", {"path.name": "$response.body#/model_id"}, None),
-                    "InferV2": ("post_v2_models_name_infer", {"path.name": "$response.body#/model_id"}, None),
-                    "PredictV1": ("post_v1_models_name_predict", {"path.name": "$response.body#/model_id"}, None),
-                    "InvokeMLflow": ("post_models_name_invocations", {"path.name": "$response.body#/model_id"},
-                                     None)})
+@train.route(
+    "POST",
+    "/",
+    summary="Queue a training job",
+    body=q.TrainRequest,
+    headers=IDEMPOTENCY,
+    responses={
+        202: ACCEPTED,
+        400: "invalid request, unknown column, algorithm or parameter",
+        404: "unknown dataset",
+        422: "the target cannot be learned (one class, not numeric)",
+        429: "too many queued jobs",
+    },
+    links={
+        **JOB_LINKS,
+        "GetModel": ("train_show", {"path.model_id": "$response.body#/model_id"}, None),
+        "PredictWithModel": ("predict_create", None, {"model_id": "$response.body#/model_id"}),
+        "ModelReadyV2": ("get_v2_models_name_ready", {"path.name": "$response.body#/model_id"}, None),
+        "InferV2": ("post_v2_models_name_infer", {"path.name": "$response.body#/model_id"}, None),
+        "PredictV1": ("post_v1_models_name_predict", {"path.name": "$response.body#/model_id"}, None),
+        "InvokeMLflow": ("post_models_name_invocations", {"path.name": "$response.body#/model_id"}, None),
+    },
+)
 def create(request: Request, svc) -> Response:
     raw = request.json()
     job, created = training.submit_train(svc, unwrap_cloudevent(raw), idempotency_key=idempotency_key(request, raw))
     return accepted(job, created)
 
 
-@train.route("GET", "/algorithms", summary="The algorithm catalogue", query=q.AlgorithmsQuery,
-             responses={200: out.AlgorithmList})
+@train.route(
+    "GET", "/algorithms", summary="The algorithm catalogue", query=q.AlgorithmsQuery, responses={200: out.AlgorithmList}
+)
 def algorithms(request: Request, svc) -> Response:
     return Response.json({"algorithms": ml.list_algorithms(request.params.task)})
 
 
-@train.route("GET", "/task", summary="The task training infers for a target column", query=q.TaskQuery,
-             responses={200: out.InferredTask, 400: "unknown column", 404: "unknown dataset"})
+@train.route(
+    "GET",
+    "/task",
+    summary="The task training infers for a target column",
+    query=q.TaskQuery,
+    responses={200: out.InferredTask, 400: "unknown column", 404: "unknown dataset"},
+)
 def task(request: Request, svc) -> Response:
     dataset_id, target = request.params.dataset_id, request.params.target
-    return Response.json({"dataset_id": dataset_id, "target": target,
-                          "task": training.inferred_task(svc, dataset_id, target)})
+    return Response.json(
+        {"dataset_id": dataset_id, "target": target, "task": training.inferred_task(svc, dataset_id, target)}
+    )
 
 
 @train.route("GET", "/", summary="List models, newest first", query=q.ModelsQuery, responses={200: out.ModelList})
@@ -75,8 +98,12 @@ def show(request: Request, svc, model_id: str) -> Response:
     return Response.json(svc.catalog.get_model(model_id))
 
 
-@train.route("DELETE", "/{model_id}", summary="Delete a model and its artefact",
-             responses={204: "deleted", 409: "its training job is still queued or running"})
+@train.route(
+    "DELETE",
+    "/{model_id}",
+    summary="Delete a model and its artefact",
+    responses={204: "deleted", 409: "its training job is still queued or running"},
+)
 def delete(request: Request, svc, model_id: str) -> Response:
     training.delete_model(svc, model_id)
     return Response(204)

@@ -136,5 +136,14 @@ def open_catalog(url: str, *, create: bool = True) -> Catalog:
     return catalog
 
 
-__all__ = ["Catalog", "Database", "DatasetRecord", "JobRecord", "ModelRecord", "NewJob", "NewModel", "ShardRecord",
-           "open_catalog"]
+__all__ = [
+    "Catalog",
+    "Database",
+    "DatasetRecord",
+    "JobRecord",
+    "ModelRecord",
+    "NewJob",
+    "NewModel",
+    "ShardRecord",
+    "open_catalog",
+]

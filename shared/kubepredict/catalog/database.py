@@ -22,8 +22,9 @@ def _unavailable(exc: OperationalError | InterfaceError) -> Exception:
     """A database error as the API's: a full disk is InsufficientStorage (507), anything else 503."""
     orig = exc.orig
     if getattr(orig, "sqlite_errorcode", None) == SQLITE_FULL or getattr(orig, "sqlstate", None) == PG_DISK_FULL:
-        return InsufficientStorage(f"the database's disk is full ({orig}); free some space and retry",
-                                   details={"where": "database"})
+        return InsufficientStorage(
+            f"the database's disk is full ({orig}); free some space and retry", details={"where": "database"}
+        )
     return BackendUnavailable(f"database unavailable: {orig}")
 
 
@@ -119,5 +120,8 @@ def refuse_if_in_use(conn: Connection, column: Any, value: str, what: str, code:
     j = schema.jobs
     busy = conn.execute(select(j.c.job_id).where(column == value, j.c.status.in_(schema.ACTIVE))).first()
     if busy is not None:
-        raise Conflict(f"{what} {value} is used by job {busy.job_id}, which is still active", code=code,
-                       details={"job_id": busy.job_id})
+        raise Conflict(
+            f"{what} {value} is used by job {busy.job_id}, which is still active",
+            code=code,
+            details={"job_id": busy.job_id},
+        )

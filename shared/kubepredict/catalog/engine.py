@@ -44,9 +44,8 @@ def make_engines(url: str) -> tuple[Engine, Engine]:
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
     if url.startswith("postgresql"):
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         # Small pools: functions and job pods are many short-lived processes.
         engine = create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True, pool_recycle=300)
         return engine, engine
     raise ConfigError(f"unknown database URL {url.split(':')[0]!r}; use sqlite:///path or postgresql://…")
-

@@ -48,8 +48,13 @@ class NewModel(TypedDict):
 
 
 def _event_data(row: Row[Any], **extra: Any) -> dict[str, Any]:
-    data = {"job_id": row.job_id, "kind": row.kind, "model_id": row.model_id, "dataset_id": row.dataset_id,
-            "attempt": row.attempt}
+    data = {
+        "job_id": row.job_id,
+        "kind": row.kind,
+        "model_id": row.model_id,
+        "dataset_id": row.dataset_id,
+        "attempt": row.attempt,
+    }
     data.update(extra)
     return data
 
@@ -60,18 +65,23 @@ def _job(conn: Connection, job_id: str) -> Row[Any]:
 
 def cancel_shards(conn: Connection, job_id: str) -> None:
     """Cancel the job's shards that are not over yet (its parent finished)."""
-    conn.execute(update(S).where(and_(S.c.job_id == job_id, S.c.status.in_(schema.ACTIVE))).values(
-        status="cancelled", finished_at=utcnow()))
+    conn.execute(
+        update(S)
+        .where(and_(S.c.job_id == job_id, S.c.status.in_(schema.ACTIVE)))
+        .values(status="cancelled", finished_at=utcnow())
+    )
 
 
-def finish(conn: Connection, row: Row[Any], status: str, error: dict[str, Any] | None, *,
-           drop_predictions: bool = True) -> None:
+def finish(
+    conn: Connection, row: Row[Any], status: str, error: dict[str, Any] | None, *, drop_predictions: bool = True
+) -> None:
     """End job ``row`` as ``status`` (its shards cancelled, a training job's model failed), with its event.
 
     A failed predict job keeps no partial predictions, unless ``drop_predictions`` is False (a full disk).
     """
-    conn.execute(update(J).where(J.c.job_id == row.job_id).values(
-        status=status, finished_at=utcnow(), error=error, stage=status))
+    conn.execute(
+        update(J).where(J.c.job_id == row.job_id).values(status=status, finished_at=utcnow(), error=error, stage=status)
+    )
     if status == "failed" and row.kind == "predict" and drop_predictions:
         # A failed job keeps no partial predictions (what its batches wrote before the failure).
         conn.execute(delete(schema.prediction_batches).where(schema.prediction_batches.c.job_id == row.job_id))
@@ -87,8 +97,14 @@ class JobsRepo:
         self.db = db
 
     # ---- queueing -------------------------------------------------------------------------
-    def enqueue(self, *, job: NewJob, model: NewModel | None = None, idempotency: tuple[str, str] | None = None,
-                shards: list[tuple[int, int]] | None = None) -> tuple[dict[str, Any], bool]:
+    def enqueue(
+        self,
+        *,
+        job: NewJob,
+        model: NewModel | None = None,
+        idempotency: tuple[str, str] | None = None,
+        shards: list[tuple[int, int]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
         """Insert a queued job (and its model for training) plus ``job.queued``; return ``(job, created)``.
 
         With an idempotency ``(scope, key)`` seen before, nothing is inserted and the earlier job is returned.
@@ -98,24 +114,55 @@ class JobsRepo:
             try:
                 with self.db.tx() as conn:
                     if idempotency:
-                        found = conn.execute(select(schema.idempotency_keys.c.job_id).where(
-                            schema.idempotency_keys.c.scope == idempotency[0],
-                            schema.idempotency_keys.c.key == idempotency[1])).first()
+                        found = conn.execute(
+                            select(schema.idempotency_keys.c.job_id).where(
+                                schema.idempotency_keys.c.scope == idempotency[0],
+                                schema.idempotency_keys.c.key == idempotency[1],
+                            )
+                        ).first()
                         if found:
                             return JobRecord.of(_job(conn, found.job_id)).view(), False
-                        conn.execute(schema.idempotency_keys.insert().values(
-                            scope=idempotency[0], key=idempotency[1], job_id=job["job_id"], created_at=utcnow()))
+                        conn.execute(
+                            schema.idempotency_keys.insert().values(
+                                scope=idempotency[0], key=idempotency[1], job_id=job["job_id"], created_at=utcnow()
+                            )
+                        )
                     now = utcnow()
                     if model is not None:
-                        version = conn.execute(select(func.coalesce(func.max(M.c.version), 0))
-                                               .where(M.c.name == model["name"])).scalar_one() + 1
+                        version = (
+                            conn.execute(
+                                select(func.coalesce(func.max(M.c.version), 0)).where(M.c.name == model["name"])
+                            ).scalar_one()
+                            + 1
+                        )
                         conn.execute(M.insert().values(**model, version=version, status="training", created_at=now))
-                    conn.execute(J.insert().values(**job, status="queued", progress=0.0, stage="queued", attempt=0,
-                                                   created_at=now, shards=len(shards) if shards else None))
+                    conn.execute(
+                        J.insert().values(
+                            **job,
+                            status="queued",
+                            progress=0.0,
+                            stage="queued",
+                            attempt=0,
+                            created_at=now,
+                            shards=len(shards) if shards else None,
+                        )
+                    )
                     if shards:
-                        conn.execute(schema.job_shards.insert(), [
-                            {"job_id": job["job_id"], "shard": i, "row_start": a, "row_stop": b, "status": "queued",
-                             "attempt": 0, "rows_done": 0} for i, (a, b) in enumerate(shards)])
+                        conn.execute(
+                            schema.job_shards.insert(),
+                            [
+                                {
+                                    "job_id": job["job_id"],
+                                    "shard": i,
+                                    "row_start": a,
+                                    "row_stop": b,
+                                    "status": "queued",
+                                    "attempt": 0,
+                                    "rows_done": 0,
+                                }
+                                for i, (a, b) in enumerate(shards)
+                            ],
+                        )
                     row = _job(conn, job["job_id"])
                     emit(conn, "job.queued", row.job_id, _event_data(row))
                     return JobRecord.of(row).view(), True
@@ -124,8 +171,11 @@ class JobsRepo:
         raise Conflict("could not queue the job after concurrent retries; try again")
 
     def count_jobs(self, *, status: str | None = None, kind: str | None = None) -> int:
-        where = [c for c in ((J.c.status == status) if status else None, (J.c.kind == kind) if kind else None)
-                 if c is not None]
+        where = [
+            c
+            for c in ((J.c.status == status) if status else None, (J.c.kind == kind) if kind else None)
+            if c is not None
+        ]
         with self.db.ro() as conn:
             return int(conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one())
 
@@ -143,19 +193,28 @@ class JobsRepo:
         view = job.view()
         if job.shards:
             with self.db.ro() as conn:
-                shards = conn.execute(select(S, J.c.kind).join(J, J.c.job_id == S.c.job_id)
-                                      .where(S.c.job_id == job_id).order_by(S.c.shard)).all()
+                shards = conn.execute(
+                    select(S, J.c.kind)
+                    .join(J, J.c.job_id == S.c.job_id)
+                    .where(S.c.job_id == job_id)
+                    .order_by(S.c.shard)
+                ).all()
             view["shard_status"] = [ShardRecord.of(s).view() for s in shards]
         return view
 
-    def list_jobs(self, *, kind: str | None = None, status: str | None = None, limit: int,
-                  offset: int) -> tuple[list[dict[str, Any]], int]:
-        where = [c for c in ((J.c.kind == kind) if kind else None, (J.c.status == status) if status else None)
-                 if c is not None]
+    def list_jobs(
+        self, *, kind: str | None = None, status: str | None = None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = [
+            c
+            for c in ((J.c.kind == kind) if kind else None, (J.c.status == status) if status else None)
+            if c is not None
+        ]
         with self.db.ro() as conn:
             total = conn.execute(select(func.count()).select_from(J).where(*where)).scalar_one()
-            rows = conn.execute(select(J).where(*where).order_by(J.c.created_at.desc(), J.c.job_id)
-                                .limit(limit).offset(offset)).all()
+            rows = conn.execute(
+                select(J).where(*where).order_by(J.c.created_at.desc(), J.c.job_id).limit(limit).offset(offset)
+            ).all()
         return [JobRecord.of(r).view() for r in rows], total
 
     # ---- claims ---------------------------------------------------------------------------
@@ -163,9 +222,20 @@ class JobsRepo:
         """Atomically move a queued job to running (attempt + 1, ``job.started``); None if someone else won."""
         now = utcnow()
         with self.db.tx() as conn:
-            res = conn.execute(update(J).where(J.c.job_id == job_id, J.c.status == "queued").values(
-                status="running", attempt=J.c.attempt + 1, started_at=now, heartbeat_at=now, stage="starting",
-                progress=0.0, worker=worker, error=None))
+            res = conn.execute(
+                update(J)
+                .where(J.c.job_id == job_id, J.c.status == "queued")
+                .values(
+                    status="running",
+                    attempt=J.c.attempt + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                    stage="starting",
+                    progress=0.0,
+                    worker=worker,
+                    error=None,
+                )
+            )
             if res.rowcount != 1:
                 return None
             row = _job(conn, job_id)
@@ -174,8 +244,11 @@ class JobsRepo:
 
     def queued_job_ids(self, limit: int) -> list[str]:
         with self.db.ro() as conn:
-            return list(conn.execute(select(J.c.job_id).where(J.c.status == "queued")
-                                     .order_by(J.c.created_at, J.c.job_id).limit(limit)).scalars())
+            return list(
+                conn.execute(
+                    select(J.c.job_id).where(J.c.status == "queued").order_by(J.c.created_at, J.c.job_id).limit(limit)
+                ).scalars()
+            )
 
     def claim_next(self, limit: int, *, worker: str | None = None) -> list[JobRecord]:
         """Claim up to ``limit`` queued jobs, oldest first."""
@@ -200,13 +273,31 @@ class JobsRepo:
         """PostgreSQL: lock the oldest queued rows other dispatchers are not holding, and claim them."""
         now = utcnow()
         with self.db.tx() as conn:
-            ids = list(conn.execute(select(J.c.job_id).where(J.c.status == "queued").order_by(J.c.created_at, J.c.job_id)
-                                    .limit(limit).with_for_update(skip_locked=True)).scalars())
+            ids = list(
+                conn.execute(
+                    select(J.c.job_id)
+                    .where(J.c.status == "queued")
+                    .order_by(J.c.created_at, J.c.job_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                ).scalars()
+            )
             if not ids:
                 return []
-            conn.execute(update(J).where(J.c.job_id.in_(ids), J.c.status == "queued").values(
-                status="running", attempt=J.c.attempt + 1, started_at=now, heartbeat_at=now, stage="starting",
-                progress=0.0, worker=worker, error=None))
+            conn.execute(
+                update(J)
+                .where(J.c.job_id.in_(ids), J.c.status == "queued")
+                .values(
+                    status="running",
+                    attempt=J.c.attempt + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                    stage="starting",
+                    progress=0.0,
+                    worker=worker,
+                    error=None,
+                )
+            )
             rows = conn.execute(select(J).where(J.c.job_id.in_(ids)).order_by(J.c.created_at, J.c.job_id)).all()
             for row in rows:
                 emit(conn, "job.started", row.job_id, _event_data(row))
@@ -224,13 +315,18 @@ class JobsRepo:
     def heartbeat(self, job_id: str, attempt: int) -> bool:
         """Touch the heartbeat; False when the job is no longer ours to run (cancelled, lost, finished)."""
         with self.db.tx() as conn:
-            return conn.execute(update(J).where(*self._running(job_id, attempt))
-                                .values(heartbeat_at=utcnow())).rowcount == 1
+            return (
+                conn.execute(update(J).where(*self._running(job_id, attempt)).values(heartbeat_at=utcnow())).rowcount
+                == 1
+            )
 
     def progress(self, job_id: str, attempt: int, stage: str, progress: float) -> None:
         with self.db.tx() as conn:
-            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
-                stage=stage, progress=max(0.0, min(1.0, float(progress))), heartbeat_at=utcnow()))
+            res = conn.execute(
+                update(J)
+                .where(*self._running(job_id, attempt))
+                .values(stage=stage, progress=max(0.0, min(1.0, float(progress))), heartbeat_at=utcnow())
+            )
         if res.rowcount != 1:
             raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
 
@@ -238,23 +334,47 @@ class JobsRepo:
     def succeed_train(self, job_id: str, attempt: int, *, model_id: str, model_fields: dict[str, Any]) -> None:
         now = utcnow()
         with self.db.tx() as conn:
-            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
-                status="succeeded", stage="done", progress=1.0, finished_at=now,
-                metrics=model_fields.get("metrics")))
+            res = conn.execute(
+                update(J)
+                .where(*self._running(job_id, attempt))
+                .values(
+                    status="succeeded", stage="done", progress=1.0, finished_at=now, metrics=model_fields.get("metrics")
+                )
+            )
             if res.rowcount != 1:
                 raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
             conn.execute(update(M).where(M.c.model_id == model_id).values(status="ready", **model_fields))
             row = _job(conn, job_id)
             emit(conn, "job.succeeded", job_id, _event_data(row))
             mrow = conn.execute(select(M).where(M.c.model_id == model_id)).one()
-            emit(conn, "model.ready", job_id, {"model_id": model_id, "name": mrow.name, "version": mrow.version,
-                                                     "task": mrow.task, "algorithm": mrow.algorithm, "job_id": job_id})
+            emit(
+                conn,
+                "model.ready",
+                job_id,
+                {
+                    "model_id": model_id,
+                    "name": mrow.name,
+                    "version": mrow.version,
+                    "task": mrow.task,
+                    "algorithm": mrow.algorithm,
+                    "job_id": job_id,
+                },
+            )
 
     def succeed_predict(self, job_id: str, attempt: int, *, summary: dict[str, Any]) -> None:
         with self.db.tx() as conn:
-            res = conn.execute(update(J).where(*self._running(job_id, attempt)).values(
-                status="succeeded", stage="done", progress=1.0, finished_at=utcnow(), summary=summary,
-                rows=summary.get("rows")))
+            res = conn.execute(
+                update(J)
+                .where(*self._running(job_id, attempt))
+                .values(
+                    status="succeeded",
+                    stage="done",
+                    progress=1.0,
+                    finished_at=utcnow(),
+                    summary=summary,
+                    rows=summary.get("rows"),
+                )
+            )
             if res.rowcount != 1:
                 raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
             row = _job(conn, job_id)
@@ -293,9 +413,17 @@ class JobsRepo:
             if row is None:
                 return None
             if row.attempt < row.max_attempts and not row.shards:  # shards retry themselves, one by one
-                conn.execute(update(J).where(J.c.job_id == job_id).values(
-                    status="queued", stage="requeued", progress=0.0, worker=None,
-                    error={"code": code, "message": f"attempt {row.attempt}: {message}; retrying"}))
+                conn.execute(
+                    update(J)
+                    .where(J.c.job_id == job_id)
+                    .values(
+                        status="queued",
+                        stage="requeued",
+                        progress=0.0,
+                        worker=None,
+                        error={"code": code, "message": f"attempt {row.attempt}: {message}; retrying"},
+                    )
+                )
                 logger.warning("job %s attempt %s lost (%s); requeued", job_id, attempt, message)
                 return "queued"
             finish(conn, row, "failed", {"code": code, "message": message})
@@ -309,29 +437,44 @@ class JobsRepo:
             if row is None:
                 raise JobNotFound(f"no job with id {job_id}", details={"job_id": job_id})
             if row.status in FINISHED:
-                raise Conflict(f"job {job_id} already {row.status}; only queued or running jobs can be cancelled",
-                               code="job_finished", details={"status": row.status})
+                raise Conflict(
+                    f"job {job_id} already {row.status}; only queued or running jobs can be cancelled",
+                    code="job_finished",
+                    details={"status": row.status},
+                )
             finish(conn, row, "cancelled", None)
             return JobRecord.of(_job(conn, job_id)).view()
 
     def stale_running(self, timeout_seconds: float) -> list[tuple[str, int]]:
         cutoff = utcnow() - timedelta(seconds=timeout_seconds)
         with self.db.ro() as conn:
-            return [(r.job_id, r.attempt) for r in conn.execute(
-                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.heartbeat_at < cutoff,
-                                                      J.c.shards.is_(None)))]  # shards have their own heartbeats
+            return [
+                (r.job_id, r.attempt)
+                for r in conn.execute(
+                    select(J.c.job_id, J.c.attempt).where(
+                        J.c.status == "running", J.c.heartbeat_at < cutoff, J.c.shards.is_(None)
+                    )
+                )
+            ]  # shards have their own heartbeats
 
     def overdue_running(self, deadline_seconds: float) -> list[tuple[str, int]]:
         """Running (unsharded) jobs whose current attempt started more than ``deadline_seconds`` ago."""
         cutoff = utcnow() - timedelta(seconds=deadline_seconds)
         with self.db.ro() as conn:
-            return [(r.job_id, r.attempt) for r in conn.execute(
-                select(J.c.job_id, J.c.attempt).where(J.c.status == "running", J.c.started_at < cutoff,
-                                                      J.c.shards.is_(None)))]  # shards are timed one by one
+            return [
+                (r.job_id, r.attempt)
+                for r in conn.execute(
+                    select(J.c.job_id, J.c.attempt).where(
+                        J.c.status == "running", J.c.started_at < cutoff, J.c.shards.is_(None)
+                    )
+                )
+            ]  # shards are timed one by one
 
     def statuses(self, job_ids: list[str]) -> dict[str, tuple[str, int]]:
         if not job_ids:
             return {}
         with self.db.ro() as conn:
-            return {r.job_id: (r.status, r.attempt) for r in conn.execute(
-                select(J.c.job_id, J.c.status, J.c.attempt).where(J.c.job_id.in_(job_ids)))}
+            return {
+                r.job_id: (r.status, r.attempt)
+                for r in conn.execute(select(J.c.job_id, J.c.status, J.c.attempt).where(J.c.job_id.in_(job_ids)))
+            }

@@ -47,8 +47,9 @@ class ModelsRepo:
         where = [M.c.name == name] if name else []
         with self.db.ro() as conn:
             total = conn.execute(select(func.count()).select_from(M).where(*where)).scalar_one()
-            rows = conn.execute(select(M).where(*where).order_by(M.c.created_at.desc(), M.c.model_id)
-                                .limit(limit).offset(offset)).all()
+            rows = conn.execute(
+                select(M).where(*where).order_by(M.c.created_at.desc(), M.c.model_id).limit(limit).offset(offset)
+            ).all()
         return [ModelRecord.of(r).view() for r in rows], total
 
     def delete_model(self, model_id: str) -> ModelRecord:

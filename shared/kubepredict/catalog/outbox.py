@@ -36,9 +36,15 @@ class StoredEvent(NamedTuple):
 def emit(conn: Connection, kind: str, key: str, data: dict[str, Any]) -> dict[str, Any]:
     """Write one event to the outbox inside the caller's transaction; returns the CloudEvent."""
     event = make_event(kind, key, data)
-    conn.execute(O.insert().values(event_id=event["id"], type=event["type"], key=key,
-                                   payload=json.dumps(event, separators=(",", ":"), allow_nan=False),
-                                   created_at=utcnow()))
+    conn.execute(
+        O.insert().values(
+            event_id=event["id"],
+            type=event["type"],
+            key=key,
+            payload=json.dumps(event, separators=(",", ":"), allow_nan=False),
+            created_at=utcnow(),
+        )
+    )
     return event
 
 
@@ -49,9 +55,15 @@ class OutboxRepo:
     def pending_events(self, limit: int = 500) -> list[PendingEvent]:
         """Unsent events in commit order (``seq``)."""
         with self.db.ro() as conn:
-            return [PendingEvent(*r) for r in conn.execute(
-                select(O.c.seq, O.c.event_id, O.c.type, O.c.key, O.c.payload)
-                .where(O.c.sent_at.is_(None)).order_by(O.c.seq).limit(limit))]
+            return [
+                PendingEvent(*r)
+                for r in conn.execute(
+                    select(O.c.seq, O.c.event_id, O.c.type, O.c.key, O.c.payload)
+                    .where(O.c.sent_at.is_(None))
+                    .order_by(O.c.seq)
+                    .limit(limit)
+                )
+            ]
 
     def mark_sent(self, seqs: list[int]) -> None:
         if seqs:
@@ -64,5 +76,7 @@ class OutboxRepo:
 
     def events_for(self, key: str) -> list[StoredEvent]:
         with self.db.ro() as conn:
-            return [StoredEvent(*r) for r in conn.execute(
-                select(O.c.type, O.c.payload).where(O.c.key == key).order_by(O.c.seq))]
+            return [
+                StoredEvent(*r)
+                for r in conn.execute(select(O.c.type, O.c.payload).where(O.c.key == key).order_by(O.c.seq))
+            ]

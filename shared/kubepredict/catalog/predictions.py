@@ -59,8 +59,15 @@ class PredictionsRepo:
         """Failed predict jobs whose prediction rows are still stored (what the orphan sweep reports)."""
         J = schema.jobs
         with self.db.ro() as conn:
-            return list(conn.execute(select(B.c.job_id).distinct().join(J, J.c.job_id == B.c.job_id)
-                                     .where(J.c.status == "failed").order_by(B.c.job_id)).scalars())
+            return list(
+                conn.execute(
+                    select(B.c.job_id)
+                    .distinct()
+                    .join(J, J.c.job_id == B.c.job_id)
+                    .where(J.c.status == "failed")
+                    .order_by(B.c.job_id)
+                ).scalars()
+            )
 
     def clear_shard_predictions(self, job_id: str, row_start: int, row_stop: int) -> None:
         """A retried shard starts from a clean slate: delete its own batches (those starting in
@@ -68,8 +75,9 @@ class PredictionsRepo:
         with self.db.tx() as conn:
             conn.execute(delete(B).where(B.c.job_id == job_id, B.c.first_row >= row_start, B.c.first_row < row_stop))
 
-    def insert_prediction_batch(self, job_id: str, first_row: int, predictions: pa.Array,
-                                probabilities: pa.Array) -> None:
+    def insert_prediction_batch(
+        self, job_id: str, first_row: int, predictions: pa.Array, probabilities: pa.Array
+    ) -> None:
         """Store the predictions of rows ``first_row … first_row + len - 1`` (one insert, its own transaction)."""
         n = len(predictions)
         if n == 0:
@@ -82,8 +90,9 @@ class PredictionsRepo:
 
     def count_predictions(self, job_id: str) -> int:
         with self.db.ro() as conn:
-            return int(conn.execute(select(func.coalesce(func.sum(B.c.rows), 0)).where(B.c.job_id == job_id))
-                       .scalar_one())
+            return int(
+                conn.execute(select(func.coalesce(func.sum(B.c.rows), 0)).where(B.c.job_id == job_id)).scalar_one()
+            )
 
     def page_predictions(self, job_id: str, *, offset: int, limit: int) -> list[PredictionRow]:
         """Rows ``offset … offset + limit - 1`` in row order, decoding only the batches they fall in."""
@@ -91,15 +100,21 @@ class PredictionsRepo:
             return []
         end = offset + limit
         with self.db.ro() as conn:
-            parts = conn.execute(select(B.c.first_row, B.c.rows, B.c.data).where(
-                B.c.job_id == job_id, B.c.first_row < end, B.c.first_row + B.c.rows > offset)
-                .order_by(B.c.first_row)).all()
+            parts = conn.execute(
+                select(B.c.first_row, B.c.rows, B.c.data)
+                .where(B.c.job_id == job_id, B.c.first_row < end, B.c.first_row + B.c.rows > offset)
+                .order_by(B.c.first_row)
+            ).all()
         out: list[PredictionRow] = []
         for first, rows, data in parts:
             lo, hi = max(offset, first) - first, min(end, first + rows) - first
             table = decode_batch(data).slice(lo, hi - lo)
-            out += [PredictionRow(first + lo + i, p, pr) for i, (p, pr) in enumerate(
-                zip(table.column("prediction").to_pylist(), table.column("probabilities").to_pylist(), strict=True))]
+            out += [
+                PredictionRow(first + lo + i, p, pr)
+                for i, (p, pr) in enumerate(
+                    zip(table.column("prediction").to_pylist(), table.column("probabilities").to_pylist(), strict=True)
+                )
+            ]
         return out
 
     def iter_prediction_tables(self, job_id: str) -> Iterator[tuple[int, pa.Table]]:
@@ -107,8 +122,12 @@ class PredictionsRepo:
         last = -1
         while True:
             with self.db.ro() as conn:
-                part = conn.execute(select(B.c.first_row, B.c.data).where(B.c.job_id == job_id, B.c.first_row > last)
-                                    .order_by(B.c.first_row).limit(1)).first()
+                part = conn.execute(
+                    select(B.c.first_row, B.c.data)
+                    .where(B.c.job_id == job_id, B.c.first_row > last)
+                    .order_by(B.c.first_row)
+                    .limit(1)
+                ).first()
             if part is None:
                 return
             last = part.first_row
@@ -119,5 +138,11 @@ class PredictionsRepo:
         for first, table in self.iter_prediction_tables(job_id):
             for start in range(0, table.num_rows, batch):
                 part = table.slice(start, batch)
-                yield [PredictionRow(first + start + i, p, pr) for i, (p, pr) in enumerate(
-                    zip(part.column("prediction").to_pylist(), part.column("probabilities").to_pylist(), strict=True))]
+                yield [
+                    PredictionRow(first + start + i, p, pr)
+                    for i, (p, pr) in enumerate(
+                        zip(
+                            part.column("prediction").to_pylist(), part.column("probabilities").to_pylist(), strict=True
+                        )
+                    )
+                ]

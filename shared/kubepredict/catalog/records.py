@@ -52,8 +52,15 @@ class DatasetRecord(_Record):
         return [c["name"] for c in self.columns]
 
     def view(self, *, preview: bool = False) -> dict[str, Any]:
-        out = {"dataset_id": self.dataset_id, "name": self.name, "rows": self.rows, "size_bytes": self.size_bytes,
-               "sha256": self.sha256, "columns": self.columns, "created_at": iso(self.created_at)}
+        out = {
+            "dataset_id": self.dataset_id,
+            "name": self.name,
+            "rows": self.rows,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "columns": self.columns,
+            "created_at": iso(self.created_at),
+        }
         if preview:
             out["preview"] = self.preview
         return out
@@ -81,11 +88,24 @@ class ModelRecord(_Record):
     created_at: datetime
 
     def view(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "name": self.name, "version": self.version, "status": self.status,
-                "task": self.task, "algorithm": self.algorithm, "estimator": self.estimator, "params": self.params,
-                "features": self.features, "target": self.target, "dataset_id": self.dataset_id,
-                "metrics": self.metrics, "classes": self.classes, "job_id": self.job_id,
-                "sha256": self.artifact_sha256, "created_at": iso(self.created_at)}
+        return {
+            "model_id": self.model_id,
+            "name": self.name,
+            "version": self.version,
+            "status": self.status,
+            "task": self.task,
+            "algorithm": self.algorithm,
+            "estimator": self.estimator,
+            "params": self.params,
+            "features": self.features,
+            "target": self.target,
+            "dataset_id": self.dataset_id,
+            "metrics": self.metrics,
+            "classes": self.classes,
+            "job_id": self.job_id,
+            "sha256": self.artifact_sha256,
+            "created_at": iso(self.created_at),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +142,24 @@ class JobRecord(_Record):
         if self.started_at is not None:
             duration = round(((self.finished_at or utcnow()) - self.started_at).total_seconds(), 3)
         return {
-            "job_id": self.job_id, "kind": self.kind, "status": self.status, "progress": round(self.progress or 0.0, 4),
-            "stage": self.stage, "model_id": self.model_id, "dataset_id": self.dataset_id, "attempt": self.attempt,
-            "max_attempts": self.max_attempts, "created_at": iso(self.created_at), "started_at": iso(self.started_at),
-            "finished_at": iso(self.finished_at), "duration_seconds": duration, "error": self.error,
-            "metrics": self.metrics, "summary": self.summary, "worker": self.worker, "shards": self.shards,
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "status": self.status,
+            "progress": round(self.progress or 0.0, 4),
+            "stage": self.stage,
+            "model_id": self.model_id,
+            "dataset_id": self.dataset_id,
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration_seconds": duration,
+            "error": self.error,
+            "metrics": self.metrics,
+            "summary": self.summary,
+            "worker": self.worker,
+            "shards": self.shards,
         }
 
 
@@ -148,5 +181,13 @@ class ShardRecord(_Record):
     summary: dict[str, Any] | None
 
     def view(self) -> dict[str, Any]:
-        return {"shard": self.shard, "status": self.status, "attempt": self.attempt, "row_start": self.row_start,
-                "row_stop": self.row_stop, "rows_done": self.rows_done, "worker": self.worker, "error": self.error}
+        return {
+            "shard": self.shard,
+            "status": self.status,
+            "attempt": self.attempt,
+            "row_start": self.row_start,
+            "row_stop": self.row_stop,
+            "rows_done": self.rows_done,
+            "worker": self.worker,
+            "error": self.error,
+        }

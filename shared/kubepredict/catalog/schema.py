@@ -46,7 +46,8 @@ metadata = MetaData()
 ACTIVE = ("queued", "running")
 
 datasets = Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     Column("dataset_id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("rows", BigInteger, nullable=False),
@@ -60,7 +61,8 @@ datasets = Table(
 )
 
 models = Table(
-    "models", metadata,
+    "models",
+    metadata,
     Column("model_id", String(40), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("version", Integer, nullable=False),
@@ -83,7 +85,8 @@ models = Table(
 )
 
 jobs = Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     Column("job_id", String(40), primary_key=True),
     Column("kind", String(10), nullable=False),
     Column("status", String(12), nullable=False),
@@ -111,7 +114,8 @@ Index("ix_jobs_dataset", jobs.c.dataset_id)
 # One row per scored batch of a prediction job: rows first_row … first_row + rows - 1, their predictions
 # and probabilities as a compressed Arrow IPC stream (see catalog/predictions.py).
 prediction_batches = Table(
-    "prediction_batches", metadata,
+    "prediction_batches",
+    metadata,
     Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("first_row", BigInteger, primary_key=True, autoincrement=False),
     Column("rows", Integer, nullable=False),
@@ -121,7 +125,8 @@ prediction_batches = Table(
 # One row per shard of a sharded predict job: its input rows [row_start, row_stop) and its own
 # claim/attempt/heartbeat, so a shard that dies is retried alone. The parent job row is what users see.
 job_shards = Table(
-    "job_shards", metadata,
+    "job_shards",
+    metadata,
     Column("job_id", String(40), ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
     Column("shard", Integer, primary_key=True, autoincrement=False),
     Column("row_start", BigInteger, nullable=False),
@@ -139,7 +144,8 @@ job_shards = Table(
 Index("ix_job_shards_status", job_shards.c.status)
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("event_id", String(64), nullable=False, unique=True),
     Column("type", String(80), nullable=False),
@@ -151,7 +157,8 @@ outbox = Table(
 Index("ix_outbox_pending", outbox.c.sent_at, outbox.c.seq)
 
 idempotency_keys = Table(
-    "idempotency_keys", metadata,
+    "idempotency_keys",
+    metadata,
     Column("scope", String(40), primary_key=True),
     Column("key", String(200), primary_key=True),
     Column("job_id", String(40), nullable=False),
@@ -162,7 +169,8 @@ idempotency_keys = Table(
 # per call). One row per function, status code and duration bucket (``le`` = the bucket's upper
 # bound, not cumulative); bounded by functions x codes x buckets, read by the metrics collector.
 invocations = Table(
-    "invocations", metadata,
+    "invocations",
+    metadata,
     Column("function_name", String(40), primary_key=True),
     Column("code", String(3), primary_key=True),
     Column("le", String(16), primary_key=True),

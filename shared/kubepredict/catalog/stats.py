@@ -37,34 +37,53 @@ def _seconds(conn: Connection, start: Any, end: Any) -> Any:
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def job_stats(catalog: Transactions, buckets: tuple[float, ...],
-              kinds: tuple[str, ...] = ()) -> dict[str, Any]:
+def job_stats(catalog: Transactions, buckets: tuple[float, ...], kinds: tuple[str, ...] = ()) -> dict[str, Any]:
     """Jobs by kind and status, finished-job duration buckets (every kind in ``kinds`` present, empty or not),
     rows predicted, outbox backlog, oldest ages."""
     with catalog.ro() as conn:
-        by_status = {(k, s): n for k, s, n in conn.execute(
-            select(J.c.kind, J.c.status, func.count()).group_by(J.c.kind, J.c.status))}
+        by_status = {
+            (k, s): n
+            for k, s, n in conn.execute(select(J.c.kind, J.c.status, func.count()).group_by(J.c.kind, J.c.status))
+        }
         dur = _seconds(conn, J.c.started_at, J.c.finished_at)
         cols = [func.sum(case((dur <= b, 1), else_=0)) for b in buckets]
-        finished = conn.execute(select(J.c.kind, func.count(), func.coalesce(func.sum(dur), 0.0), *cols).where(
-            J.c.status.in_(("succeeded", "failed")), J.c.started_at.is_not(None), J.c.finished_at.is_not(None))
-            .group_by(J.c.kind)).all()
-        rows_predicted = conn.execute(select(func.coalesce(func.sum(J.c.rows), 0)).where(
-            J.c.kind == "predict", J.c.status == "succeeded")).scalar_one()
-        pending = conn.execute(select(func.count()).select_from(schema.outbox)
-                               .where(schema.outbox.c.sent_at.is_(None))).scalar_one()
-        oldest = {(k, s): t for k, s, t in conn.execute(
-            select(J.c.kind, J.c.status, func.min(case((J.c.status == "running", J.c.started_at),
-                                                       else_=J.c.created_at)))
-            .where(J.c.status.in_(("queued", "running"))).group_by(J.c.kind, J.c.status))}
+        finished = conn.execute(
+            select(J.c.kind, func.count(), func.coalesce(func.sum(dur), 0.0), *cols)
+            .where(J.c.status.in_(("succeeded", "failed")), J.c.started_at.is_not(None), J.c.finished_at.is_not(None))
+            .group_by(J.c.kind)
+        ).all()
+        rows_predicted = conn.execute(
+            select(func.coalesce(func.sum(J.c.rows), 0)).where(J.c.kind == "predict", J.c.status == "succeeded")
+        ).scalar_one()
+        pending = conn.execute(
+            select(func.count()).select_from(schema.outbox).where(schema.outbox.c.sent_at.is_(None))
+        ).scalar_one()
+        oldest = {
+            (k, s): t
+            for k, s, t in conn.execute(
+                select(
+                    J.c.kind,
+                    J.c.status,
+                    func.min(case((J.c.status == "running", J.c.started_at), else_=J.c.created_at)),
+                )
+                .where(J.c.status.in_(("queued", "running")))
+                .group_by(J.c.kind, J.c.status)
+            )
+        }
     now = utcnow()
-    durations: dict[str, tuple[Buckets, float]] = {kind: (_cumulative(buckets, [0] * len(buckets), 0), 0.0)
-                                                for kind in kinds}
+    durations: dict[str, tuple[Buckets, float]] = {
+        kind: (_cumulative(buckets, [0] * len(buckets), 0), 0.0) for kind in kinds
+    }
     for kind, count, total, *cumulative in finished:
         durations[kind] = (_cumulative(buckets, cumulative, count), max(0.0, float(total or 0.0)))
     ages = {key: max(0.0, (now - _dt(t)).total_seconds()) for key, t in oldest.items() if t is not None}
-    return {"by_status": by_status, "durations": durations, "rows_predicted": int(rows_predicted or 0),
-            "events_pending": pending, "oldest_age_seconds": ages}
+    return {
+        "by_status": by_status,
+        "durations": durations,
+        "rows_predicted": int(rows_predicted or 0),
+        "events_pending": pending,
+        "oldest_age_seconds": ages,
+    }
 
 
 def _dt(value: datetime | str) -> datetime:
@@ -85,21 +104,25 @@ def _cumulative(buckets: tuple[float, ...], counts: list[Any], total: int) -> Bu
 
 
 # ---- durable function-call counts (Kubeless) -------------------------------------------------------
-def record_invocation(catalog: Transactions, function_name: str, code: str, seconds: float,
-                      buckets: tuple[float, ...]) -> None:
+def record_invocation(
+    catalog: Transactions, function_name: str, code: str, seconds: float, buckets: tuple[float, ...]
+) -> None:
     """Count one call: upsert its (function, code, smallest bucket ≥ seconds) row, in one statement."""
     le = next((_le(b) for b in buckets if seconds <= b), "+Inf")
     values = {"function_name": function_name, "code": code, "le": le, "count": 1, "sum_seconds": float(seconds)}
     with catalog.tx() as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(I).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[I.c.function_name, I.c.code, I.c.le], set_={
-            "count": I.c.count + literal_column("1"), "sum_seconds": I.c.sum_seconds + stmt.excluded.sum_seconds})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[I.c.function_name, I.c.code, I.c.le],
+            set_={"count": I.c.count + literal_column("1"), "sum_seconds": I.c.sum_seconds + stmt.excluded.sum_seconds},
+        )
         conn.execute(stmt)
 
 
-def invocation_stats(catalog: Transactions,
-                     buckets: tuple[float, ...]) -> dict[tuple[str, str], tuple[Buckets, float, int]]:
+def invocation_stats(
+    catalog: Transactions, buckets: tuple[float, ...]
+) -> dict[tuple[str, str], tuple[Buckets, float, int]]:
     """``{(function_name, code): ([(le, cumulative count)…, ("+Inf", n)], sum_seconds, n)}``."""
     with catalog.ro() as conn:
         rows = conn.execute(select(I.c.function_name, I.c.code, I.c.le, I.c.count, I.c.sum_seconds)).all()

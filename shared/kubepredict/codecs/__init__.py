@@ -28,8 +28,10 @@ def detect(body) -> str:
         return "native"
     if isinstance(body, dict) and body and not any(isinstance(v, (dict, list)) for v in body.values()):
         return "record"
-    raise bad("a scoring body needs 'inputs' (V2 tensors), 'instances', 'dataframe_split', 'dataframe_records', "
-              "or is one {column: value} object")
+    raise bad(
+        "a scoring body needs 'inputs' (V2 tensors), 'instances', 'dataframe_split', 'dataframe_records', "
+        "or is one {column: value} object"
+    )
 
 
 def decode_any(body: dict, model) -> Table:

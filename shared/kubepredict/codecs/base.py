@@ -53,8 +53,11 @@ def check_numbers(table: Table, model, where: str) -> Table:
             value = values[row]
             text = repr(value if not isinstance(value, np.generic) else value.item())
             text = text if len(text) <= 40 else f"{text[:20]}…{text[-8:]} ({len(text)} characters)"
-            raise InvalidInput(f"{where} row {row}, column {name!r}: {text} is not a finite number",
-                               code="invalid_values", details={"row": row, "column": name, "value": text})
+            raise InvalidInput(
+                f"{where} row {row}, column {name!r}: {text} is not a finite number",
+                code="invalid_values",
+                details={"row": row, "column": name, "value": text},
+            )
     return table
 
 
@@ -121,8 +124,10 @@ def rows(items: Sequence, model, where: str) -> Table:
     if not any(isinstance(r, (dict, list)) for r in items) and len(model.features) == 1:
         check_scalars(items, where)  # one feature: a flat list of values is one column
         return Table({model.features[0]: list(items)}, len(items))
-    raise bad(f"{where} must be a list of objects ({{\"column\": value}}) or of lists in feature order "
-              f"({', '.join(model.features)})")
+    raise bad(
+        f'{where} must be a list of objects ({{"column": value}}) or of lists in feature order '
+        f"({', '.join(model.features)})"
+    )
 
 
 def positional(items: Sequence[list], model, where: str) -> Table:
@@ -130,8 +135,10 @@ def positional(items: Sequence[list], model, where: str) -> Table:
     width = len(model.features)
     for i, r in enumerate(items):
         if not isinstance(r, list) or len(r) != width:
-            raise bad(f"{where}[{i}] must be a list of {width} values in feature order "
-                      f"({', '.join(model.features)})", expected=width)
+            raise bad(
+                f"{where}[{i}] must be a list of {width} values in feature order ({', '.join(model.features)})",
+                expected=width,
+            )
         check_scalars(r, f"{where}[{i}]")
     return Table.from_rows(model.features, items)
 

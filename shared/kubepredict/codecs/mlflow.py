@@ -23,8 +23,10 @@ def decode(body: dict, model) -> Table:
     given = [k for k in KEYS if k in body]
     unknown = sorted(set(body) - {*KEYS, "params"})
     if len(given) != 1 or unknown:
-        raise base.bad(f"send exactly one of {', '.join(KEYS)} (and optionally params)"
-                       + (f"; unknown fields: {', '.join(unknown)}" if unknown else ""))
+        raise base.bad(
+            f"send exactly one of {', '.join(KEYS)} (and optionally params)"
+            + (f"; unknown fields: {', '.join(unknown)}" if unknown else "")
+        )
     key = given[0]
     value = body[key]
     if key == "dataframe_split":
@@ -55,8 +57,9 @@ def decode_csv(data: bytes, model) -> Table:
     for i, row in enumerate(lines[1:], start=2):
         if len(row) != len(names):
             raise InvalidInput(f"CSV line {i} has {len(row)} fields, the header {len(names)}", code="invalid_csv")
-    table = Table({n: [row[j] if row[j] != "" else None for row in lines[1:]] for j, n in enumerate(names)},
-                  len(lines) - 1)
+    table = Table(
+        {n: [row[j] if row[j] != "" else None for row in lines[1:]] for j, n in enumerate(names)}, len(lines) - 1
+    )
     return base.check_numbers(table, model, "CSV data")
 
 

@@ -24,8 +24,11 @@ def model_ref(body: dict) -> str:
     if ref is None:
         raise InvalidInput("'model_id' is required", code="missing_field", details={"field": "model_id"})
     if not isinstance(ref, str) or not ref.strip() or len(ref) > 200:
-        raise InvalidInput("'model_id' must be a model id, a model name or name/versions/N",
-                           code="invalid_field", details={"field": "model_id"})
+        raise InvalidInput(
+            "'model_id' must be a model id, a model name or name/versions/N",
+            code="invalid_field",
+            details={"field": "model_id"},
+        )
     return ref
 
 
@@ -36,8 +39,11 @@ def decode(body: dict, model, *, strict: bool = True) -> Table:
     if strict:
         unknown = sorted(set(body) - ALLOWED)
         if unknown:
-            raise InvalidInput(f"unknown fields: {', '.join(unknown)}", code="unknown_fields",
-                               details={"unknown": unknown, "allowed": sorted(ALLOWED)})
+            raise InvalidInput(
+                f"unknown fields: {', '.join(unknown)}",
+                code="unknown_fields",
+                details={"unknown": unknown, "allowed": sorted(ALLOWED)},
+            )
     given = [k for k in KEYS if k in body]
     if len(given) != 1:
         raise base.bad(f"send exactly one of {', '.join(KEYS)}")

@@ -40,5 +40,7 @@ class Table:
         return cls({str(c): frame[c].to_numpy() for c in frame.columns}, len(frame))
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({name: list(values) if not hasattr(values, "dtype") else values
-                             for name, values in self.columns.items()}, index=range(self.n_rows))
+        return pd.DataFrame(
+            {name: list(values) if not hasattr(values, "dtype") else values for name, values in self.columns.items()},
+            index=range(self.n_rows),
+        )

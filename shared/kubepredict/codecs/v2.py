@@ -20,8 +20,20 @@ from ..errors import InvalidInput
 from . import base
 from .table import Table
 
-NUMPY = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
-         "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
+NUMPY = {
+    "BOOL": "?",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
 DATATYPES = (*NUMPY, "BYTES")
 OUTPUTS = ("predict", "predict_proba")
 CONTENT_TYPES = (None, "pd", "np")
@@ -50,7 +62,7 @@ def parse(raw: bytes, header_length: str | None = None) -> dict:
         size = params.pop("binary_data_size")
         if not isinstance(size, int) or size < 0 or offset + size > len(rest):
             raise bad(f"input {tensor.get('name')!r}: binary_data_size {size!r} runs past the body")
-        tensor["data"] = _from_binary(bytes(rest[offset:offset + size]), tensor.get("datatype"), tensor.get("name"))
+        tensor["data"] = _from_binary(bytes(rest[offset : offset + size]), tensor.get("datatype"), tensor.get("name"))
         offset += size
     if offset != len(rest):
         raise bad(f"{len(rest) - offset} bytes after the binary tensors belong to no input")
@@ -59,7 +71,7 @@ def parse(raw: bytes, header_length: str | None = None) -> dict:
 
 def _json(raw: bytes) -> dict:
     if not raw.strip():
-        raise bad("the request body is empty; send {\"inputs\": [...]}")
+        raise bad('the request body is empty; send {"inputs": [...]}')
     body = base.loads(raw, code="invalid_inputs")  # strict JSON, as every other route parses it
     if not isinstance(body, dict):
         raise bad("the request body must be a JSON object with 'inputs'")
@@ -76,7 +88,7 @@ def _from_binary(chunk: bytes, datatype, name) -> list:
             if i + 4 + size > len(chunk):
                 raise bad(f"input {name!r}: truncated BYTES element")
             try:
-                values.append(chunk[i + 4:i + 4 + size].decode("utf-8"))
+                values.append(chunk[i + 4 : i + 4 + size].decode("utf-8"))
             except UnicodeDecodeError:
                 raise bad(f"input {name!r}: BYTES elements must be UTF-8 text") from None
             i += 4 + size
@@ -105,14 +117,17 @@ def decode(body: dict, model) -> Table:
         raise bad("'inputs' must be a non-empty list of tensors {name, shape, datatype, data}")
     tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
     features = model.features
-    if content_type == "np" or (content_type is None and len(tensors) == 1 and tensors[0][0] not in model.kinds
-                                and len(tensors[0][1]) == 2):
+    if content_type == "np" or (
+        content_type is None and len(tensors) == 1 and tensors[0][0] not in model.kinds and len(tensors[0][1]) == 2
+    ):
         return base.check_numbers(_matrix(tensors, model), model, f"input {tensors[0][0]!r}")
     n_rows, columns = None, {}
     for name, shape, values in tensors:
         if name not in model.kinds:
-            raise bad(f"input {name!r} is not a feature of this model; send one tensor per feature "
-                      f"({', '.join(features)}) or one 2-D tensor [rows, {len(features)}] in that order")
+            raise bad(
+                f"input {name!r} is not a feature of this model; send one tensor per feature "
+                f"({', '.join(features)}) or one 2-D tensor [rows, {len(features)}] in that order"
+            )
         if len(shape) == 2 and shape[1] != 1 or len(shape) > 2:
             raise bad(f"input {name!r} has shape {shape}; a column is [rows] or [rows, 1]")
         if name in columns:
@@ -125,7 +140,9 @@ def decode(body: dict, model) -> Table:
         raise bad("the inputs hold no rows")
     missing = [f for f in features if f not in columns]
     if missing:
-        raise InvalidInput(f"missing inputs: {', '.join(missing)}", code="missing_columns", details={"missing": missing})
+        raise InvalidInput(
+            f"missing inputs: {', '.join(missing)}", code="missing_columns", details={"missing": missing}
+        )
     return base.check_numbers(Table(columns, n_rows), model, "inputs")
 
 
@@ -135,8 +152,10 @@ def _matrix(tensors, model) -> Table:
     name, shape, values = tensors[0]
     width = len(model.features)
     if len(shape) != 2 or shape[1] != width:
-        raise bad(f"input {name!r} has shape {shape}; this model takes [rows, {width}] "
-                  f"in feature order ({', '.join(model.features)})")
+        raise bad(
+            f"input {name!r} has shape {shape}; this model takes [rows, {width}] "
+            f"in feature order ({', '.join(model.features)})"
+        )
     if shape[0] == 0:
         raise bad("the inputs hold no rows")
     return Table({f: values[j::width] for j, f in enumerate(model.features)}, shape[0])
@@ -150,8 +169,11 @@ def _tensor(t, i: int) -> tuple[str, list[int], list]:
         raise bad(f"inputs[{i}] needs a 'name'")
     if datatype not in DATATYPES:
         raise bad(f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}")
-    if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+    if (
+        not isinstance(shape, list)
+        or not 1 <= len(shape) <= 2
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
         raise bad(f"input {name!r}: shape must be [rows] or [rows, columns] of non-negative integers, not {shape!r}")
     if not isinstance(data, list):
         raise bad(f"input {name!r}: 'data' must be a list")
@@ -200,8 +222,12 @@ def _fits(datatype: str):
     return _is_number if datatype.startswith("FP") else _is_integer
 
 
-_TYPES = {"BOOL": frozenset({bool, type(None)}), "BYTES": frozenset({str, type(None)}),
-          "FP": frozenset({int, float, type(None)}), "INT": frozenset({int, type(None)})}
+_TYPES = {
+    "BOOL": frozenset({bool, type(None)}),
+    "BYTES": frozenset({str, type(None)}),
+    "FP": frozenset({int, float, type(None)}),
+    "INT": frozenset({int, type(None)}),
+}
 
 
 def _check(values: list, datatype: str, name) -> None:
@@ -218,8 +244,9 @@ def _requested_outputs(body: dict) -> list[str] | None:
     outputs = body.get("outputs")
     if outputs is None:
         return None
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
-                                                for o in outputs):
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
         raise bad("'outputs' must be a list of {name}")
     names = [o["name"] for o in outputs]
     unknown = [n for n in names if n not in OUTPUTS]
@@ -231,15 +258,26 @@ def _requested_outputs(body: dict) -> list[str] | None:
 # ---- response --------------------------------------------------------------------------------
 def encode(model, result, body: dict | None = None) -> dict:
     predictions = base.predictions(result)
-    outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": base.v2_datatype(result.predictions),
-                                      "shape": [len(predictions)],
-                "data": predictions}]
+    outputs: list[dict[str, Any]] = [
+        {
+            "name": "predict",
+            "datatype": base.v2_datatype(result.predictions),
+            "shape": [len(predictions)],
+            "data": predictions,
+        }
+    ]
     probabilities = base.probabilities(result)
     if probabilities is not None:
         k = len(probabilities[0]) if probabilities else len(result.classes or ())
-        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [len(probabilities), k],
-                        "data": [p for row in probabilities for p in row],
-                        "parameters": {"classes": result.classes}})
+        outputs.append(
+            {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": [len(probabilities), k],
+                "data": [p for row in probabilities for p in row],
+                "parameters": {"classes": result.classes},
+            }
+        )
     wanted = _requested_outputs(body or {})
     if wanted is not None:
         outputs = [o for o in outputs if o["name"] in wanted]
@@ -252,15 +290,28 @@ def encode(model, result, body: dict | None = None) -> dict:
 
 def metadata(model) -> dict:
     """Model metadata: one input per feature (FP64 numeric, BYTES categorical) and the outputs."""
-    inputs = [{"name": f, "datatype": "FP64" if model.kinds.get(f) == "numeric" else "BYTES", "shape": [-1]}
-              for f in model.features]
+    inputs = [
+        {"name": f, "datatype": "FP64" if model.kinds.get(f) == "numeric" else "BYTES", "shape": [-1]}
+        for f in model.features
+    ]
     outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": _predict_datatype(model), "shape": [-1]}]
     if model.task == "classification" and model.classes:
-        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(model.classes)],
-                        "parameters": {"classes": model.classes}})
-    return {"name": model.name, "versions": [str(model.version)], "platform": "sklearn",
-            "inputs": inputs, "outputs": outputs,
-            "parameters": {"model_id": model.model_id, "task": model.task, "algorithm": model.algorithm}}
+        outputs.append(
+            {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": [-1, len(model.classes)],
+                "parameters": {"classes": model.classes},
+            }
+        )
+    return {
+        "name": model.name,
+        "versions": [str(model.version)],
+        "platform": "sklearn",
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": {"model_id": model.model_id, "task": model.task, "algorithm": model.algorithm},
+    }
 
 
 def _predict_datatype(model) -> str:
@@ -274,5 +325,8 @@ def _predict_datatype(model) -> str:
 def is_v2(body) -> bool:
     """A V2 inference request: ``inputs`` is a list of tensor objects."""
     inputs = body.get("inputs") if isinstance(body, dict) else None
-    return isinstance(inputs, list) and bool(inputs) and all(
-        isinstance(t, dict) and "datatype" in t and "name" in t for t in inputs)
+    return (
+        isinstance(inputs, list)
+        and bool(inputs)
+        and all(isinstance(t, dict) and "datatype" in t and "name" in t for t in inputs)
+    )

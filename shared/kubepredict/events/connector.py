@@ -24,9 +24,17 @@ class KafkaConnector(BackgroundLoop):
     name = "connector"
     thread_name = "kafka-connector"
 
-    def __init__(self, settings, *, gateway_url: str | None = None, group_id: str | None = None, http=None,
-                 after_invoke: Callable[[Delivery, int | None], None] | None = None, max_backoff: float = 30.0,
-                 invoke_timeout: float = 120.0):
+    def __init__(
+        self,
+        settings,
+        *,
+        gateway_url: str | None = None,
+        group_id: str | None = None,
+        http=None,
+        after_invoke: Callable[[Delivery, int | None], None] | None = None,
+        max_backoff: float = 30.0,
+        invoke_timeout: float = 120.0,
+    ):
         super().__init__()
         self.settings = settings
         self.gateway_url = (gateway_url or settings.gateway_url).rstrip("/")
@@ -50,8 +58,12 @@ class KafkaConnector(BackgroundLoop):
             consumer.subscribe(list(self.routes))
         except KafkaException as exc:
             raise unavailable(exc, "consumer set-up") from exc
-        logger.info("connector (group %s) invoking %s for topics %s", self.group_id, self.gateway_url,
-                    ", ".join(f"{t} -> {f}" for t, f in self.routes.items()))
+        logger.info(
+            "connector (group %s) invoking %s for topics %s",
+            self.group_id,
+            self.gateway_url,
+            ", ".join(f"{t} -> {f}" for t, f in self.routes.items()),
+        )
         try:
             while not self._stop.is_set():
                 msg = consumer.poll(1.0)
@@ -66,8 +78,9 @@ class KafkaConnector(BackgroundLoop):
                 try:
                     self.handle(consumer, msg)
                 except BackendUnavailable as exc:
-                    logger.warning("connector: %s; %s[%s]@%s will be retried", exc, msg.topic(), msg.partition(),
-                                   msg.offset())
+                    logger.warning(
+                        "connector: %s; %s[%s]@%s will be retried", exc, msg.topic(), msg.partition(), msg.offset()
+                    )
                     self._retry_later(consumer, msg)
                 except Exception:  # never lose the loop; the message is re-read (not committed)
                     logger.exception("connector: handling %s[%s]@%s failed", msg.topic(), msg.partition(), msg.offset())
@@ -91,13 +104,27 @@ class KafkaConnector(BackgroundLoop):
         action = decide(status)
         if action == DEAD_LETTER:
             error = error_of(status, body)
-            logger.warning("connector: %s rejected %s[%s]@%s with %s %s; sent to %s", function, delivery.topic,
-                           delivery.partition, delivery.offset, status, error["code"], self.settings.topic_dead_letter)
+            logger.warning(
+                "connector: %s rejected %s[%s]@%s with %s %s; sent to %s",
+                function,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                status,
+                error["code"],
+                self.settings.topic_dead_letter,
+            )
             self.dead_letter(delivery, function, status, error)
         elif action != COMMIT:
-            logger.warning("connector: %s answered %s for %s[%s]@%s (key %s); retrying", function,
-                           status if status is not None else "nothing", delivery.topic, delivery.partition,
-                           delivery.offset, inv.idempotency_key)
+            logger.warning(
+                "connector: %s answered %s for %s[%s]@%s (key %s); retrying",
+                function,
+                status if status is not None else "nothing",
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                inv.idempotency_key,
+            )
             self._retry_later(consumer, msg)
             return action
         self._commit(consumer, msg)
@@ -130,9 +157,13 @@ class KafkaConnector(BackgroundLoop):
             self._producer = Producer(producer_config(self.settings))
         outcome: list = []
         try:
-            self._producer.produce(self.settings.topic_dead_letter, value=delivery.value, key=delivery.key,
-                                   headers=dead_letter_headers(delivery, function, status, error),
-                                   on_delivery=lambda err, _msg: outcome.append(err))
+            self._producer.produce(
+                self.settings.topic_dead_letter,
+                value=delivery.value,
+                key=delivery.key,
+                headers=dead_letter_headers(delivery, function, status, error),
+                on_delivery=lambda err, _msg: outcome.append(err),
+            )
             self._producer.flush(30)
         except (KafkaException, BufferError) as exc:
             raise unavailable(exc, "dead-letter publish") from exc
@@ -148,8 +179,13 @@ class KafkaConnector(BackgroundLoop):
             self.committed += 1
         except KafkaException as exc:
             # the function has answered: a re-delivery is answered from the idempotency key, no second job
-            logger.warning("connector: commit of %s[%s]@%s failed (%s); it may be delivered again",
-                           msg.topic(), msg.partition(), msg.offset(), exc.args[0] if exc.args else exc)
+            logger.warning(
+                "connector: commit of %s[%s]@%s failed (%s); it may be delivered again",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc.args[0] if exc.args else exc,
+            )
 
     def _retry_later(self, consumer, msg) -> None:
         """Rewind the partition to this message and wait a growing backoff (the message is never skipped)."""
@@ -168,8 +204,11 @@ class KafkaConnector(BackgroundLoop):
             self._outage_since = time.monotonic()
             if not self._outage:
                 self._outage = True
-                logger.warning("connector: Kafka unreachable at %s (%s); waiting for it",
-                               self.settings.kafka_bootstrap_servers, err)
+                logger.warning(
+                    "connector: Kafka unreachable at %s (%s); waiting for it",
+                    self.settings.kafka_bootstrap_servers,
+                    err,
+                )
         elif name == "UNKNOWN_TOPIC_OR_PART":
             logger.info("connector: %s", err)
         else:

@@ -42,17 +42,19 @@ def _base(settings) -> dict:
 def producer_config(settings, **overrides) -> dict:
     """Idempotent producer: acks=all, ordered per partition, Java-compatible key hashing."""
     conf = _base(settings)
-    conf.update({
-        "enable.idempotence": True,
-        "acks": "all",
-        "max.in.flight.requests.per.connection": 5,
-        "partitioner": "murmur2_random",  # same partition for a key as the Java clients choose
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        # retry until acknowledged: a message that timed out while a later one of its key got through would
-        # reorder that key; the relay keeps one batch in flight, so the backlog waits in the outbox, not here
-        "message.timeout.ms": 0,
-    })
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "max.in.flight.requests.per.connection": 5,
+            "partitioner": "murmur2_random",  # same partition for a key as the Java clients choose
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            # retry until acknowledged: a message that timed out while a later one of its key got through would
+            # reorder that key; the relay keeps one batch in flight, so the backlog waits in the outbox, not here
+            "message.timeout.ms": 0,
+        }
+    )
     conf.update(parse_options(settings.kafka_options))
     conf.update(overrides)
     return conf
@@ -61,14 +63,16 @@ def producer_config(settings, **overrides) -> dict:
 def consumer_config(settings, group_id: str, **overrides) -> dict:
     """Consumer group member that commits by hand, after the function answered."""
     conf = _base(settings)
-    conf.update({
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",  # requests sent before the first connector started still count
-        "allow.auto.create.topics": True,
-        "max.poll.interval.ms": 300000,
-    })
+    conf.update(
+        {
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",  # requests sent before the first connector started still count
+            "allow.auto.create.topics": True,
+            "max.poll.interval.ms": 300000,
+        }
+    )
     conf.update(parse_options(settings.kafka_options))
     conf.update(overrides)
     return conf
@@ -79,10 +83,15 @@ def ensure_topics(settings, topics: list[str], timeout: float = 10.0) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({k: v for k, v in _base(settings).items() if k != "topic.metadata.refresh.interval.ms"}
-                        | parse_options(settings.kafka_options))
-    futures = admin.create_topics([NewTopic(t, num_partitions=-1, replication_factor=-1) for t in topics],
-                                  request_timeout=timeout, operation_timeout=timeout)
+    admin = AdminClient(
+        {k: v for k, v in _base(settings).items() if k != "topic.metadata.refresh.interval.ms"}
+        | parse_options(settings.kafka_options)
+    )
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in topics],
+        request_timeout=timeout,
+        operation_timeout=timeout,
+    )
     for topic, fut in futures.items():
         try:
             fut.result(timeout=timeout + 5)

@@ -34,8 +34,15 @@ class Delivery:
     def from_message(cls, msg) -> Delivery:
         """From a confluent-kafka ``Message``."""
         kind, ts = msg.timestamp()
-        return cls(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(),
-                   tuple((k, v or b"") for k, v in (msg.headers() or [])), ts if kind else None)
+        return cls(
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            msg.key(),
+            msg.value(),
+            tuple((k, v or b"") for k, v in (msg.headers() or [])),
+            ts if kind else None,
+        )
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -72,8 +79,11 @@ def unwrap(delivery: Delivery) -> tuple[bytes, dict[str, str], bool]:
                 body = b""
             return body, attrs, _is_json(body)
         return b"", attrs, False
-    attrs = {k: v for k in ("id", "type", "time", "source")
-             if (v := delivery.header(f"ce_{k}") or delivery.header(f"ce-{k}"))}
+    attrs = {
+        k: v
+        for k in ("id", "type", "time", "source")
+        if (v := delivery.header(f"ce_{k}") or delivery.header(f"ce-{k}"))
+    }
     return raw, attrs, doc is not None
 
 
@@ -100,8 +110,7 @@ def idempotency_key(delivery: Delivery, event_id: str | None) -> str:
 
 def kubeless_time(timestamp_ms: int | None, now: datetime | None = None) -> str:
     """``2009-11-10 23:00:00 +0000 UTC``, Go's default time format, as Kubeless triggers send it."""
-    when = (datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms
-            else (now or datetime.now(UTC)))
+    when = datetime.fromtimestamp(timestamp_ms / 1000, UTC) if timestamp_ms else (now or datetime.now(UTC))
     return when.strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 

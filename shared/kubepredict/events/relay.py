@@ -39,8 +39,16 @@ class OutboxRelay(BackgroundLoop):
     name = "relay"
     thread_name = "outbox-relay"
 
-    def __init__(self, catalog, settings, *, producer=None, batch: int = 500, idle_seconds: float = 0.2,
-                 max_backoff: float = 30.0):
+    def __init__(
+        self,
+        catalog,
+        settings,
+        *,
+        producer=None,
+        batch: int = 500,
+        idle_seconds: float = 0.2,
+        max_backoff: float = 30.0,
+    ):
         super().__init__()
         self.catalog, self.settings = catalog, settings
         self.topic = settings.topic_events
@@ -64,8 +72,12 @@ class OutboxRelay(BackgroundLoop):
         if not self._outage:
             self._outage = True
             pending = self._pending_or_none()
-            logger.warning("Kafka unreachable at %s (%s); events stay in the outbox (%s pending) until it returns",
-                           self.settings.kafka_bootstrap_servers, why, pending)
+            logger.warning(
+                "Kafka unreachable at %s (%s); events stay in the outbox (%s pending) until it returns",
+                self.settings.kafka_bootstrap_servers,
+                why,
+                pending,
+            )
 
     def _up(self) -> None:
         if self._outage:
@@ -109,6 +121,7 @@ class OutboxRelay(BackgroundLoop):
                     delivered.add(seq)
                 else:
                     failures.append(err)
+
             return on_delivery
 
         from confluent_kafka import KafkaException
@@ -117,8 +130,7 @@ class OutboxRelay(BackgroundLoop):
             for row in rows:
                 self._produce(producer, row, report(row.seq))
             # every message gets exactly one report (librdkafka retries until acknowledged or a fatal error)
-            while (len(delivered) + len(failures) < len(rows) and self._producer is producer
-                   and not self._stop.is_set()):
+            while len(delivered) + len(failures) < len(rows) and self._producer is producer and not self._stop.is_set():
                 producer.poll(0.5)
         except KafkaException as exc:
             raise unavailable(exc, "publish") from exc
@@ -136,8 +148,13 @@ class OutboxRelay(BackgroundLoop):
     def _produce(self, producer, row, on_delivery) -> None:
         while True:
             try:
-                producer.produce(self.topic, value=row.payload.encode(), key=row.key.encode() if row.key else None,
-                                 headers=HEADERS, on_delivery=on_delivery)
+                producer.produce(
+                    self.topic,
+                    value=row.payload.encode(),
+                    key=row.key.encode() if row.key else None,
+                    headers=HEADERS,
+                    on_delivery=on_delivery,
+                )
                 return
             except BufferError:  # local queue full: let deliveries drain
                 producer.poll(0.5)

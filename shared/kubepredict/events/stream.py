@@ -40,10 +40,19 @@ class StreamScorer(BackgroundLoop):
     name = "stream-scorer"
     thread_name = "kafka-stream-scorer"
 
-    def __init__(self, svc, *, group_id: str | None = None, instance: str | None = None,
-                 max_messages: int = 500, max_wait: float = 0.05, transaction_timeout_ms: int = 30000,
-                 after_produce: Callable[[list], None] | None = None, max_backoff: float = 30.0,
-                 stuck_after: float = 120.0):
+    def __init__(
+        self,
+        svc,
+        *,
+        group_id: str | None = None,
+        instance: str | None = None,
+        max_messages: int = 500,
+        max_wait: float = 0.05,
+        transaction_timeout_ms: int = 30000,
+        after_produce: Callable[[list], None] | None = None,
+        max_backoff: float = 30.0,
+        stuck_after: float = 120.0,
+    ):
         super().__init__()
         self.svc = svc
         self.settings = settings = svc.settings
@@ -72,27 +81,39 @@ class StreamScorer(BackgroundLoop):
         s = self.settings
         ensure_topics(s, [s.topic_predict_stream, s.topic_predictions, s.topic_dead_letter])
         try:
-            consumer = Consumer(consumer_config(s, self.group_id, error_cb=self._on_error,
-                                                **{"isolation.level": "read_committed"}))
+            consumer = Consumer(
+                consumer_config(s, self.group_id, error_cb=self._on_error, **{"isolation.level": "read_committed"})
+            )
             consumer.subscribe([s.topic_predict_stream])
             self._consumer = consumer
-            producer = Producer(producer_config(s, error_cb=self._on_error, **{
-                "transactional.id": self.transactional_id,
-                "transaction.timeout.ms": self.transaction_timeout_ms,
-                "message.timeout.ms": self.transaction_timeout_ms,
-                "linger.ms": 2,
-                # the next transaction's AddOffsetsToTxn meets CONCURRENT_TRANSACTIONS while the broker still
-                # writes the last one's markers; retrying after 100 ms (the default) cost 80 ms per batch,
-                # after 10 ms it costs 19 ms (measured on the test broker)
-                "retry.backoff.ms": 10,
-            }))
+            producer = Producer(
+                producer_config(
+                    s,
+                    error_cb=self._on_error,
+                    **{
+                        "transactional.id": self.transactional_id,
+                        "transaction.timeout.ms": self.transaction_timeout_ms,
+                        "message.timeout.ms": self.transaction_timeout_ms,
+                        "linger.ms": 2,
+                        # the next transaction's AddOffsetsToTxn meets CONCURRENT_TRANSACTIONS while the broker still
+                        # writes the last one's markers; retrying after 100 ms (the default) cost 80 ms per batch,
+                        # after 10 ms it costs 19 ms (measured on the test broker)
+                        "retry.backoff.ms": 10,
+                    },
+                )
+            )
         except KafkaException as exc:
             raise unavailable(exc, "stream scorer set-up") from exc
         try:
             if not self._init_transactions(producer):
                 return
-            logger.info("stream scorer (group %s, transactional id %s): %s -> %s", self.group_id,
-                        self.transactional_id, s.topic_predict_stream, s.topic_predictions)
+            logger.info(
+                "stream scorer (group %s, transactional id %s): %s -> %s",
+                self.group_id,
+                self.transactional_id,
+                s.topic_predict_stream,
+                s.topic_predictions,
+            )
             while not self._stop.is_set() and generation == self._generation:
                 msgs = consumer.consume(self.max_messages, self.max_wait if self.max_wait > 0 else 0.001)
                 deliveries = []
@@ -148,8 +169,12 @@ class StreamScorer(BackgroundLoop):
             producer.begin_transaction()
             for rec in records:
                 if rec.answer is not None:
-                    producer.produce(s.topic_predictions, value=sb.answer_event(rec, when), key=rec.request_id.encode(),
-                                     headers=[("content-type", b"application/cloudevents+json")])
+                    producer.produce(
+                        s.topic_predictions,
+                        value=sb.answer_event(rec, when),
+                        key=rec.request_id.encode(),
+                        headers=[("content-type", b"application/cloudevents+json")],
+                    )
                     answered += 1
                 else:
                     self._dead_letter(producer, rec)
@@ -158,8 +183,9 @@ class StreamScorer(BackgroundLoop):
             if self.after_produce is not None:
                 producer.flush(30)
                 self.after_produce(records)
-            producer.send_offsets_to_transaction([TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                                                 consumer.consumer_group_metadata(), 30)
+            producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o) for (t, p), o in offsets.items()], consumer.consumer_group_metadata(), 30
+            )
             if generation != self._generation:
                 raise _Replaced()  # the watchdog gave up on this loop: its successor scores the batch again
             _commit(producer)
@@ -202,8 +228,11 @@ class StreamScorer(BackgroundLoop):
                     raise _Fatal(str(err)) from exc
                 if not self._outage:
                     self._outage = True
-                    logger.warning("stream scorer: cannot start transactions at %s (%s); waiting for the broker",
-                                   self.settings.kafka_bootstrap_servers, err)
+                    logger.warning(
+                        "stream scorer: cannot start transactions at %s (%s); waiting for the broker",
+                        self.settings.kafka_bootstrap_servers,
+                        err,
+                    )
             self._stop.wait(backoff)
             backoff = min(self.max_backoff, backoff * 2)
         return False
@@ -211,12 +240,24 @@ class StreamScorer(BackgroundLoop):
     def _dead_letter(self, producer, rec: sb.Record) -> None:
         exc = rec.error or KubepredictError("not answered", code="internal_error")
         status = sb.error_status(exc)
-        logger.warning("stream scorer: %s[%s]@%s (request %s) rejected with %s %s: %s; sent to %s",
-                       rec.delivery.topic, rec.delivery.partition, rec.delivery.offset, rec.request_id, status,
-                       exc.code, exc.message, self.settings.topic_dead_letter)
+        logger.warning(
+            "stream scorer: %s[%s]@%s (request %s) rejected with %s %s: %s; sent to %s",
+            rec.delivery.topic,
+            rec.delivery.partition,
+            rec.delivery.offset,
+            rec.request_id,
+            status,
+            exc.code,
+            exc.message,
+            self.settings.topic_dead_letter,
+        )
         d = rec.delivery
-        producer.produce(self.settings.topic_dead_letter, value=d.value, key=d.key,
-                         headers=dead_letter_headers(d, FUNCTION, status, {"code": exc.code, "message": exc.message}))
+        producer.produce(
+            self.settings.topic_dead_letter,
+            value=d.value,
+            key=d.key,
+            headers=dead_letter_headers(d, FUNCTION, status, {"code": exc.code, "message": exc.message}),
+        )
 
     def _abort(self, producer, generation: int = 0) -> None:
         from confluent_kafka import KafkaException
@@ -250,8 +291,11 @@ class StreamScorer(BackgroundLoop):
         if name in UNREACHABLE:
             if not self._outage:
                 self._outage = True
-                logger.warning("stream scorer: Kafka unreachable at %s (%s); waiting for it",
-                               self.settings.kafka_bootstrap_servers, err)
+                logger.warning(
+                    "stream scorer: Kafka unreachable at %s (%s); waiting for it",
+                    self.settings.kafka_bootstrap_servers,
+                    err,
+                )
         elif name != "UNKNOWN_TOPIC_OR_PART":
             logger.warning("stream scorer: Kafka error %s", err)
 
@@ -272,8 +316,11 @@ class StreamScorer(BackgroundLoop):
             since = self._busy_since
             if since is None or time.monotonic() - since < self.stuck_after:
                 continue
-            logger.error("stream scorer: a Kafka transaction call has been blocked for %.0f s; replacing the loop "
-                         "(its uncommitted batch is scored again by the new one)", time.monotonic() - since)
+            logger.error(
+                "stream scorer: a Kafka transaction call has been blocked for %.0f s; replacing the loop "
+                "(its uncommitted batch is scored again by the new one)",
+                time.monotonic() - since,
+            )
             self._replace()
 
     def _replace(self) -> None:
@@ -285,8 +332,9 @@ class StreamScorer(BackgroundLoop):
                 self._consumer.close()  # leaves the group now: the stuck thread holds no lock on it
         except Exception:  # already closed
             logger.debug("stream scorer: closing the old consumer", exc_info=True)
-        self._thread = threading.Thread(target=self._run_logged, args=(self._generation,),
-                                        name=self.thread_name, daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_logged, args=(self._generation,), name=self.thread_name, daemon=True
+        )
         self._thread.start()
 
     def _run_logged(self, generation: int = 0) -> None:

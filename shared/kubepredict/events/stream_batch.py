@@ -73,13 +73,13 @@ def parse(delivery: Delivery) -> Record:
         rec.error = exc
         return rec
     if not isinstance(doc, dict):
-        rec.error = InvalidInput("the event's data must be a JSON object with a model and rows",
-                                 code="invalid_request")
+        rec.error = InvalidInput("the event's data must be a JSON object with a model and rows", code="invalid_request")
         return rec
     ref = doc.get("model", doc.get("model_id"))
     if not isinstance(ref, str) or not ref:
-        rec.error = InvalidInput("name the model: \"model\" (id, name or name/versions/N) or \"model_id\"",
-                                 code="invalid_model")
+        rec.error = InvalidInput(
+            'name the model: "model" (id, name or name/versions/N) or "model_id"', code="invalid_model"
+        )
         return rec
     rec.ref, rec.version, rec.data = ref, doc.get("model_version"), doc
     return rec
@@ -137,8 +137,9 @@ def group(records: list[Record], resolve, max_rows: int) -> list[ModelGroup]:
             if table.n_rows == 0:
                 raise InvalidInput("no rows to score", code="invalid_instances")
             if table.n_rows > max_rows:
-                raise PayloadTooLarge(f"{table.n_rows} rows is more than the limit of {max_rows} per record",
-                                      details={"limit": max_rows})
+                raise PayloadTooLarge(
+                    f"{table.n_rows} rows is more than the limit of {max_rows} per record", details={"limit": max_rows}
+                )
             ml.check_columns(table.columns, model.features)
         except BackendUnavailable:
             raise
@@ -187,13 +188,13 @@ def score_group(records: list[Record], model, score) -> None:
         result = score(model, concat(records, model.features))
     except BackendUnavailable:
         raise
-    except Exception as exc:  # noqa: BLE001 - a record the model cannot score must not hold the partition
+    except Exception as exc:  # a record the model cannot score must not hold the partition
         if len(records) == 1:
             if not isinstance(exc, KubepredictError):
-                logger.exception("stream scoring: model %s failed on request %s", model.model_id,
-                                 records[0].request_id)
-                exc = KubepredictError(f"the model could not score these rows: {type(exc).__name__}: {exc}",
-                                       code="scoring_failed")
+                logger.exception("stream scoring: model %s failed on request %s", model.model_id, records[0].request_id)
+                exc = KubepredictError(
+                    f"the model could not score these rows: {type(exc).__name__}: {exc}", code="scoring_failed"
+                )
             records[0].error = exc
             return
         for rec in records:
@@ -204,9 +205,13 @@ def score_group(records: list[Record], model, score) -> None:
     start = 0
     for rec in records:
         end = start + rec.rows.n_rows
-        answer: dict[str, Any] = {"request_id": rec.request_id, "model_id": model.model_id,
-                                  "model_name": model.name, "model_version": model.version,
-                                  "predictions": predictions[start:end]}
+        answer: dict[str, Any] = {
+            "request_id": rec.request_id,
+            "model_id": model.model_id,
+            "model_name": model.name,
+            "model_version": model.version,
+            "predictions": predictions[start:end],
+        }
         if probabilities is not None:
             answer["probabilities"] = probabilities[start:end]
         if result.classes is not None:
@@ -222,11 +227,19 @@ def now() -> str:
 
 def answer_event(rec: Record, time: str) -> bytes:
     """The answer as a CloudEvent; its id is derived from the request id, so a copy is recognisable."""
-    return json.dumps({
-        "specversion": "1.0", "id": f"{rec.request_id}/prediction", "source": ANSWER_SOURCE, "type": ANSWER_TYPE,
-        "subject": rec.request_id, "time": time, "datacontenttype": "application/json",
-        "data": rec.answer,
-    }, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "specversion": "1.0",
+            "id": f"{rec.request_id}/prediction",
+            "source": ANSWER_SOURCE,
+            "type": ANSWER_TYPE,
+            "subject": rec.request_id,
+            "time": time,
+            "datacontenttype": "application/json",
+            "data": rec.answer,
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def error_status(exc: KubepredictError) -> int:

@@ -60,8 +60,9 @@ ALGORITHMS: tuple[AlgorithmSpec, ...] = (
 )
 
 # Names a reader might expect but that cannot be served, with the reason given back.
-UNSUPPORTED = {("birch", _K): "Birch models cannot be saved safely (skops does not support them); "
-                              "use kmeans or minibatch_kmeans"}
+UNSUPPORTED = {
+    ("birch", _K): "Birch models cannot be saved safely (skops does not support them); use kmeans or minibatch_kmeans"
+}
 
 # Fast candidates tried by algorithm "auto", in order of preference on ties.
 AUTO_CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -107,15 +108,24 @@ REGRESSION_MIN_UNIQUE_RATIO = 0.05
 def check_task(task: str) -> str:
     """Return ``task`` if it is one of TASKS, else raise InvalidInput(code="invalid_task")."""
     if task not in TASKS:
-        raise InvalidInput(f"unknown task {task!r}; expected one of {', '.join(TASKS)}",
-                           code="invalid_task", details={"known": list(TASKS)})
+        raise InvalidInput(
+            f"unknown task {task!r}; expected one of {', '.join(TASKS)}",
+            code="invalid_task",
+            details={"known": list(TASKS)},
+        )
     return task
 
 
 def param_ceilings(names=None) -> dict:
     """The documented ceilings (``PARAM_CEILINGS`` plus ``hidden_layer_sizes``), for the params in ``names``."""
-    table: dict = {**PARAM_CEILINGS, "hidden_layer_sizes": {
-        "units_per_layer": MAX_LAYER_UNITS, "total_units": MAX_TOTAL_UNITS, "layers": MAX_LAYERS}}
+    table: dict = {
+        **PARAM_CEILINGS,
+        "hidden_layer_sizes": {
+            "units_per_layer": MAX_LAYER_UNITS,
+            "total_units": MAX_TOTAL_UNITS,
+            "layers": MAX_LAYERS,
+        },
+    }
     return {k: v for k, v in table.items() if names is None or k in names}
 
 
@@ -127,12 +137,27 @@ def list_algorithms(task: str | None = None) -> list[dict]:
     tasks = TASKS if task is None else (check_task(task),)
     out = []
     for t in tasks:
-        out.append({"name": AUTO, "task": t, "estimator": None, "default_params": {},
-                    "candidates": list(AUTO_CANDIDATES[t]), "param_ceilings": param_ceilings(
-                        {n for c in AUTO_CANDIDATES[t] for n in _param_names(_BY_KEY[c, t])})})
-        out.extend({"name": s.name, "task": s.task, "estimator": s.estimator,
-                    "default_params": dict(s.default_params),
-                    "param_ceilings": param_ceilings(_param_names(s))} for s in ALGORITHMS if s.task == t)
+        out.append(
+            {
+                "name": AUTO,
+                "task": t,
+                "estimator": None,
+                "default_params": {},
+                "candidates": list(AUTO_CANDIDATES[t]),
+                "param_ceilings": param_ceilings({n for c in AUTO_CANDIDATES[t] for n in _param_names(_BY_KEY[c, t])}),
+            }
+        )
+        out.extend(
+            {
+                "name": s.name,
+                "task": s.task,
+                "estimator": s.estimator,
+                "default_params": dict(s.default_params),
+                "param_ceilings": param_ceilings(_param_names(s)),
+            }
+            for s in ALGORITHMS
+            if s.task == t
+        )
     return out
 
 
@@ -141,9 +166,11 @@ def _param_names(spec: AlgorithmSpec) -> set[str]:
 
 
 def _too_big(name: str, value: Any, ceiling: int, what: str = "") -> InvalidInput:
-    return InvalidInput(f"params.{name}{what} = {value} is above the ceiling of {ceiling}; such a job would "
-                        "exhaust the machine", code="param_ceiling",
-                        details={"field": f"params.{name}", "value": value, "ceiling": ceiling})
+    return InvalidInput(
+        f"params.{name}{what} = {value} is above the ceiling of {ceiling}; such a job would exhaust the machine",
+        code="param_ceiling",
+        details={"field": f"params.{name}", "value": value, "ceiling": ceiling},
+    )
 
 
 def check_ceilings(params: dict) -> None:
@@ -169,9 +196,11 @@ def check_ceilings(params: dict) -> None:
 
 def _unknown(algorithm: str, task: str, why: str = "") -> InvalidInput:
     known = [s.name for s in ALGORITHMS if s.task == task]
-    msg = (f"unknown algorithm {algorithm!r} for task {task!r}{why}; use one of "
-           f"{', '.join(known)}, 'auto', or a public scikit-learn class such as "
-           "'sklearn.ensemble.ExtraTreesClassifier'")
+    msg = (
+        f"unknown algorithm {algorithm!r} for task {task!r}{why}; use one of "
+        f"{', '.join(known)}, 'auto', or a public scikit-learn class such as "
+        "'sklearn.ensemble.ExtraTreesClassifier'"
+    )
     return InvalidInput(msg, code="unknown_algorithm", details={"known": known + [AUTO]})
 
 
@@ -211,8 +240,10 @@ def resolve(algorithm: str, task: str) -> AlgorithmSpec:
     if not issubclass(cls, _TASK_MIXIN[task]):
         raise _unknown(algorithm, task, f" (not a {task} estimator)")
     if task == _K and not hasattr(cls, "predict"):
-        raise InvalidInput(f"{algorithm} cannot assign new rows to clusters (no predict), so it "
-                           "cannot be served", code="unsupported_algorithm")
+        raise InvalidInput(
+            f"{algorithm} cannot assign new rows to clusters (no predict), so it cannot be served",
+            code="unsupported_algorithm",
+        )
     return AlgorithmSpec(algorithm, task, algorithm, {})
 
 
@@ -233,8 +264,7 @@ def _check_json_params(value: Any, path: str = "params") -> None:
                 raise InvalidInput(f"{path} keys must be strings", code="invalid_params")
             _check_json_params(v, f"{path}.{k}")
         return
-    raise InvalidInput(f"{path} must hold JSON values only, not {type(value).__name__}",
-                       code="invalid_params")
+    raise InvalidInput(f"{path} must hold JSON values only, not {type(value).__name__}", code="invalid_params")
 
 
 def build_estimator(spec: AlgorithmSpec, params: dict | None, random_state: int | None = None):
@@ -248,8 +278,11 @@ def build_estimator(spec: AlgorithmSpec, params: dict | None, random_state: int 
     valid = sorted(cls._get_param_names())
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise InvalidInput(f"unknown params for {spec.name}: {', '.join(unknown)}",
-                           code="invalid_params", details={"unknown": unknown, "valid": valid})
+        raise InvalidInput(
+            f"unknown params for {spec.name}: {', '.join(unknown)}",
+            code="invalid_params",
+            details={"unknown": unknown, "valid": valid},
+        )
     merged = {**spec.default_params, **params}
     if random_state is not None and "random_state" in valid and "random_state" not in params:
         merged["random_state"] = random_state
@@ -258,8 +291,9 @@ def build_estimator(spec: AlgorithmSpec, params: dict | None, random_state: int 
         if hasattr(estimator, "_validate_params"):
             estimator._validate_params()
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"invalid params for {spec.name}: {exc}", code="invalid_params",
-                           details={"error": str(exc)}) from exc
+        raise InvalidInput(
+            f"invalid params for {spec.name}: {exc}", code="invalid_params", details={"error": str(exc)}
+        ) from exc
     _check_persistable(estimator, spec.name)
     return estimator
 
@@ -272,8 +306,7 @@ def _check_persistable(estimator, name: str) -> None:
     try:
         sio.dumps(estimator)
     except UnsupportedTypeException as exc:
-        raise InvalidInput(f"{name} cannot be saved safely (skops: {exc})",
-                           code="unsupported_algorithm") from exc
+        raise InvalidInput(f"{name} cannot be saved safely (skops: {exc})", code="unsupported_algorithm") from exc
 
 
 def validate_request(algorithm: str, task: str | None, params: dict | None) -> None:

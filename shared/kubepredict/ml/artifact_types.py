@@ -45,54 +45,172 @@ ATTRS = "reaches attributes or callables by name"
 
 # Dotted module prefixes: ``os`` refuses ``os.system`` and ``os.path.join`` alike.
 DENIED_MODULES: dict[str, str] = {
-    **dict.fromkeys(("os", "posix", "nt", "posixpath", "ntpath", "io", "_io", "pathlib", "shutil", "tempfile",
-                     "glob", "fileinput", "linecache", "mmap", "zipfile", "tarfile", "gzip", "bz2", "lzma",
-                     "shelve", "dbm", "sqlite3", "numpy.lib.npyio", "numpy.lib.format", "numpy.lib._npyio_impl",
-                     "numpy.lib._datasource", "scipy.io", "pandas.io", "sklearn.datasets"), FILES),
-    **dict.fromkeys(("subprocess", "pty", "signal", "multiprocessing", "concurrent", "threading", "_thread",
-                     "asyncio", "sys", "numpy.testing", "sklearn.utils._testing"), PROCESS),
-    **dict.fromkeys(("socket", "_socket", "ssl", "select", "selectors", "urllib", "urllib3", "http", "ftplib",
-                     "smtplib", "webbrowser", "requests", "httpx"), NETWORK),
-    **dict.fromkeys(("pickle", "_pickle", "cPickle", "marshal", "dill", "cloudpickle", "joblib", "importlib",
-                     "runpy", "code", "codeop", "ctypes", "_ctypes", "numpy.ctypeslib", "numpy.f2py",
-                     "numpy.distutils", "sklearn.externals", "types", "gc"), CODE),
+    **dict.fromkeys(
+        (
+            "os",
+            "posix",
+            "nt",
+            "posixpath",
+            "ntpath",
+            "io",
+            "_io",
+            "pathlib",
+            "shutil",
+            "tempfile",
+            "glob",
+            "fileinput",
+            "linecache",
+            "mmap",
+            "zipfile",
+            "tarfile",
+            "gzip",
+            "bz2",
+            "lzma",
+            "shelve",
+            "dbm",
+            "sqlite3",
+            "numpy.lib.npyio",
+            "numpy.lib.format",
+            "numpy.lib._npyio_impl",
+            "numpy.lib._datasource",
+            "scipy.io",
+            "pandas.io",
+            "sklearn.datasets",
+        ),
+        FILES,
+    ),
+    **dict.fromkeys(
+        (
+            "subprocess",
+            "pty",
+            "signal",
+            "multiprocessing",
+            "concurrent",
+            "threading",
+            "_thread",
+            "asyncio",
+            "sys",
+            "numpy.testing",
+            "sklearn.utils._testing",
+        ),
+        PROCESS,
+    ),
+    **dict.fromkeys(
+        (
+            "socket",
+            "_socket",
+            "ssl",
+            "select",
+            "selectors",
+            "urllib",
+            "urllib3",
+            "http",
+            "ftplib",
+            "smtplib",
+            "webbrowser",
+            "requests",
+            "httpx",
+        ),
+        NETWORK,
+    ),
+    **dict.fromkeys(
+        (
+            "pickle",
+            "_pickle",
+            "cPickle",
+            "marshal",
+            "dill",
+            "cloudpickle",
+            "joblib",
+            "importlib",
+            "runpy",
+            "code",
+            "codeop",
+            "ctypes",
+            "_ctypes",
+            "numpy.ctypeslib",
+            "numpy.f2py",
+            "numpy.distutils",
+            "sklearn.externals",
+            "types",
+            "gc",
+        ),
+        CODE,
+    ),
     **dict.fromkeys(("functools", "operator", "inspect"), ATTRS),
 }
 # Last segment of a path, in any module: ``numpy.memmap`` and ``numpy._core.memmap.memmap`` alike.
 DENIED_NAMES: dict[str, str] = {
-    **dict.fromkeys(("memmap", "open_memmap", "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt",
-                     "genfromtxt", "fromfile", "tofile", "fromregex", "DataSource", "open", "Memory",
-                     "NamedTemporaryFile", "TemporaryFile", "rmtree", "remove", "unlink"), FILES),
+    **dict.fromkeys(
+        (
+            "memmap",
+            "open_memmap",
+            "load",
+            "save",
+            "savez",
+            "savez_compressed",
+            "savetxt",
+            "loadtxt",
+            "genfromtxt",
+            "fromfile",
+            "tofile",
+            "fromregex",
+            "DataSource",
+            "open",
+            "Memory",
+            "NamedTemporaryFile",
+            "TemporaryFile",
+            "rmtree",
+            "remove",
+            "unlink",
+        ),
+        FILES,
+    ),
     **dict.fromkeys(("system", "popen", "Popen", "spawnv", "execv", "fork", "kill"), PROCESS),
     **dict.fromkeys(("eval", "exec", "compile", "__import__", "loads", "breakpoint", "input", "CDLL"), CODE),
-    **dict.fromkeys(("getattr", "setattr", "delattr", "partial", "attrgetter", "methodcaller", "globals",
-                     "vars"), ATTRS),
+    **dict.fromkeys(
+        ("getattr", "setattr", "delattr", "partial", "attrgetter", "methodcaller", "globals", "vars"), ATTRS
+    ),
 }
 
-CONTAINERS = {"DictNode": {"builtins.dict"}, "ListNode": {"builtins.list"}, "TupleNode": {"builtins.tuple"},
-              "SetNode": {"builtins.set"}, "SliceNode": {"builtins.slice"},
-              # JsonNode rebuilds with json.loads whatever type it names
-              "JsonNode": {"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType"}}
-OUR_PREPROCESSING = {"sklearn.pipeline.Pipeline", "sklearn.compose._column_transformer.ColumnTransformer",
-                     "sklearn.impute._base.SimpleImputer", "sklearn.preprocessing._data.StandardScaler",
-                     "sklearn.preprocessing._encoders.OneHotEncoder"}
+CONTAINERS = {
+    "DictNode": {"builtins.dict"},
+    "ListNode": {"builtins.list"},
+    "TupleNode": {"builtins.tuple"},
+    "SetNode": {"builtins.set"},
+    "SliceNode": {"builtins.slice"},
+    # JsonNode rebuilds with json.loads whatever type it names
+    "JsonNode": {"builtins.str", "builtins.int", "builtins.float", "builtins.bool", "builtins.NoneType"},
+}
+OUR_PREPROCESSING = {
+    "sklearn.pipeline.Pipeline",
+    "sklearn.compose._column_transformer.ColumnTransformer",
+    "sklearn.impute._base.SimpleImputer",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.preprocessing._encoders.OneHotEncoder",
+}
 # Fitted helpers the predictors keep (found by fitting them; see the module docstring).
 HELPERS = {
-    "sklearn.preprocessing._label.LabelEncoder", "sklearn.preprocessing._label.LabelBinarizer",
+    "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.preprocessing._label.LabelBinarizer",
     # TransformedTargetRegressor's identity transformer; its func can only be an allowed function
     "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "sklearn.gaussian_process._gpc._BinaryGaussianProcessClassifierLaplace",
-    "sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
     "sklearn.cluster._bisect_k_means._BisectingTree",
 }
 FUNCTIONS = {"sklearn.cluster._kmeans._kmeans_single_lloyd", "sklearn.cluster._kmeans._kmeans_single_elkan"}
-NUMPY_RANDOM = {"RandomStateNode": {"numpy.random.mtrand.RandomState"},
-                "RandomGeneratorNode": {"numpy.random._generator.Generator"}}
+NUMPY_RANDOM = {
+    "RandomStateNode": {"numpy.random.mtrand.RandomState"},
+    "RandomGeneratorNode": {"numpy.random._generator.Generator"},
+}
 
 
 def _path(cls) -> str:
@@ -100,14 +218,19 @@ def _path(cls) -> str:
 
 
 def _subclasses(module, base, exclude: tuple[str, ...] = ()) -> set[str]:
-    return {_path(v) for k, v in vars(module).items()
-            if isinstance(v, type) and issubclass(v, base) and v.__module__ == module.__name__
-            and not k.startswith(exclude)}
+    return {
+        _path(v)
+        for k, v in vars(module).items()
+        if isinstance(v, type) and issubclass(v, base) and v.__module__ == module.__name__ and not k.startswith(exclude)
+    }
 
 
 def _classes(module, name_ok) -> set[str]:
-    return {_path(v) for k, v in vars(module).items()
-            if isinstance(v, type) and v.__module__ == module.__name__ and name_ok(k)}
+    return {
+        _path(v)
+        for k, v in vars(module).items()
+        if isinstance(v, type) and v.__module__ == module.__name__ and name_ok(k)
+    }
 
 
 @cache
@@ -121,27 +244,44 @@ def allowed() -> dict[str, frozenset[str]]:
 
     from kubepredict.ml.algorithms import ALGORITHMS, import_estimator_class
 
-    predictors = {_path(cls) for _, cls in all_estimators(type_filter=["classifier", "regressor", "cluster"])
-                  if cls.__module__.startswith("sklearn.")}
+    predictors = {
+        _path(cls)
+        for _, cls in all_estimators(type_filter=["classifier", "regressor", "cluster"])
+        if cls.__module__.startswith("sklearn.")
+    }
     predictors |= {_path(import_estimator_class(spec.estimator)) for spec in ALGORITHMS}  # GaussianMixture
-    objects = (predictors | OUR_PREPROCESSING | HELPERS
-               | _subclasses(loss, loss.BaseLoss) | _subclasses(link, link.BaseLink) | {_path(link.Interval)}
-               | _subclasses(kernels, kernels.Kernel)
-               | _subclasses(_dist_metrics, (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32),
-                             exclude=("PyFunc", "DistanceMetric")))
+    objects = (
+        predictors
+        | OUR_PREPROCESSING
+        | HELPERS
+        | _subclasses(loss, loss.BaseLoss)
+        | _subclasses(link, link.BaseLink)
+        | {_path(link.Interval)}
+        | _subclasses(kernels, kernels.Kernel)
+        | _subclasses(
+            _dist_metrics,
+            (_dist_metrics.DistanceMetric64, _dist_metrics.DistanceMetric32),
+            exclude=("PyFunc", "DistanceMetric"),
+        )
+    )
     # numpy's own scalar types only (ml_dtypes and the like register theirs in sctypeDict when imported)
-    scalars = {_path(t) for t in set(np.sctypeDict.values())
-               if t.__module__ == "numpy" and np.dtype(t).kind in "biufcSU"}
+    scalars = {
+        _path(t) for t in set(np.sctypeDict.values()) if t.__module__ == "numpy" and np.dtype(t).kind in "biufcSU"
+    }
     losses = _classes(_loss, lambda k: k.startswith("Cy") and k != "CyLossFunction") | _classes(
-        _sgd_fast, lambda k: k[0].isupper() and k not in ("Classification", "Regression"))
-    candidates = {**CONTAINERS, **NUMPY_RANDOM,
-             "TypeNode": CONTAINERS["JsonNode"] - {"builtins.NoneType"} | scalars,
-             "NdArrayNode": {"numpy.ndarray"} | scalars,
-             "DTypeNode": {"numpy.dtype"},
-             "ObjectNode": objects,
-             "TreeNode": {"sklearn.tree._tree.Tree"},
-             "LossNode": losses,
-             "FunctionNode": FUNCTIONS}
+        _sgd_fast, lambda k: k[0].isupper() and k not in ("Classification", "Regression")
+    )
+    candidates = {
+        **CONTAINERS,
+        **NUMPY_RANDOM,
+        "TypeNode": CONTAINERS["JsonNode"] - {"builtins.NoneType"} | scalars,
+        "NdArrayNode": {"numpy.ndarray"} | scalars,
+        "DTypeNode": {"numpy.dtype"},
+        "ObjectNode": objects,
+        "TreeNode": {"sklearn.tree._tree.Tree"},
+        "LossNode": losses,
+        "FunctionNode": FUNCTIONS,
+    }
     table = {loader: frozenset(t for t in types if denied(t) is None) for loader, types in candidates.items()}
     # A CachedNode points back at an object rebuilt elsewhere in the file: any type allowed anywhere.
     table["CachedNode"] = frozenset().union(*table.values())
@@ -158,8 +298,9 @@ def denied(path: str) -> str | None:
         return named
     if any(p.startswith("__") for p in parts):
         return ATTRS
-    return next((reason for module, reason in DENIED_MODULES.items()
-                 if path == module or path.startswith(module + ".")), None)
+    return next(
+        (reason for module, reason in DENIED_MODULES.items() if path == module or path.startswith(module + ".")), None
+    )
 
 
 def is_allowed(path: str, loader: str | None = None) -> bool:

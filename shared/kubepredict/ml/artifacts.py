@@ -30,12 +30,14 @@ def dump_model(obj) -> bytes:
     try:
         data = sio.dumps(obj)
     except UnsupportedTypeException as exc:
-        raise Unprocessable(f"this model cannot be saved safely: {exc}",
-                            code="unsupported_algorithm") from exc
+        raise Unprocessable(f"this model cannot be saved safely: {exc}", code="unsupported_algorithm") from exc
     refused = artifact_types.refusals(data, sio.get_untrusted_types(data=data))
     if refused:
-        raise Unprocessable(f"this model cannot be served: it holds {_describe(refused)}, which stored models "
-                            "may not hold", code="unsupported_algorithm", details={"types": sorted(refused)})
+        raise Unprocessable(
+            f"this model cannot be served: it holds {_describe(refused)}, which stored models may not hold",
+            code="unsupported_algorithm",
+            details={"types": sorted(refused)},
+        )
     return data
 
 
@@ -52,12 +54,14 @@ def check_types(data: bytes) -> list[str]:
             reported = list(sio.get_untrusted_types(data=data))
             refused = artifact_types.refusals(data, reported)
     except Exception as exc:  # zipfile / json / KeyError / RecursionError from a malformed archive
-        raise ArtifactRejected(f"model artifact is not a readable skops file: {exc}",
-                               code="artifact_corrupt") from exc
+        raise ArtifactRejected(f"model artifact is not a readable skops file: {exc}", code="artifact_corrupt") from exc
     if refused:
         logger.warning("model artifact rejected, types outside the allow-list: %s", refused)
-        raise ArtifactRejected(f"model artifact holds types outside the allow-list: {_describe(refused)}",
-                               code="untrusted_type", details={"types": sorted(refused), "reasons": refused})
+        raise ArtifactRejected(
+            f"model artifact holds types outside the allow-list: {_describe(refused)}",
+            code="untrusted_type",
+            details={"types": sorted(refused), "reasons": refused},
+        )
     return reported
 
 
@@ -70,8 +74,10 @@ def load_model(data: bytes, sha256: str):
     try:
         return sio.loads(data, trusted=trusted)
     except UntrustedTypesFoundException as exc:
-        raise ArtifactRejected(f"model artifact holds untrusted types: {exc}", code="untrusted_type",
-                               details={"types": sorted(map(str, getattr(exc, "unsafe", []) or []))}) from exc
+        raise ArtifactRejected(
+            f"model artifact holds untrusted types: {exc}",
+            code="untrusted_type",
+            details={"types": sorted(map(str, getattr(exc, "unsafe", []) or []))},
+        ) from exc
     except Exception as exc:
-        raise ArtifactRejected(f"model artifact could not be loaded: {exc}",
-                               code="artifact_corrupt") from exc
+        raise ArtifactRejected(f"model artifact could not be loaded: {exc}", code="artifact_corrupt") from exc

@@ -34,10 +34,18 @@ from kubepredict.ml.scoring import ScoreResult, check_columns
 
 TOLERANCE = 1e-9
 LINEAR_CLASSIFIERS = {"sklearn.linear_model._logistic.LogisticRegression"}
-TREE_CLASSIFIERS = {"sklearn.tree._classes.DecisionTreeClassifier", "sklearn.tree._classes.ExtraTreeClassifier",
-                    "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.ensemble._forest.ExtraTreesClassifier"}
-TREE_REGRESSORS = {"sklearn.tree._classes.DecisionTreeRegressor", "sklearn.tree._classes.ExtraTreeRegressor",
-                   "sklearn.ensemble._forest.RandomForestRegressor", "sklearn.ensemble._forest.ExtraTreesRegressor"}
+TREE_CLASSIFIERS = {
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+}
+TREE_REGRESSORS = {
+    "sklearn.tree._classes.DecisionTreeRegressor",
+    "sklearn.tree._classes.ExtraTreeRegressor",
+    "sklearn.ensemble._forest.RandomForestRegressor",
+    "sklearn.ensemble._forest.ExtraTreesRegressor",
+}
 
 
 def _dotted(obj) -> str:
@@ -63,8 +71,17 @@ class _Categorical:
 class CompiledScorer:
     """Scores a Table of raw feature columns with numpy; same answers as the pipeline it came from."""
 
-    def __init__(self, *, kind: str, task: str, features: list[str], numeric: _Numeric | None,
-                 categorical: list[_Categorical], estimator, classes: np.ndarray | None):
+    def __init__(
+        self,
+        *,
+        kind: str,
+        task: str,
+        features: list[str],
+        numeric: _Numeric | None,
+        categorical: list[_Categorical],
+        estimator,
+        classes: np.ndarray | None,
+    ):
         self.kind = kind
         self.task = task
         self.features = features
@@ -78,8 +95,10 @@ class CompiledScorer:
             self._coef = np.ascontiguousarray(estimator.coef_.T, dtype=np.float64)
             self._intercept = np.asarray(estimator.intercept_, dtype=np.float64)
         elif kind in ("tree-classifier", "tree-regressor"):
-            self._forest = _Forest([t.tree_ for t in (getattr(estimator, "estimators_", None) or [estimator])],
-                                   int(estimator.n_classes_) if kind == "tree-classifier" else 1)
+            self._forest = _Forest(
+                [t.tree_ for t in (getattr(estimator, "estimators_", None) or [estimator])],
+                int(estimator.n_classes_) if kind == "tree-classifier" else 1,
+            )
 
     # ---- preprocessing ---------------------------------------------------------------------
     def transform(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> np.ndarray:
@@ -91,7 +110,7 @@ class CompiledScorer:
         at = 0
         num = self._numeric
         if num is not None:
-            block = out[:, :len(num.names)]
+            block = out[:, : len(num.names)]
             for j, name in enumerate(num.names):
                 block[:, j] = _numbers(name, columns[name], n_rows)
             missing = np.isnan(block)
@@ -99,8 +118,11 @@ class CompiledScorer:
                 block[missing] = np.broadcast_to(num.fill, block.shape)[missing]
             if not np.isfinite(block).all():
                 bad = [num.names[j] for j in np.flatnonzero(~np.isfinite(block).all(axis=0))]
-                raise InvalidInput(f"column {bad[0]!r} holds an infinite or too large number",
-                                   code="invalid_values", details={"column": bad[0], "columns": bad})
+                raise InvalidInput(
+                    f"column {bad[0]!r} holds an infinite or too large number",
+                    code="invalid_values",
+                    details={"column": bad[0], "columns": bad},
+                )
             block -= num.mean
             block /= num.scale
             at = len(num.names)
@@ -158,10 +180,12 @@ class _Forest:
     def __init__(self, trees, n_values: int):
         offsets = np.cumsum([0] + [t.node_count for t in trees[:-1]])
         self.roots = offsets.astype(np.intp)
-        self.left = np.concatenate([np.where(t.children_left >= 0, t.children_left + o, -1)
-                                    for t, o in zip(trees, offsets, strict=True)]).astype(np.intp)
-        self.right = np.concatenate([np.where(t.children_right >= 0, t.children_right + o, -1)
-                                     for t, o in zip(trees, offsets, strict=True)]).astype(np.intp)
+        self.left = np.concatenate(
+            [np.where(t.children_left >= 0, t.children_left + o, -1) for t, o in zip(trees, offsets, strict=True)]
+        ).astype(np.intp)
+        self.right = np.concatenate(
+            [np.where(t.children_right >= 0, t.children_right + o, -1) for t, o in zip(trees, offsets, strict=True)]
+        ).astype(np.intp)
         self.feature = np.concatenate([np.maximum(t.feature, 0) for t in trees]).astype(np.intp)
         self.threshold = np.concatenate([t.threshold for t in trees]).astype(np.float64)
         self.value = np.concatenate([t.value[:, 0, :n_values] for t in trees]).astype(np.float64)
@@ -213,8 +237,11 @@ def _numbers(name: str, values: Sequence[Any] | np.ndarray, n_rows: int) -> np.n
             out[i] = np.nan
     if bad:
         examples = [str(v)[:40] for v in dict.fromkeys(map(str, bad))][:3]
-        raise InvalidInput(f"column {name!r} should be numeric but holds {', '.join(map(repr, examples))}",
-                           code="invalid_values", details={"column": name, "examples": examples})
+        raise InvalidInput(
+            f"column {name!r} should be numeric but holds {', '.join(map(repr, examples))}",
+            code="invalid_values",
+            details={"column": name, "examples": examples},
+        )
     return out
 
 
@@ -238,8 +265,12 @@ def _preprocessing(pre: ColumnTransformer, features: list[str], kinds: dict[str,
                 return None
             if not (sc.with_mean and sc.with_std) or len(imp.statistics_) != len(cols):
                 return None
-            numeric = _Numeric(cols, np.asarray(imp.statistics_, dtype=np.float64),
-                               np.asarray(sc.mean_, dtype=np.float64), np.asarray(sc.scale_, dtype=np.float64))
+            numeric = _Numeric(
+                cols,
+                np.asarray(imp.statistics_, dtype=np.float64),
+                np.asarray(sc.mean_, dtype=np.float64),
+                np.asarray(sc.scale_, dtype=np.float64),
+            )
             order.append("num")
         elif name == "cat" and set(steps) == {"impute", "onehot"} and not categorical:
             imp, enc = steps["impute"], steps["onehot"]
@@ -295,9 +326,15 @@ def compile_pipeline(pipeline, *, features: list[str], kinds: dict[str, str], ta
         kind = "tree-classifier"
     elif task == "regression" and name in TREE_REGRESSORS and getattr(estimator, "n_outputs_", 1) == 1:
         kind = "tree-regressor"
-    return CompiledScorer(kind=kind, task=task, features=list(features), numeric=numeric,
-                          categorical=categorical, estimator=estimator,
-                          classes=np.asarray(classes) if classes is not None else None)
+    return CompiledScorer(
+        kind=kind,
+        task=task,
+        features=list(features),
+        numeric=numeric,
+        categorical=categorical,
+        estimator=estimator,
+        classes=np.asarray(classes) if classes is not None else None,
+    )
 
 
 def verify(compiled: CompiledScorer, pipeline, frame, *, task: str) -> dict:
@@ -319,8 +356,11 @@ def verify(compiled: CompiledScorer, pipeline, frame, *, task: str) -> dict:
     else:
         equal = bool(np.array_equal(np.asarray(got.predictions), np.asarray(expected.predictions)))
     if expected.probabilities is not None or got.probabilities is not None:
-        if expected.probabilities is None or got.probabilities is None or \
-                expected.probabilities.shape != got.probabilities.shape:
+        if (
+            expected.probabilities is None
+            or got.probabilities is None
+            or expected.probabilities.shape != got.probabilities.shape
+        ):
             return {"rows": len(frame), "max_abs_diff": None, "equal": False}
         pd_ = float(np.max(np.abs(expected.probabilities - got.probabilities)))
         diff = max(diff, pd_)
@@ -358,7 +398,9 @@ def describe(check: dict | None, compiled: CompiledScorer | None, reason: str | 
     """What goes into the model's metrics as ``serving``."""
     if compiled is None or check is None:
         return {"fast_path": None, "reason": reason or "pipeline shape not compiled"}
-    return {"fast_path": compiled.kind if check and check["equal"] else None, "verified_rows": check["rows"],
-            "max_abs_diff": check["max_abs_diff"],
-            **({} if check["equal"] else {"reason": "compiled answers differ from scikit-learn's"})}
-
+    return {
+        "fast_path": compiled.kind if check and check["equal"] else None,
+        "verified_rows": check["rows"],
+        "max_abs_diff": check["max_abs_diff"],
+        **({} if check["equal"] else {"reason": "compiled answers differ from scikit-learn's"}),
+    }

@@ -69,11 +69,16 @@ def regression_metrics(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray) -> di
     pred = pipeline.predict(X)
     r2 = skm.r2_score(y, pred) if len(y) >= 2 else float("nan")
     sample = np.random.default_rng(0).permutation(len(y))[:PVA_POINTS]
-    return {"r2": _num(r2), "mae": _num(skm.mean_absolute_error(y, pred)),
-            "rmse": _num(math.sqrt(skm.mean_squared_error(y, pred))),
-            # A bounded sample of held-out points for predicted-vs-actual and residual charts.
-            "predicted_vs_actual": {"actual": [_num(v) for v in np.asarray(y, dtype=float)[sample]],
-                                    "predicted": [_num(v) for v in np.asarray(pred, dtype=float)[sample]]}}
+    return {
+        "r2": _num(r2),
+        "mae": _num(skm.mean_absolute_error(y, pred)),
+        "rmse": _num(math.sqrt(skm.mean_squared_error(y, pred))),
+        # A bounded sample of held-out points for predicted-vs-actual and residual charts.
+        "predicted_vs_actual": {
+            "actual": [_num(v) for v in np.asarray(y, dtype=float)[sample]],
+            "predicted": [_num(v) for v in np.asarray(pred, dtype=float)[sample]],
+        },
+    }
 
 
 def clustering_metrics(pipeline: Pipeline, X: pd.DataFrame, random_state: int | None) -> dict:
@@ -88,8 +93,7 @@ def clustering_metrics(pipeline: Pipeline, X: pd.DataFrame, random_state: int | 
     return out
 
 
-def silhouette(pipeline: Pipeline, X: pd.DataFrame, labels: np.ndarray,
-               random_state: int | None) -> float | None:
+def silhouette(pipeline: Pipeline, X: pd.DataFrame, labels: np.ndarray, random_state: int | None) -> float | None:
     """Silhouette of ``labels`` in the preprocessed space, or None when undefined."""
     k = len(np.unique(labels))
     if not 2 <= k <= len(labels) - 1:
@@ -99,8 +103,9 @@ def silhouette(pipeline: Pipeline, X: pd.DataFrame, labels: np.ndarray,
     return _num(skm.silhouette_score(Xt, labels, sample_size=sample, random_state=random_state))
 
 
-def feature_importance(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray | None,
-                       features: list[str], random_state: int | None) -> dict[str, float | None] | None:
+def feature_importance(
+    pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray | None, features: list[str], random_state: int | None
+) -> dict[str, float | None] | None:
     """Importance per original input column: model importances/|coef| summed over one-hot columns,
     else permutation importance on at most 500 held-out rows."""
     estimator = pipeline[-1]
@@ -124,6 +129,5 @@ def feature_importance(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray | None
         rng = np.random.default_rng(random_state)
         idx = np.sort(rng.choice(len(y), PERMUTATION_MAX_ROWS, replace=False))
         X, y = X.iloc[idx], np.asarray(y)[idx]
-    result = permutation_importance(pipeline, X, y, n_repeats=PERMUTATION_REPEATS,
-                                    random_state=random_state, n_jobs=1)
+    result = permutation_importance(pipeline, X, y, n_repeats=PERMUTATION_REPEATS, random_state=random_state, n_jobs=1)
     return {name: _num(v) for name, v in zip(X.columns, result.importances_mean, strict=True)}

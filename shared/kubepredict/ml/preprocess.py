@@ -51,15 +51,6 @@ class MedianImputer(SimpleImputer):
         self.__class__ = SimpleImputer
         return self
 
-
-def plain_sklearn(pipeline) -> None:
-    """Turn the unfitted ``MedianImputer`` templates a fitted pipeline still holds as parameters (the
-    ColumnTransformer keeps the ones it cloned) into ``SimpleImputer``: the stored model then names
-    scikit-learn classes only."""
-    for value in pipeline.get_params(deep=True).values():
-        if isinstance(value, MedianImputer):
-            value.__class__ = SimpleImputer
-
     def _dense_fit(self, X, strategy, missing_values, fill_value):
         if strategy != "median":
             return super()._dense_fit(X, strategy, missing_values, fill_value)
@@ -75,6 +66,15 @@ def plain_sklearn(pipeline) -> None:
         return median
 
 
+def plain_sklearn(pipeline) -> None:
+    """Turn the unfitted ``MedianImputer`` templates a fitted pipeline still holds as parameters (the
+    ColumnTransformer keeps the ones it cloned) into ``SimpleImputer``: the stored model then names
+    scikit-learn classes only."""
+    for value in pipeline.get_params(deep=True).values():
+        if isinstance(value, MedianImputer):
+            value.__class__ = SimpleImputer
+
+
 def build_preprocessor(kinds: dict[str, str]) -> ColumnTransformer:
     """Build the unfitted ColumnTransformer: impute+scale numerics, impute+one-hot categoricals."""
     numeric = [c for c, k in kinds.items() if k == NUMERIC]
@@ -83,16 +83,34 @@ def build_preprocessor(kinds: dict[str, str]) -> ColumnTransformer:
     # keep_empty_features=True: an all-NaN column stays one (constant) output column instead of
     # vanishing, so the output layout always matches the input columns.
     if numeric:
-        transformers.append(("num", Pipeline([
-            ("impute", MedianImputer(keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]), numeric))
+        transformers.append(
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", MedianImputer(keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            )
+        )
     if categorical:
-        transformers.append(("cat", Pipeline([
-            ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
-            ("onehot", OneHotEncoder(handle_unknown="ignore", max_categories=MAX_CATEGORIES,
-                                     sparse_output=False)),
-        ]), categorical))
+        transformers.append(
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                        (
+                            "onehot",
+                            OneHotEncoder(handle_unknown="ignore", max_categories=MAX_CATEGORIES, sparse_output=False),
+                        ),
+                    ]
+                ),
+                categorical,
+            )
+        )
     # sparse_threshold=0: several estimators (HistGradientBoosting, GaussianNB) need dense input.
     return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
@@ -116,9 +134,11 @@ def coerce_frame(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
             bad = converted.isna() & obj.notna()
             if bad.any():
                 examples = [str(v) for v in obj[bad].unique()[:3]]
-                raise InvalidInput(f"column {name!r} should be numeric but holds "
-                                   f"{', '.join(map(repr, examples))}", code="invalid_values",
-                                   details={"column": name, "examples": examples})
+                raise InvalidInput(
+                    f"column {name!r} should be numeric but holds {', '.join(map(repr, examples))}",
+                    code="invalid_values",
+                    details={"column": name, "examples": examples},
+                )
             out[name] = converted.astype("float64")
         else:
             obj = col.astype(object)

@@ -34,8 +34,9 @@ def check_columns(columns, features: list[str]) -> None:
     present = set(columns)
     missing = [f for f in features if f not in present]
     if missing:
-        raise InvalidInput(f"missing columns: {', '.join(missing)}", code="missing_columns",
-                           details={"missing": missing})
+        raise InvalidInput(
+            f"missing columns: {', '.join(missing)}", code="missing_columns", details={"missing": missing}
+        )
 
 
 def score(pipeline, frame: pd.DataFrame, *, features: list[str], kinds: dict, task: str) -> ScoreResult:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,16 @@ from sklearn.pipeline import Pipeline
 
 from kubepredict.errors import InvalidInput, KubepredictError, Unprocessable
 from kubepredict.ml import evaluation
-from kubepredict.ml.algorithms import (AUTO, AUTO_CANDIDATES, AlgorithmSpec, build_estimator,
-                                      check_task, import_estimator_class, infer_task, resolve)
+from kubepredict.ml.algorithms import (
+    AUTO,
+    AUTO_CANDIDATES,
+    AlgorithmSpec,
+    build_estimator,
+    check_task,
+    import_estimator_class,
+    infer_task,
+    resolve,
+)
 from kubepredict.ml.jsonsafe import json_safe
 from kubepredict.ml.preprocess import build_preprocessor, coerce_frame, column_kinds, plain_sklearn
 
@@ -46,9 +55,18 @@ def _no_progress(stage: str, p: float) -> None:
     return None
 
 
-def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None, task: str | None,
-          algorithm: str, params: dict | None, test_size: float = 0.2, random_state: int | None = 0,
-          progress: Callable[[str, float], None] = _no_progress) -> TrainResult:
+def train(
+    frame: pd.DataFrame,
+    *,
+    target: str | None,
+    features: list[str] | None,
+    task: str | None,
+    algorithm: str,
+    params: dict | None,
+    test_size: float = 0.2,
+    random_state: int | None = 0,
+    progress: Callable[[str, float], None] = _no_progress,
+) -> TrainResult:
     """Fit, evaluate and describe a model; raises InvalidInput / Unprocessable for unusable requests."""
     progress("preparing", 0.05)
     if task is not None:
@@ -65,8 +83,11 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
         task = task or infer_task(frame[target])
     task = task or "clustering"
     if len(frame) < MIN_ROWS:
-        raise Unprocessable(f"{len(frame)} usable rows; at least {MIN_ROWS} are needed",
-                            code="too_few_rows", details={"rows": len(frame), "minimum": MIN_ROWS})
+        raise Unprocessable(
+            f"{len(frame)} usable rows; at least {MIN_ROWS} are needed",
+            code="too_few_rows",
+            details={"rows": len(frame), "minimum": MIN_ROWS},
+        )
     specs = _candidates(algorithm, task)
     kinds = column_kinds(frame, features)
     X = coerce_frame(frame, kinds)
@@ -79,8 +100,11 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
         # the split made copies: free these (and the frame, unless the caller holds it) before fitting,
         # the peak of memory
         del X, y, frame
-    chosen, auto = (specs[0], None) if len(specs) == 1 else _search(
-        specs, params, kinds, X_train, y_train, task, random_state, progress)
+    chosen, auto = (
+        (specs[0], None)
+        if len(specs) == 1
+        else _search(specs, params, kinds, X_train, y_train, task, random_state, progress)
+    )
     progress("fitting", 0.8 if auto else 0.1)
     pipeline = _pipeline(chosen, _own_params(chosen, params) if auto else params, kinds, random_state)
     started = time.perf_counter()
@@ -91,17 +115,25 @@ def train(frame: pd.DataFrame, *, target: str | None, features: list[str] | None
         progress("fitting", 0.8)
     progress("evaluating", 0.85)
 
-    metrics = _metrics(pipeline, task, X_test if task != "clustering" else X_train, y_test,
-                       features, random_state)
+    metrics = _metrics(pipeline, task, X_test if task != "clustering" else X_train, y_test, features, random_state)
     metrics.update(train_rows=len(X_train), test_rows=len(X_test), fit_seconds=round(fit_seconds, 4))
     if auto:
         metrics["auto"] = auto
     metrics["serving"] = serving_check(pipeline, features, kinds, task, X_test if len(X_test) else X_train)
     estimator = pipeline[-1]
     classes = json_safe(estimator.classes_) if task == "classification" else None
-    result = TrainResult(pipeline=pipeline, task=task, algorithm=chosen.name, estimator=chosen.estimator,
-                         params=json_safe(estimator.get_params(deep=False)), features=features,
-                         kinds=kinds, target=target, classes=classes, metrics=metrics)
+    result = TrainResult(
+        pipeline=pipeline,
+        task=task,
+        algorithm=chosen.name,
+        estimator=chosen.estimator,
+        params=json_safe(estimator.get_params(deep=False)),
+        features=features,
+        kinds=kinds,
+        target=target,
+        classes=classes,
+        metrics=metrics,
+    )
     progress("done", 1.0)
     logger.info("trained %s/%s on %d rows in %.2fs", task, chosen.name, len(X_train), fit_seconds)
     return result
@@ -121,7 +153,7 @@ def serving_check(pipeline, features, kinds, task, X) -> dict:
     try:
         scorer = fast.compile_pipeline(pipeline, features=features, kinds=kinds, task=task)
         check = fast.verify(scorer, pipeline, X.iloc[:SERVING_CHECK_ROWS], task=task) if scorer else None
-    except Exception as exc:  # noqa: BLE001 - the pipeline still serves; say why the fast path does not
+    except Exception as exc:  # the pipeline still serves; say why the fast path does not
         logger.warning("could not compile the pipeline for serving", exc_info=True)
         return fast.describe(None, None, reason=f"{type(exc).__name__}: {exc}"[:200])
     return fast.describe(check, scorer)
@@ -136,8 +168,9 @@ def _features(frame: pd.DataFrame, target: str | None, features: list[str] | Non
     wanted = features + ([target] if target is not None else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:
-        raise InvalidInput(f"unknown columns: {', '.join(missing)}", code="unknown_columns",
-                           details={"missing": missing})
+        raise InvalidInput(
+            f"unknown columns: {', '.join(missing)}", code="unknown_columns", details={"missing": missing}
+        )
     if target is not None and target in features:
         raise InvalidInput(f"the target {target!r} cannot also be a feature", code="invalid_features")
     if not features:
@@ -156,8 +189,7 @@ def _target_values(y: pd.Series, task: str) -> np.ndarray:
     else:
         values = y.astype(str).to_numpy(dtype=object)
     if len(np.unique(values)) < 2:
-        raise Unprocessable("the target has a single class; classification needs at least two",
-                            code="one_class_target")
+        raise Unprocessable("the target has a single class; classification needs at least two", code="one_class_target")
     return values
 
 
@@ -191,8 +223,8 @@ def stratified_split_indices(y: np.ndarray, test_size: float, random_state) -> t
     train, test = [], []
     for i in range(len(classes)):
         picked = members[i].take(rng.permutation(counts[i]), mode="clip")
-        train.append(picked[:n_i[i]])
-        test.append(picked[n_i[i]:n_i[i] + t_i[i]])
+        train.append(picked[: n_i[i]])
+        test.append(picked[n_i[i] : n_i[i] + t_i[i]])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
@@ -203,8 +235,9 @@ def _candidates(algorithm: str, task: str) -> list[AlgorithmSpec]:
 
 
 def _pipeline(spec: AlgorithmSpec, params: dict | None, kinds: dict, random_state) -> Pipeline:
-    return Pipeline([("preprocess", build_preprocessor(kinds)),
-                     ("estimator", build_estimator(spec, params, random_state))])
+    return Pipeline(
+        [("preprocess", build_preprocessor(kinds)), ("estimator", build_estimator(spec, params, random_state))]
+    )
 
 
 def _fit(pipeline: Pipeline, X, y) -> None:
@@ -227,8 +260,9 @@ def _search(specs, params, kinds, X, y, task, random_state, progress) -> tuple[A
                 labels = pipeline.fit(X).predict(X)
                 score = evaluation.silhouette(pipeline, X, labels, random_state)
             else:
-                folds = cross_val_score(pipeline, X, y, cv=_folds(y, task, random_state),
-                                        scoring=AUTO_SCORING[task], error_score=np.nan)
+                folds = cross_val_score(
+                    pipeline, X, y, cv=_folds(y, task, random_state), scoring=AUTO_SCORING[task], error_score=np.nan
+                )
                 score = float(np.nanmean(folds)) if not np.isnan(folds).all() else None
         except (InvalidInput, ValueError) as exc:
             logger.info("auto candidate %s skipped: %s", spec.name, exc)

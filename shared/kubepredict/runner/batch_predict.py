@@ -37,8 +37,9 @@ def row_groups_for(metadata, row_start: int, row_stop: int) -> tuple[list[int], 
     return groups, (first if first is not None else row_start)
 
 
-def range_batches(parquet, row_start: int, row_stop: int, *, columns: list[str] | None,
-                  batch_size: int) -> Iterator[pa.RecordBatch]:
+def range_batches(
+    parquet, row_start: int, row_stop: int, *, columns: list[str] | None, batch_size: int
+) -> Iterator[pa.RecordBatch]:
     """Rows ``[row_start, row_stop)`` of an open ``pq.ParquetFile`` as record batches of at most
     ``batch_size`` rows, decoding only the row groups they fall in."""
     groups, first = row_groups_for(parquet.metadata, row_start, row_stop)
@@ -46,8 +47,9 @@ def range_batches(parquet, row_start: int, row_stop: int, *, columns: list[str] 
         return
     skip, left = row_start - first, row_stop - row_start
     # Each row group is read and decoded by a helper thread while the one before is scored.
-    tables = ahead((parquet.read_row_group(g, columns=columns, use_threads=False) for g in groups),
-                   name="row-group-reader")
+    tables = ahead(
+        (parquet.read_row_group(g, columns=columns, use_threads=False) for g in groups), name="row-group-reader"
+    )
     try:
         for whole in (b for table in tables for b in table.to_batches(max_chunksize=max(1, batch_size))):
             if skip >= whole.num_rows:
@@ -150,7 +152,9 @@ class BatchSummary:
             values = np.concatenate(self.values) if self.values else np.empty(0)
             if values.size:
                 qs = np.quantile(values, [0.0, 0.25, 0.5, 0.75, 1.0])
-                summary["quantiles"] = {k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs, strict=True)}
+                summary["quantiles"] = {
+                    k: round(float(v), 6) for k, v in zip(("min", "p25", "p50", "p75", "max"), qs, strict=True)
+                }
                 summary["mean"] = round(float(values.mean()), 6)
                 hist, edges = np.histogram(values, bins=20)
                 summary["histogram"] = {"counts": hist.tolist(), "edges": [round(float(e), 6) for e in edges]}
@@ -159,9 +163,18 @@ class BatchSummary:
         return summary
 
 
-def score_batches(catalog, job_id: str, pipeline, *, features: list[str], kinds: dict, task: str,
-                  batches: Iterable[pa.RecordBatch], first_row: int,
-                  progress: Callable[[int], None] | None = None) -> BatchSummary:
+def score_batches(
+    catalog,
+    job_id: str,
+    pipeline,
+    *,
+    features: list[str],
+    kinds: dict,
+    task: str,
+    batches: Iterable[pa.RecordBatch],
+    first_row: int,
+    progress: Callable[[int], None] | None = None,
+) -> BatchSummary:
     """Score each batch and insert its predictions with their dataset row index (``first_row`` onwards)."""
     summary = BatchSummary(task)
     row = first_row

@@ -39,8 +39,9 @@ class Dispatcher(BackgroundLoop):
 
     def _failed(self, job_id: str, attempt: int, code: str, message: str, shard: int | None = None) -> None:
         """A bound was broken (memory, time): the job fails for good; a retry would break it again."""
-        logger.warning("job %s%s attempt %s failed: %s", job_id, "" if shard is None else f" shard {shard}",
-                       attempt, message)
+        logger.warning(
+            "job %s%s attempt %s failed: %s", job_id, "" if shard is None else f" shard {shard}", attempt, message
+        )
         if shard is None:
             self.catalog.fail(job_id, attempt, code, message)
         else:
@@ -89,10 +90,15 @@ class Dispatcher(BackgroundLoop):
         for row in self.catalog.claim_next(free, worker=self.name):
             if row.shards and not self.runner.runs_shards_as_one_job:
                 continue  # its shards are claimed one by one below
-            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, resources=row.resources,
-                           shards=row.shards or None,
-                           parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
-                           retries=max(0, row.max_attempts - 1))
+            spec = JobSpec(
+                job_id=row.job_id,
+                kind=row.kind,
+                attempt=row.attempt,
+                resources=row.resources,
+                shards=row.shards or None,
+                parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
+                retries=max(0, row.max_attempts - 1),
+            )
             try:
                 self.runner.submit(spec)
                 # The silence that counts starts now, not at the claim: starting a worker can take
@@ -114,8 +120,9 @@ class Dispatcher(BackgroundLoop):
         for row in self.catalog.claim_shards(free, worker=self.name):
             if row.job_id not in resources:
                 resources[row.job_id] = self.catalog.get_job_row(row.job_id).resources
-            spec = JobSpec(job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard,
-                           resources=resources[row.job_id])
+            spec = JobSpec(
+                job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard, resources=resources[row.job_id]
+            )
             try:
                 self.runner.submit(spec)
                 self.catalog.shard_heartbeat(row.job_id, row.shard, row.attempt)  # silence counts from the start

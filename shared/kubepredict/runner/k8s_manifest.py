@@ -127,16 +127,28 @@ def build_job(spec: JobSpec, template: JobTemplate) -> dict:
         "name": "worker",
         "image": template.image,
         "imagePullPolicy": template.image_pull_policy,
-        "command": (["kubepredict", "worker", spec.job_id, "--sharded"] if spec.shards else
-                    ["kubepredict", "worker", spec.job_id, "--attempt", str(spec.attempt)]),
+        "command": (
+            ["kubepredict", "worker", spec.job_id, "--sharded"]
+            if spec.shards
+            else ["kubepredict", "worker", spec.job_id, "--attempt", str(spec.attempt)]
+        ),
         "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
         "env": [
             {"name": "KUBEPREDICT_SECRETS_DIR", "value": SECRETS_DIR},
             {"name": "HOME", "value": "/tmp"},
             {"name": "TMPDIR", "value": "/tmp"},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
-        ] + ([{"name": SHARD_FAILURES_ENV, "valueFrom": {"fieldRef": {
-            "fieldPath": f"metadata.annotations['{INDEX_FAILURES_ANNOTATION}']"}}}] if spec.shards else []),
+        ]
+        + (
+            [
+                {
+                    "name": SHARD_FAILURES_ENV,
+                    "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_FAILURES_ANNOTATION}']"}},
+                }
+            ]
+            if spec.shards
+            else []
+        ),
         "resources": resolve_resources(spec.kind, spec.resources, template),
         "volumeMounts": [
             {"name": "secrets", "mountPath": SECRETS_DIR, "readOnly": True},
@@ -180,9 +192,11 @@ def build_job(spec: JobSpec, template: JobTemplate) -> dict:
         if spec.kind != "predict" or spec.shards < 1:
             raise InvalidInput("only predict jobs are sharded, into at least one shard")
         job_spec = {
-            "completionMode": "Indexed", "completions": spec.shards,
+            "completionMode": "Indexed",
+            "completions": spec.shards,
             "parallelism": min(spec.shards, spec.parallelism or spec.shards),
-            "backoffLimitPerIndex": max(0, spec.retries), "maxFailedIndexes": 0,
+            "backoffLimitPerIndex": max(0, spec.retries),
+            "maxFailedIndexes": 0,
         }
     return {
         "apiVersion": "batch/v1",

@@ -8,7 +8,9 @@ from .k8s_manifest import ATTEMPT_LABEL, INDEX_ANNOTATION, INDEX_FAILURES_ANNOTA
 
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-DISRUPTION_REASONS = frozenset({"EvictionByEvictionAPI", "PreemptionByScheduler", "DeletionByTaintManager", "TerminationByKubelet"})
+DISRUPTION_REASONS = frozenset(
+    {"EvictionByEvictionAPI", "PreemptionByScheduler", "DeletionByTaintManager", "TerminationByKubelet"}
+)
 #: Reasons that never resolve on their own: the runner reports them and deletes the Job.
 STUCK_CODES = frozenset({"image_pull_failed", "config_error"})
 
@@ -94,22 +96,32 @@ def classify_pod(pod: dict) -> Verdict | None:
         reason = waiting.get("reason") or ""
         if reason in IMAGE_PULL_REASONS:
             image = cs.get("image", "?")
-            return Verdict("image_pull_failed", f"pod {name} cannot pull image {image}: {reason}: {waiting.get('message', '')}".rstrip(": "))
+            return Verdict(
+                "image_pull_failed",
+                f"pod {name} cannot pull image {image}: {reason}: {waiting.get('message', '')}".rstrip(": "),
+            )
         if reason in CONFIG_REASONS:
             return Verdict("config_error", f"pod {name}: {reason}: {waiting.get('message', '')}".rstrip(": "))
     if status.get("phase") != "Failed":
         return None
     for cond in _true_conditions(pod):
         if cond.get("type") == "DisruptionTarget" and cond.get("reason") in DISRUPTION_REASONS:
-            return Verdict("evicted", f"pod {name} disrupted: {cond.get('reason')}: {cond.get('message', '')}".rstrip(": "))
+            return Verdict(
+                "evicted", f"pod {name} disrupted: {cond.get('reason')}: {cond.get('message', '')}".rstrip(": ")
+            )
     for cs in _container_statuses(pod):
         state = cs.get("state") or {}
         terminated = state.get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
         if terminated.get("reason") == "OOMKilled":
-            return Verdict("oom_killed", f"pod {name}: container {cs.get('name')} OOMKilled (exit code {terminated.get('exitCode', 137)})")
+            return Verdict(
+                "oom_killed",
+                f"pod {name}: container {cs.get('name')} OOMKilled (exit code {terminated.get('exitCode', 137)})",
+            )
         code = terminated.get("exitCode")
         if code not in (None, 0):
-            detail = (terminated.get("message") or "").strip().splitlines()[-1:] or [terminated.get("reason") or "Error"]
+            detail = (terminated.get("message") or "").strip().splitlines()[-1:] or [
+                terminated.get("reason") or "Error"
+            ]
             return Verdict("pod_failed", f"pod {name}: exit code {code}: {detail[0]}"[:1000])
     return Verdict("pod_failed", f"pod {name} failed: {status.get('message') or status.get('reason') or 'unknown'}")
 

@@ -26,16 +26,18 @@ from .k8s_status import STUCK_CODES, Verdict, classify_pod, is_indexed, job_fini
 logger = logging.getLogger(__name__)
 
 #: Every (apiGroup, resource, verb) this runner calls; infra/rbac.yaml grants exactly these.
-REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset({
-    ("batch", "jobs", "create"),
-    ("batch", "jobs", "get"),  # submit(): tell a re-submission of the same attempt from a name clash
-    ("batch", "jobs", "list"),
-    ("batch", "jobs", "watch"),
-    ("batch", "jobs", "delete"),
-    ("", "pods", "list"),
-    ("", "pods", "watch"),
-    ("", "pods/log", "get"),  # the tail of a failed worker's log goes into the lost message
-})
+REQUIRED_PERMISSIONS: frozenset[tuple[str, str, str]] = frozenset(
+    {
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "get"),  # submit(): tell a re-submission of the same attempt from a name clash
+        ("batch", "jobs", "list"),
+        ("batch", "jobs", "watch"),
+        ("batch", "jobs", "delete"),
+        ("", "pods", "list"),
+        ("", "pods", "watch"),
+        ("", "pods/log", "get"),  # the tail of a failed worker's log goes into the lost message
+    }
+)
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -102,8 +104,16 @@ class KubernetesJobRunner(JobRunner):
     poll_interval_seconds = 30.0
     runs_shards_as_one_job = True  # a sharded predict job is one Indexed Job; its pods claim their shards
 
-    def __init__(self, template: JobTemplate, *, api_client: Any = None, on_lost: LostCallback | None = None,
-                 kubeconfig: str | None = None, context: str | None = None, log_tail_lines: int = 20):
+    def __init__(
+        self,
+        template: JobTemplate,
+        *,
+        api_client: Any = None,
+        on_lost: LostCallback | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        log_tail_lines: int = 20,
+    ):
         self.template = template
         self.on_lost = on_lost
         self._api_client = api_client
@@ -147,8 +157,14 @@ class KubernetesJobRunner(JobRunner):
             raise translate_api_error(exc, action) from exc
 
     def _list(self, action: str, fn: Callable[..., Any], **kwargs: Any) -> list[dict]:
-        resp = self._call(action, fn, self.template.namespace, label_selector=kwargs.pop("label_selector", RUNNER_SELECTOR),
-                          _preload_content=False, **kwargs)
+        resp = self._call(
+            action,
+            fn,
+            self.template.namespace,
+            label_selector=kwargs.pop("label_selector", RUNNER_SELECTOR),
+            _preload_content=False,
+            **kwargs,
+        )
         return json.loads(resp.data).get("items") or []
 
     # -- port ------------------------------------------------------------------------------
@@ -159,11 +175,18 @@ class KubernetesJobRunner(JobRunner):
         try:
             self._call(f"create job {name}", self._batch().create_namespaced_job, self.template.namespace, body)
         except errors.Conflict:
-            existing = self._call(f"get job {name}", self._batch().read_namespaced_job, name, self.template.namespace,
-                                  _preload_content=False)
+            existing = self._call(
+                f"get job {name}",
+                self._batch().read_namespaced_job,
+                name,
+                self.template.namespace,
+                _preload_content=False,
+            )
             if owner_key(json.loads(existing.data)) != (spec.job_id, spec.attempt):
                 raise
-            logger.info("job %s attempt %s: Job %s already exists, not creating it again", spec.job_id, spec.attempt, name)
+            logger.info(
+                "job %s attempt %s: Job %s already exists, not creating it again", spec.job_id, spec.attempt, name
+            )
         with self._lock:
             self._inflight[(spec.job_id, spec.attempt)] = name
         logger.info("job %s attempt %s: created Job %s/%s", spec.job_id, spec.attempt, self.template.namespace, name)
@@ -229,8 +252,11 @@ class KubernetesJobRunner(JobRunner):
         verdict = verdict_for(job, pods)
         if verdict is None:
             return
-        if outcome != "failed" and verdict.code not in STUCK_CODES and (indexed or not any(
-                (p.get("status") or {}).get("phase") == "Failed" for p in pods)):
+        if (
+            outcome != "failed"
+            and verdict.code not in STUCK_CODES
+            and (indexed or not any((p.get("status") or {}).get("phase") == "Failed" for p in pods))
+        ):
             return  # a failed pod of an Indexed Job lost one shard attempt; only the Job's failure is the job's
         if verdict.code == "pod_failed":
             verdict = Verdict(verdict.code, self._with_log_tail(verdict.message, pods))
@@ -255,8 +281,9 @@ class KubernetesJobRunner(JobRunner):
                 self._reported_shards.add(key)
             if verdict.code == "pod_failed":
                 verdict = Verdict(verdict.code, self._with_log_tail(verdict.message, [pod]))
-            logger.warning("job %s shard %s attempt %s lost: %s: %s", job_id, shard[0], shard[1], verdict.code,
-                           verdict.message)
+            logger.warning(
+                "job %s shard %s attempt %s lost: %s: %s", job_id, shard[0], shard[1], verdict.code, verdict.message
+            )
             if self.on_lost is not None:
                 self.on_lost(job_id, shard[1], verdict.code, verdict.message, shard[0])
 
@@ -266,8 +293,9 @@ class KubernetesJobRunner(JobRunner):
         name = pods[-1]["metadata"]["name"]
         try:
             # raw bytes: the client's own decoding hands back "b'line\\nline'" (the repr of the bytes)
-            resp = self._core().read_namespaced_pod_log(name, self.template.namespace, tail_lines=self._log_tail_lines,
-                                                        _preload_content=False)
+            resp = self._core().read_namespaced_pod_log(
+                name, self.template.namespace, tail_lines=self._log_tail_lines, _preload_content=False
+            )
         except _transport_errors() as exc:
             logger.debug("no log for pod %s: %s", name, exc)
             return message
@@ -276,8 +304,13 @@ class KubernetesJobRunner(JobRunner):
 
     def _delete_job(self, name: str) -> None:
         """Delete a Job and, in the background, its pods (errors translated; a missing Job is NotFound)."""
-        self._call(f"delete job {name}", self._batch().delete_namespaced_job, name, self.template.namespace,
-                   propagation_policy="Background")
+        self._call(
+            f"delete job {name}",
+            self._batch().delete_namespaced_job,
+            name,
+            self.template.namespace,
+            propagation_policy="Background",
+        )
 
     def _delete_quietly(self, name: str) -> None:
         try:
@@ -304,7 +337,8 @@ class KubernetesJobRunner(JobRunner):
         lister = self._batch().list_namespaced_job if resource == "jobs" else self._core().list_namespaced_pod
         count = 0
         stream: Iterable[dict] = watch.Watch().stream(
-            lister, self.template.namespace, label_selector=RUNNER_SELECTOR, timeout_seconds=timeout_seconds)
+            lister, self.template.namespace, label_selector=RUNNER_SELECTOR, timeout_seconds=timeout_seconds
+        )
         try:
             for event in stream:
                 count += 1
@@ -326,14 +360,20 @@ class KubernetesJobRunner(JobRunner):
         if job_finished(job) is None:
             return
         selector = f"{RUNNER_SELECTOR},kubepredict.io/attempt={key[1]}"
-        pods = [p for p in self._list("list pods", self._core().list_namespaced_pod, label_selector=selector)
-                if owner_key(p) == key]
+        pods = [
+            p
+            for p in self._list("list pods", self._core().list_namespaced_pod, label_selector=selector)
+            if owner_key(p) == key
+        ]
         self._check(key, job, pods)
 
     def _check_pod_event(self, key: tuple[str, int], pod: dict) -> None:
         labels = pod["metadata"].get("labels") or {}
-        name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or job_name(
-            key[0], labels.get(KIND_LABEL, "train"), key[1])
+        name = (
+            labels.get("batch.kubernetes.io/job-name")
+            or labels.get("job-name")
+            or job_name(key[0], labels.get(KIND_LABEL, "train"), key[1])
+        )
         stub = {"metadata": {"name": name}}
         self._check(key, stub, [pod])
 
@@ -343,7 +383,9 @@ class KubernetesJobRunner(JobRunner):
             return
         self._stop.clear()
         for resource in ("jobs", "pods"):
-            thread = threading.Thread(target=self._watch_loop, args=(resource,), name=f"k8s-watch-{resource}", daemon=True)
+            thread = threading.Thread(
+                target=self._watch_loop, args=(resource,), name=f"k8s-watch-{resource}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
 

@@ -29,8 +29,14 @@ ENV_MEMORY = "KUBEPREDICT_WORKER_MEMORY_BYTES"
 ENV_CPUS = "KUBEPREDICT_WORKER_CPUS"
 #: Thread-pool sizes read by BLAS/OpenMP libraries and joblib when they start (a fresh interpreter
 #: or a child process); a forked worker has them loaded already and is limited through threadpoolctl.
-THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-              "NUMEXPR_MAX_THREADS", "LOKY_MAX_CPU_COUNT")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS",
+    "NUMEXPR_MAX_THREADS",
+    "LOKY_MAX_CPU_COUNT",
+)
 MEMORY_LIMIT_CODE = "memory_limit_exceeded"
 DEADLINE_CODE = "deadline_exceeded"
 #: Room given back to a worker that hit its memory limit, to record why it failed.
@@ -85,8 +91,10 @@ def local_limits(settings, resources: dict | None) -> JobLimits:
 
 
 def memory_message(limit_bytes: int) -> str:
-    return (f"the job used more than {format_bytes(limit_bytes)} of memory (limit {format_bytes(limit_bytes)}); "
-            "ask for more with resources.limits.memory, or use a smaller dataset or lighter params")
+    return (
+        f"the job used more than {format_bytes(limit_bytes)} of memory (limit {format_bytes(limit_bytes)}); "
+        "ask for more with resources.limits.memory, or use a smaller dataset or lighter params"
+    )
 
 
 def deadline_message(deadline_seconds: float) -> str:

@@ -33,9 +33,21 @@ def _describe_exit(code: int) -> str:
     return f"worker process exited with code {code} without recording an outcome"
 
 
-PRELOAD = ["kubepredict.runner.worker", "kubepredict.bootstrap", "kubepredict.ml", "sklearn.ensemble",
-           "sklearn.linear_model", "sklearn.svm", "sklearn.neighbors", "sklearn.neural_network", "sklearn.cluster",
-           "sklearn.mixture", "pyarrow.parquet", "threadpoolctl", "setproctitle"]
+PRELOAD = [
+    "kubepredict.runner.worker",
+    "kubepredict.bootstrap",
+    "kubepredict.ml",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.svm",
+    "sklearn.neighbors",
+    "sklearn.neural_network",
+    "sklearn.cluster",
+    "sklearn.mixture",
+    "pyarrow.parquet",
+    "threadpoolctl",
+    "setproctitle",
+]
 
 
 def _forked_worker(job_id: str, attempt: int, shard: int | None, env: dict) -> None:
@@ -101,13 +113,18 @@ class LocalProcessRunner(JobRunner):
     runs ``python -m kubepredict.cli worker …`` as a fresh interpreter. Both run the same entry point.
     """
 
-    def __init__(self, settings, *, env: dict | None = None, python: str | None = None,
-                 start_method: str | None = None):
+    def __init__(
+        self, settings, *, env: dict | None = None, python: str | None = None, start_method: str | None = None
+    ):
         self.settings = settings
         self.python = python or sys.executable
         self.start_method = start_method or os.environ.get("KUBEPREDICT_WORKER_START", "forkserver")
-        self.job_env = {**(env or {}), "KUBEPREDICT_DATABASE_URL": settings.database_url,
-                        "KUBEPREDICT_STORAGE_URL": settings.storage_url, "PYTHONUNBUFFERED": "1"}
+        self.job_env = {
+            **(env or {}),
+            "KUBEPREDICT_DATABASE_URL": settings.database_url,
+            "KUBEPREDICT_STORAGE_URL": settings.storage_url,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.env = {**os.environ, **self.job_env}
         self.deadline_seconds = settings.job_deadline_seconds  # enforced by the dispatcher
         self._procs: dict[tuple[str, int | None], _Worker] = {}  # (job_id, shard or None) -> its worker
@@ -129,16 +146,22 @@ class LocalProcessRunner(JobRunner):
 
     def _launch(self, spec: JobSpec, bounds: dict) -> _Process:
         if self._ctx is not None:
-            proc = self._ctx.Process(target=_forked_worker, args=(spec.job_id, spec.attempt, spec.shard,
-                                                                  {**self.job_env, **bounds}),
-                                     name=f"worker-{spec.job_id}")
+            proc = self._ctx.Process(
+                target=_forked_worker,
+                args=(spec.job_id, spec.attempt, spec.shard, {**self.job_env, **bounds}),
+                name=f"worker-{spec.job_id}",
+            )
             proc.start()
             return _ForkedProcess(proc)
         argv = ["worker", spec.job_id, "--attempt", str(spec.attempt)]
         if spec.shard is not None:
             argv += ["--shard", str(spec.shard)]
-        return subprocess.Popen([self.python, "-m", "kubepredict.cli", *argv], env={**self.env, **bounds},
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [self.python, "-m", "kubepredict.cli", *argv],
+            env={**self.env, **bounds},
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def submit(self, spec: JobSpec) -> None:
         bounds = local_limits(self.settings, spec.resources)
@@ -146,9 +169,15 @@ class LocalProcessRunner(JobRunner):
             proc = self._launch(spec, bounds.env())
         except OSError as exc:
             raise BackendUnavailable(f"could not start a worker process: {exc}") from exc
-        logger.info("job %s%s attempt %s: started worker pid %s (memory limit %s bytes, %s cpus)", spec.job_id,
-                    "" if spec.shard is None else f" shard {spec.shard}", spec.attempt, proc.pid,
-                    bounds.memory_bytes, bounds.cpus)
+        logger.info(
+            "job %s%s attempt %s: started worker pid %s (memory limit %s bytes, %s cpus)",
+            spec.job_id,
+            "" if spec.shard is None else f" shard {spec.shard}",
+            spec.attempt,
+            proc.pid,
+            bounds.memory_bytes,
+            bounds.cpus,
+        )
         with self._lock:
             self._procs[(spec.job_id, spec.shard)] = _Worker(proc, spec.attempt, bounds.memory_bytes)
 
@@ -178,8 +207,14 @@ class LocalProcessRunner(JobRunner):
         used = tree_rss_bytes(worker.proc.pid)
         if used <= worker.memory_bytes:
             return False
-        logger.warning("job %s%s: worker pid %s uses %s bytes, above its limit of %s; killing it", job_id,
-                       "" if shard is None else f" shard {shard}", worker.proc.pid, used, worker.memory_bytes)
+        logger.warning(
+            "job %s%s: worker pid %s uses %s bytes, above its limit of %s; killing it",
+            job_id,
+            "" if shard is None else f" shard {shard}",
+            worker.proc.pid,
+            used,
+            worker.memory_bytes,
+        )
         if self.on_failed is not None:  # recorded first: the worker's death is then no loss to retry
             args = (job_id, worker.attempt, MEMORY_LIMIT_CODE, memory_message(worker.memory_bytes))
             self.on_failed(*args) if shard is None else self.on_failed(*args, shard)

@@ -16,8 +16,11 @@ def shard_count(body: dict, rows: int, settings) -> int:
     if "shards" in body and body["shards"] is not None:
         value = body["shards"]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise InvalidInput(f"'shards' must be an integer between 1 and {limit}", code="invalid_field",
-                               details={"field": "shards", "maximum": limit})
+            raise InvalidInput(
+                f"'shards' must be an integer between 1 and {limit}",
+                code="invalid_field",
+                details={"field": "shards", "maximum": limit},
+            )
         return max(1, min(value, rows))
     if settings.shard_rows > 0:
         return max(1, min(limit, math.ceil(rows / settings.shard_rows), rows))

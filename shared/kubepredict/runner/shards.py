@@ -34,8 +34,15 @@ def run_predict_shard(svc, job, shard, *, cpus: int | None = None) -> None:
     dataset = catalog.get_dataset_row(job.dataset_id)
     catalog.clear_shard_predictions(job.job_id, shard.row_start, shard.row_stop)
     result = predict_rows(
-        svc, job.job_id, model, pipeline, dataset, row_start=shard.row_start, row_stop=shard.row_stop,
-        progress=lambda done: catalog.shard_progress(job.job_id, shard.shard, shard.attempt, done))
+        svc,
+        job.job_id,
+        model,
+        pipeline,
+        dataset,
+        row_start=shard.row_start,
+        row_stop=shard.row_stop,
+        progress=lambda done: catalog.shard_progress(job.job_id, shard.shard, shard.attempt, done),
+    )
     summary = {**result.partial(), "peak_rss_mib": peak_rss_mib()}
     if catalog.succeed_shard(job.job_id, shard.shard, shard.attempt, summary=summary):
         finalize(catalog, job.job_id)

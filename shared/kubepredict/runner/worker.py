@@ -39,7 +39,7 @@ class Heartbeat(threading.Thread):
                     logger.warning("job %s is no longer running here (cancelled?); stopping", self.job_id)
                     os.kill(os.getpid(), signal.SIGTERM)
                     return
-            except Exception:  # noqa: BLE001 - a missed beat is fine; the timeout is generous
+            except Exception:  # a missed beat is fine; the timeout is generous
                 logger.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
 
 
@@ -68,8 +68,16 @@ def set_title(job_id: str, kind: str | None = None, shard: int | None = None) ->
     """``ps`` shows ``kubepredict worker train job_…`` (forked workers would show the fork server's command)."""
     from setproctitle import setproctitle
 
-    setproctitle(" ".join(["kubepredict worker", *([kind] if kind else []), job_id,
-                           *([f"shard {shard}"] if shard is not None else [])]))
+    setproctitle(
+        " ".join(
+            [
+                "kubepredict worker",
+                *([kind] if kind else []),
+                job_id,
+                *([f"shard {shard}"] if shard is not None else []),
+            ]
+        )
+    )
 
 
 def _memory_failure() -> tuple[str, str]:
@@ -81,8 +89,9 @@ def _memory_failure() -> tuple[str, str]:
     return job_limits.MEMORY_LIMIT_CODE, job_limits.memory_message(bounds.memory_bytes)
 
 
-def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None = None, *,
-               cpus: int | None = None) -> int:
+def run_worker(
+    svc, job_id: str, attempt: int | None = None, shard: int | None = None, *, cpus: int | None = None
+) -> int:
     """Run one job (or one shard of a sharded predict job) to an outcome recorded in the catalogue.
 
     ``cpus``: the job's CPU allowance, which bounds a training job's ``n_jobs``. Returns the process exit code.
@@ -99,8 +108,9 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
     else:
         row = catalog.get_job_row(job_id)
         if row.status != "running" or row.attempt != attempt:
-            logger.error("job %s attempt %s is not ours to run (status %s, attempt %s)", job_id, attempt,
-                         row.status, row.attempt)
+            logger.error(
+                "job %s attempt %s is not ours to run (status %s, attempt %s)", job_id, attempt, row.status, row.attempt
+            )
             return 3
         catalog.set_worker(job_id, attempt, me)
     attempt = row.attempt
@@ -128,7 +138,7 @@ def run_worker(svc, job_id: str, attempt: int | None = None, shard: int | None =
         return 0
     except MemoryError:
         out_of_memory = True  # recorded below, once the frames of the failed allocation are released
-    except Exception as exc:  # noqa: BLE001 - recorded for the user, logged with traceback for us
+    except Exception as exc:  # recorded for the user, logged with traceback for us
         logger.exception("job %s crashed", job_id)
         catalog.fail(job_id, attempt, "job_error", f"{type(exc).__name__}: {exc}"[:2000])
         return 0
@@ -173,8 +183,14 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str, cpus:
     if row.status == "running" and row.attempt == attempt:
         catalog.set_shard_worker(job_id, shard, attempt, me)  # claimed for us by the dispatcher
     elif catalog.claim_shard_attempt(job_id, shard, attempt, worker=me) is None:
-        logger.error("job %s shard %s attempt %s is not ours to run (status %s, attempt %s)", job_id, shard, attempt,
-                     row.status, row.attempt)
+        logger.error(
+            "job %s shard %s attempt %s is not ours to run (status %s, attempt %s)",
+            job_id,
+            shard,
+            attempt,
+            row.status,
+            row.attempt,
+        )
         return 3
     row = catalog.get_shard_row(job_id, shard)
     job = catalog.get_job_row(job_id)
@@ -198,7 +214,7 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str, cpus:
         return 0
     except MemoryError:
         out_of_memory = True  # recorded below, once the frames of the failed allocation are released
-    except Exception as exc:  # noqa: BLE001 - recorded for the user, logged with traceback for us
+    except Exception as exc:  # recorded for the user, logged with traceback for us
         logger.exception("job %s shard %s crashed", job_id, shard)
         catalog.fail_shard(job_id, shard, attempt, "job_error", f"{type(exc).__name__}: {exc}"[:2000])
         return 0

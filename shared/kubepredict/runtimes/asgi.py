@@ -33,7 +33,8 @@ INLINE_PATHS = re.compile(
     r"|(?:/function/predict)?/v2/models/[^/]+(?:/versions/[^/]+)?/infer"
     r"|(?:/function/predict)?/v1/models/[^/]+:predict"
     r"|(?:/function/predict)?/models/[^/]+/invocations"
-    r"|(?:/function/predict)?/invocations)$")
+    r"|(?:/function/predict)?/invocations)$"
+)
 INLINE_MAX_BYTES = 256 * 1024
 FUNCTION_PREFIX = "/function/"
 RESERVED_THREADS = 4  # worker threads never given to streamed (large) bodies
@@ -69,7 +70,7 @@ class AsgiGateway:
         except Exception as exc:  # noqa: BLE001 - the edge: a JSON 500, never uvicorn's plain text
             try:
                 await _respond(send, responses.error_response(exc))
-            except Exception:  # noqa: BLE001, S110 - the response had started: uvicorn closes the connection
+            except Exception:  # noqa: BLE001 - the response had started: uvicorn closes the connection
                 pass
 
     async def _serve(self, scope, receive, send) -> None:
@@ -144,7 +145,7 @@ class AsgiGateway:
     def _quick(self, scope, body: bytes) -> bool:
         path = scope["path"]
         if path.startswith(FUNCTION_PREFIX):
-            name, _, rest = path[len(FUNCTION_PREFIX):].partition("/")
+            name, _, rest = path[len(FUNCTION_PREFIX) :].partition("/")
             fn = FUNCTIONS.get(self.gateway._local_name(name))
             return fn is not None and fn.is_quick("POST", "/" + rest, body)
         return FUNCTIONS["predict"].is_quick("POST", path, body)
@@ -156,7 +157,7 @@ class AsgiGateway:
         headers["X-Forwarded-Host"] = headers.get("host") or ""
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)[::-1])
         if path.startswith(FUNCTION_PREFIX):
-            name, _, rest = path[len(FUNCTION_PREFIX):].partition("/")
+            name, _, rest = path[len(FUNCTION_PREFIX) :].partition("/")
             request = Request.build("POST", "/" + rest, query=query, headers=headers, body=body)
             request.strict, request.can_write = True, granted == WRITE
             resp = self.gateway.call_function(name, request)
@@ -182,7 +183,10 @@ def _adding(send, extra: dict):
     async def sending(message):
         if message["type"] == "http.response.start":
             have = {k for k, _ in message.get("headers", ())}
-            message = {**message, "headers": [*message.get("headers", ()), *(kv for kv in encoded if kv[0] not in have)]}
+            message = {
+                **message,
+                "headers": [*message.get("headers", ()), *(kv for kv in encoded if kv[0] not in have)],
+            }
         await send(message)
 
     return sending
@@ -327,8 +331,9 @@ class _BodyAhead:
             if not out and self._too_large:
                 assert self._max is not None  # only a bounded body can be too large
                 limit = self._max - FRAMING_BYTES
-                raise errors.PayloadTooLarge(f"request body is larger than the limit of {limit} bytes",
-                                             details={"limit_bytes": limit})
+                raise errors.PayloadTooLarge(
+                    f"request body is larger than the limit of {limit} bytes", details={"limit_bytes": limit}
+                )
             if not out and self._failed:
                 raise OSError("the client closed the connection before the end of the request body")
         return out[0] if len(out) == 1 else b"".join(out)
@@ -359,18 +364,35 @@ def _replay(body: bytes, receive):
     return again
 
 
-def run(app, *, host: str, port: int, max_connections: int = 1000, header_timeout: float = 10.0,
-        body_timeout: float = 30.0, keep_alive: float = 5.0) -> None:
+def run(
+    app,
+    *,
+    host: str,
+    port: int,
+    max_connections: int = 1000,
+    header_timeout: float = 10.0,
+    body_timeout: float = 30.0,
+    keep_alive: float = 5.0,
+) -> None:
     """Serve ``app`` with uvicorn (uvloop + httptools, with the edge's bounds: ``protocol.py``) until SIGINT/SIGTERM."""
     import uvicorn
 
     from .protocol import make_protocol
 
-    protocol = make_protocol(max_connections=max_connections, header_timeout=header_timeout,
-                             body_timeout=body_timeout)
-    config = uvicorn.Config(app, host=host, port=port, loop="uvloop", http=protocol, lifespan="off",
-                            access_log=False, log_config=None, server_header=False, date_header=False,
-                            # uvicorn annotates an int, but uses it as a call_later delay: seconds as a float work
-                            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
-                            timeout_graceful_shutdown=5)
+    protocol = make_protocol(max_connections=max_connections, header_timeout=header_timeout, body_timeout=body_timeout)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=protocol,
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        date_header=False,
+        # uvicorn annotates an int, but uses it as a call_later delay: seconds as a float work
+        timeout_keep_alive=keep_alive,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=5,
+    )
     uvicorn.Server(config).run()

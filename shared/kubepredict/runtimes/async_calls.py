@@ -51,12 +51,15 @@ class AsyncCalls:
         self._pool = ThreadPoolExecutor(max_workers=settings.async_workers, thread_name_prefix="async-call")
 
     def _full(self, why: str) -> errors.AsyncQueueFull:
-        return errors.AsyncQueueFull(f"the async queue is full ({why}); retry later",
-                                     details={"max_calls": self.max_calls, "max_bytes": self.max_bytes})
+        return errors.AsyncQueueFull(
+            f"the async queue is full ({why}); retry later",
+            details={"max_calls": self.max_calls, "max_bytes": self.max_bytes},
+        )
 
     def _too_large(self) -> errors.PayloadTooLarge:
-        return errors.PayloadTooLarge(f"request body is larger than {self.max_body} bytes",
-                                      details={"limit_bytes": self.max_body})
+        return errors.PayloadTooLarge(
+            f"request body is larger than {self.max_body} bytes", details={"limit_bytes": self.max_body}
+        )
 
     def _take(self, calls: int, nbytes: int) -> None:
         with self._lock:
@@ -127,7 +130,8 @@ class AsyncCalls:
         try:
             status = self.callbacks.post(url, content, headers)
             if status >= 300:
-                logger.warning("callback for call %s to %s answered %s (redirects are not followed)",
-                               call_id, url, status)
+                logger.warning(
+                    "callback for call %s to %s answered %s (redirects are not followed)", call_id, url, status
+                )
         except (errors.CallbackRefused, httpx.HTTPError) as exc:
             logger.warning("callback for call %s to %s failed: %s", call_id, url, exc)

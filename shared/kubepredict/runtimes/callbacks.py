@@ -19,15 +19,26 @@ from .. import errors
 logger = logging.getLogger(__name__)
 
 # Never called, whatever the allow-list says: instance metadata and other platform endpoints.
-METADATA_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
-                            "instance-data.ec2.internal", "metadata.azure.com"})
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean (also covered by link-local)
-    "fd00:ec2::254",    # AWS over IPv6
-    "100.100.100.200",  # Alibaba Cloud
-    "168.63.129.16",    # Azure wire server
-    "192.0.0.192",      # Oracle Cloud
-))
+METADATA_NAMES = frozenset(
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+        "metadata.azure.com",
+    }
+)
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean (also covered by link-local)
+        "fd00:ec2::254",  # AWS over IPv6
+        "100.100.100.200",  # Alibaba Cloud
+        "168.63.129.16",  # Azure wire server
+        "192.0.0.192",  # Oracle Cloud
+    )
+)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -105,6 +116,7 @@ class CallbackPolicy:
 
     def check(self, url: str) -> Target:
         """The parsed target of ``url``, or CallbackRefused (400) saying why not."""
+
         def refuse(why: str):
             return errors.CallbackRefused(f"X-Callback-Url refused: {why}", details={"callback_url": url[:500]})
 
@@ -156,6 +168,7 @@ class CallbackPolicy:
         pinned = urlunsplit((target.scheme, netloc, parts.path or "/", parts.query, ""))
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         with httpx.Client(follow_redirects=False, trust_env=False, timeout=self.timeout, verify=self.verify) as client:
-            resp = client.post(pinned, content=content, headers={**headers, "Host": target.netloc},
-                               extensions=extensions)
+            resp = client.post(
+                pinned, content=content, headers={**headers, "Host": target.netloc}, extensions=extensions
+            )
         return resp.status_code

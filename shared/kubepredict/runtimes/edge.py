@@ -60,26 +60,39 @@ class Edge:
         self.any_origin = "*" in self.origins
 
     # ---- the one entry point ----------------------------------------------------------------------
-    def check(self, method: str, path: str, host: str, authorization: bytes, origin: str,
-              content_length: int | None, preflight: bool) -> Response | int:
+    def check(
+        self,
+        method: str,
+        path: str,
+        host: str,
+        authorization: bytes,
+        origin: str,
+        content_length: int | None,
+        preflight: bool,
+    ) -> Response | int:
         """A refusal, or the access the request was granted (OPEN, READ or WRITE)."""
         try:
             if not self.any_host and host and not self.host_allowed(host) and path not in HEALTH_PATHS:
                 raise errors.Forbidden(
                     f"this server does not answer for the host name {host.rsplit(':', 1)[0]!r}; "
-                    "add it to KUBEPREDICT_ALLOWED_HOSTS", code="host_not_allowed")
+                    "add it to KUBEPREDICT_ALLOWED_HOSTS",
+                    code="host_not_allowed",
+                )
             if preflight:
                 return self.preflight(origin)
             if origin and method not in SAFE_METHODS and not self.origin_allowed(origin, host):
-                raise errors.Forbidden(f"requests from pages at {origin} are not allowed; add the origin to "
-                                       "KUBEPREDICT_CORS_ORIGINS", code="origin_not_allowed")
+                raise errors.Forbidden(
+                    f"requests from pages at {origin} are not allowed; add the origin to KUBEPREDICT_CORS_ORIGINS",
+                    code="origin_not_allowed",
+                )
             granted = self.grant(authorization)
             if granted < WRITE and granted < required(method, path):
                 raise denied(granted)
             if content_length is not None and content_length > self.max_body and method in BODY_METHODS:
                 raise errors.PayloadTooLarge(
                     f"request body of {content_length} bytes is larger than the limit of {self.limit_bytes} bytes",
-                    details={"limit_bytes": self.limit_bytes})
+                    details={"limit_bytes": self.limit_bytes},
+                )
             return granted
         except errors.KubepredictError as exc:
             resp = refusal(path, exc, unread_body=content_length != 0)
@@ -113,7 +126,7 @@ class Edge:
     def _host_allowed(self, host: str) -> bool:
         name = host.lower()
         if name.startswith("["):  # [v6]:port
-            name = name[:name.find("]") + 1]
+            name = name[: name.find("]") + 1]
         else:
             name = name.partition(":")[0]
         if name in self.hosts or (self.suffixes and name.endswith(self.suffixes)):
@@ -125,8 +138,11 @@ class Edge:
         return self.any_origin or o in self.origins or o.partition("://")[2] == host.lower()
 
     def cors_headers(self, origin: str) -> dict:
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
-                "Access-Control-Expose-Headers": EXPOSE_HEADERS}
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Vary": "Origin",
+            "Access-Control-Expose-Headers": EXPOSE_HEADERS,
+        }
 
     def cors_for(self, origin: str) -> dict | None:
         """CORS headers for a response to a page at ``origin`` (cross-origin and allowed), else None."""
@@ -137,11 +153,20 @@ class Edge:
     def preflight(self, origin: str) -> Response:
         """The answer to a CORS preflight: 204 with the allowed methods and headers, or 403."""
         if not (self.any_origin or origin.lower() in self.origins):
-            raise errors.Forbidden(f"pages at {origin or 'this origin'} may not call this API; add the origin "
-                                   "to KUBEPREDICT_CORS_ORIGINS", code="origin_not_allowed")
-        return Response(204, b"", {**self.cors_headers(origin), "Access-Control-Allow-Methods": ALLOW_METHODS,
-                                   "Access-Control-Allow-Headers": ALLOW_HEADERS,
-                                   "Access-Control-Max-Age": "600"})
+            raise errors.Forbidden(
+                f"pages at {origin or 'this origin'} may not call this API; add the origin to KUBEPREDICT_CORS_ORIGINS",
+                code="origin_not_allowed",
+            )
+        return Response(
+            204,
+            b"",
+            {
+                **self.cors_headers(origin),
+                "Access-Control-Allow-Methods": ALLOW_METHODS,
+                "Access-Control-Allow-Headers": ALLOW_HEADERS,
+                "Access-Control-Max-Age": "600",
+            },
+        )
 
 
 def required(method: str, path: str) -> int:
@@ -165,8 +190,11 @@ def required(method: str, path: str) -> int:
 def denied(granted: int) -> errors.KubepredictError:
     """Why a request with ``granted`` access may not go on (401 without a token, 403 for the read token)."""
     if granted == READ:
-        return errors.Forbidden("this token may only read and predict online; uploading, training, batch "
-                                "predictions, deleting and cancelling need the API token", code="read_only_token")
+        return errors.Forbidden(
+            "this token may only read and predict online; uploading, training, batch "
+            "predictions, deleting and cancelling need the API token",
+            code="read_only_token",
+        )
     return errors.Unauthorized("missing or invalid bearer token (Authorization: Bearer <token>)")
 
 
@@ -220,4 +248,3 @@ def function_refusal(name: str, request, settings) -> Response | None:
         return refusal(request.path, denied(granted), unread_body=False)
     request.can_write = granted == WRITE
     return None
-

@@ -34,8 +34,11 @@ class AnyPath(PathConverter):
 
 
 def _to_wsgi(resp: Response) -> WResponse:
-    return WResponse(resp.body if isinstance(resp.body, (bytes, bytearray)) else iter(resp.body),
-                     status=resp.status, headers=list(resp.headers.items()))
+    return WResponse(
+        resp.body if isinstance(resp.body, (bytes, bytearray)) else iter(resp.body),
+        status=resp.status,
+        headers=list(resp.headers.items()),
+    )
 
 
 class Gateway:
@@ -49,25 +52,34 @@ class Gateway:
         self.async_calls = AsyncCalls(self.settings, self._run_async)
         self.edge = Edge(self.settings)
         get = ["GET"]  # HEAD comes with GET
-        self.url_map = Map([
-            Rule("/healthz", endpoint="healthz", methods=get),
-            Rule("/metrics", endpoint="metrics", methods=get),
-            Rule("/openapi.json", endpoint="openapi", methods=get),
-            Rule("/", endpoint="root", methods=get),
-            Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
-            Rule("/function/<name>/<path:rest>", endpoint="function"),
-            Rule("/async-function/<name>", endpoint="async_function", defaults={"rest": ""}),
-            Rule("/async-function/<name>/<path:rest>", endpoint="async_function"),
-            Rule("/system/functions", endpoint="system_functions"),
-            Rule("/system/function/<name>", endpoint="system_function"),
-            # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
-            *[Rule(path, endpoint="protocol") for root in protocols.ROOTS
-              for path in (f"/{root}", f"/{root}/<path:rest>")],
-        ], strict_slashes=False, merge_slashes=False,  # "/function//upload" is a 404, not a redirect
-            converters={"path": AnyPath})
+        self.url_map = Map(
+            [
+                Rule("/healthz", endpoint="healthz", methods=get),
+                Rule("/metrics", endpoint="metrics", methods=get),
+                Rule("/openapi.json", endpoint="openapi", methods=get),
+                Rule("/", endpoint="root", methods=get),
+                Rule("/function/<name>", endpoint="function", defaults={"rest": ""}),
+                Rule("/function/<name>/<path:rest>", endpoint="function"),
+                Rule("/async-function/<name>", endpoint="async_function", defaults={"rest": ""}),
+                Rule("/async-function/<name>/<path:rest>", endpoint="async_function"),
+                Rule("/system/functions", endpoint="system_functions"),
+                Rule("/system/function/<name>", endpoint="system_function"),
+                # Open Inference Protocol, KServe V1 and MLflow at the root, as their clients expect.
+                *[
+                    Rule(path, endpoint="protocol")
+                    for root in protocols.ROOTS
+                    for path in (f"/{root}", f"/{root}/<path:rest>")
+                ],
+            ],
+            strict_slashes=False,
+            merge_slashes=False,  # "/function//upload" is a 404, not a redirect
+            converters={"path": AnyPath},
+        )
         metrics.register_catalog(svc.catalog)
         self.wsgi = self._app
         web_dir = web_dir or self.settings.web_dir or _default_web_dir()
+        self._static: SharedDataMiddleware | None
+        self._index: Path | None
         if web_dir and Path(web_dir).is_dir():
             self._static = SharedDataMiddleware(self._route, {"/ui": str(web_dir)}, cache=False)
             self._index = Path(web_dir) / "index.html"
@@ -92,8 +104,9 @@ class Gateway:
         environ[GRANTED] = granted
         if environ.get("PATH_INFO", "").startswith("/ui/") and self._static is not None:
             if environ["REQUEST_METHOD"] not in ("GET", "HEAD"):
-                err = errors.MethodNotAllowed(f"{environ['REQUEST_METHOD']} not allowed on the web page",
-                                              details={"allowed": ["GET", "HEAD"]})
+                err = errors.MethodNotAllowed(
+                    f"{environ['REQUEST_METHOD']} not allowed on the web page", details={"allowed": ["GET", "HEAD"]}
+                )
                 return _to_wsgi(responses.error_response(err))(environ, start_response)
             # a missing file falls through to _route
             return self._static(environ, _module_script_type(environ, start_response))
@@ -104,7 +117,7 @@ class Gateway:
         try:
             endpoint, values = self.url_map.bind_to_environ(environ).match()
             if "name" in values:
-                values["name"] = self._local_name(values["name"])
+                values = {**values, "name": self._local_name(values["name"])}
             resp = getattr(self, f"on_{endpoint}")(wreq, **values)
         except HTTPException as exc:
             if exc.code == 404 and wreq.path == "/ui" and wreq.method in ("GET", "HEAD"):
@@ -112,12 +125,15 @@ class Gateway:
             elif exc.code == 404 and wreq.path == "/ui/" and self._index is not None and wreq.method in ("GET", "HEAD"):
                 resp = WResponse(self._index.read_bytes(), content_type="text/html; charset=utf-8")
             elif exc.code == 405:
-                err = errors.MethodNotAllowed(f"{wreq.method} not allowed on {wreq.path}",
-                                              details={"allowed": sorted(getattr(exc, "valid_methods", None) or [])})
+                err = errors.MethodNotAllowed(
+                    f"{wreq.method} not allowed on {wreq.path}",
+                    details={"allowed": sorted(getattr(exc, "valid_methods", None) or [])},
+                )
                 resp = _to_wsgi(responses.error_response(err))
             else:
-                resp = _to_wsgi(responses.error_response(errors.RouteNotFound(f"no route {wreq.path}",
-                                                                         details={"path": wreq.path})))
+                resp = _to_wsgi(
+                    responses.error_response(errors.RouteNotFound(f"no route {wreq.path}", details={"path": wreq.path}))
+                )
         except errors.KubepredictError as exc:
             resp = _to_wsgi(responses.error_response(exc))
         return resp(environ, start_response)
@@ -125,8 +141,7 @@ class Gateway:
     def _request(self, wreq: WRequest, rest: str) -> Request:
         headers = Headers(wreq.headers.items())
         headers["X-Forwarded-Host"] = wreq.host
-        request = Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers,
-                                body=wreq.stream)
+        request = Request.build(wreq.method, "/" + rest, query=wreq.args.to_dict(), headers=headers, body=wreq.stream)
         request.strict, request.can_write = True, wreq.environ.get(GRANTED) == WRITE
         return request
 
@@ -139,8 +154,9 @@ class Gateway:
         """Call a function with metrics; unknown names are a JSON 404."""
         fn = FUNCTIONS.get(name)
         if fn is None:
-            return responses.error_response(errors.RouteNotFound(f"no function named {name!r}",
-                                                            details={"functions": sorted(FUNCTIONS)}))
+            return responses.error_response(
+                errors.RouteNotFound(f"no function named {name!r}", details={"functions": sorted(FUNCTIONS)})
+            )
         started = time.perf_counter()
         resp = responses.call(fn, request, self.svc)
         code = str(resp.status)
@@ -158,8 +174,11 @@ class Gateway:
             self.svc.storage.ping()
         except Exception as exc:  # noqa: BLE001 - health reports, never raises
             logger.warning("health check failed: %s", exc)
-            return Response(503, ("unhealthy: " + str(exc).splitlines()[0][:200]).encode(),
-                            {"Content-Type": "text/plain; charset=utf-8"})
+            return Response(
+                503,
+                ("unhealthy: " + str(exc).splitlines()[0][:200]).encode(),
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
         return Response(200, b"OK", {"Content-Type": "text/plain; charset=utf-8"})
 
     def on_healthz(self, wreq):
@@ -207,8 +226,13 @@ class Gateway:
         started = time.perf_counter()
         resp = responses.materialize(self.invoke(name, request))
         if callback:
-            headers = {**resp.headers, "X-Call-Id": call_id, "X-Function-Status": str(resp.status),
-                       "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}", "X-Function-Name": name}
+            headers = {
+                **resp.headers,
+                "X-Call-Id": call_id,
+                "X-Function-Status": str(resp.status),
+                "X-Duration-Seconds": f"{time.perf_counter() - started:.6f}",
+                "X-Function-Name": name,
+            }
             self.async_calls.send_callback(callback, resp.content(), headers, call_id)
 
     def _local_name(self, name: str) -> str:
@@ -222,16 +246,27 @@ class Gateway:
         labels = {"com.openfaas.scale.min": "1", "app": "kubepredict"}
         annotations = {}
         if name in TOPICS:
-            annotations["topic"] = {"train": self.settings.topic_train_requests,
-                                    "predict": self.settings.topic_predict_requests}[name]
-        return {"name": name, "image": f"kubepredict/{name}:{__version__}", "namespace": self.settings.namespace,
-                "invocationCount": self.invocations[name], "replicas": 1, "availableReplicas": 1,
-                "labels": labels, "annotations": annotations, "envProcess": "kubepredict serve"}
+            annotations["topic"] = {
+                "train": self.settings.topic_train_requests,
+                "predict": self.settings.topic_predict_requests,
+            }[name]
+        return {
+            "name": name,
+            "image": f"kubepredict/{name}:{__version__}",
+            "namespace": self.settings.namespace,
+            "invocationCount": self.invocations[name],
+            "replicas": 1,
+            "availableReplicas": 1,
+            "labels": labels,
+            "annotations": annotations,
+            "envProcess": "kubepredict serve",
+        }
 
     def on_system_functions(self, wreq):
         if wreq.method != "GET":
-            raise errors.MethodNotAllowed("the embedded gateway does not deploy functions; use GET",
-                                          details={"allowed": ["GET"]})
+            raise errors.MethodNotAllowed(
+                "the embedded gateway does not deploy functions; use GET", details={"allowed": ["GET"]}
+            )
         return _to_wsgi(Response.json([self._status(n) for n in FUNCTIONS]))
 
     def on_system_function(self, wreq, name):
@@ -247,14 +282,21 @@ def _edge_args(environ) -> tuple:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = None
-    return (method, environ.get("PATH_INFO", ""), environ.get("HTTP_HOST", ""),
-            environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace"), environ.get("HTTP_ORIGIN", ""),
-            length, method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ)
+    return (
+        method,
+        environ.get("PATH_INFO", ""),
+        environ.get("HTTP_HOST", ""),
+        environ.get("HTTP_AUTHORIZATION", "").encode("latin-1", "replace"),
+        environ.get("HTTP_ORIGIN", ""),
+        length,
+        method == "OPTIONS" and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ,
+    )
 
 
 def _adding(start_response, extra: dict):
     def start(status, headers, exc_info=None):
         return start_response(status, [*headers, *extra.items()], exc_info)
+
     return start
 
 
@@ -271,6 +313,7 @@ def _module_script_type(environ, start_response):
         if status.startswith(("200", "206")):  # a file was found; a JSON 404 keeps its own type
             headers = [(k, v) for k, v in headers if k.lower() != "content-type"] + [("Content-Type", JS_TYPE)]
         return start_response(status, headers, exc_info)
+
     return start
 
 

@@ -16,8 +16,13 @@ from .edge import checked
 def to_request(event) -> Request:
     query = {k: event.query.get(k) for k in event.query.keys()} if getattr(event, "query", None) else {}
     body = event.body if isinstance(event.body, (bytes, bytearray)) else (event.body or "").encode()
-    return Request.build(event.method, getattr(event, "path", "/") or "/", query=query,
-                         headers=Headers(dict(event.headers.items()) if event.headers else {}), body=body)
+    return Request.build(
+        event.method,
+        getattr(event, "path", "/") or "/",
+        query=query,
+        headers=Headers(dict(event.headers.items()) if event.headers else {}),
+        body=body,
+    )
 
 
 def adapt(fn):
@@ -33,5 +38,6 @@ def adapt(fn):
         return fn.is_quick((event.method or "").upper(), getattr(event, "path", "/") or "/", body)
 
     handle.__name__ = f"handle_{fn.__name__}"
-    handle.quick = quick  # the template's server runs quick calls on its event loop, others on threads
+    # the template's server runs quick calls on its event loop, others on threads (a function attribute)
+    handle.quick = quick  # type: ignore[attr-defined]
     return handle

@@ -33,8 +33,11 @@ _SWEPT: weakref.WeakSet[ServerState] = weakref.WeakSet()  # servers whose connec
 
 def make_protocol(*, max_connections: int, header_timeout: float, body_timeout: float) -> type:
     """The protocol class for ``uvicorn.Config(http=...)`` with these bounds."""
-    return type("EdgeProtocol", (EdgeProtocol,), {"max_connections": max_connections,
-                                                  "header_timeout": header_timeout, "body_timeout": body_timeout})
+    return type(
+        "EdgeProtocol",
+        (EdgeProtocol,),
+        {"max_connections": max_connections, "header_timeout": header_timeout, "body_timeout": body_timeout},
+    )
 
 
 class EdgeProtocol(HttpToolsProtocol):
@@ -55,8 +58,11 @@ class EdgeProtocol(HttpToolsProtocol):
         if state not in _SWEPT:
             _SWEPT.add(state)
             self.loop.call_later(SWEEP_SECONDS, _sweep, self.loop, state)
-        if len(self.connections) > self.max_connections and self._open() > self.max_connections \
-                and not self._shed_one():
+        if (
+            len(self.connections) > self.max_connections
+            and self._open() > self.max_connections
+            and not self._shed_one()
+        ):
             self.refuse(503, "too_many_connections", "the server has too many open connections; try again shortly")
 
     def _open(self) -> int:
@@ -65,13 +71,23 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _shed_one(self) -> bool:
         """Close the connection that has waited longest without a complete request; False if none has."""
-        victims = [c for c in self.connections if isinstance(c, EdgeProtocol) and c is not self
-                   and not c.transport.is_closing() and c.kp_phase in (WAITING, HEADERS, IDLE)]
+        victims = [
+            c
+            for c in self.connections
+            if isinstance(c, EdgeProtocol)
+            and c is not self
+            and not c.transport.is_closing()
+            and c.kp_phase in (WAITING, HEADERS, IDLE)
+        ]
         if not victims:
             return False
         oldest = min(victims, key=lambda c: (c.kp_since, c.kp_seq))
-        oldest.refuse(503, "connection_shed", "closed to make room for other clients: too many open connections",
-                      say=oldest.kp_phase == HEADERS)
+        oldest.refuse(
+            503,
+            "connection_shed",
+            "closed to make room for other clients: too many open connections",
+            say=oldest.kp_phase == HEADERS,
+        )
         return True
 
     def refuse(self, status: int, code: str, message: str, *, say: bool = True) -> None:
@@ -82,8 +98,10 @@ class EdgeProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if say and not (self.kp_phase in (BODY, BUSY) and cycle is not None and cycle.response_started):
             body = orjson.dumps({"error": {"code": code, "message": message, "details": {}}})
-            head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n" % (
-                status, REASONS[status], len(body))
+            head = (
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n"
+                % (status, REASONS[status], len(body))
+            )
             if status == 503:
                 head += b"retry-after: 5\r\n"
             self.transport.write(head + b"\r\n" + body)
@@ -121,13 +139,19 @@ class EdgeProtocol(HttpToolsProtocol):
         phase = self.kp_phase
         if phase in (WAITING, HEADERS):
             if now - self.kp_since > self.header_timeout:
-                self.refuse(408, "request_timeout",
-                            f"the request headers did not arrive within {self.header_timeout:g} s",
-                            say=phase == HEADERS)
+                self.refuse(
+                    408,
+                    "request_timeout",
+                    f"the request headers did not arrive within {self.header_timeout:g} s",
+                    say=phase == HEADERS,
+                )
         elif phase == BODY and now - self.kp_since > self.body_timeout:
             if self.kp_bytes < MIN_BODY_BYTES and not self.flow.read_paused:
-                self.refuse(408, "request_timeout", f"the request body arrived slower than {MIN_BODY_BYTES} bytes "
-                                                    f"per {self.body_timeout:g} s")
+                self.refuse(
+                    408,
+                    "request_timeout",
+                    f"the request body arrived slower than {MIN_BODY_BYTES} bytes per {self.body_timeout:g} s",
+                )
             else:
                 self.kp_since, self.kp_bytes = now, 0
 

@@ -37,11 +37,13 @@ def error_response(exc: Exception) -> Response:
                 headers["WWW-Authenticate"] = "Bearer"
             if status in (429, 503):
                 headers["Retry-After"] = "5"
-            return Response.json({"error": {"code": exc.code, "message": exc.message, "details": exc.details}},
-                                 status, headers)
+            return Response.json(
+                {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, status, headers
+            )
     logger.error("unhandled error", exc_info=exc)
-    return Response.json({"error": {"code": "internal_error", "message": "internal error; see the server log",
-                                    "details": {}}}, 500)
+    return Response.json(
+        {"error": {"code": "internal_error", "message": "internal error; see the server log", "details": {}}}, 500
+    )
 
 
 def call(fn, request: Request, svc) -> Response:

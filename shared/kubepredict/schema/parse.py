@@ -43,22 +43,32 @@ def query(model: type[M], params: Mapping[str, str]) -> M:
             message = f"unknown query parameters: {', '.join(unknown)}"
         else:
             message = f"query parameter '{first['field']}': {first['message']}"
-        raise InvalidInput(message, code="invalid_query",
-                           details={"param": first["field"], "errors": problems,
-                                    **({"unknown": unknown, "allowed": sorted(model.model_fields)} if unknown else {})}
-                           ) from None
+        raise InvalidInput(
+            message,
+            code="invalid_query",
+            details={
+                "param": first["field"],
+                "errors": problems,
+                **({"unknown": unknown, "allowed": sorted(model.model_fields)} if unknown else {}),
+            },
+        ) from None
 
 
 def _body_error(model: type[BaseModel], exc: ValidationError) -> InvalidInput:
     problems = _problems(exc)
     unknown = [p["field"] for p in problems if p["type"] == "extra_forbidden"]
     if unknown:
-        return InvalidInput(f"unknown fields: {', '.join(unknown)}", code="unknown_fields",
-                            details={"unknown": unknown, "allowed": sorted(model.model_fields), "errors": problems})
+        return InvalidInput(
+            f"unknown fields: {', '.join(unknown)}",
+            code="unknown_fields",
+            details={"unknown": unknown, "allowed": sorted(model.model_fields), "errors": problems},
+        )
     first = problems[0]
     field = first["field"]
     if first["type"] == "missing":
-        return InvalidInput(f"'{field}' is required", code="missing_field", details={"field": field, "errors": problems})
+        return InvalidInput(
+            f"'{field}' is required", code="missing_field", details={"field": field, "errors": problems}
+        )
     code = getattr(model, "field_codes", {}).get(field.split(".")[0], "invalid_field")
     return InvalidInput(f"'{field}': {first['message']}", code=code, details={"field": field, "errors": problems})
 
@@ -74,5 +84,8 @@ def _problems(exc: ValidationError) -> list[dict]:
 
 def _is_union_branch(part) -> bool:
     # pydantic names union members in ``loc`` ("int", "constrained-str", "list[str]"…): not a field
-    return isinstance(part, str) and (part in {"int", "float", "str", "bool", "none", "dict", "list"}
-                                      or "[" in part or part.startswith(("constrained-", "function-")))
+    return isinstance(part, str) and (
+        part in {"int", "float", "str", "bool", "none", "dict", "list"}
+        or "[" in part
+        or part.startswith(("constrained-", "function-"))
+    )

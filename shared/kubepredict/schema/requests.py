@@ -7,7 +7,7 @@ and ``resources`` stay free JSON objects here: ``ml`` and the runner check their
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -19,7 +19,7 @@ Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"\S")]
 Column = Annotated[str, StringConstraints(min_length=1)]
 Task = Literal[TASKS]  # type: ignore[valid-type]  # the catalogue's tuple, written once
-Scalar = Union[str, float, bool, None]  # int is a float in JSON Schema; pydantic keeps ints as given
+Scalar = str | float | bool | None  # int is a float in JSON Schema; pydantic keeps ints as given
 JsonObject = dict[str, Any]
 
 
@@ -53,8 +53,10 @@ class TrainRequest(Body):
     target: Text | None = Field(None, description="required unless task is clustering")
     algorithm: Text | None = Field(None, description="a name from GET /function/train/algorithms, or auto")
     params: JsonObject | None = Field(None, description="estimator hyper-parameters, checked against it")
-    features: Annotated[list[Column], Field(min_length=1, json_schema_extra={"uniqueItems": True}),
-                        AfterValidator(_unique)] | None = None
+    features: (
+        Annotated[list[Column], Field(min_length=1, json_schema_extra={"uniqueItems": True}), AfterValidator(_unique)]
+        | None
+    ) = None
     task: Task | None = Field(None, description="inferred from the target when absent")
     test_size: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.2
     random_state: Annotated[int, Field(ge=0, lt=2**32)] | None = 0
@@ -71,7 +73,7 @@ class BatchPredictRequest(Body):
     shards: Annotated[int, Field(ge=1)] | None = Field(None, description="score in N row ranges at once")
 
 
-Row = Union[dict[str, Scalar], list[Scalar], Scalar]
+Row = dict[str, Scalar] | list[Scalar] | Scalar
 
 
 class DataframeSplit(BaseModel):

@@ -233,5 +233,3 @@ class Predictions(Open):
     """KServe V1 and MLflow answers."""
 
     predictions: list[Any]
-
-

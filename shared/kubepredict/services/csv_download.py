@@ -27,13 +27,18 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
     if job["kind"] != "predict":
         raise Conflict("CSV results exist for prediction jobs only", code="not_a_prediction_job")
     if job["status"] != "succeeded":
-        raise Conflict(f"job {job_id} is {job['status']}; results are available once it succeeded",
-                       code="job_not_finished", details={"status": job["status"]})
+        raise Conflict(
+            f"job {job_id} is {job['status']}; results are available once it succeeded",
+            code="job_not_finished",
+            details={"status": job["status"]},
+        )
     try:
         dataset = svc.catalog.get_dataset_row(job["dataset_id"])
     except NotFound as exc:
-        raise NotFound(f"the input dataset {job['dataset_id']} was deleted; use the paginated JSON results",
-                       code="dataset_not_found") from exc
+        raise NotFound(
+            f"the input dataset {job['dataset_id']} was deleted; use the paginated JSON results",
+            code="dataset_not_found",
+        ) from exc
     classes = svc.catalog.get_model_row(job["model_id"]).classes or []
     fobj = svc.storage.open(dataset.parquet_key)
     return _generate(svc, job_id, fobj, dataset.object_key, classes)
@@ -75,7 +80,7 @@ def _raw_lines(raw) -> Iterator:
         if cut < 0:
             carry = data
             continue
-        carry = data[cut + 1:]
+        carry = data[cut + 1 :]
         lines = pc.split_pattern(pa.array([data[:cut]], pa.large_binary()), b"\n").flatten()
         if header:
             lines, header = lines.slice(1), False
@@ -108,8 +113,9 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
             if classes:
                 cols += _probability_columns(preds.column("probabilities").combine_chunks(), len(classes))
             cols = [(c if pa.types.is_string(c.type) else c.cast(pa.string())).cast(pa.large_binary()) for c in cols]
-        out = pc.binary_join_element_wise(line, *cols, pa.scalar(b",", pa.large_binary()),
-                                          null_handling="replace", null_replacement=b"")
+        out = pc.binary_join_element_wise(
+            line, *cols, pa.scalar(b",", pa.large_binary()), null_handling="replace", null_replacement=b""
+        )
         out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
         return _contiguous(out)
 
@@ -165,8 +171,8 @@ def _contiguous(values) -> bytes:
 
     if len(values) == 0:
         return b""
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset:values.offset + len(values) + 1]
-    return values.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    return values.buffers()[2][int(offsets[0]) : int(offsets[-1])].to_pybytes()
 
 
 def _csv_text(array):
@@ -249,8 +255,9 @@ PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 def _is_text(t) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or (
-        pa.types.is_dictionary(t) and _is_text(t.value_type))
+    return (
+        pa.types.is_string(t) or pa.types.is_large_string(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type))
+    )
 
 
 def _formula_mask(array):
@@ -283,7 +290,7 @@ def _first_byte_flagged(chunk) -> np.ndarray:
     if n == 0 or data_buf is None or data_buf.size == 0:
         return np.zeros(n, bool)
     width = np.dtype(np.int64 if pa.types.is_large_string(chunk.type) else np.int32)
-    offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset:chunk.offset + n + 1]
+    offsets = np.frombuffer(offsets_buf, dtype=width)[chunk.offset : chunk.offset + n + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8)
     starts = offsets[:-1]
     first = np.where(offsets[1:] > starts, data[np.minimum(starts, data.size - 1)], 0)
@@ -349,8 +356,9 @@ def _python_text(array):
         odd = np.isfinite(values) & (np.abs(values) < 1e-4) & (values != 0)
     text = pc.if_else(pa.array(integral), pc.binary_join_element_wise(text, ".0", ""), text)
     if odd.any():  # Python prints these in exponent notation (7.9e-05): only they go through repr
-        text = pc.replace_with_mask(text, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()],
-                                                                   type=pa.string()))
+        text = pc.replace_with_mask(
+            text, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()], type=pa.string())
+        )
     return text
 
 

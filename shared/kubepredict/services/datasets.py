@@ -40,13 +40,25 @@ def upload_dataset(svc, stream: BinaryIO, *, name: str | None) -> dict:
         if not first:
             raise InvalidInput("the request body is empty; send a CSV file", code="empty_body")
         with disk_full_is_507("the server's disk"):  # what the store did not already say was full
-            parsed = ingest_stream.ingest_csv(_Prepend(first, stream), raw_path=Path(raw_path),
-                                              parquet_path=Path(pq_path), max_bytes=svc.settings.max_upload_bytes)
+            parsed = ingest_stream.ingest_csv(
+                _Prepend(first, stream),
+                raw_path=Path(raw_path),
+                parquet_path=Path(pq_path),
+                max_bytes=svc.settings.max_upload_bytes,
+            )
             svc.storage.put_file(raw_key, raw_path, sha256=parsed.sha256)
             svc.storage.put_file(pq_key, pq_path, hashed=False)
         view = svc.catalog.add_dataset(
-            dataset_id=dataset_id, name=name, rows=parsed.rows, size_bytes=parsed.size, sha256=parsed.sha256,
-            columns=parsed.columns, preview=parsed.preview, object_key=raw_key, parquet_key=pq_key)
+            dataset_id=dataset_id,
+            name=name,
+            rows=parsed.rows,
+            size_bytes=parsed.size,
+            sha256=parsed.sha256,
+            columns=parsed.columns,
+            preview=parsed.preview,
+            object_key=raw_key,
+            parquet_key=pq_key,
+        )
     except BaseException:
         # Nothing half-written: no catalogue row means no objects either.
         for path in (raw_path, pq_path):

@@ -32,9 +32,9 @@ def header_end(head: bytes) -> int:
     if not ends:
         return 0
     at = min(ends)
-    if head[at:at + 1] == b"\r" and at + 1 == len(head):
+    if head[at : at + 1] == b"\r" and at + 1 == len(head):
         return 0  # a \r\n may be cut in two: wait for the next byte
-    return at + (2 if head[at:at + 2] == b"\r\n" else 1)
+    return at + (2 if head[at : at + 2] == b"\r\n" else 1)
 
 
 def read_header(stream: Readable, head: bytes = b"") -> bytes:
@@ -42,8 +42,11 @@ def read_header(stream: Readable, head: bytes = b"") -> bytes:
     line longer than MAX_HEADER_BYTES is refused."""
     while not header_end(head):
         if len(head) > MAX_HEADER_BYTES:
-            raise InvalidInput(f"the header line is longer than {MAX_HEADER_BYTES // 1024} KiB",
-                               code="invalid_csv", details={"limit_bytes": MAX_HEADER_BYTES})
+            raise InvalidInput(
+                f"the header line is longer than {MAX_HEADER_BYTES // 1024} KiB",
+                code="invalid_csv",
+                details={"limit_bytes": MAX_HEADER_BYTES},
+            )
         more = stream.read(SNIFF_BYTES)
         if not more:
             break
@@ -69,16 +72,21 @@ def _check_header(head: bytes) -> list[str]:
         raise InvalidInput("the CSV file is empty (no header line)", code="empty_csv")
     names = next(csv.reader([first]))
     if len(names) > MAX_COLUMNS:
-        raise InvalidInput(f"the file has {len(names)} columns; at most {MAX_COLUMNS} are accepted",
-                           code="too_many_columns", details={"columns": len(names), "limit": MAX_COLUMNS})
+        raise InvalidInput(
+            f"the file has {len(names)} columns; at most {MAX_COLUMNS} are accepted",
+            code="too_many_columns",
+            details={"columns": len(names), "limit": MAX_COLUMNS},
+        )
     names = [n.strip() for n in names]
     if any(n == "" for n in names):
-        raise InvalidInput("the header has an empty column name", code="invalid_csv",
-                           details={"position": names.index("") + 1})
+        raise InvalidInput(
+            "the header has an empty column name", code="invalid_csv", details={"position": names.index("") + 1}
+        )
     dupes = sorted(n for n, count in Counter(names).items() if count > 1)
     if dupes:
-        raise InvalidInput(f"duplicate column names: {', '.join(dupes)}", code="invalid_csv",
-                           details={"duplicates": dupes})
+        raise InvalidInput(
+            f"duplicate column names: {', '.join(dupes)}", code="invalid_csv", details={"duplicates": dupes}
+        )
     return names
 
 
@@ -122,8 +130,15 @@ class _Rewound(io.RawIOBase):
 
 
 def describe_columns(frame: pd.DataFrame) -> list[dict]:
-    return [{"name": c, "dtype": str(frame[c].dtype), "missing": int(frame[c].isna().sum()),
-             "unique": int(frame[c].nunique(dropna=True))} for c in frame.columns]
+    return [
+        {
+            "name": c,
+            "dtype": str(frame[c].dtype),
+            "missing": int(frame[c].isna().sum()),
+            "unique": int(frame[c].nunique(dropna=True)),
+        }
+        for c in frame.columns
+    ]
 
 
 def json_safe_records(frame: pd.DataFrame) -> list[dict]:

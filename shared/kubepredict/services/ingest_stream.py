@@ -40,8 +40,27 @@ READ_BYTES = 1024 * 1024
 #: Distinct values are counted exactly up to this many per column, then estimated (HyperLogLog, ~1 %).
 EXACT_UNIQUE = 16_384
 # pandas' default missing-value markers, so a file reads the same as with ``pandas.read_csv``.
-NULLS = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
-         "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+NULLS = [
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+]
 #: Parquet key-value metadata: the raw CSV holds one plain line per row, in order (see one_line_per_row).
 RAW_LINES_KEY = "kubepredict.raw_lines"
 _WIDER = {pa.null(): pa.float64(), pa.int64(): pa.float64(), pa.float64(): pa.string(), pa.bool_(): pa.string()}
@@ -77,13 +96,14 @@ class _Tee(io.RawIOBase):
         self.size += len(chunk)
         if self._max is not None and self.size > self._max:
             self.too_large = True
-            raise PayloadTooLarge(f"body is larger than the limit of {self._max} bytes",
-                                  details={"limit_bytes": self._max})
+            raise PayloadTooLarge(
+                f"body is larger than the limit of {self._max} bytes", details={"limit_bytes": self._max}
+            )
         self.digest.update(chunk)
         self._spool.write(chunk)
         newlines = int(np.count_nonzero(np.frombuffer(chunk, np.uint8) == 10))  # SIMD, 5x bytes.count
         if not self.awkward:
-            body = chunk if self.newlines else chunk[chunk.find(b"\n") + 1:] if newlines else b""
+            body = chunk if self.newlines else chunk[chunk.find(b"\n") + 1 :] if newlines else b""
             self.awkward = b'"' in body or b"\r" in body  # the header line may be quoted
         self.newlines += newlines
         self._last = chunk[-1:]
@@ -205,8 +225,13 @@ class _Distinct:
 
     def _hll(self, column: pa.Array) -> None:
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
-            wide = (pa.float64() if pa.types.is_floating(column.type)
-                    else pa.uint64() if pa.types.is_unsigned_integer(column.type) else pa.int64())
+            wide = (
+                pa.float64()
+                if pa.types.is_floating(column.type)
+                else pa.uint64()
+                if pa.types.is_unsigned_integer(column.type)
+                else pa.int64()
+            )
             h = _mix64(column.cast(wide).to_numpy(zero_copy_only=False).view(np.uint64))
         else:
             h = pd.util.hash_array(column.to_numpy(zero_copy_only=False)).astype(np.uint64, copy=False)
@@ -264,10 +289,12 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
     table = None
     if cut > 0:
         try:
-            table = pacsv.read_csv(io.BytesIO(sample[:cut]),
-                                   read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
-                                                                  block_size=max(cut + 1, SAMPLE_BYTES)),
-                                   parse_options=_PARSE, convert_options=_convert_options({}))
+            table = pacsv.read_csv(
+                io.BytesIO(sample[:cut]),
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=max(cut + 1, SAMPLE_BYTES)),
+                parse_options=_PARSE,
+                convert_options=_convert_options({}),
+            )
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             _raise_for(exc, names, {})
     types = {}
@@ -286,7 +313,7 @@ def _sample_types(sample: bytes, names: list[str], terminator: bytes) -> dict[st
 
 
 def _beyond_int64(text: str) -> bool:
-    return bool(_INTEGER.match(text)) and not -(2 ** 63) <= int(text) < 2 ** 63
+    return bool(_INTEGER.match(text)) and not -(2**63) <= int(text) < 2**63
 
 
 def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> list[str]:
@@ -295,17 +322,21 @@ def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> li
     for name, col in zip(names, table.columns, strict=True):
         if col.type == pa.float64() and col.null_count < len(col):
             biggest = pc.max(pc.abs(col)).as_py()
-            if biggest is not None and biggest >= 2.0 ** 63 and pc.all(pc.equal(col, pc.floor(col))).as_py():
+            if biggest is not None and biggest >= 2.0**63 and pc.all(pc.equal(col, pc.floor(col))).as_py():
                 suspects.append(name)
     if not suspects:
         return []
-    text = pacsv.read_csv(io.BytesIO(sample),
-                          read_options=pacsv.ReadOptions(column_names=names, skip_rows=1,
-                                                         block_size=max(len(sample) + 1, SAMPLE_BYTES)),
-                          parse_options=_PARSE,
-                          convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in suspects},
-                                                               include_columns=suspects, null_values=NULLS,
-                                                               strings_can_be_null=True))
+    text = pacsv.read_csv(
+        io.BytesIO(sample),
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=max(len(sample) + 1, SAMPLE_BYTES)),
+        parse_options=_PARSE,
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in suspects},
+            include_columns=suspects,
+            null_values=NULLS,
+            strings_can_be_null=True,
+        ),
+    )
     return [n for n in suspects if pc.all(pc.match_substring_regex(text.column(n), INTEGER)).as_py()]
 
 
@@ -313,9 +344,14 @@ _PARSE = pacsv.ParseOptions(newlines_in_values=True)
 
 
 def _convert_options(types: dict) -> pacsv.ConvertOptions:
-    return pacsv.ConvertOptions(column_types=types, null_values=NULLS, strings_can_be_null=True,
-                                true_values=["True", "TRUE", "true"], false_values=["False", "FALSE", "false"],
-                                check_utf8=True)
+    return pacsv.ConvertOptions(
+        column_types=types,
+        null_values=NULLS,
+        strings_can_be_null=True,
+        true_values=["True", "TRUE", "true"],
+        false_values=["False", "FALSE", "false"],
+        check_utf8=True,
+    )
 
 
 def ingest_csv(stream: Readable, *, raw_path: Path, parquet_path: Path, max_bytes: int | None) -> Ingested:
@@ -340,8 +376,9 @@ def ingest_csv(stream: Readable, *, raw_path: Path, parquet_path: Path, max_byte
             types = widen.types
         except Exception as exc:
             if tee.too_large:  # raised inside the reader's read(): Arrow may have wrapped it
-                raise PayloadTooLarge(f"body is larger than the limit of {max_bytes} bytes",
-                                      details={"limit_bytes": max_bytes}) from exc
+                raise PayloadTooLarge(
+                    f"body is larger than the limit of {max_bytes} bytes", details={"limit_bytes": max_bytes}
+                ) from exc
             raise
         if tee.read(1):  # the reader stopped before the end (it should not): spool the rest, parse it all again
             tee.drain()
@@ -355,8 +392,15 @@ def ingest_csv(stream: Readable, *, raw_path: Path, parquet_path: Path, max_byte
     rows, columns, preview, groups, schema = result
     if rows == 0:
         raise InvalidInput("the CSV file has a header but no rows", code="empty_csv")
-    return Ingested(rows=rows, size=tee.size, sha256=tee.digest.hexdigest(), columns=columns, preview=preview,
-                    row_groups=groups, schema=schema)
+    return Ingested(
+        rows=rows,
+        size=tee.size,
+        sha256=tee.digest.hexdigest(),
+        columns=columns,
+        preview=preview,
+        row_groups=groups,
+        schema=schema,
+    )
 
 
 def _terminator(head: bytes) -> bytes:
@@ -365,7 +409,7 @@ def _terminator(head: bytes) -> bytes:
     if not ends:
         return b"\n"
     at = min(ends)
-    return b"\r" if head[at:at + 1] == b"\r" and head[at + 1:at + 2] != b"\n" else b"\n"
+    return b"\r" if head[at : at + 1] == b"\r" and head[at + 1 : at + 2] != b"\n" else b"\n"
 
 
 class _Widen(Exception):
@@ -386,10 +430,16 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
     text = [n for n, t in zip(schema.names, schema.types, strict=True) if pa.types.is_string(t)]
     # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing;
     # random floats do not compress either, so float columns are stored plain.
-    compression = {n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types, strict=True)}
-    with SpoolFile(str(parquet_path), drop=False) as sink, \
-            pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression=compression,
-                             use_dictionary=text or False) as writer:
+    compression = {
+        n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types, strict=True)
+    }
+    with (
+        SpoolFile(str(parquet_path), drop=False) as sink,
+        pq.ParquetWriter(
+            pa.PythonFile(sink, mode="w"), schema, compression=compression, use_dictionary=text or False
+        ) as writer,
+    ):
+
         def write(table: pa.Table) -> None:
             nonlocal groups
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
@@ -420,8 +470,7 @@ def _parse(source, names: list[str], types: dict, parquet_path: Path, raw: _Tee,
     columns = []
     for i, (name, t) in enumerate(zip(names, schema.types, strict=True)):
         unique, estimated = distinct[i].count(rows - missing[i])
-        col = {"name": name, "dtype": _pandas_dtype(t, missing[i]), "missing": missing[i],
-               "unique": unique}
+        col = {"name": name, "dtype": _pandas_dtype(t, missing[i]), "missing": missing[i], "unique": unique}
         if estimated:
             col["unique_estimated"] = True
         columns.append(col)
@@ -438,8 +487,11 @@ def _parsed_blocks(source, names: list[str], types: dict, schema: pa.Schema, ter
 
     with ThreadPoolExecutor(PARSERS, thread_name_prefix="csv-parse") as pool:
         # The splitter (a helper thread) reads and cuts the body and hands blocks to the parsers.
-        parsing = ahead(((block, pool.submit(_parse_block, block, names, schema, many))
-                         for block in _blocks(source, terminator)), depth=PARSERS + 1, name="csv-split")
+        parsing = ahead(
+            ((block, pool.submit(_parse_block, block, names, schema, many)) for block in _blocks(source, terminator)),
+            depth=PARSERS + 1,
+            name="csv-split",
+        )
         try:
             for block, future in parsing:
                 try:
@@ -474,10 +526,14 @@ def _widen_all(block: pa.Buffer, names: list[str], widen: _Widen) -> _Widen:
 
 
 def _parse_block(block: pa.Buffer, names: list[str], schema: pa.Schema, many: list[bool]):
-    table = pacsv.read_csv(pa.BufferReader(block),
-                           read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
-                                                          block_size=max(block.size + 1, BLOCK_BYTES)),
-                           parse_options=_PARSE, convert_options=_convert_options(dict(zip(names, schema.types, strict=True))))
+    table = pacsv.read_csv(
+        pa.BufferReader(block),
+        read_options=pacsv.ReadOptions(
+            column_names=names, use_threads=False, block_size=max(block.size + 1, BLOCK_BYTES)
+        ),
+        parse_options=_PARSE,
+        convert_options=_convert_options(dict(zip(names, schema.types, strict=True))),
+    )
     stats = []
     for i, chunked in enumerate(table.columns):
         col = chunked.combine_chunks()
@@ -516,8 +572,9 @@ MAX_ROW_BYTES = 64 * 1024 * 1024
 
 def _short_row(buf: bytes) -> bytes:
     if len(buf) > MAX_ROW_BYTES:
-        raise InvalidInput(f"a row of the CSV file is longer than {MAX_ROW_BYTES // (1024 * 1024)} MiB",
-                           code="invalid_csv")
+        raise InvalidInput(
+            f"a row of the CSV file is longer than {MAX_ROW_BYTES // (1024 * 1024)} MiB", code="invalid_csv"
+        )
     return buf
 
 
@@ -549,8 +606,13 @@ def _raise_for(exc: Exception, names: list[str], types: dict, schema: pa.Schema 
         if current == pa.int64() and value and _beyond_int64(value.group(1)):
             wider = pa.string()  # an integer beyond int64: text, exactly (see INTEGER)
         if wider is not None:
-            raise _Widen({**types, **({n: t for n, t in zip(schema.names, schema.types, strict=True)} if schema else {}),
-                          name: wider})
+            raise _Widen(
+                {
+                    **types,
+                    **({n: t for n, t in zip(schema.names, schema.types, strict=True)} if schema else {}),
+                    name: wider,
+                }
+            )
     if "UTF8" in message or "utf8" in message.lower():
         raise InvalidInput("the file is not UTF-8 text", code="invalid_csv") from exc
     line = message.split("\n")[0]

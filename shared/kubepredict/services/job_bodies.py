@@ -28,21 +28,47 @@ def run_train(svc, job, *, cpus: int | None = None) -> None:
     frame = [load_frame(svc, dataset, columns=columns)]
     loaded = time.perf_counter()
     # Handed over (popped), not kept here: training frees the frame once split, before the fit.
-    result = ml.train(frame.pop(), target=request.get("target"), features=request["features"], task=request["task"],
-                      algorithm=request["algorithm"], params=clamp_parallelism(request.get("params") or {}, cpus),
-                      test_size=request.get("test_size", 0.2), random_state=request.get("random_state", 0),
-                      progress=progress)
+    result = ml.train(
+        frame.pop(),
+        target=request.get("target"),
+        features=request["features"],
+        task=request["task"],
+        algorithm=request["algorithm"],
+        params=clamp_parallelism(request.get("params") or {}, cpus),
+        test_size=request.get("test_size", 0.2),
+        random_state=request.get("random_state", 0),
+        progress=progress,
+    )
     progress("saving", 0.95)
     trained = time.perf_counter()
     blob = ml.dump_model(result.pipeline)
     stored = svc.storage.put_bytes(f"models/{job.model_id}/model.skops", blob)
-    logger.info("job %s: data loaded in %.2f s, trained in %.2f s (fit %.2f s), model saved in %.2f s",
-                job.job_id, loaded - started, trained - loaded, result.metrics.get("fit_seconds", 0),
-                time.perf_counter() - trained)
-    catalog.succeed_train(job.job_id, job.attempt, model_id=job.model_id, model_fields={
-        "task": result.task, "algorithm": result.algorithm, "estimator": result.estimator, "params": result.params,
-        "features": result.features, "kinds": result.kinds, "target": result.target, "metrics": result.metrics,
-        "classes": result.classes, "artifact_key": stored.key, "artifact_sha256": stored.sha256})
+    logger.info(
+        "job %s: data loaded in %.2f s, trained in %.2f s (fit %.2f s), model saved in %.2f s",
+        job.job_id,
+        loaded - started,
+        trained - loaded,
+        result.metrics.get("fit_seconds", 0),
+        time.perf_counter() - trained,
+    )
+    catalog.succeed_train(
+        job.job_id,
+        job.attempt,
+        model_id=job.model_id,
+        model_fields={
+            "task": result.task,
+            "algorithm": result.algorithm,
+            "estimator": result.estimator,
+            "params": result.params,
+            "features": result.features,
+            "kinds": result.kinds,
+            "target": result.target,
+            "metrics": result.metrics,
+            "classes": result.classes,
+            "artifact_key": stored.key,
+            "artifact_sha256": stored.sha256,
+        },
+    )
 
 
 def run_predict(svc, job, *, cpus: int | None = None) -> None:
@@ -60,16 +86,24 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
     started = time.perf_counter()
     total = max(int(dataset.rows or 0), 1)
     result = predict_rows(
-        svc, job.job_id, model, pipeline, dataset, row_start=0, row_stop=None,
-        progress=lambda done: catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, done / total)))
+        svc,
+        job.job_id,
+        model,
+        pipeline,
+        dataset,
+        row_start=0,
+        row_stop=None,
+        progress=lambda done: catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, done / total)),
+    )
     summary = result.as_dict()
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["peak_rss_mib"] = peak_rss_mib()
     catalog.succeed_predict(job.job_id, job.attempt, summary=summary)
 
 
-def predict_rows(svc, job_id: str, model, pipeline, dataset, *, row_start: int, row_stop: int | None,
-                 progress) -> BatchSummary:
+def predict_rows(
+    svc, job_id: str, model, pipeline, dataset, *, row_start: int, row_stop: int | None, progress
+) -> BatchSummary:
     """Score the dataset's rows ``[row_start, row_stop)`` (``None``: to the end) and store their predictions.
 
     The boundary shared by whole jobs and shards (runner/shards.py): a shard (``row_stop`` given) reads
@@ -79,7 +113,15 @@ def predict_rows(svc, job_id: str, model, pipeline, dataset, *, row_start: int, 
     with open_parquet(svc, dataset, ranged=True) as parquet:
         ml.check_columns(parquet.schema_arrow.names, features)
         stop = parquet.metadata.num_rows if row_stop is None else row_stop
-        batches = range_batches(parquet, row_start, stop, columns=features,
-                                batch_size=svc.settings.predict_chunk_rows)
-        return score_batches(svc.catalog, job_id, pipeline, features=features, kinds=kinds, task=model.task,
-                             batches=batches, first_row=row_start, progress=progress)
+        batches = range_batches(parquet, row_start, stop, columns=features, batch_size=svc.settings.predict_chunk_rows)
+        return score_batches(
+            svc.catalog,
+            job_id,
+            pipeline,
+            features=features,
+            kinds=kinds,
+            task=model.task,
+            batches=batches,
+            first_row=row_start,
+            progress=progress,
+        )

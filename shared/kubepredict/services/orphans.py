@@ -56,7 +56,7 @@ def _find(svc, grace: float, now: float | None) -> Sweep:
             continue
         owned = getattr(svc.catalog, ids)()  # read after listing: a row committed meanwhile is seen
         for obj in listed:
-            owner = obj.key[len(prefix):].split("/", 1)[0]
+            owner = obj.key[len(prefix) :].split("/", 1)[0]
             if owner not in owned:
                 found.objects.append(obj.key)
     found.staging = svc.storage.stale_staging(cutoff)

@@ -21,8 +21,11 @@ ONLINE_KEYS = native.KEYS
 def ready_model(svc, model_id: str):
     row = svc.catalog.get_model_row(model_id)
     if row.status != "ready":
-        raise Conflict(f"model {model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
-                       code="model_not_ready", details={"status": row.status, "job_id": row.job_id})
+        raise Conflict(
+            f"model {model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
+            code="model_not_ready",
+            details={"status": row.status, "job_id": row.job_id},
+        )
     return row
 
 
@@ -42,10 +45,19 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": resources}
     if shards > 1:
         request["shards"] = shards
-    job = {"job_id": job_id, "kind": "predict", "model_id": model.model_id, "dataset_id": dataset.dataset_id,
-           "max_attempts": svc.settings.job_max_attempts, "request": request}
-    queued = svc.catalog.enqueue(job=job, idempotency=("predict", idempotency_key) if idempotency_key else None,
-                                 shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None)
+    job = {
+        "job_id": job_id,
+        "kind": "predict",
+        "model_id": model.model_id,
+        "dataset_id": dataset.dataset_id,
+        "max_attempts": svc.settings.job_max_attempts,
+        "request": request,
+    }
+    queued = svc.catalog.enqueue(
+        job=job,
+        idempotency=("predict", idempotency_key) if idempotency_key else None,
+        shards=plan_ranges(int(dataset.rows), shards) if shards > 1 else None,
+    )
     svc.job_queued()
     return queued
 

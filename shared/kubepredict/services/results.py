@@ -20,4 +20,3 @@ def job_with_predictions(svc, job_id: str, *, limit: int = 100, offset: int = 0)
             rows.append(item)
         job["predictions"] = {"total": total, "offset": offset, "limit": limit, "rows": rows}
     return job
-

@@ -50,8 +50,7 @@ def parse_ref(ref: str, version: str | int | None = None) -> tuple[str | None, s
         try:
             version = int(version)
         except (TypeError, ValueError):
-            raise InvalidInput(f"model version must be a whole number, not {version!r}",
-                               code="invalid_model") from None
+            raise InvalidInput(f"model version must be a whole number, not {version!r}", code="invalid_model") from None
         return None, ref, version
     if ref.startswith("mdl_"):
         return ref, None, None
@@ -75,8 +74,11 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
         what = f"{name!r} version {ver}" if ver is not None else repr(name or model_id)
         raise ModelNotFound(f"no model {what}", details={"model": ref, "version": ver})
     if head.status != "ready":
-        raise Conflict(f"model {head.model_id} is {head.status}, not ready; wait for its training job {head.job_id}",
-                       code="model_not_ready", details={"status": head.status, "job_id": head.job_id})
+        raise Conflict(
+            f"model {head.model_id} is {head.status}, not ready; wait for its training job {head.job_id}",
+            code="model_not_ready",
+            details={"status": head.status, "job_id": head.job_id},
+        )
     return svc.models.get(head.model_id, head.sha256, lambda: _load(svc, head.model_id))
 
 
@@ -85,10 +87,20 @@ def _load(svc, model_id: str) -> ServedModel:
     pipeline = ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
     features, kinds = row.features, row.kinds
     compiled = compiled_scorer(pipeline, features=features, kinds=kinds, task=row.task)
-    return ServedModel(model_id=row.model_id, name=row.name, version=row.version, task=row.task,
-                       algorithm=row.algorithm, features=features, kinds=kinds,
-                       classes=row.classes, target=row.target,
-                       sha256=row.artifact_sha256, scorer=pipeline, compiled=compiled)
+    return ServedModel(
+        model_id=row.model_id,
+        name=row.name,
+        version=row.version,
+        task=row.task,
+        algorithm=row.algorithm,
+        features=features,
+        kinds=kinds,
+        classes=row.classes,
+        target=row.target,
+        sha256=row.artifact_sha256,
+        scorer=pipeline,
+        compiled=compiled,
+    )
 
 
 def compiled_scorer(pipeline, *, features, kinds, task) -> CompiledScorer | None:
@@ -110,9 +122,11 @@ def compiled_scorer(pipeline, *, features, kinds, task) -> CompiledScorer | None
 def score(svc, model: ServedModel, table: Table) -> ml.ScoreResult:
     """Predict every row of ``table`` (extra columns ignored; missing features are a 400)."""
     if table.n_rows > svc.settings.max_online_rows:
-        raise PayloadTooLarge(f"{table.n_rows} rows is more than the online limit of {svc.settings.max_online_rows}; "
-                              "upload a dataset and run a batch prediction",
-                              details={"limit": svc.settings.max_online_rows})
+        raise PayloadTooLarge(
+            f"{table.n_rows} rows is more than the online limit of {svc.settings.max_online_rows}; "
+            "upload a dataset and run a batch prediction",
+            details={"limit": svc.settings.max_online_rows},
+        )
     if model.compiled is not None:
         return model.compiled.score(table.columns, table.n_rows)
     return ml.score(model.scorer, table.frame(), features=model.features, kinds=model.kinds, task=model.task)

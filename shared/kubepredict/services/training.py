@@ -11,12 +11,13 @@ from ..schema.requests import TrainRequest
 from .datasets import clean_name, load_frame
 
 
-
 def check_queue(svc) -> None:
     queued = svc.catalog.count_jobs(status="queued")
     if queued >= svc.settings.max_queued_jobs:
-        raise TooManyJobs(f"{queued} jobs are already queued (limit {svc.settings.max_queued_jobs}); retry later",
-                          details={"queued": queued})
+        raise TooManyJobs(
+            f"{queued} jobs are already queued (limit {svc.settings.max_queued_jobs}); retry later",
+            details={"queued": queued},
+        )
 
 
 def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
@@ -31,45 +32,78 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     dataset = svc.catalog.get_dataset_row(dataset_id)
     columns = dataset.column_names
     if target is None and task != "clustering":
-        raise InvalidInput("'target' is required unless task is 'clustering'", code="missing_field",
-                           details={"field": "target"})
+        raise InvalidInput(
+            "'target' is required unless task is 'clustering'", code="missing_field", details={"field": "target"}
+        )
     wanted = ([target] if target else []) + (features or [])
     missing = [c for c in wanted if c not in columns]
     if missing:
-        raise InvalidInput(f"unknown columns: {', '.join(missing)}", code="unknown_columns",
-                           details={"missing": missing, "columns": columns})
+        raise InvalidInput(
+            f"unknown columns: {', '.join(missing)}",
+            code="unknown_columns",
+            details={"missing": missing, "columns": columns},
+        )
     if target and features and target in features:
         raise InvalidInput("the target cannot also be a feature", code="invalid_field", details={"field": "features"})
     if task == "clustering" and target:
         target = None
     features = features or [c for c in columns if c != target]
     if not features:
-        raise InvalidInput("no feature columns left to learn from", code="invalid_field",
-                           details={"field": "features"})
+        raise InvalidInput("no feature columns left to learn from", code="invalid_field", details={"field": "features"})
 
     if target:
         y = load_frame(svc, dataset, columns=[target])[target].dropna()
         task = task or ml.infer_task(y)
         if task == "classification" and y.nunique() < 2:
-            raise Unprocessable(f"target '{target}' has only one class; classification needs at least two",
-                                code="one_class_target", details={"target": target})
+            raise Unprocessable(
+                f"target '{target}' has only one class; classification needs at least two",
+                code="one_class_target",
+                details={"target": target},
+            )
         if task == "regression" and not _numeric(y):
-            raise Unprocessable(f"target '{target}' is not numeric; regression needs numbers",
-                                code="non_numeric_target", details={"target": target})
+            raise Unprocessable(
+                f"target '{target}' is not numeric; regression needs numbers",
+                code="non_numeric_target",
+                details={"target": target},
+            )
     ml.validate_request(algorithm, task, params)
     check_queue(svc)
 
     model_id, job_id = new_id("mdl"), new_id("job")
     name = clean_name(req.name, f"{dataset.name}-{algorithm.rsplit('.', 1)[-1]}")
-    request = {"dataset_id": dataset_id, "target": target, "features": features, "task": task,
-               "algorithm": algorithm, "params": params, "test_size": test_size, "random_state": random_state,
-               "resources": resources}
-    model = {"model_id": model_id, "name": name, "task": task, "algorithm": algorithm, "params": params,
-             "features": features, "target": target, "dataset_id": dataset_id, "job_id": job_id}
-    job = {"job_id": job_id, "kind": "train", "model_id": model_id, "dataset_id": dataset_id,
-           "max_attempts": svc.settings.job_max_attempts, "request": request}
-    queued = svc.catalog.enqueue(job=job, model=model,
-                                 idempotency=("train", idempotency_key) if idempotency_key else None)
+    request = {
+        "dataset_id": dataset_id,
+        "target": target,
+        "features": features,
+        "task": task,
+        "algorithm": algorithm,
+        "params": params,
+        "test_size": test_size,
+        "random_state": random_state,
+        "resources": resources,
+    }
+    model = {
+        "model_id": model_id,
+        "name": name,
+        "task": task,
+        "algorithm": algorithm,
+        "params": params,
+        "features": features,
+        "target": target,
+        "dataset_id": dataset_id,
+        "job_id": job_id,
+    }
+    job = {
+        "job_id": job_id,
+        "kind": "train",
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "max_attempts": svc.settings.job_max_attempts,
+        "request": request,
+    }
+    queued = svc.catalog.enqueue(
+        job=job, model=model, idempotency=("train", idempotency_key) if idempotency_key else None
+    )
     svc.job_queued()
     return queued
 
@@ -80,8 +114,9 @@ def inferred_task(svc, dataset_id: str, target: str) -> str:
     dataset = svc.catalog.get_dataset_row(dataset_id)
     columns = dataset.column_names
     if target not in columns:
-        raise InvalidInput(f"unknown columns: {target}", code="unknown_columns",
-                           details={"missing": [target], "columns": columns})
+        raise InvalidInput(
+            f"unknown columns: {target}", code="unknown_columns", details={"missing": [target], "columns": columns}
+        )
     y = load_frame(svc, dataset, columns=[target])[target].dropna()
     return ml.infer_task(y)
 

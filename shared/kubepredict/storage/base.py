@@ -23,8 +23,9 @@ def disk_full_is_507(where: str) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in DISK_FULL:
-            raise InsufficientStorage(f"{where} is full ({exc.strerror}); free some space and retry",
-                                      details={"where": where}) from exc
+            raise InsufficientStorage(
+                f"{where} is full ({exc.strerror}); free some space and retry", details={"where": where}
+            ) from exc
         raise
 
 

@@ -62,8 +62,9 @@ class FileStorage(Storage):
                         break
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
-                        raise PayloadTooLarge(f"body is larger than the limit of {max_bytes} bytes",
-                                              details={"limit_bytes": max_bytes})
+                        raise PayloadTooLarge(
+                            f"body is larger than the limit of {max_bytes} bytes", details={"limit_bytes": max_bytes}
+                        )
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
@@ -175,4 +176,5 @@ class FileStorage(Storage):
             raise InsufficientStorage(
                 f"object store disk nearly full: {free / MIB:.1f} MiB free, below the minimum of "
                 f"{self.min_free_bytes / MIB:.1f} MiB (KUBEPREDICT_MIN_FREE_BYTES)",
-                details={"free_bytes": free, "min_free_bytes": self.min_free_bytes})
+                details={"free_bytes": free, "min_free_bytes": self.min_free_bytes},
+            )

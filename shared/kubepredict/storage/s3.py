@@ -50,8 +50,9 @@ class _RangedReader(io.RawIOBase):
             return 0
         store = self._store
         try:
-            resp = store.client.get_object(Bucket=store.bucket, Key=store._key(self._key),
-                                           Range=f"bytes={self._pos}-{self._pos + n - 1}")
+            resp = store.client.get_object(
+                Bucket=store.bucket, Key=store._key(self._key), Range=f"bytes={self._pos}-{self._pos + n - 1}"
+            )
             data = resp["Body"].read()
         except Exception as exc:
             raise store._fail(exc, self._key) from exc
@@ -73,32 +74,53 @@ class _HashingReader:
         chunk = self._s.read(n if n is not None and n >= 0 else -1)
         self.size += len(chunk)
         if self._max is not None and self.size > self._max:
-            raise PayloadTooLarge(f"body is larger than the limit of {self._max} bytes",
-                                  details={"limit_bytes": self._max})
+            raise PayloadTooLarge(
+                f"body is larger than the limit of {self._max} bytes", details={"limit_bytes": self._max}
+            )
         self.digest.update(chunk)
         return chunk
 
 
 class S3Storage(Storage):
-    def __init__(self, bucket: str, prefix: str = "", *, client=None, endpoint_url=None, region=None,
-                 access_key_id=None, secret_access_key=None, addressing_style: str = "auto"):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client=None,
+        endpoint_url=None,
+        region=None,
+        access_key_id=None,
+        secret_access_key=None,
+        addressing_style: str = "auto",
+    ):
         self.bucket, self.prefix = bucket, prefix.strip("/")
         if client is None:
             import boto3
             from botocore.config import Config
 
-            config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=60,
-                            s3={"addressing_style": addressing_style},
-                            request_checksum_calculation="when_required",
-                            response_checksum_validation="when_required")
+            config = Config(
+                retries={"max_attempts": 4, "mode": "standard"},
+                connect_timeout=3,
+                read_timeout=60,
+                s3={"addressing_style": addressing_style},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            )
             client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-                aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key, config=config)
+                "s3",
+                endpoint_url=endpoint_url,
+                region_name=region or "us-east-1",
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
         self.client = client
         from boto3.s3.transfer import TransferConfig
 
-        self.transfer = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                       max_concurrency=4, use_threads=True)
+        self.transfer = TransferConfig(
+            multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES, max_concurrency=4, use_threads=True
+        )
 
     @classmethod
     def from_url(cls, url: str, settings=None) -> S3Storage:
@@ -107,9 +129,13 @@ class S3Storage(Storage):
             raise ConfigError(f"storage URL {url!r} names no bucket; use s3://bucket/prefix")
         kw = {}
         if settings is not None:
-            kw = dict(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
-                      access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
-                      addressing_style=settings.s3_addressing_style)
+            kw = dict(
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+                addressing_style=settings.s3_addressing_style,
+            )
         return cls(u.netloc, u.path, **kw)
 
     def _key(self, key: str) -> str:
@@ -208,10 +234,11 @@ class S3Storage(Storage):
     def list_modified(self, prefix: str = "") -> Iterator[ListedObject]:
         base = self._key("")
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
-                                                                              Prefix=self._key(prefix)):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            ):
                 for obj in page.get("Contents", []):
-                    yield ListedObject(obj["Key"][len(base):], obj["LastModified"].timestamp())
+                    yield ListedObject(obj["Key"][len(base) :], obj["LastModified"].timestamp())
         except Exception as exc:
             raise self._fail(exc, prefix) from exc
 
