@@ -22,7 +22,7 @@ class App:
     settings: Settings
     catalog: Catalog
     storage: Storage
-    models: ModelCache = field(default=None)  # type: ignore[assignment]
+    models: ModelCache = field(default=None)  # type: ignore[assignment]  # None only until __post_init__
     #: Called after a job is queued: a dispatcher in this process (the embedded gateway's) starts it at
     #: once instead of at its next round.
     job_queued: Callable[[], None] = field(default=lambda: None)

@@ -366,7 +366,7 @@ def upload(csv_file, name, gateway, token):
         ) as bar:
             task = bar.add_task("upload", total=csv_file.stat().st_size)
             ds = _client(gateway, token).upload(csv_file, name, lambda sent: bar.update(task, completed=sent))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
     click.echo(f"{ds['dataset_id']}  {ds['name']}  {ds['rows']} rows")
     _table("columns", ds["columns"], ["name", "dtype", "missing", "unique"])
@@ -395,7 +395,7 @@ def train(dataset_id, target, algorithm, task, params, name, no_wait, gateway, t
         click.echo(f"queued {queued['job_id']} for model {queued['model_id']}")
         if not no_wait:
             _print_job(_progress_wait(client, queued["job_id"]))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
 
 
@@ -422,7 +422,7 @@ def predict(model_id, dataset_id, rows, no_wait, gateway, token):
             _print_job(_progress_wait(client, queued["job_id"]))
     except click.UsageError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
 
 
@@ -460,7 +460,7 @@ def result(job_id, limit, offset, csv_out, gateway, token):
                 p["rows"],
                 ["row", "prediction", "probabilities"],
             )
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
 
 
@@ -473,7 +473,7 @@ def demo(gateway, token):
 
     try:
         run_demo(_client(gateway, token), _progress_wait, _print_job, _table)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
 
 

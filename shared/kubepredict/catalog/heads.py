@@ -82,7 +82,7 @@ class HeadReader:
         if conn is not None:
             try:
                 conn.close()
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a connection already broken needs no clean close
                 pass
 
 

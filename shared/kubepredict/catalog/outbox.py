@@ -17,7 +17,7 @@ from ..ids import utcnow
 from . import schema
 from .database import Database
 
-O = schema.outbox  # noqa: E741
+O = schema.outbox  # noqa: E741 - the one-letter table alias the catalogue modules use
 
 
 class PendingEvent(NamedTuple):

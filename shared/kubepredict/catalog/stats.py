@@ -18,7 +18,7 @@ from ..ids import utcnow
 from . import schema
 
 J = schema.jobs
-I = schema.invocations  # noqa: E741
+I = schema.invocations  # noqa: E741 - the one-letter table alias the catalogue modules use
 Buckets = list[tuple[str, int]]  # [(le, cumulative count)…, ("+Inf", total)]
 
 

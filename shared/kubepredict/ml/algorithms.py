@@ -329,7 +329,8 @@ def validate_request(algorithm: str, task: str | None, params: dict | None) -> N
             return
         except InvalidInput as exc:
             first = first or exc
-    raise first  # type: ignore[misc]
+    assert first is not None  # both candidates raised
+    raise first
 
 
 def infer_task(y: pd.Series) -> str:

@@ -59,5 +59,5 @@ def materialize(response: Response) -> Response:
     """Read a streamed body now, so errors while streaming still become JSON errors."""
     try:
         return Response(response.status, response.content(), response.headers)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a failure while streaming is a JSON error too (logged there)
         return error_response(exc)

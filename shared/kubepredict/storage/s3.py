@@ -198,7 +198,7 @@ class S3Storage(Storage):
             spool.close()
             raise self._fail(exc, key) from exc
         spool.seek(0)
-        return spool  # type: ignore[return-value]
+        return spool  # type: ignore[return-value]  # a binary file, which typeshed types apart from BinaryIO
 
     def open_ranged(self, key: str) -> BinaryIO:
         """A seekable reader whose reads are ranged GETs: a Parquet reader fetches its footer and the
