@@ -234,27 +234,22 @@ class ShardsRepo:
             return "failed"
 
     def stale_shards(self, timeout_seconds: float) -> list[tuple[str, int, int]]:
-        cutoff = utcnow() - timedelta(seconds=timeout_seconds)
-        with self.db.ro() as conn:
-            return [
-                (r.job_id, r.shard, r.attempt)
-                for r in conn.execute(
-                    select(S.c.job_id, S.c.shard, S.c.attempt)
-                    .join(J, J.c.job_id == S.c.job_id)
-                    .where(S.c.status == "running", S.c.heartbeat_at < cutoff, J.c.status == "running")
-                )
-            ]
+        """Running shards of running jobs whose last heartbeat is older than ``timeout_seconds``."""
+        return self._running_before(S.c.heartbeat_at, timeout_seconds)
 
     def overdue_shards(self, deadline_seconds: float) -> list[tuple[str, int, int]]:
         """Running shards of running jobs whose current attempt started more than ``deadline_seconds`` ago."""
-        cutoff = utcnow() - timedelta(seconds=deadline_seconds)
+        return self._running_before(S.c.started_at, deadline_seconds)
+
+    def _running_before(self, column, seconds: float) -> list[tuple[str, int, int]]:
+        cutoff = utcnow() - timedelta(seconds=seconds)
         with self.db.ro() as conn:
             return [
                 (r.job_id, r.shard, r.attempt)
                 for r in conn.execute(
                     select(S.c.job_id, S.c.shard, S.c.attempt)
                     .join(J, J.c.job_id == S.c.job_id)
-                    .where(S.c.status == "running", S.c.started_at < cutoff, J.c.status == "running")
+                    .where(S.c.status == "running", column < cutoff, J.c.status == "running")
                 )
             ]
 
