@@ -95,7 +95,7 @@ def test_an_upload_larger_than_the_free_space_is_507_and_keeps_nothing(gateway):
     assert err["code"] == "insufficient_storage" and "full" in err["message"]
     assert http.get("/function/upload").json()["total"] == 0  # no catalogue row
     assert _stored(disk) == before  # no object, no staging file, no empty folder
-    assert http.get("/healthz").status_code == 200  # the failed upload's space is free again
+    assert _health(http, 200).status_code == 200  # the failed upload's space is free again
     ok = http.post(
         "/function/upload", params={"name": "small"}, content=_csv(MIB), headers={"Content-Type": "text/csv"}
     )
@@ -187,14 +187,14 @@ def test_a_prediction_write_that_meets_a_full_disk_fails_its_job_and_keeps_no_ro
         trained = _wait(http, q["job_id"])
         assert trained["status"] == "succeeded", trained
         filler = _fill(small_disk, leave=150 * 1024)
-        assert http.get("/healthz").status_code == 503
+        assert _health(http, 503).status_code == 503
         p = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]})
         assert p.status_code == 202, p.text
         job = _wait(http, p.json()["job_id"])
         assert job["status"] == "failed" and job["error"]["code"] == "insufficient_storage", job
         assert "full" in job["error"]["message"]
         filler.unlink()
-        assert http.get("/healthz").status_code == 200
+        assert _health(http, 200).status_code == 200
         again = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
         done = _wait(http, again["job_id"])
         assert done["status"] == "succeeded" and done["summary"]["rows"] == 60_000
