@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import statistics
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.jobs import job_seconds, wait
+from bench.jobs import alternate, job_seconds, runs, wait
 from tests.gateway_process import GatewayProcess
 
 COLUMNS = 20
@@ -228,15 +229,20 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
         # ---- training: job vs the same fit in process ----------------------------------------------
         # (the 10M-row run scores with a model fitted on 100k rows: the goal there is upload and predict)
         train_ds = ds if not big else upload(http, pid, dataset_csv(100_000), "bench-train")["dataset"]
-        q = http.post(
-            "/function/train",
-            json={"dataset_id": train_ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"},
-        ).json()
-        tjob = wait(http, q["job_id"])
-        train_s = job_seconds(tjob)
-        assert tjob["status"] == "succeeded", tjob
+        train_body = {"dataset_id": train_ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"}
+        jobs: list[dict] = []
+
+        def train_job() -> float:
+            q = http.post("/function/train", json=train_body).json()
+            tjob = wait(http, q["job_id"])
+            assert tjob["status"] == "succeeded", tjob
+            jobs.append(q | tjob)
+            return job_seconds(tjob)
+
         if not big:
-            fresh_s = fresh_process_train(path)
+            train_runs, fresh_runs = alternate(train_job, lambda: fresh_process_train(path))
+            q, tjob = jobs[-1], jobs[-1]
+            train_s, fresh_s = statistics.median(train_runs), statistics.median(fresh_runs)
             frame = pd.read_csv(path)
             t = time.perf_counter()
             result = ml.train(
@@ -248,15 +254,17 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
             out.append(
                 (
                     f"train LogisticRegression on {label} rows: submit → succeeded",
-                    f"{train_s:.2f} s",
+                    runs(train_runs),
                     (
                         f"ml.train in a fresh process (a person's script: read_csv, then the timed train) "
-                        f"{fresh_s:.2f} s → goal ≤ 1.1× + 1 s = {1.1 * fresh_s + 1:.2f} s; "
-                        f"in this warm process {warm_s:.2f} s"
+                        f"{runs(fresh_runs)} → goal ≤ 1.1× + 1 s = {1.1 * fresh_s + 1:.2f} s: "
+                        f"{'met' if train_s <= 1.1 * fresh_s + 1 else 'MISSED'}; in this warm process {warm_s:.2f} s"
                     ),
                 )
             )
         else:
+            train_s = train_job()
+            q, tjob = jobs[-1], jobs[-1]
             out.append(
                 (
                     "train LogisticRegression on 100,000 rows (for the 10M run): submit → succeeded",
@@ -265,18 +273,31 @@ def run_size(rows: int, *, big: bool = False, env: dict | None = None, tag: str 
                 )
             )
         # ---- predict job (timed by the server's clock: created_at → finished_at) -------------------------
-        pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
-        pjob = wait(http, pq["job_id"])
-        job_s = job_seconds(pjob)
-        assert pjob["status"] == "succeeded", pjob
+        predict_jobs: list[dict] = []
+
+        def predict_job() -> float:
+            pq = http.post("/function/predict", json={"model_id": q["model_id"], "dataset_id": ds["dataset_id"]}).json()
+            pjob = wait(http, pq["job_id"])
+            assert pjob["status"] == "succeeded", pjob
+            predict_jobs.append(pq | pjob)
+            return job_seconds(pjob)
+
+        if big:
+            job_runs = [predict_job()]
+        else:
+            job_runs, script_runs = alternate(predict_job, lambda: one_process_script(path, pipeline, features))
+        pq = pjob = predict_jobs[-1]
+        job_s = statistics.median(job_runs)
         inside = (pjob.get("summary") or {}).get("seconds")
         detail = f"{rows / job_s:,.0f} rows/s" + (f" (scoring inside the worker {inside:.2f} s)" if inside else "")
         if not big:
-            script_s = one_process_script(path, pipeline, features)
+            script_s = statistics.median(script_runs)
+            goal = 1.5 if tag else 1.2
             detail += (
-                f"; one-process script {script_s:.2f} s → ratio {job_s / script_s:.2f} (goal ≤ {1.5 if tag else 1.2})"
+                f"; one-process script {runs(script_runs)} → ratio {job_s / script_s:.2f} (goal ≤ {goal}: "
+                f"{'met' if job_s / script_s <= goal else 'MISSED'})"
             )
-        out.append((f"predict job {label} rows: submit → succeeded", f"{job_s:.2f} s", detail))
+        out.append((f"predict job {label} rows: submit → succeeded", runs(job_runs), detail))
         # ---- every prediction readable: the CSV download ---------------------------------------------
         t = time.perf_counter()
         lines = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
 from datetime import datetime
 
@@ -25,3 +27,25 @@ def job_seconds(job: dict) -> float:
         return datetime.fromisoformat(job[key].replace("Z", "+00:00")).timestamp()
 
     return at("finished_at") - at("created_at")
+
+
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+
+
+def alternate(ours, reference, repeat: int = REPEAT) -> tuple[list[float], list[float]]:
+    """Time ``ours`` and ``reference`` in turn ``repeat`` times (each returns its seconds).
+
+    This VM's speed moves from one minute to the next (other tenants, pages handed back to the host):
+    one measurement of each side compares two different machines. Alternating and taking the medians
+    compares the two under the same conditions; the table shows every run, not only the medians."""
+    a: list[float] = []
+    b: list[float] = []
+    for _ in range(max(1, repeat)):
+        a.append(ours())
+        b.append(reference())
+    return a, b
+
+
+def runs(values: list[float]) -> str:
+    """``median (all runs)`` in seconds, for a table cell."""
+    return f"median {statistics.median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
