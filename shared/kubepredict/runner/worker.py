@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from ..errors import JobCancelled, KubepredictError
 from ..services.job_bodies import run_predict, run_train
@@ -61,7 +62,14 @@ def worker_main(job_id: str, attempt: int | None = None, shard: int | None = Non
     if bounds is not None:
         job_limits.apply(bounds)
     svc = bootstrap(Settings.from_env(), create_schema=False)
-    return run_worker(svc, job_id, attempt, shard, cpus=bounds.cpus if bounds else None)
+    return run_worker(
+        svc,
+        job_id,
+        attempt,
+        shard,
+        cpus=bounds.cpus if bounds else None,
+        on_claimed=lambda kind: set_title(job_id, kind, shard=shard),
+    )
 
 
 def set_title(job_id: str, kind: str | None = None, shard: int | None = None) -> None:
@@ -90,16 +98,24 @@ def _memory_failure() -> tuple[str, str]:
 
 
 def run_worker(
-    svc, job_id: str, attempt: int | None = None, shard: int | None = None, *, cpus: int | None = None
+    svc,
+    job_id: str,
+    attempt: int | None = None,
+    shard: int | None = None,
+    *,
+    cpus: int | None = None,
+    on_claimed: Callable[[str], None] | None = None,
 ) -> int:
     """Run one job (or one shard of a sharded predict job) to an outcome recorded in the catalogue.
 
-    ``cpus``: the job's CPU allowance, which bounds a training job's ``n_jobs``. Returns the process exit code.
+    ``cpus``: the job's CPU allowance, which bounds a training job's ``n_jobs``. ``on_claimed(kind)`` runs
+    once the job is ours (the worker process names itself after it; callers in tests leave their own
+    process alone). Returns the process exit code.
     """
     catalog = svc.catalog
     me = f"{socket.gethostname()}:{os.getpid()}"
     if shard is not None:
-        return _run_shard(svc, job_id, shard, attempt, me, cpus)
+        return _run_shard(svc, job_id, shard, attempt, me, cpus, on_claimed)
     if attempt is None:
         row = catalog.claim(job_id, worker=me)
         if row is None:
@@ -114,7 +130,8 @@ def run_worker(
             return 3
         catalog.set_worker(job_id, attempt, me)
     attempt = row.attempt
-    set_title(job_id, row.kind)
+    if on_claimed is not None:
+        on_claimed(row.kind)
     signal.signal(signal.SIGTERM, _raise_cancelled)
     beat = Heartbeat(catalog, job_id, attempt, svc.settings.heartbeat_seconds)
     beat.start()
@@ -169,7 +186,15 @@ def shard_from_env(environ=None) -> tuple[int, int]:
 SHARD_FAILURES_ENV = "KUBEPREDICT_SHARD_FAILURES"  # == k8s_manifest.SHARD_FAILURES_ENV
 
 
-def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str, cpus: int | None) -> int:
+def _run_shard(
+    svc,
+    job_id: str,
+    shard: int,
+    attempt: int | None,
+    me: str,
+    cpus: int | None,
+    on_claimed: Callable[[str], None] | None,
+) -> int:
     """Score one shard. ``attempt`` None: the worker claims the shard itself for ``attempt`` (a pod)."""
     from .shards import run_predict_shard
 
@@ -194,7 +219,8 @@ def _run_shard(svc, job_id: str, shard: int, attempt: int | None, me: str, cpus:
         return 3
     row = catalog.get_shard_row(job_id, shard)
     job = catalog.get_job_row(job_id)
-    set_title(job_id, job.kind, shard)
+    if on_claimed is not None:
+        on_claimed(job.kind)
     signal.signal(signal.SIGTERM, _raise_cancelled)
     beat = Heartbeat(catalog, job_id, attempt, svc.settings.heartbeat_seconds, shard=shard)
     beat.start()
