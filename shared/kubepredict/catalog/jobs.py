@@ -92,6 +92,20 @@ def finish(
     emit(conn, f"job.{status}", row.job_id, _event_data(_job(conn, row.job_id), error=error))
 
 
+def _claimed(now, worker: str | None) -> dict:
+    """The columns a claim sets: running, the next attempt, fresh timestamps and no error."""
+    return {
+        "status": "running",
+        "attempt": J.c.attempt + 1,
+        "started_at": now,
+        "heartbeat_at": now,
+        "stage": "starting",
+        "progress": 0.0,
+        "worker": worker,
+        "error": None,
+    }
+
+
 class JobsRepo:
     def __init__(self, db: Database):
         self.db = db
@@ -223,18 +237,7 @@ class JobsRepo:
         now = utcnow()
         with self.db.tx() as conn:
             res = conn.execute(
-                update(J)
-                .where(J.c.job_id == job_id, J.c.status == "queued")
-                .values(
-                    status="running",
-                    attempt=J.c.attempt + 1,
-                    started_at=now,
-                    heartbeat_at=now,
-                    stage="starting",
-                    progress=0.0,
-                    worker=worker,
-                    error=None,
-                )
+                update(J).where(J.c.job_id == job_id, J.c.status == "queued").values(**_claimed(now, worker))
             )
             if res.rowcount != 1:
                 return None
@@ -284,20 +287,7 @@ class JobsRepo:
             )
             if not ids:
                 return []
-            conn.execute(
-                update(J)
-                .where(J.c.job_id.in_(ids), J.c.status == "queued")
-                .values(
-                    status="running",
-                    attempt=J.c.attempt + 1,
-                    started_at=now,
-                    heartbeat_at=now,
-                    stage="starting",
-                    progress=0.0,
-                    worker=worker,
-                    error=None,
-                )
-            )
+            conn.execute(update(J).where(J.c.job_id.in_(ids), J.c.status == "queued").values(**_claimed(now, worker)))
             rows = conn.execute(select(J).where(J.c.job_id.in_(ids)).order_by(J.c.created_at, J.c.job_id)).all()
             for row in rows:
                 emit(conn, "job.started", row.job_id, _event_data(row))
