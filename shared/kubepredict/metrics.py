@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,12 @@ STREAM_BATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 UPLOAD_BYTES = Counter("kubepredict_upload_bytes_total", "Bytes of CSV data uploaded.", registry=REGISTRY)
+# The /async-function queue (runtimes/async_calls.py): what it holds now, and the calls it refused as full.
+ASYNC_CALLS = Gauge("kubepredict_async_calls", "Async calls queued or running in this gateway.", registry=REGISTRY)
+ASYNC_BYTES = Gauge("kubepredict_async_bytes", "Bytes of async call bodies spooled to disk.", registry=REGISTRY)
+ASYNC_REFUSED = Counter(
+    "kubepredict_async_refused_total", "Async calls refused because the queue was full (429).", registry=REGISTRY
+)
 
 
 class CatalogCollector:

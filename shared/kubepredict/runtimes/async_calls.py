@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import errors
+from .. import errors, metrics
 from ..api.http import Request
 from .callbacks import CallbackPolicy
 
@@ -51,6 +51,7 @@ class AsyncCalls:
         self._pool = ThreadPoolExecutor(max_workers=settings.async_workers, thread_name_prefix="async-call")
 
     def _full(self, why: str) -> errors.AsyncQueueFull:
+        metrics.ASYNC_REFUSED.inc()
         return errors.AsyncQueueFull(
             f"the async queue is full ({why}); retry later",
             details={"max_calls": self.max_calls, "max_bytes": self.max_bytes},
@@ -69,11 +70,17 @@ class AsyncCalls:
                 raise self._full(f"{self.bytes} bytes of queued bodies")
             self.calls += calls
             self.bytes += nbytes
+            self._export()
 
     def _give(self, calls: int, nbytes: int) -> None:
         with self._lock:
             self.calls -= calls
             self.bytes -= nbytes
+            self._export()
+
+    def _export(self) -> None:
+        metrics.ASYNC_CALLS.set(self.calls)
+        metrics.ASYNC_BYTES.set(self.bytes)
 
     def submit(self, name: str, request: Request, call_id: str, callback: str | None) -> None:
         """Check the callback, take a slot, spool the body to disk and queue the call (raises 400/413/429)."""
