@@ -119,31 +119,11 @@ def sample(pid: int) -> tuple[int, int]:
 
 # ---- consistency -----------------------------------------------------------------------------------
 def orphans(services) -> list[str]:
-    """Object-store keys no catalogue row refers to: what the storage GC would sweep
-    (``services.orphans.find_orphans``, by owner id), plus model files that no model row names
-    as its artefact (a row that exists but failed before pointing at its file)."""
-    from sqlalchemy import select
-
-    from kubepredict.catalog import schema as s
+    """Object-store keys the storage GC would sweep (``services.orphans.find_orphans``: no owner row, or a
+    model whose training failed), at the end of the run when nothing writes any more."""
     from kubepredict.services.orphans import find_orphans
 
-    referenced, busy = set(), set()
-    with services.catalog.ro() as conn:
-        for row in conn.execute(select(s.datasets.c.object_key, s.datasets.c.parquet_key)):
-            referenced.update(row)
-        for row in conn.execute(select(s.models.c.model_id, s.models.c.artifact_key, s.models.c.job_id)):
-            referenced.add(row.artifact_key)
-        busy = {
-            r.model_id
-            for r in conn.execute(select(s.jobs.c.model_id).where(s.jobs.c.status.in_(("queued", "running"))))
-        }
-    unreferenced = [
-        key
-        for key in services.storage.list("")
-        if key not in referenced and not (key.startswith("models/") and key.split("/")[1] in busy)
-    ]
-    swept = [k for k in find_orphans(services, grace_seconds=0) if k.startswith(("datasets/", "models/"))]
-    return sorted(set(swept) | set(unreferenced))  # failed jobs' prediction rows are checked on their own
+    return sorted(k for k in find_orphans(services, grace_seconds=0) if k.startswith(("datasets/", "models/")))
 
 
 def consistency(services, acks: Acks, heartbeat_timeout: float) -> list[str]:

@@ -167,3 +167,17 @@ def test_prediction_rows_of_a_failed_job_are_reported_and_swept(world):
     assert sweep(svc, dry_run=True).removed == 0 and svc.catalog.count_predictions("job_p") == 2
     assert sweep(svc).removed == 1 and svc.catalog.count_predictions("job_p") == 0
     assert find_orphans(svc, grace_seconds=0) == []
+
+
+def test_a_failed_models_leftover_artefact_is_an_orphan_a_live_ones_is_not(world):
+    svc, client, dataset_id, model_id = world
+    q = client.post("/function/train", json={"dataset_id": dataset_id, "target": "species"}).get_json()
+    row = svc.catalog.claim(q["job_id"], worker="w")
+    svc.storage.put_bytes(f"models/{q['model_id']}/model.skops", b"half written")  # then the job fails for good
+    svc.catalog.jobs._fail(q["job_id"], row.attempt, "worker_crashed", "killed", drop_predictions=False)
+    assert svc.catalog.get_model(q["model_id"])["status"] == "failed"
+    _age(svc.storage.root, 2 * HOUR)
+    assert find_orphans(svc) == [f"models/{q['model_id']}/model.skops"]
+    assert sweep(svc).removed == 1
+    assert find_orphans(svc, grace_seconds=0) == []
+    assert svc.storage.exists(svc.catalog.get_model_row(model_id).artifact_key)  # the ready model keeps its file

@@ -53,6 +53,7 @@ class Catalog:
         self.list_models = self.models.list_models
         self.delete_model = self.models.delete_model
         self.model_ids = self.models.model_ids
+        self.failed_model_ids = self.models.failed_model_ids
         self.enqueue = self.jobs.enqueue
         self.count_jobs = self.jobs.count_jobs
         self.get_job = self.jobs.get_job

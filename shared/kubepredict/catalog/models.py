@@ -43,6 +43,11 @@ class ModelsRepo:
         with self.db.ro() as conn:
             return set(conn.execute(select(M.c.model_id)).scalars())
 
+    def failed_model_ids(self) -> set[str]:
+        """Models whose training failed for good: nothing will ever read what their folder holds."""
+        with self.db.ro() as conn:
+            return set(conn.execute(select(M.c.model_id).where(M.c.status == "failed")).scalars())
+
     def list_models(self, *, limit: int, offset: int, name: str | None = None) -> tuple[list[dict[str, Any]], int]:
         where = [M.c.name == name] if name else []
         with self.db.ro() as conn:

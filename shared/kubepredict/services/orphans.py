@@ -1,4 +1,5 @@
-"""Orphans: objects under ``datasets/`` and ``models/`` that no catalogue row owns, staging files a killed
+"""Orphans: objects under ``datasets/`` and ``models/`` that no catalogue row owns (or a failed model's row
+owns no longer), staging files a killed
 process left behind, and prediction rows of failed jobs; found, and removed (objects once older than a
 grace period).
 
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 #: Object key prefix → the catalogue's ids of the rows that own such folders.
 OWNERS = {"datasets/": "dataset_ids", "models/": "model_ids"}
+#: Object key prefix → ids of rows that exist but own their folder no longer (a model whose training
+#: failed after writing part of its artefact: nothing reads it, and no later attempt reuses the folder).
+DISOWNED = {"models/": "failed_model_ids"}
 
 
 @dataclass
@@ -55,6 +59,8 @@ def _find(svc, grace: float, now: float | None) -> Sweep:
         if not listed:
             continue
         owned = getattr(svc.catalog, ids)()  # read after listing: a row committed meanwhile is seen
+        if prefix in DISOWNED:
+            owned -= getattr(svc.catalog, DISOWNED[prefix])()
         for obj in listed:
             owner = obj.key[len(prefix) :].split("/", 1)[0]
             if owner not in owned:
