@@ -13,6 +13,7 @@ from ..runner import drift_job
 from ..runner.batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
 from ..runner.limits import clamp_model, clamp_parallelism
 from .datasets import load_frame, open_parquet
+from .explaining import explain_frame
 from .prediction import load_pipeline
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,19 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
     )
     summary = result.as_dict()
     summary["drift"] = drift_job.report(counter, svc.settings.drift_psi_threshold)
+    if job.request.get("explain"):
+        catalog.progress(job.job_id, job.attempt, "explaining", 0.96)
+        frame = load_frame(svc, dataset, columns=model.features)
+        summary["explanations"] = explain_frame(
+            svc,
+            model.model_id,
+            model.artifact_sha256,
+            pipeline,
+            frame,
+            features=model.features,
+            kinds=model.kinds,
+            task=model.task,
+        )
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["peak_rss_mib"] = peak_rss_mib()
     catalog.succeed_predict(job.job_id, job.attempt, summary=summary)
