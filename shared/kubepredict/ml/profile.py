@@ -76,13 +76,13 @@ def prediction_profile(predictions: np.ndarray, task: str) -> dict[str, Any]:
         edges = numeric_edges(values)
         counts, missing = bin_counts(values, edges)
         return {"kind": NUMERIC, "n": len(values), "missing": missing, "edges": edges, "counts": counts}
-    labels, counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
+    labels, label_counts = np.unique(np.asarray(predictions).astype(str), return_counts=True)
     return {
         "kind": "categorical",
-        "n": int(counts.sum()),
+        "n": int(label_counts.sum()),
         "missing": 0,
         "categories": labels.tolist(),
-        "counts": counts.tolist(),
+        "counts": label_counts.tolist(),
         "other": 0,
         "complete": True,
     }
