@@ -120,3 +120,11 @@ def test_clustering_is_not_explainable():
             result.pipeline, frame, features=["a", "b"], kinds=result.kinds, task="clustering", background=None
         )
     assert getattr(exc.value, "code", None) == "not_explainable"
+
+
+def test_an_explanation_is_not_run_on_the_event_loop():
+    from kubepredict.api.predict import predict
+
+    body = b'{"model_id": "m", "instances": [[1, 2, "red"]]}'
+    assert predict.is_quick("POST", "/", body)
+    assert not predict.is_quick("POST", "/", body[:-1] + b', "explain": true}')
