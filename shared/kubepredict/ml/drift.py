@@ -96,28 +96,36 @@ class DriftCounter:
         if ref["kind"] == NUMERIC:
             counts, missing = bin_counts(np.asarray(values, dtype=float), ref["edges"])
         else:
-            series = pd.Series(np.asarray(values, dtype=object))
-            present = series[series.notna()].astype(str)
-            missing = len(series) - len(present)
-            index = {c: i for i, c in enumerate(ref["categories"])}
-            codes = present.map(index).fillna(len(index)).to_numpy(dtype=np.intp)
-            counts = np.bincount(codes, minlength=len(index) + 1).tolist()
-            if ref.get("complete"):
-                new = present[codes == len(index)]
-                state["unseen"] += len(new)
-                for value in new.unique()[:MAX_EXAMPLES]:
-                    if len(state["examples"]) < MAX_EXAMPLES and value not in state["examples"]:
-                        state["examples"].append(value)
+            counts, missing = DriftCounter._count_categories(state, ref, values)
         state["counts"] = [a + b for a, b in zip(state["counts"], counts, strict=True)]
         state["missing"] += int(missing)
 
+    @staticmethod
+    def _count_categories(state: dict, ref: dict, values) -> tuple[list[int], int]:
+        """Counts per listed category + "other", by hashing (each distinct value is turned into text once,
+        as ``coerce_frame`` turns every value: ``str``)."""
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+        per_unique = np.bincount(codes[codes >= 0], minlength=len(uniques))
+        index = {c: i for i, c in enumerate(ref["categories"])}
+        counts = [0] * (len(index) + 1)
+        for value, n in zip(uniques, per_unique.tolist(), strict=True):
+            text = str(value)
+            slot = index.get(text)
+            counts[len(index) if slot is None else slot] += n
+            if slot is None and ref.get("complete") and n:
+                state["unseen"] += n
+                if len(state["examples"]) < MAX_EXAMPLES and text not in state["examples"]:
+                    state["examples"].append(text)
+        return counts, int((codes < 0).sum())
+
     def add(self, frame: pd.DataFrame, predictions) -> None:
         """Count one scored batch: its feature columns and the model's predictions for them."""
-        kinds = {name: ref["kind"] for name, ref in self.reference["features"].items()}
-        X = coerce_frame(frame, kinds)
-        self.rows += len(X)
+        refs = self.reference["features"]
+        numeric = coerce_frame(frame, {n: NUMERIC for n, ref in refs.items() if ref["kind"] == NUMERIC})
+        self.rows += len(frame)
         for name, state in self.features.items():
-            self._count(state, self.reference["features"][name], X[name].to_numpy())
+            column = numeric[name] if name in numeric else frame[name]
+            self._count(state, refs[name], column.to_numpy())
         if self.prediction is not None:
             self._count(self.prediction, self.reference["prediction"], np.asarray(predictions))
 
