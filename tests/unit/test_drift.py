@@ -118,3 +118,72 @@ def test_psi_of_identical_counts_is_zero_and_of_empty_is_none():
 def test_no_profile_is_a_reason_not_a_failure():
     report = drift_job.merged_report([{"absent": drift.absent("no profile", "no_profile")}])
     assert report == {"available": False, "code": "no_profile", "reason": "no profile"}
+
+
+def test_psi_metric_comes_from_each_model_names_last_batch_prediction(tmp_path):
+    from datetime import timedelta
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kubepredict import metrics
+    from kubepredict.catalog import open_catalog, schema
+    from kubepredict.ids import utcnow
+
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    now = utcnow()
+
+    def model(model_id, name, version):
+        return dict(
+            model_id=model_id,
+            name=name,
+            version=version,
+            status="ready",
+            task="classification",
+            algorithm="x",
+            params={},
+            dataset_id="ds_1",
+            created_at=now,
+        )
+
+    def job(job_id, model_id, minutes_ago, psi):
+        drift_report = {"available": True, "features": [{"feature": "a", "psi": psi}, {"feature": "b", "psi": 0.01}]}
+        return dict(
+            job_id=job_id,
+            kind="predict",
+            status="succeeded",
+            progress=1.0,
+            model_id=model_id,
+            attempt=1,
+            max_attempts=1,
+            request={},
+            created_at=now,
+            started_at=now - timedelta(minutes=minutes_ago + 1),
+            finished_at=now - timedelta(minutes=minutes_ago),
+            rows=10,
+            summary={"rows": 10, "drift": drift_report if psi is not None else {"available": False}},
+        )
+
+    try:
+        with catalog.db.tx() as conn:
+            conn.execute(
+                schema.models.insert(), [model("mdl_1", "iris", 1), model("mdl_2", "iris", 2), model("mdl_3", "old", 1)]
+            )
+            conn.execute(
+                schema.jobs.insert(),
+                [
+                    job("job_1", "mdl_1", 30, 0.9),
+                    job("job_2", "mdl_2", 5, 0.3),
+                    job("job_3", "mdl_1", 60, 2.0),
+                    job("job_4", "mdl_3", 1, None),
+                ],
+            )
+        text = metrics.exposition(metrics.catalog_registry(catalog)).decode()
+    finally:
+        catalog.dispose()
+    samples = {
+        (s.labels["model"], s.labels["feature"]): s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "kubepredict_feature_drift_psi"
+        for s in f.samples
+    }
+    assert samples == {("iris", "a"): 0.3, ("iris", "b"): 0.01}  # version 2's job is the latest; "old" has none
