@@ -98,9 +98,7 @@ class OnlinePredictRequest(Body):
     dataframe_records: Annotated[list[dict[str, Scalar]], Field(min_length=1)] | None = None
     dataframe_split: DataframeSplit | None = None
     inputs: Annotated[list[Row], Field(min_length=1)] | dict[str, Any] | None = None
-    explain: bool = Field(
-        False, description="add per-row explanations: each column's contribution and the base value"
-    )
+    explain: bool = Field(False, description="add per-row explanations: each column's contribution and the base value")
 
 
 # ---- inference protocols (documentation: the codecs validate) --------------------------------
