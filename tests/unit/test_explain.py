@@ -128,3 +128,21 @@ def test_an_explanation_is_not_run_on_the_event_loop():
     body = b'{"model_id": "m", "instances": [[1, 2, "red"]]}'
     assert predict.is_quick("POST", "/", body)
     assert not predict.is_quick("POST", "/", body[:-1] + b', "explain": true}')
+
+
+def test_models_without_a_background_sample():
+    """Trained before profiles existed: linear models are explained against a zero reference (still exact),
+    tree models need no background, other models are a 422 no_profile."""
+    frame, new = _frame(), _frame(5, seed=9)
+    for algorithm, method in (("linear_regression", "linear"), ("random_forest", "tree")):
+        params = {"n_estimators": 10} if algorithm == "random_forest" else None
+        result = ml.train(frame, target="amount", features=FEATURES, task=None, algorithm=algorithm, params=params)
+        out = explain.explain(
+            result.pipeline, new, features=FEATURES, kinds=result.kinds, task=result.task, background=None
+        )
+        assert out["method"] == method
+        assert np.abs(_totals(out)[:, 0] - result.pipeline.predict(new[FEATURES])).max() < 1e-6
+    result = ml.train(frame, target="amount", features=FEATURES, task=None, algorithm="knn", params=None)
+    with pytest.raises(Unprocessable) as exc:
+        explain.explain(result.pipeline, new, features=FEATURES, kinds=result.kinds, task=result.task, background=None)
+    assert exc.value.code == "no_profile"
