@@ -187,3 +187,19 @@ def test_psi_metric_comes_from_each_model_names_last_batch_prediction(tmp_path):
         for s in f.samples
     }
     assert samples == {("iris", "a"): 0.3, ("iris", "b"): 0.01}  # version 2's job is the latest; "old" has none
+
+
+def test_threshold_and_explain_limit_settings(tmp_path):
+    from kubepredict.config import ConfigError, Settings
+
+    s = Settings.from_env(
+        {"KUBEPREDICT_DRIFT_PSI_THRESHOLD": "0.1", "KUBEPREDICT_EXPLAIN_MAX_ROWS": "7"}, data_dir=tmp_path
+    )
+    assert (s.drift_psi_threshold, s.explain_max_rows) == (0.1, 7)
+    assert (Settings(data_dir=tmp_path).drift_psi_threshold, Settings(data_dir=tmp_path).explain_max_rows) == (
+        0.25,
+        100,
+    )
+    for bad in ({"KUBEPREDICT_DRIFT_PSI_THRESHOLD": "0"}, {"KUBEPREDICT_EXPLAIN_MAX_ROWS": "0"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad, data_dir=tmp_path)
