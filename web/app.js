@@ -7,11 +7,13 @@
  *   js/ui.js, js/charts.js        DOM/format helpers and the small SVG charts
  *   js/settings.js, js/datasets.js, js/train.js, js/models.js, js/predict.js, js/results.js,
  *   js/online.js, js/jobs.js      one module per section of the page
+ *   js/drift.js, js/explain.js    a batch prediction's drift report; "Explain this row" (online)
  *
  * This entry module wires the sections and loads the page's data.
  */
 import { wireBanner, guarded, hideError } from "./js/banner.js";
 import { loadDatasets, wireDatasets } from "./js/datasets.js";
+import { wireExplain } from "./js/explain.js";
 import { loadJobs, wireJobs } from "./js/jobs.js";
 import { loadModels } from "./js/models.js";
 import { wireOnline } from "./js/online.js";
@@ -35,5 +37,6 @@ wireTrain();
 wirePredict();
 wireResults();
 wireOnline();
+wireExplain();
 wireJobs();
 refreshAll();

@@ -148,6 +148,10 @@ class Settings:
     async_workers: int = 4
     callback_hosts: str = ""
     callback_timeout_seconds: float = 5.0
+    # Drift (ml/drift.py): a batch prediction whose worst feature PSI passes this emits model.drift_detected;
+    # explanations ("explain": true, ml/explain.py): the most rows one online or batch request may explain
+    drift_psi_threshold: float = 0.25
+    explain_max_rows: int = 100
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -188,6 +192,10 @@ def _check(s: Settings) -> None:
         raise ConfigError("KUBEPREDICT_READ_TOKEN must differ from KUBEPREDICT_API_TOKEN")
     if s.async_queue_max < 1 or s.async_workers < 1:
         raise ConfigError("KUBEPREDICT_ASYNC_QUEUE_MAX and KUBEPREDICT_ASYNC_WORKERS must be at least 1")
+    if s.drift_psi_threshold <= 0:
+        raise ConfigError("KUBEPREDICT_DRIFT_PSI_THRESHOLD must be positive")
+    if s.explain_max_rows < 1:
+        raise ConfigError("KUBEPREDICT_EXPLAIN_MAX_ROWS must be at least 1")
     if s.runner not in ("local", "kubernetes"):
         raise ConfigError(f"KUBEPREDICT_RUNNER must be 'local' or 'kubernetes', got {s.runner!r}")
     _check_job_bounds(s)

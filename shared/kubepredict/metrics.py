@@ -13,7 +13,8 @@ Where each figure comes from, and why:
   ``InvocationCollector`` exposes them under the OpenFaaS gateway's names from a long-lived process
   (``kubepredict dispatcher --metrics-port`` or ``kubepredict metrics``; see ``catalog_registry``).
 
-Labels are bounded: function name (4), status code, job kind (2), job status (5), stream outcome (3). Never ids.
+Labels are bounded: function name (4), status code, job kind (2), job status (5), stream outcome (3), model
+name x feature (drift). Never ids.
 """
 
 from __future__ import annotations
@@ -136,6 +137,26 @@ class CatalogCollector:
         pending = GaugeMetricFamily("kubepredict_events_pending", "Outbox events not yet published to Kafka.")
         pending.add_metric([], stats["events_pending"])
         yield pending
+        yield from self._drift()
+
+    def _drift(self):
+        """Per-feature PSI of each model name's last batch prediction (catalogue: jobs' ``summary.drift``)."""
+        from .catalog.stats import drift_stats
+
+        try:
+            by_model = drift_stats(self.catalog)
+        except Exception:
+            logger.exception("could not read drift metrics")
+            return
+        psi = GaugeMetricFamily(
+            "kubepredict_feature_drift_psi",
+            "Population stability index of each feature in the last batch prediction of a model (by name).",
+            labels=["model", "feature"],
+        )
+        for model, features in sorted(by_model.items()):
+            for feature, value in sorted(features.items()):
+                psi.add_metric([model, feature], value)
+        yield psi
 
 
 class InvocationCollector:

@@ -230,6 +230,19 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     page.locator("#result-page", has_text="of 60").wait_for()
     assert page.locator("#result-table tbody tr").count() == PAGE_SIZE
     assert page.locator("#results-chart svg").count() == 1
+    # the drift report: one bar per feature, worst PSI first, the worst one's histograms shown; a click
+    # on another feature shows its reference vs current histogram
+    bars = page.locator("#drift-report .drift-row")
+    bars.first.wait_for()
+    assert bars.count() == 4
+    psis = [float(t) for t in page.locator("#drift-report .drift-psi").all_inner_texts()]
+    assert psis == sorted(psis, reverse=True), psis
+    assert bars.first.get_attribute("aria-pressed") == "true"
+    second = bars.nth(1).get_attribute("data-feature")
+    bars.nth(1).click()
+    page.locator(f"#drift-detail svg[aria-label='reference and current distribution of {second}']").wait_for()
+    reference, current = page.locator("#drift-detail rect.drift-ref"), page.locator("#drift-detail rect.drift-cur")
+    assert reference.count() == current.count() > 1
     walk.step("predicted")
 
     # 5. page through the results
@@ -255,6 +268,11 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     page.locator("#online-fields input").first.wait_for()
     page.click("#online-button")
     page.locator("#online-output", has_text="Prediction:").wait_for()
+    # explain the row: one bar per column, and the base value adding up to the output
+    page.click("#online-explain")
+    page.locator("#online-explanation svg").wait_for()
+    assert page.locator("#online-explanation rect.bar").count() == 4
+    assert "base" in page.locator("#online-explanation p").inner_text()
     walk.step("online")
 
     assert walk.page_errors == [], walk.page_errors

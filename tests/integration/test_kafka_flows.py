@@ -233,3 +233,41 @@ def test_broker_outage_delays_events_and_loses_none(start_gateway, kafka_broker,
         reader.close()
     relay_lines = [ln for ln in gw.log_tail(1000).splitlines() if "events.relay: Kafka unreachable" in ln]
     assert len(relay_lines) == 1, f"the relay logs the outage once (down {down_for:.0f} s): {relay_lines}"
+
+
+def test_a_drifted_batch_prediction_publishes_model_drift_detected(start_gateway, kafka_bootstrap, kafka_topic_prefix):
+    """The drift event goes out like every event: outbox, relay, the events topic (once, keyed by the job)."""
+    from tests.e2e.api import Api, frame_csv
+    from tests.unit.test_drift import IRIS as IRIS_FRAME
+    from tests.unit.test_drift import iris_like
+
+    t = topics(kafka_topic_prefix)
+    gw = start_gateway(kafka_env(kafka_bootstrap, kafka_topic_prefix))
+    api = Api(gw.url)
+    train = api.upload(frame_csv(iris_like(1500, 1)), "drift-train")
+    q = api.train(dataset_id=train["dataset_id"], target="species", algorithm="logistic_regression")
+    assert api.wait(q["job_id"])["status"] == "succeeded"
+    shifted = iris_like(500, 2)
+    shifted["petal_length"] = shifted["petal_length"] + 3 * IRIS_FRAME["petal_length"].std()
+    ds = api.upload(frame_csv(shifted), "drift-shifted")
+    job = api.wait(api.predict(q["model_id"], ds["dataset_id"])["job_id"])
+    assert job["status"] == "succeeded" and job["summary"]["drift"]["detected"], job["summary"].get("drift")
+
+    reader = TopicReader(kafka_bootstrap, t["events"])
+    try:
+        reader.until(
+            lambda ms: any(
+                e["type"] == "kubepredict.model.drift_detected" for e in per_job(reader.events(), job["job_id"])
+            ),
+            120,
+            "the drift event",
+        )
+        reader.poll(2.0)
+        drifted = [
+            e for e in per_job(reader.events(), job["job_id"]) if e["type"] == "kubepredict.model.drift_detected"
+        ]
+    finally:
+        reader.close()
+    assert len(drifted) == 1
+    assert drifted[0]["data"]["model_id"] == q["model_id"]
+    assert [f["feature"] for f in drifted[0]["data"]["features"]] == ["petal_length"]

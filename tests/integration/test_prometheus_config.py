@@ -61,7 +61,7 @@ def test_cluster_config_is_valid(promtool, tmp_path):
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         out = _run(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 9 rules found" in out.stdout
+    assert "SUCCESS: 10 rules found" in out.stdout
 
 
 UPSTREAM_PROMTOOL = CACHE_ROOT / "promtool" / "bin" / "promtool"
@@ -76,7 +76,7 @@ def test_cluster_config_passes_upstream_promtool():
         pytest.skip(reason)
     out = _run(str(UPSTREAM_PROMTOOL), "check", "config", "prometheus.yml")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "is valid prometheus config file syntax" in out.stdout and "SUCCESS: 9 rules found" in out.stdout
+    assert "is valid prometheus config file syntax" in out.stdout and "SUCCESS: 10 rules found" in out.stdout
     rules = _run(str(UPSTREAM_PROMTOOL), "test", "rules", *sorted(str(p) for p in (PROM / "tests").glob("*.yml")))
     assert rules.returncode == 0, rules.stdout + rules.stderr
 
@@ -110,6 +110,7 @@ def test_every_alert_has_severity_summary_description_and_for():
         "KubepredictOutboxBacklog",
         "KubepredictFunctionErrors",
         "KubepredictJobStuckRunning",
+        "KubepredictFeatureDrift",
     } <= names
     tested = (PROM / "tests" / "kubepredict.rules.test.yml").read_text()
     assert all(f"alertname: {n}" in tested for n in names), "every alert has a promtool unit test"
@@ -160,7 +161,7 @@ def test_local_config_scrapes_a_gateway(tmp_path, promtool):
             assert time.monotonic() < deadline, "prometheus-local.yml never scraped the gateway"
             time.sleep(0.5)
         rules = httpx.get(f"http://127.0.0.1:{port}/api/v1/rules").json()["data"]["groups"]
-        assert sum(len(g["rules"]) for g in rules) == 9
+        assert sum(len(g["rules"]) for g in rules) == 10
     finally:
         proc.terminate()
         proc.wait(30)

@@ -23,15 +23,21 @@ export async function onPredictModelChange() {
   });
 }
 
-async function onOnlineSubmit(ev) {
-  ev.preventDefault();
-  const modelId = $("#predict-model").value;
-  if (!modelId) { showError("Predict", new Error("Choose a trained model first.")); return; }
+/** The row the fields describe, as {feature: value} (empty: null). */
+export function readRow() {
   const row = {};
   document.querySelectorAll("#online-fields input").forEach((inp) => {
     const raw = inp.value.trim();
     row[inp.dataset.feature] = raw === "" ? null : inp.dataset.numeric ? Number(raw) : raw;
   });
+  return row;
+}
+
+async function onOnlineSubmit(ev) {
+  ev.preventDefault();
+  const modelId = $("#predict-model").value;
+  if (!modelId) { showError("Predict", new Error("Choose a trained model first.")); return; }
+  const row = readRow();
   const out = $("#online-output");
   out.textContent = "…";
   const res = await guarded("The online prediction failed", () => api("POST", "/function/predict", { model_id: modelId, instances: [row] }));

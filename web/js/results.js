@@ -1,6 +1,7 @@
 /* Results of a batch prediction: the summary chart, the paged table and the CSV download. */
 import { api, fetchBlob, settings, url } from "./client.js";
 import { guarded } from "./banner.js";
+import { renderDrift } from "./drift.js";
 import { asPairs, barChart, figure, histogram } from "./charts.js";
 import { PAGE_SIZE, state } from "./state.js";
 import { $, el, fmtNum, fmtTime, table } from "./ui.js";
@@ -102,6 +103,7 @@ export function renderResultSummary(job) {
   }
   const extra = ["mean", "std", "min", "max"].filter((k) => typeof sm[k] === "number");
   if (extra.length) box.append(el("p", { class: "muted", text: extra.map((k) => `${k} ${fmtNum(sm[k])}`).join(" · ") }));
+  renderDrift(sm.drift);
 }
 
 export function wireResults() {

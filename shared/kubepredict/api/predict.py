@@ -28,8 +28,11 @@ QUICK_MAX_BYTES = 256 * 1024
 
 
 def _quick(method: str, path: str, body: bytes) -> bool:
-    """Online scoring of a small body (no dataset named: a batch job would write to the database)."""
-    return method == "POST" and len(body) <= QUICK_MAX_BYTES and b'"dataset_id"' not in body
+    """Online scoring of a small body (no dataset named: a batch job would write to the database; no
+    explanation asked for: that takes up to seconds, and would hold the event loop)."""
+    return (
+        method == "POST" and len(body) <= QUICK_MAX_BYTES and b'"dataset_id"' not in body and b'"explain"' not in body
+    )
 
 
 predict.quick = _quick

@@ -63,6 +63,25 @@ def _job(conn: Connection, job_id: str) -> Row[Any]:
     return conn.execute(select(J).where(J.c.job_id == job_id)).one()
 
 
+def _drift_event(row: Row[Any], drift: dict[str, Any]) -> dict[str, Any]:
+    """``model.drift_detected``'s data: the job, its model, and the features whose PSI passed the threshold."""
+    threshold = drift.get("threshold")
+    drifted = [
+        {"feature": f["feature"], "psi": f["psi"]}
+        for f in drift.get("features", [])
+        if f.get("psi") is not None and threshold is not None and f["psi"] > threshold
+    ]
+    return {
+        "job_id": row.job_id,
+        "model_id": row.model_id,
+        "dataset_id": row.dataset_id,
+        "threshold": threshold,
+        "max_psi": drift.get("max_psi"),
+        "features": drifted,
+        "prediction_psi": (drift.get("prediction") or {}).get("psi"),
+    }
+
+
 def cancel_shards(conn: Connection, job_id: str) -> None:
     """Cancel the job's shards that are not over yet (its parent finished)."""
     conn.execute(
@@ -369,6 +388,9 @@ class JobsRepo:
                 raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
             row = _job(conn, job_id)
             emit(conn, "job.succeeded", job_id, _event_data(row, summary={"rows": summary.get("rows")}))
+            drift = summary.get("drift") or {}
+            if drift.get("detected"):
+                emit(conn, "model.drift_detected", job_id, _drift_event(row, drift))
 
     def fail(self, job_id: str, attempt: int, code: str, message: str) -> bool:
         """Record a failure the worker itself observed (bad data, an exception)."""

@@ -141,3 +141,27 @@ def invocation_stats(
         n = sum(by_le.values())
         out[key] = (_cumulative(buckets, cumulative, n), seconds, n)
     return out
+
+
+# ---- drift ---------------------------------------------------------------------------------------
+def drift_stats(catalog: Transactions) -> dict[str, dict[str, float]]:
+    """``{model name: {feature: PSI}}`` from the last succeeded batch prediction of each model name that has a
+    drift report (one small row per name: the database picks the latest job; only those summaries are read)."""
+    M = schema.models
+    joined = J.join(M, M.c.model_id == J.c.model_id)
+    done = (J.c.kind == "predict", J.c.status == "succeeded", J.c.finished_at.is_not(None))
+    latest = select(M.c.name, func.max(J.c.finished_at).label("at")).select_from(joined).where(*done).group_by(M.c.name)
+    latest_sq = latest.subquery()
+    query = (
+        select(M.c.name, J.c.summary)
+        .select_from(joined.join(latest_sq, (latest_sq.c.name == M.c.name) & (latest_sq.c.at == J.c.finished_at)))
+        .where(*done)
+    )
+    out: dict[str, dict[str, float]] = {}
+    with catalog.ro() as conn:
+        for name, summary in conn.execute(query):
+            drift = (summary or {}).get("drift") if isinstance(summary, dict) else None
+            if not drift or not drift.get("available"):
+                continue
+            out[name] = {f["feature"]: float(f["psi"]) for f in drift.get("features", []) if f.get("psi") is not None}
+    return out

@@ -2,7 +2,8 @@
 
 ``{"model_id": ref, "instances" | "inputs" | "dataframe_records": [rows…]}`` or
 ``{"model_id": ref, "dataframe_split": {"columns": [...], "data": [[...]]}}``; a row is an object
-or a list in feature order. Answer: ``{"model_id", "predictions", "probabilities"?, "classes"?}``.
+or a list in feature order; ``"explain": true`` adds per-row explanations. Answer: ``{"model_id",
+"predictions", "probabilities"?, "classes"?, "explanations"?}``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from . import base
 from .table import Table
 
 KEYS = ("instances", "dataframe_split", "dataframe_records", "inputs")
-ALLOWED = {"model_id", *KEYS}
+ALLOWED = {"model_id", "explain", *KEYS}  # explain: services/explaining.py
 
 
 def is_online(body: dict) -> bool:

@@ -17,6 +17,7 @@ TYPES = (
     "kubepredict.job.cancelled",
     "kubepredict.model.ready",
     "kubepredict.model.deleted",
+    "kubepredict.model.drift_detected",
 )
 
 

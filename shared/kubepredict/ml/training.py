@@ -14,7 +14,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score, tra
 from sklearn.pipeline import Pipeline
 
 from kubepredict.errors import InvalidInput, KubepredictError, Unprocessable
-from kubepredict.ml import evaluation
+from kubepredict.ml import evaluation, profile
 from kubepredict.ml.algorithms import (
     AUTO,
     AUTO_CANDIDATES,
@@ -49,6 +49,7 @@ class TrainResult:
     target: str | None
     classes: list | None
     metrics: dict = field(default_factory=dict)
+    profile: dict | None = None  # the reference profile (ml/profile.py), stored as JSON next to the model
 
 
 def _no_progress(stage: str, p: float) -> None:
@@ -122,6 +123,7 @@ def train(
     metrics["serving"] = serving_check(pipeline, features, kinds, task, X_test if len(X_test) else X_train)
     estimator = pipeline[-1]
     classes = json_safe(estimator.classes_) if task == "classification" else None
+    reference = _profile(pipeline, X_train, X_test if len(X_test) else X_train, kinds, task, random_state)
     result = TrainResult(
         pipeline=pipeline,
         task=task,
@@ -133,6 +135,7 @@ def train(
         target=target,
         classes=classes,
         metrics=metrics,
+        profile=reference,
     )
     progress("done", 1.0)
     logger.info("trained %s/%s on %d rows in %.2fs", task, chosen.name, len(X_train), fit_seconds)
@@ -157,6 +160,16 @@ def serving_check(pipeline, features, kinds, task, X) -> dict:
         logger.warning("could not compile the pipeline for serving", exc_info=True)
         return fast.describe(None, None, reason=f"{type(exc).__name__}: {exc}"[:200])
     return fast.describe(check, scorer)
+
+
+def _profile(pipeline, X_train, held_out, kinds, task, random_state) -> dict | None:
+    """The reference profile for drift and explanations; None (logged) rather than a failed training."""
+    try:
+        predictions = pipeline.predict(held_out) if hasattr(pipeline[-1], "predict") else None
+        return profile.build(X_train, kinds, predictions, task, random_state=random_state)
+    except Exception:
+        logger.warning("could not build the model's reference profile", exc_info=True)
+        return None
 
 
 def _features(frame: pd.DataFrame, target: str | None, features: list[str] | None) -> list[str]:

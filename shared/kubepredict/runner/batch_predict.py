@@ -174,8 +174,11 @@ def score_batches(
     batches: Iterable[pa.RecordBatch],
     first_row: int,
     progress: Callable[[int], None] | None = None,
+    drift=None,
 ) -> BatchSummary:
-    """Score each batch and insert its predictions with their dataset row index (``first_row`` onwards)."""
+    """Score each batch and insert its predictions with their dataset row index (``first_row`` onwards).
+
+    ``drift``: a ``ml.drift.DriftCounter`` that counts each batch's rows and predictions, or None."""
     summary = BatchSummary(task)
     row = first_row
     for batch in batches:
@@ -187,6 +190,8 @@ def score_batches(
         probabilities = probability_array(result.probabilities, len(predictions))
         catalog.insert_prediction_batch(job_id, row, predictions, probabilities)
         summary.add(result.predictions, codes, labels)
+        if drift is not None:
+            drift.add(frame, result.predictions)
         row += batch.num_rows
         if progress is not None:
             progress(row - first_row)

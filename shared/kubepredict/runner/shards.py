@@ -13,6 +13,7 @@ import logging
 
 from ..ids import utcnow
 from ..services.prediction import load_pipeline
+from . import drift_job
 from .batch_predict import BatchSummary, peak_rss_mib
 from .limits import clamp_model
 
@@ -33,6 +34,7 @@ def run_predict_shard(svc, job, shard, *, cpus: int | None = None) -> None:
     clamp_model(pipeline, cpus)
     dataset = catalog.get_dataset_row(job.dataset_id)
     catalog.clear_shard_predictions(job.job_id, shard.row_start, shard.row_stop)
+    counter = drift_job.load_counter(svc, model)
     result = predict_rows(
         svc,
         job.job_id,
@@ -42,8 +44,13 @@ def run_predict_shard(svc, job, shard, *, cpus: int | None = None) -> None:
         row_start=shard.row_start,
         row_stop=shard.row_stop,
         progress=lambda done: catalog.shard_progress(job.job_id, shard.shard, shard.attempt, done),
+        drift=counter,
     )
-    summary = {**result.partial(), "peak_rss_mib": peak_rss_mib()}
+    summary = {
+        **result.partial(),
+        "peak_rss_mib": peak_rss_mib(),
+        "drift": drift_job.shard_partial(counter, svc.settings.drift_psi_threshold),
+    }
     if catalog.succeed_shard(job.job_id, shard.shard, shard.attempt, summary=summary):
         finalize(catalog, job.job_id)
 
@@ -73,6 +80,7 @@ def finalize(catalog, job_id: str) -> bool:
     summary = total.as_dict()
     summary["seconds"] = round(((utcnow() - job.started_at).total_seconds()) if job.started_at else 0.0, 3)
     summary["shards"] = len(partials)
+    summary["drift"] = drift_job.merged_report([p.get("drift") for p in partials])
     peaks = [p["peak_rss_mib"] for p in partials if p.get("peak_rss_mib") is not None]
     if peaks:
         summary["peak_rss_mib"] = max(peaks)  # of the largest shard worker

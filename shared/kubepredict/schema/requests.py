@@ -71,6 +71,11 @@ class BatchPredictRequest(Body):
     dataset_id: Id
     resources: JsonObject | None = None
     shards: Annotated[int, Field(ge=1)] | None = Field(None, description="score in N row ranges at once")
+    explain: bool = Field(
+        False,
+        description="also explain every row (per-column contributions in summary.explanations); "
+        "at most KUBEPREDICT_EXPLAIN_MAX_ROWS rows, scored by one worker",
+    )
 
 
 Row = dict[str, Scalar] | list[Scalar] | Scalar
@@ -93,6 +98,7 @@ class OnlinePredictRequest(Body):
     dataframe_records: Annotated[list[dict[str, Scalar]], Field(min_length=1)] | None = None
     dataframe_split: DataframeSplit | None = None
     inputs: Annotated[list[Row], Field(min_length=1)] | dict[str, Any] | None = None
+    explain: bool = Field(False, description="add per-row explanations: each column's contribution and the base value")
 
 
 # ---- inference protocols (documentation: the codecs validate) --------------------------------

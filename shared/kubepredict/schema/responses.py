@@ -155,11 +155,23 @@ class JobList(Page):
     jobs: list[Job]
 
 
+class Explanations(Open):
+    """Per-row contributions: for each row and output, ``base + sum(contributions) == output``."""
+
+    method: str = Field(description="linear or tree (exact), or permutation (approximate)")
+    scale: str = Field(description="value, probability, log-odds (binary) or logit (multinomial)")
+    outputs: list[Any] = Field(description="what each position of base/output/contribution lists is: classes or value")
+    base: list[float]
+    columns: list[str]
+    rows: list[dict[str, Any]] = Field(description="per row: output (list) and contributions {column: list}")
+
+
 class OnlinePrediction(Open):
     model_id: str
     predictions: list[Any]
     probabilities: list[list[float]] | None = None
     classes: list[Any] | None = None
+    explanations: Explanations | None = None
 
 
 class FunctionStatus(Open):

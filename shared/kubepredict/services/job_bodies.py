@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 from .. import ml
+from ..ml.drift import DriftCounter
+from ..ml.profile import profile_key
+from ..runner import drift_job
 from ..runner.batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
 from ..runner.limits import clamp_model, clamp_parallelism
 from .datasets import load_frame, open_parquet
+from .explaining import explain_frame
 from .prediction import load_pipeline
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,8 @@ def run_train(svc, job, *, cpus: int | None = None) -> None:
     trained = time.perf_counter()
     blob = ml.dump_model(result.pipeline)
     stored = svc.storage.put_bytes(f"models/{job.model_id}/model.skops", blob)
+    if result.profile is not None:
+        svc.storage.put_bytes(profile_key(job.model_id), json.dumps(result.profile, allow_nan=False).encode())
     logger.info(
         "job %s: data loaded in %.2f s, trained in %.2f s (fit %.2f s), model saved in %.2f s",
         job.job_id,
@@ -85,6 +92,7 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
     catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate
     started = time.perf_counter()
     total = max(int(dataset.rows or 0), 1)
+    counter = drift_job.load_counter(svc, model)
     result = predict_rows(
         svc,
         job.job_id,
@@ -94,20 +102,36 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
         row_start=0,
         row_stop=None,
         progress=lambda done: catalog.progress(job.job_id, job.attempt, "scoring", 0.05 + 0.9 * min(1.0, done / total)),
+        drift=counter,
     )
     summary = result.as_dict()
+    summary["drift"] = drift_job.report(counter, svc.settings.drift_psi_threshold)
+    if job.request.get("explain"):
+        catalog.progress(job.job_id, job.attempt, "explaining", 0.96)
+        frame = load_frame(svc, dataset, columns=model.features)
+        summary["explanations"] = explain_frame(
+            svc,
+            model.model_id,
+            model.artifact_sha256,
+            pipeline,
+            frame,
+            features=model.features,
+            kinds=model.kinds,
+            task=model.task,
+        )
     summary["seconds"] = round(time.perf_counter() - started, 3)
     summary["peak_rss_mib"] = peak_rss_mib()
     catalog.succeed_predict(job.job_id, job.attempt, summary=summary)
 
 
 def predict_rows(
-    svc, job_id: str, model, pipeline, dataset, *, row_start: int, row_stop: int | None, progress
+    svc, job_id: str, model, pipeline, dataset, *, row_start: int, row_stop: int | None, progress, drift=None
 ) -> BatchSummary:
     """Score the dataset's rows ``[row_start, row_stop)`` (``None``: to the end) and store their predictions.
 
     The boundary shared by whole jobs and shards (runner/shards.py): a shard (``row_stop`` given) reads
-    its row groups through ranged reads. ``progress(rows_done)`` after each batch.
+    its row groups through ranged reads. ``progress(rows_done)`` after each batch; ``drift`` (a
+    ``DriftCounter`` or a report of its absence) counts the rows for the job's drift report.
     """
     features, kinds = model.features, model.kinds
     with open_parquet(svc, dataset, ranged=True) as parquet:
@@ -124,4 +148,5 @@ def predict_rows(
             batches=batches,
             first_row=row_start,
             progress=progress,
+            drift=drift if isinstance(drift, DriftCounter) else None,
         )

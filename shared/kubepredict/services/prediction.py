@@ -6,13 +6,13 @@ import time
 
 from .. import metrics, ml
 from ..codecs import native
-from ..errors import Conflict
+from ..errors import Conflict, Unprocessable
 from ..ids import new_id
 from ..runner.resources import check_resources, maximums
 from ..runner.shard_plan import plan_ranges, shard_count
 from ..schema import parse
 from ..schema.requests import BatchPredictRequest
-from . import serving
+from . import explaining, serving
 from .training import check_queue
 
 ONLINE_KEYS = native.KEYS
@@ -39,12 +39,16 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     model = ready_model(svc, req.model_id)
     dataset = svc.catalog.get_dataset_row(req.dataset_id)
     ml.check_columns(set(dataset.column_names), model.features)
-    shards = shard_count(body, int(dataset.rows), svc.settings)
+    if req.explain:
+        check_explainable(svc, model, int(dataset.rows))
+    shards = 1 if req.explain else shard_count(body, int(dataset.rows), svc.settings)
     check_queue(svc)
     job_id = new_id("job")
     request = {"model_id": model.model_id, "dataset_id": dataset.dataset_id, "resources": resources}
     if shards > 1:
         request["shards"] = shards
+    if req.explain:
+        request["explain"] = True
     job = {
         "job_id": job_id,
         "kind": "predict",
@@ -62,6 +66,13 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     return queued
 
 
+def check_explainable(svc, model, rows: int) -> None:
+    """A batch ``"explain": true`` is refused up front: too many rows (400), a clustering model (422)."""
+    explaining.check_rows(svc, rows)
+    if model.task == "clustering":
+        raise Unprocessable("clustering models cannot be explained (their output is a label)", code="not_explainable")
+
+
 def load_pipeline(svc, row):
     def load():
         return ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
@@ -71,8 +82,18 @@ def load_pipeline(svc, row):
 
 
 def predict_online(svc, body: dict) -> dict:
-    """The native online answer for ``POST /function/predict`` (``model_id`` + rows)."""
-    return infer(svc, native, body, native.model_ref(body))
+    """The native online answer for ``POST /function/predict`` (``model_id`` + rows; ``"explain": true``
+    adds ``explanations``, see services/explaining.py)."""
+    if not explaining.wanted(body):
+        return infer(svc, native, body, native.model_ref(body))
+    started = time.perf_counter()
+    model = serving.resolve(svc, native.model_ref(body))
+    table = native.decode(body, model)
+    explaining.check_rows(svc, table.n_rows)
+    out = native.encode(model, serving.score(svc, model, table), body)
+    out["explanations"] = explaining.explain_table(svc, model, table)
+    metrics.ONLINE_PREDICT_SECONDS.observe(time.perf_counter() - started)
+    return out
 
 
 def infer(svc, codec, body, ref: str, version: str | None = None, *, decode=None) -> dict:

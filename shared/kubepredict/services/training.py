@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import ml
 from ..errors import InvalidInput, TooManyJobs, Unprocessable
 from ..ids import new_id
+from ..ml.profile import profile_key
 from ..runner.resources import check_resources, maximums
 from ..schema import parse
 from ..schema.requests import TrainRequest
@@ -132,3 +133,4 @@ def delete_model(svc, model_id: str) -> None:
     row = svc.catalog.delete_model(model_id)
     if row.artifact_key:
         svc.storage.delete(row.artifact_key)
+    svc.storage.delete(profile_key(model_id))
