@@ -203,3 +203,19 @@ def test_threshold_and_explain_limit_settings(tmp_path):
     for bad in ({"KUBEPREDICT_DRIFT_PSI_THRESHOLD": "0"}, {"KUBEPREDICT_EXPLAIN_MAX_ROWS": "0"}):
         with pytest.raises(ConfigError):
             Settings.from_env(bad, data_dir=tmp_path)
+
+
+def test_bin_counts_match_a_searchsorted_per_value_with_missing_infinite_and_repeated_edges():
+    from kubepredict.ml.profile import bin_counts
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        values = rng.normal(size=rng.integers(0, 500)).round(rng.integers(0, 3))
+        values[rng.random(len(values)) < 0.1] = np.nan
+        values[rng.random(len(values)) < 0.03] = np.inf
+        values[rng.random(len(values)) < 0.03] = -np.inf
+        edges = sorted(rng.choice(np.round(rng.normal(size=12), 1), size=rng.integers(0, 10)))
+        finite = np.isfinite(values)
+        idx = np.searchsorted(np.asarray(edges, dtype=float), values[finite], side="left")
+        expected = np.bincount(idx, minlength=len(edges) + 1).tolist(), int((~finite).sum())
+        assert bin_counts(values, edges) == expected
