@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import ml
 from ..schema import requests as q
 from ..schema import responses as out
-from ..services import training
+from ..services import registry, training
 from .docs import Content
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
 
@@ -91,6 +91,43 @@ def list_(request: Request, svc) -> Response:
     limit, offset = request.params.limit, request.params.offset
     items, total = svc.catalog.list_models(limit=limit, offset=offset, name=request.params.name)
     return Response.json({"models": items, "total": total, "limit": limit, "offset": offset})
+
+
+@train.route(
+    "GET",
+    "/{name}/aliases",
+    summary="A model name's aliases (champion…) and the versions they point at",
+    responses={200: out.AliasList, 404: "no model has this name"},
+)
+def aliases(request: Request, svc, name: str) -> Response:
+    return Response.json({"name": name, "aliases": svc.catalog.aliases.list_aliases(name)})
+
+
+@train.route(
+    "PUT",
+    "/{name}/aliases/{alias}",
+    summary="Point an alias at a version of the name (promote, roll back); champion answers the bare name",
+    body=q.AliasRequest,
+    responses={
+        200: out.Alias,
+        400: "invalid alias name, or neither/both of version and model_id",
+        404: "no such version of the name",
+        409: "the model is of another name, or not ready",
+    },
+)
+def set_alias(request: Request, svc, name: str, alias: str) -> Response:
+    return Response.json(registry.set_alias(svc, name, alias, request.json()))
+
+
+@train.route(
+    "DELETE",
+    "/{name}/aliases/{alias}",
+    summary="Remove an alias (a bare name then means its newest ready version again)",
+    responses={204: "removed", 400: "invalid alias name", 404: "no such alias"},
+)
+def delete_alias(request: Request, svc, name: str, alias: str) -> Response:
+    svc.catalog.aliases.delete_alias(name, alias)
+    return Response(204)
 
 
 @train.route("GET", "/{model_id}", summary="A model: status, metrics, classes", responses={200: out.Model})

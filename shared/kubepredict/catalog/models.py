@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from ..errors import ModelNotFound
 from . import schema
+from .aliases import aliases_by_model
 from .database import Database, refuse_if_in_use
 from .heads import HeadReader
 from .outbox import emit
@@ -36,7 +37,10 @@ class ModelsRepo:
         return ModelRecord.of(row)
 
     def get_model(self, model_id: str) -> dict[str, Any]:
-        return self.get_model_row(model_id).view()
+        view = self.get_model_row(model_id).view()
+        with self.db.ro() as conn:
+            view["aliases"] = aliases_by_model(conn, [model_id]).get(model_id, [])
+        return view
 
     def model_ids(self) -> set[str]:
         """Every model id, whatever its status (a model in training owns its folder before its artifact)."""
@@ -50,7 +54,8 @@ class ModelsRepo:
             rows = conn.execute(
                 select(M).where(*where).order_by(M.c.created_at.desc(), M.c.model_id).limit(limit).offset(offset)
             ).all()
-        return [ModelRecord.of(r).view() for r in rows], total
+            aliases = aliases_by_model(conn, [r.model_id for r in rows])
+        return [{**ModelRecord.of(r).view(), "aliases": aliases.get(r.model_id, [])} for r in rows], total
 
     def delete_model(self, model_id: str) -> ModelRecord:
         """Delete a model's row (with a ``model.deleted`` event); 409 while a queued or running job uses it."""

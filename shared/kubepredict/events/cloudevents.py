@@ -17,6 +17,10 @@ TYPES = (
     "kubepredict.job.cancelled",
     "kubepredict.model.ready",
     "kubepredict.model.deleted",
+    "kubepredict.model.alias_set",
+    "kubepredict.model.alias_deleted",
+    "kubepredict.model.promoted",
+    "kubepredict.model.imported",
 )
 
 

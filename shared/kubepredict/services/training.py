@@ -8,6 +8,7 @@ from ..ids import new_id
 from ..runner.resources import check_resources, maximums
 from ..schema import parse
 from ..schema.requests import TrainRequest
+from . import promotion
 from .datasets import clean_name, load_frame
 
 
@@ -67,6 +68,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
                 details={"target": target},
             )
     ml.validate_request(algorithm, task, params)
+    promote = promotion.validate(svc, req.promote, task=task, features=features, target=target) if req.promote else None
     check_queue(svc)
 
     model_id, job_id = new_id("mdl"), new_id("job")
@@ -82,6 +84,8 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
         "random_state": random_state,
         "resources": resources,
     }
+    if promote:
+        request["promote"] = promote
     model = {
         "model_id": model_id,
         "name": name,
