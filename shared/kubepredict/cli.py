@@ -1,5 +1,5 @@
 """``kubepredict``: serve | worker | dispatcher | metrics | gc | relay | connector | stream-scorer | upload | train |
-predict | result | demo."""
+predict | result | verify | demo."""
 
 from __future__ import annotations
 
@@ -163,6 +163,33 @@ def gc(data_dir, dry_run, grace_seconds):
     )
     if found.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("model_id")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gateway's data folder when it uses the defaults (SQLite and folder store there).",
+)
+def verify(model_id, data_dir):
+    """Retrain MODEL_ID from its stored request and dataset; exit 0 if held-out predictions are identical, else 1."""
+    from .bootstrap import bootstrap
+    from .errors import KubepredictError
+    from .services import reproduce
+
+    svc = bootstrap(_settings(data_dir=data_dir))
+    try:
+        report = reproduce.verify(svc, model_id)
+    except KubepredictError as exc:
+        _fail(exc)
+    finally:
+        svc.catalog.dispose()
+    click.echo(json.dumps(report, indent=2))
+    verdict = "identical: the model is reproducible" if report["identical"] else "DIFFERENT: not reproducible"
+    click.echo(verdict, err=True)
+    sys.exit(0 if report["identical"] else 1)
 
 
 def _wait_for_sigterm(alive=lambda: True) -> None:

@@ -170,6 +170,10 @@ class UploadQuery(Query):
     name: str | None = Field(None, description="the dataset's name, up to 200 characters (default: the file's name)")
 
 
+class ImportQuery(Query):
+    name: str | None = Field(None, description="import as a version of this name (default: the bundle's name)")
+
+
 class ModelsQuery(PageQuery):
     name: str | None = Field(None, description="only the versions of this model name")
 

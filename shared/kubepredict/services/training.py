@@ -68,7 +68,9 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
                 details={"target": target},
             )
     ml.validate_request(algorithm, task, params)
-    promote = promotion.validate(svc, req.promote, task=task, features=features, target=target) if req.promote else None
+    promote = None
+    if req.promote:
+        promote = promotion.validate(svc, req.promote, task=task or "clustering", features=features, target=target)
     check_queue(svc)
 
     model_id, job_id = new_id("mdl"), new_id("job")
