@@ -7,6 +7,7 @@
  *   js/ui.js, js/charts.js        DOM/format helpers and the small SVG charts
  *   js/settings.js, js/datasets.js, js/train.js, js/models.js, js/predict.js, js/results.js,
  *   js/online.js, js/jobs.js      one module per section of the page
+ *   js/registry.js  the models section as a registry: table by name, aliases, the opened card, compare
  *
  * This entry module wires the sections and loads the page's data.
  */

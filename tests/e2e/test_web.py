@@ -177,8 +177,14 @@ def _train(page, algorithm: str, name: str) -> str:
 
 
 def _assert_model_card(page, model_id: str) -> None:
-    card = page.locator(f"#model-list [data-model-id='{model_id}']")
+    """The registry table has one compact row per version; its full card (metrics, charts) once opened."""
+    row = page.locator(f"#model-list tr[data-model-id='{model_id}']")
+    row.locator(".badge.ready").wait_for()
+    if row.locator("button.open-model").get_attribute("aria-expanded") != "true":
+        row.locator("button.open-model").click()
+    card = page.locator(f"#model-detail article[data-model-id='{model_id}']")
     card.locator(".badge.ready").wait_for()
+    assert page.locator("#model-detail article").count() == 1  # only the opened version has a full card
     assert card.locator(".metric", has_text="accuracy").count() == 1, card.inner_text()
     assert card.locator("svg").count() >= 1, "no chart in the model card"
     assert card.locator("figcaption", has_text="Confusion matrix").count() == 1
@@ -214,8 +220,11 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     assert page.eval_on_selector("#job-progress", "e => e.value") == 1
     model_id = page.get_attribute(f"#job-list li[data-job-id='{job_id}']", "data-model-id")
 
-    # 3. the model card shows metrics and charts
+    # 3. the model card shows metrics and charts; point the champion alias at it from the card
     _assert_model_card(page, model_id)
+    page.fill("#alias-name", "champion")
+    page.click("#alias-set")
+    page.locator(f"#model-list tr[data-model-id='{model_id}'] .alias-chip[data-alias='champion']").wait_for()
     walk.step("trained")
 
     # 4. upload new data right in the predict form, then predict
@@ -230,7 +239,8 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     page.locator("#result-page", has_text="of 60").wait_for()
     assert page.locator("#result-table tbody tr").count() == PAGE_SIZE
     assert page.locator("#results-chart svg").count() == 1
-    walk.step("predicted")
+    page.locator("#models").evaluate("e => e.scrollIntoView()")  # the registry, the opened card, the predict form
+    walk.step("predicted", full_page=False)  # one screen: the README's docs/web.png
 
     # 5. page through the results
     page.click("#result-next")
@@ -315,6 +325,14 @@ def test_two_trainings_at_once(walk, web_url, tmp_path):
     for model_id in models:
         _assert_model_card(page, model_id)
     walk.step("both-done")
+    # compare the two versions' metrics side by side
+    for model_id in models:
+        page.locator(f"#model-list tr[data-model-id='{model_id}'] input.compare-pick").check()
+    accuracy = page.locator("#model-compare tr[data-metric='accuracy'] td")
+    accuracy.first.wait_for()
+    cells = accuracy.all_inner_texts()
+    assert len(cells) == 3 and all(t.strip() != "—" for t in cells), cells
+    walk.step("compare", full_page=False)
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors
 
