@@ -132,3 +132,27 @@ def test_promotion_request_is_checked_before_queueing(svc, iris):
             svc, {"dataset_id": iris, "target": "species", "promote": {"metric": "accuracy", "dataset_id": "ds_nope"}}
         )
     assert svc.catalog.count_jobs() == 0
+
+
+def test_deleting_the_champion_drops_its_alias_and_the_name_falls_back(svc, iris):
+    v1 = _train(svc, iris, "flowers")["model_id"]
+    v2 = _train(svc, iris, "flowers")["model_id"]
+    registry.set_alias(svc, "flowers", "champion", {"version": 1})
+    training.delete_model(svc, v1)
+    assert svc.catalog.aliases.list_aliases("flowers") == []
+    assert serving.resolve(svc, "flowers").model_id == v2
+    with pytest.raises(ModelNotFound):
+        serving.resolve(svc, "flowers@champion")
+
+
+def test_a_gate_whose_dataset_is_gone_keeps_the_model_and_says_why(svc, iris):
+    other = datasets.upload_dataset(svc, io.BytesIO(IRIS), name="holdout")["dataset_id"]
+    gate = {"alias": "champion", "metric": "accuracy", "dataset_id": other}
+    job, _ = training.submit_train(svc, {"dataset_id": iris, "target": "species", "name": "g", "promote": gate})
+    svc.catalog.delete_dataset(other)
+    assert run_worker(svc, job["job_id"]) == 0
+    done = svc.catalog.get_job(job["job_id"])
+    assert done["status"] == "succeeded" and svc.catalog.get_model(job["model_id"])["status"] == "ready"
+    p = done["summary"]["promotion"]
+    assert not p["promoted"] and "could not be scored" in p["reason"]
+    assert svc.catalog.aliases.holder("g", "champion") is None

@@ -103,7 +103,8 @@ BUNDLE_TYPES = {"application/zip", "application/x-zip-compressed", "application/
     "/import",
     summary="Import a model bundle (from GET /function/train/{model_id}/bundle) as a new version",
     query=q.ImportQuery,
-    body=Content({"application/zip": BUNDLE}),
+    # Documented as octet-stream (what generic clients and the fuzzer send); application/zip is taken too.
+    body=Content({"application/octet-stream": BUNDLE}, "the bundle (application/zip or application/octet-stream)"),
     responses={
         201: Content({"application/json": out.Model}, "the imported model, ready", {"Location": "the model's URL"}),
         409: "the bundle was made with another scikit-learn release (the answer names both)",

@@ -64,7 +64,6 @@ def decider(svc, model, pipeline, spec: dict[str, Any], *, load_pipeline) -> Cal
 
     ``load_pipeline(svc, row)``: the holder's fitted pipeline (the batch path's cache).
     """
-    dataset = svc.catalog.get_dataset_row(spec["dataset_id"])
     task, metric, target = model.task, spec["metric"], model.target
     base = {k: spec[k] for k in ("alias", "metric", "min_gain", "dataset_id")}
     frames: dict[tuple[str, ...], Any] = {}
@@ -72,16 +71,21 @@ def decider(svc, model, pipeline, spec: dict[str, Any], *, load_pipeline) -> Cal
     def scored(pipe, features: list[str], kinds: dict) -> float | None:
         cols = tuple(dict.fromkeys([*features, target]))
         if cols not in frames:
+            dataset = svc.catalog.get_dataset_row(spec["dataset_id"])
             frames[cols] = load_frame(svc, dataset, columns=list(cols))
         return gate.score(pipe, frames[cols], features=features, kinds=kinds, target=target, task=task, metric=metric)
 
-    new_score = scored(pipeline, model.features, model.kinds)
+    try:
+        new_score, why_not = scored(pipeline, model.features, model.kinds), None
+    except (KubepredictError, KeyError, ValueError) as exc:  # e.g. the dataset was deleted since the request
+        new_score, why_not = None, f"the new version could not be scored: {exc}"
 
     def decide(holder: str | None) -> dict[str, Any]:
         challenger = {"model_id": model.model_id, "version": model.version, "score": new_score}
         out = {**base, "challenger": challenger, "champion": None, "gain": None}
         if new_score is None:
-            return {**out, "promoted": False, "reason": f"{metric} is undefined for the new version on this dataset"}
+            why = why_not or f"{metric} is undefined for the new version on this dataset"
+            return {**out, "promoted": False, "reason": why}
         if holder is None:
             return {**out, "promoted": True, "reason": f"{spec['alias']} pointed at no version"}
         try:
