@@ -72,7 +72,7 @@ def test_concurrent_promotions_leave_the_alias_on_the_winner(catalog):
         decisions = list(pool.map(promote, ids))
     best = max(ids, key=scores.__getitem__)
     assert catalog.aliases.holder("race", "champion") == best
-    promoted_events = [t for m in ids for t, _ in catalog.events_for(m) if t == "kubepredict.model.promoted"]
+    promoted_events = [t for t, _ in catalog.events_for("race") if t == "kubepredict.model.promoted"]
     assert len(promoted_events) == sum(d["promoted"] for d in decisions)
     # every recorded decision was made against the holder at its commit: a loser never moved the alias
     for d in decisions:

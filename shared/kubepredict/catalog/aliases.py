@@ -28,6 +28,12 @@ ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 CHAMPION = "champion"
 
 
+def event_key(name: str) -> str:
+    """The Kafka key of a name's alias events: the name (cut to the outbox's key size), so that one
+    name's moves — promotions, roll-backs, removals — stay in one partition, in order."""
+    return name[:80]
+
+
 class AliasNotFound(NotFound):
     code = "alias_not_found"
 
@@ -88,7 +94,7 @@ def apply_decision(conn: Connection, name: str, decision: dict[str, Any], expect
     emit(
         conn,
         "model.promoted",
-        model_id,
+        event_key(name),
         {
             "name": name,
             "alias": alias,
@@ -163,7 +169,7 @@ class AliasesRepo:
                 emit(
                     conn,
                     "model.alias_set",
-                    target.model_id,
+                    event_key(name),
                     {
                         "name": name,
                         "alias": alias,
@@ -188,7 +194,7 @@ class AliasesRepo:
             if before is None:
                 raise AliasNotFound(f"model {name!r} has no alias {alias!r}", details={"name": name, "alias": alias})
             conn.execute(A.delete().where(A.c.name == name, A.c.alias == alias))
-            emit(conn, "model.alias_deleted", before, {"name": name, "alias": alias, "model_id": before})
+            emit(conn, "model.alias_deleted", event_key(name), {"name": name, "alias": alias, "model_id": before})
 
 
 def _target(conn: Connection, name: str, version: int | None, model_id: str | None) -> Any:
