@@ -151,3 +151,31 @@ def test_bundle_round_trip_tamper_and_verify(registry, gateway_proc):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["identical"] is True
+
+
+def _cli(gateway_proc, *args: str) -> subprocess.CompletedProcess:
+    env = {**gateway_proc.env, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    return subprocess.run(
+        [sys.executable, "-m", "kubepredict.cli", *args, "--gateway", gateway_proc.url],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_alias_bundle_and_import(registry, gateway_proc, tmp_path):
+    api, name, _, ((v1, _), (v2, _)) = registry
+    moved = _cli(gateway_proc, "alias", name, "canary", "2")
+    assert moved.returncode == 0 and f"{name}@canary -> v2" in moved.stdout, moved.stderr
+    listed = _cli(gateway_proc, "alias", name)
+    assert listed.returncode == 0 and "canary" in listed.stdout, listed.stderr
+    assert _predict(api, f"{name}@canary") == v2
+    assert _cli(gateway_proc, "alias", name, "canary", "--delete").returncode == 0
+    bad = _cli(gateway_proc, "alias", name, "canary", "--delete")
+    assert bad.returncode == 1 and "no alias" in bad.stderr
+    out = tmp_path / "model.zip"
+    assert _cli(gateway_proc, "bundle", v1, "-o", str(out)).returncode == 0 and zipfile.is_zipfile(out)
+    imported = _cli(gateway_proc, "import", str(out), "--name", f"{name}-cli")
+    assert imported.returncode == 0 and f"{name}-cli v1  ready" in imported.stdout, imported.stderr
