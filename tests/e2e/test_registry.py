@@ -179,3 +179,20 @@ def test_cli_alias_bundle_and_import(registry, gateway_proc, tmp_path):
     assert _cli(gateway_proc, "bundle", v1, "-o", str(out)).returncode == 0 and zipfile.is_zipfile(out)
     imported = _cli(gateway_proc, "import", str(out), "--name", f"{name}-cli")
     assert imported.returncode == 0 and f"{name}-cli v1  ready" in imported.stdout, imported.stderr
+
+
+def test_two_concurrent_promotions_leave_the_alias_on_the_better_version(registry, backend):
+    api, _, ds, _ = registry
+    name = f"race-{backend}"
+    gate = {"metric": "accuracy", "min_gain": 0.0, "dataset_id": ds}
+    queued = [
+        api.train(dataset_id=ds, target="species", algorithm=a, params=p, name=name, promote=gate)
+        for a, p in (("decision_tree", {"max_depth": 1}), ("random_forest", {"n_estimators": 30}))
+    ]  # both queued at once; the session gateway runs two jobs at a time
+    jobs = [api.wait(q["job_id"]) for q in queued]
+    assert all(j["status"] == "succeeded" for j in jobs), jobs
+    score = {j["model_id"]: j["summary"]["promotion"]["challenger"]["score"] for j in jobs}
+    holder = api.http.get(f"/function/train/{name}/aliases").json()["aliases"][0]["model_id"]
+    assert score[holder] == max(score.values()), (holder, score)  # never the version that lost
+    decisions = [j["summary"]["promotion"] for j in jobs]
+    assert sum(d["promoted"] for d in decisions) in (1, 2)
