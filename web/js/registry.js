@@ -121,7 +121,9 @@ export function renderRegistry(box, models, jobs, card, reload) {
   const opened = models.find((m) => m.model_id === view.open);
   const detail = el("div", { id: "model-detail" }, opened
     ? [card(opened), aliasTools(opened, reload), promotionNote(opened, jobs)] : []);
+  const typing = document.activeElement && document.activeElement.id === "alias-name";
   box.replaceChildren(el("div", { class: "table-wrap" }, [tableNode]), compareView(models) || "", detail);
+  if (typing && document.getElementById("alias-name")) document.getElementById("alias-name").focus();  // polls redraw
 }
 
 /** Opens a model's card (e.g. after "Use for prediction" elsewhere); the caller re-renders. */
