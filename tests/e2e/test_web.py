@@ -366,3 +366,37 @@ def test_inferred_task_is_the_servers(walk, web_url, tmp_path):
     walk.step("inferred-task")
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors
+
+
+def test_registry_shows_the_promotion_and_moves_an_alias(walk, web_url, tmp_path):
+    """Two versions of one name trained with a champion gate (API): the page groups them, shows where the
+    alias points and the gate's decision, and moving the alias from the card moves the chip."""
+    from tests.e2e.api import Api
+
+    api = Api(web_url)
+    ds = api.upload(iris_like_csv(tmp_path / "gate.csv", seed=5).read_text(), "gate-data")["dataset_id"]
+    gate = {"alias": "champion", "metric": "accuracy", "min_gain": 0.01, "dataset_id": ds}
+    name = f"gated-{random.randrange(10**6)}"
+    ids = []
+    for algorithm, params in (("random_forest", {"n_estimators": 20}), ("decision_tree", {"max_depth": 1})):
+        queued = api.train(dataset_id=ds, target="species", algorithm=algorithm, params=params, name=name, promote=gate)
+        assert api.wait(queued["job_id"])["status"] == "succeeded"
+        ids.append(queued["model_id"])
+    v1, v2 = ids
+    page = walk.page
+    page.goto(web_url + "/ui/")
+    page.locator(f"#model-list tr.group-row[data-name='{name}']", has_text="2 versions").wait_for()
+    page.locator(f"#model-list tr[data-model-id='{v1}'] .alias-chip[data-alias='champion']").wait_for()
+    page.locator(f"#model-list tr[data-model-id='{v2}'] button.open-model").click()
+    note = page.locator("#model-detail .promotion")
+    note.wait_for()
+    assert "not promoted" in note.inner_text() and "v1" in note.inner_text(), note.inner_text()
+    page.fill("#alias-name", "champion")
+    page.click("#alias-set")  # promote the challenger by hand…
+    page.locator(f"#model-list tr[data-model-id='{v2}'] .alias-chip[data-alias='champion']").wait_for()
+    assert page.locator(f"#model-list tr[data-model-id='{v1}'] .alias-chip").count() == 0
+    walk.step("registry", full_page=False)
+    page.click("#model-detail button.alias-remove[data-alias='champion']")  # …then remove the alias
+    page.wait_for_function("id => !document.querySelector(`#model-list tr[data-model-id='${id}'] .alias-chip`)", arg=v2)
+    assert walk.page_errors == [], walk.page_errors
+    assert walk.console_errors == [], walk.console_errors

@@ -120,7 +120,7 @@ export function renderRegistry(box, models, jobs, card, reload) {
   ]);
   const opened = models.find((m) => m.model_id === view.open);
   const detail = el("div", { id: "model-detail" }, opened
-    ? [card(opened), aliasTools(opened, reload), promotionNote(opened, jobs)] : []);
+    ? [aliasTools(opened, reload), promotionNote(opened, jobs), card(opened)] : []);
   const typing = document.activeElement && document.activeElement.id === "alias-name";
   box.replaceChildren(el("div", { class: "table-wrap" }, [tableNode]), compareView(models) || "", detail);
   if (typing && document.getElementById("alias-name")) document.getElementById("alias-name").focus();  // polls redraw
