@@ -8,6 +8,7 @@
  *   js/settings.js, js/datasets.js, js/train.js, js/models.js, js/predict.js, js/results.js,
  *   js/online.js, js/jobs.js      one module per section of the page
  *   js/drift.js, js/explain.js    a batch prediction's drift report; "Explain this row" (online)
+ *   js/registry.js  the models section as a registry: table by name, aliases, the opened card, compare
  *
  * This entry module wires the sections and loads the page's data.
  */

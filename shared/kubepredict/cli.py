@@ -1,5 +1,5 @@
 """``kubepredict``: serve | worker | dispatcher | metrics | gc | relay | connector | stream-scorer | upload | train |
-predict | result | demo."""
+predict | result | alias | bundle | import | verify | demo."""
 
 from __future__ import annotations
 
@@ -163,6 +163,33 @@ def gc(data_dir, dry_run, grace_seconds):
     )
     if found.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("model_id")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The gateway's data folder when it uses the defaults (SQLite and folder store there).",
+)
+def verify(model_id, data_dir):
+    """Retrain MODEL_ID from its stored request and dataset; exit 0 if held-out predictions are identical, else 1."""
+    from .bootstrap import bootstrap
+    from .errors import KubepredictError
+    from .services import reproduce
+
+    svc = bootstrap(_settings(data_dir=data_dir))
+    try:
+        report = reproduce.verify(svc, model_id)
+    except KubepredictError as exc:
+        _fail(exc)
+    finally:
+        svc.catalog.dispose()
+    click.echo(json.dumps(report, indent=2))
+    verdict = "identical: the model is reproducible" if report["identical"] else "DIFFERENT: not reproducible"
+    click.echo(verdict, err=True)
+    sys.exit(0 if report["identical"] else 1)
 
 
 def _wait_for_sigterm(alive=lambda: True) -> None:
@@ -379,10 +406,15 @@ def upload(csv_file, name, gateway, token):
 @click.option("--task", type=click.Choice(["classification", "regression", "clustering"]), default=None)
 @click.option("--params", default="{}", help="Estimator parameters as JSON.")
 @click.option("--name", default=None, help="Model name (versions are counted per name).")
+@click.option(
+    "--promote",
+    default=None,
+    help='Champion/challenger gate as JSON, e.g. \'{"metric": "f1_macro", "min_gain": 0.01, "dataset_id": "ds_…"}\'.',
+)
 @click.option("--no-wait", is_flag=True, help="Return once queued.")
 @GATEWAY
 @TOKEN
-def train(dataset_id, target, algorithm, task, params, name, no_wait, gateway, token):
+def train(dataset_id, target, algorithm, task, params, name, promote, no_wait, gateway, token):
     """Train a model on a dataset (runs as a job)."""
     client = _client(gateway, token)
     body = {"dataset_id": dataset_id, "algorithm": algorithm}
@@ -391,6 +423,8 @@ def train(dataset_id, target, algorithm, task, params, name, no_wait, gateway, t
             body[k] = v
     try:
         body["params"] = json.loads(params)
+        if promote:
+            body["promote"] = json.loads(promote)
         queued = client.train(body)
         click.echo(f"queued {queued['job_id']} for model {queued['model_id']}")
         if not no_wait:
@@ -462,6 +496,62 @@ def result(job_id, limit, offset, csv_out, gateway, token):
             )
     except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)
+
+
+@main.command()
+@click.argument("name")
+@click.argument("alias", required=False)
+@click.argument("version", type=int, required=False)
+@click.option("--delete", is_flag=True, help="Remove ALIAS.")
+@GATEWAY
+@TOKEN
+def alias(name, alias, version, delete, gateway, token):
+    """List NAME's aliases; point ALIAS at VERSION (promote, roll back); or --delete ALIAS."""
+    client = _client(gateway, token)
+    try:
+        if alias and delete:
+            client.delete_alias(name, alias)
+            click.echo(f"removed {name}@{alias}")
+        elif alias:
+            if version is None:
+                raise click.UsageError("give the VERSION to point the alias at (or --delete)")
+            moved = client.set_alias(name, alias, version)
+            click.echo(f"{name}@{alias} -> v{moved['version']} ({moved['model_id']})")
+        else:
+            listed = client.aliases(name)["aliases"]
+            _table(f"aliases of {name}", listed, ["alias", "version", "model_id", "updated_at"])
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
+        _fail(exc)
+
+
+@main.command()
+@click.argument("model_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Zip file.")
+@GATEWAY
+@TOKEN
+def bundle(model_id, output, gateway, token):
+    """Download MODEL_ID as a portable bundle (artefact, digest, request, dataset digest, versions)."""
+    try:
+        output.write_bytes(_client(gateway, token).bundle(model_id))
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
+        _fail(exc)
+    click.echo(f"wrote {output}")
+
+
+@main.command("import")
+@click.argument("bundle_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Import as a version of this name (default: the bundle's).")
+@GATEWAY
+@TOKEN
+def import_(bundle_file, name, gateway, token):
+    """Import a bundle as a new ready model version (digest, version and allow-list checked)."""
+    try:
+        model = _client(gateway, token).import_bundle(bundle_file.read_bytes(), name)
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
+        _fail(exc)
+    click.echo(f"{model['model_id']}  {model['name']} v{model['version']}  ready")
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -64,6 +65,25 @@ class Client:
 
     def get(self, path: str, **query) -> dict:
         return self._check(self.http.get(path, params=query)).json()
+
+    def aliases(self, name: str) -> dict:
+        return self.get(f"/function/train/{quote(name, safe='')}/aliases")
+
+    def set_alias(self, name: str, alias: str, version: int) -> dict:
+        path = f"/function/train/{quote(name, safe='')}/aliases/{quote(alias, safe='')}"
+        return self._check(self.http.put(path, json={"version": version})).json()
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._check(self.http.delete(f"/function/train/{quote(name, safe='')}/aliases/{quote(alias, safe='')}"))
+
+    def bundle(self, model_id: str) -> bytes:
+        return self._check(self.http.get(f"/function/train/{quote(model_id, safe='')}/bundle")).content
+
+    def import_bundle(self, data: bytes, name: str | None = None) -> dict:
+        params = {"name": name} if name else {}
+        headers = {"Content-Type": "application/zip"}
+        resp = self.http.post("/function/train/import", params=params, content=data, headers=headers)
+        return self._check(resp).json()
 
     def csv(self, job_id: str) -> bytes:
         return self._check(self.http.get(f"/function/result/{job_id}", params={"format": "csv"})).content

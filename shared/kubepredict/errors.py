@@ -17,6 +17,7 @@ The core raises these; only ``runtimes/responses.py`` maps them to HTTP status c
     ├── PayloadTooLarge                      413
     ├── UnsupportedMediaType                 415
     ├── Unprocessable                        422  valid JSON but unusable (one-class target)
+    │   └── BundleRejected                        an imported bundle failed its digest or allow-list checks
     ├── TooManyJobs                          429
     │   └── AsyncQueueFull                        the /async-function queue is full (calls or bytes)
     ├── BackendUnavailable                   503  database / storage / broker down
@@ -101,6 +102,12 @@ class UnsupportedMediaType(KubepredictError):
 
 class Unprocessable(KubepredictError):
     code = "unprocessable"
+
+
+class BundleRejected(Unprocessable):
+    """A model bundle sent for import is malformed, tampered with (digest) or holds refused types."""
+
+    code = "bundle_rejected"
 
 
 class TooManyJobs(KubepredictError):

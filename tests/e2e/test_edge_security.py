@@ -379,6 +379,8 @@ WRITE_ROUTES = [
     ("POST", "/function/train", {"dataset_id": "{ds}", "target": "species"}, {}),
     ("DELETE", "/function/upload/ds_0000000000000000", None, {}),
     ("DELETE", "/function/train/mdl_0000000000000000", None, {}),
+    ("PUT", "/function/train/no-such-name/aliases/champion", {"version": 1}, {}),
+    ("DELETE", "/function/train/no-such-name/aliases/champion", None, {}),
     ("DELETE", "/function/result/job_0000000000000000", None, {}),
     ("POST", "/async-function/predict", {"model_id": "{model}", "instances": [ROW]}, {}),
     ("POST", "/async-function/upload", b"a,b\n1,2\n", {"Content-Type": "text/csv"}),

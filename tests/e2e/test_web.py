@@ -177,8 +177,14 @@ def _train(page, algorithm: str, name: str) -> str:
 
 
 def _assert_model_card(page, model_id: str) -> None:
-    card = page.locator(f"#model-list [data-model-id='{model_id}']")
+    """The registry table has one compact row per version; its full card (metrics, charts) once opened."""
+    row = page.locator(f"#model-list tr[data-model-id='{model_id}']")
+    row.locator(".badge.ready").wait_for()
+    if row.locator("button.open-model").get_attribute("aria-expanded") != "true":
+        row.locator("button.open-model").click()
+    card = page.locator(f"#model-detail article[data-model-id='{model_id}']")
     card.locator(".badge.ready").wait_for()
+    assert page.locator("#model-detail article").count() == 1  # only the opened version has a full card
     assert card.locator(".metric", has_text="accuracy").count() == 1, card.inner_text()
     assert card.locator("svg").count() >= 1, "no chart in the model card"
     assert card.locator("figcaption", has_text="Confusion matrix").count() == 1
@@ -214,8 +220,11 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     assert page.eval_on_selector("#job-progress", "e => e.value") == 1
     model_id = page.get_attribute(f"#job-list li[data-job-id='{job_id}']", "data-model-id")
 
-    # 3. the model card shows metrics and charts
+    # 3. the model card shows metrics and charts; point the champion alias at it from the card
     _assert_model_card(page, model_id)
+    page.fill("#alias-name", "champion")
+    page.click("#alias-set")
+    page.locator(f"#model-list tr[data-model-id='{model_id}'] .alias-chip[data-alias='champion']").wait_for()
     walk.step("trained")
 
     # 4. upload new data right in the predict form, then predict
@@ -243,7 +252,8 @@ def test_full_loop_by_clicks(walk, web_url, tmp_path):
     page.locator(f"#drift-detail svg[aria-label='reference and current distribution of {second}']").wait_for()
     reference, current = page.locator("#drift-detail rect.drift-ref"), page.locator("#drift-detail rect.drift-cur")
     assert reference.count() == current.count() > 1
-    walk.step("predicted")
+    page.locator("#models").evaluate("e => e.scrollIntoView()")  # the registry, the opened card, the predict form
+    walk.step("predicted", full_page=False)  # one screen: the README's docs/web.png
 
     # 5. page through the results
     page.click("#result-next")
@@ -333,6 +343,14 @@ def test_two_trainings_at_once(walk, web_url, tmp_path):
     for model_id in models:
         _assert_model_card(page, model_id)
     walk.step("both-done")
+    # compare the two versions' metrics side by side
+    for model_id in models:
+        page.locator(f"#model-list tr[data-model-id='{model_id}'] input.compare-pick").check()
+    accuracy = page.locator("#model-compare tr[data-metric='accuracy'] td")
+    accuracy.first.wait_for()
+    cells = accuracy.all_inner_texts()
+    assert len(cells) == 3 and all(t.strip() != "—" for t in cells), cells
+    walk.step("compare", full_page=False)
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors
 
@@ -364,5 +382,39 @@ def test_inferred_task_is_the_servers(walk, web_url, tmp_path):
     page.select_option("#train-target", "")
     hint.filter(has_text="(inferred: clustering)").wait_for()
     walk.step("inferred-task")
+    assert walk.page_errors == [], walk.page_errors
+    assert walk.console_errors == [], walk.console_errors
+
+
+def test_registry_shows_the_promotion_and_moves_an_alias(walk, web_url, tmp_path):
+    """Two versions of one name trained with a champion gate (API): the page groups them, shows where the
+    alias points and the gate's decision, and moving the alias from the card moves the chip."""
+    from tests.e2e.api import Api
+
+    api = Api(web_url)
+    ds = api.upload(iris_like_csv(tmp_path / "gate.csv", seed=5).read_text(), "gate-data")["dataset_id"]
+    gate = {"alias": "champion", "metric": "accuracy", "min_gain": 0.01, "dataset_id": ds}
+    name = f"gated-{random.randrange(10**6)}"
+    ids = []
+    for algorithm, params in (("random_forest", {"n_estimators": 20}), ("decision_tree", {"max_depth": 1})):
+        queued = api.train(dataset_id=ds, target="species", algorithm=algorithm, params=params, name=name, promote=gate)
+        assert api.wait(queued["job_id"])["status"] == "succeeded"
+        ids.append(queued["model_id"])
+    v1, v2 = ids
+    page = walk.page
+    page.goto(web_url + "/ui/")
+    page.locator(f"#model-list tr.group-row[data-name='{name}']", has_text="2 versions").wait_for()
+    page.locator(f"#model-list tr[data-model-id='{v1}'] .alias-chip[data-alias='champion']").wait_for()
+    page.locator(f"#model-list tr[data-model-id='{v2}'] button.open-model").click()
+    note = page.locator("#model-detail .promotion")
+    note.wait_for()
+    assert "not promoted" in note.inner_text() and "v1" in note.inner_text(), note.inner_text()
+    page.fill("#alias-name", "champion")
+    page.click("#alias-set")  # promote the challenger by hand…
+    page.locator(f"#model-list tr[data-model-id='{v2}'] .alias-chip[data-alias='champion']").wait_for()
+    assert page.locator(f"#model-list tr[data-model-id='{v1}'] .alias-chip").count() == 0
+    walk.step("registry", full_page=False)
+    page.click("#model-detail button.alias-remove[data-alias='champion']")  # …then remove the alias
+    page.wait_for_function("id => !document.querySelector(`#model-list tr[data-model-id='${id}'] .alias-chip`)", arg=v2)
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors

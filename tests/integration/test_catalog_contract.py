@@ -186,9 +186,9 @@ def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path
     upgrade(engine, "0003")
     assert {"job_shards", "predictions"} <= set(inspect(engine).get_table_names())
     upgrade(engine)
-    assert current_revision(engine) == HEAD_REVISION == "0004"
+    assert current_revision(engine) == HEAD_REVISION == "0005"
     names = set(inspect(engine).get_table_names())
-    assert {"job_shards", "prediction_batches"} <= names and "predictions" not in names
+    assert {"job_shards", "prediction_batches", "model_aliases"} <= names and "predictions" not in names
     engine.dispose()
     c = open_catalog(url)
     assert c.get_job("job_old")["shards"] is None
@@ -203,7 +203,7 @@ def test_migration_chain_keeps_old_predictions_and_adds_shards(request, tmp_path
 
     command.downgrade(alembic_config(engine), "0002")
     names = set(inspect(engine).get_table_names())
-    assert "predictions" in names and not {"job_shards", "prediction_batches"} & names
+    assert "predictions" in names and not {"job_shards", "prediction_batches", "model_aliases"} & names
     upgrade(engine)
-    assert current_revision(engine) == "0004"
+    assert current_revision(engine) == "0005"
     engine.dispose()

@@ -1,7 +1,8 @@
-/* Section 3, Models: one card per model with its headline metrics and charts. */
+/* Section 3, Models: the registry table (registry.js) and the full card of the model opened. */
 import { api } from "./client.js";
 import { asPairs, barChart, figure, heatmap, scatter } from "./charts.js";
 import { onPredictModelChange } from "./online.js";
+import { renderRegistry } from "./registry.js";
 import { state } from "./state.js";
 import { $, el, fillSelect, fmtNum, fmtTime, table } from "./ui.js";
 
@@ -60,32 +61,33 @@ function modelCharts(model) {
   return charts;
 }
 
+/** The full card of one model: headline metrics and charts (shown for the version opened in the registry). */
+export function modelCard(model) {
+  const m = model.metrics || {};
+  const headline = Object.keys(METRIC_NAMES).filter((k) => typeof m[k] === "number")
+    .map((k) => el("div", { class: "metric" }, [el("dt", { text: METRIC_NAMES[k] }),
+      el("dd", { text: /_rows$/.test(k) ? fmtNum(m[k]) : Number(m[k]).toFixed(Math.abs(m[k]) >= 1000 ? 1 : 3) })]));
+  const job = [...state.jobs.values()].find((j) => j.kind === "train" && j.model_id === model.model_id);
+  const statusText = model.status === "training" && job
+    ? `training · ${job.stage || job.status} ${Math.round((job.progress || 0) * 100)}%` : model.status;
+  return el("article", { class: "model-card status-" + model.status, dataset: { modelId: model.model_id, status: model.status } }, [
+    el("header", null, [
+      el("h3", null, [model.name + " ", el("span", { class: "version", text: "v" + model.version })]),
+      el("span", { class: "badge " + model.status, text: statusText }),
+    ]),
+    el("p", { class: "muted small", text: [model.task, model.algorithm, model.target ? "target " + model.target : null, model.model_id, fmtTime(model.created_at)].filter(Boolean).join(" · ") }),
+    headline.length ? el("dl", { class: "metrics" }, headline) : null,
+    model.status === "failed" && job && job.error ? el("p", { class: "failed-text", text: job.error.message }) : null,
+    el("div", { class: "charts" }, model.status === "ready" ? modelCharts(model) : []),
+    model.status === "ready" ? el("button", { type: "button", class: "small", text: "Use for prediction",
+      onclick: () => { $("#predict-model").value = model.model_id; onPredictModelChange(); $("#predict-model").focus(); } }) : null,
+  ]);
+}
+
 export function renderModels() {
   const box = $("#model-list");
-  box.replaceChildren();
-  if (!state.models.length) { box.append(el("p", { class: "muted empty", text: "No models yet. Train one above." })); }
-  state.models.forEach((model) => {
-    const m = model.metrics || {};
-    const headline = Object.keys(METRIC_NAMES).filter((k) => typeof m[k] === "number")
-      .map((k) => el("div", { class: "metric" }, [el("dt", { text: METRIC_NAMES[k] }),
-        el("dd", { text: /_rows$/.test(k) ? fmtNum(m[k]) : Number(m[k]).toFixed(Math.abs(m[k]) >= 1000 ? 1 : 3) })]));
-    const job = [...state.jobs.values()].find((j) => j.kind === "train" && j.model_id === model.model_id);
-    const statusText = model.status === "training" && job
-      ? `training · ${job.stage || job.status} ${Math.round((job.progress || 0) * 100)}%` : model.status;
-    const card = el("article", { class: "model-card status-" + model.status, dataset: { modelId: model.model_id, status: model.status } }, [
-      el("header", null, [
-        el("h3", null, [model.name + " ", el("span", { class: "version", text: "v" + model.version })]),
-        el("span", { class: "badge " + model.status, text: statusText }),
-      ]),
-      el("p", { class: "muted small", text: [model.task, model.algorithm, model.target ? "target " + model.target : null, model.model_id, fmtTime(model.created_at)].filter(Boolean).join(" · ") }),
-      headline.length ? el("dl", { class: "metrics" }, headline) : null,
-      model.status === "failed" && job && job.error ? el("p", { class: "failed-text", text: job.error.message }) : null,
-      el("div", { class: "charts" }, model.status === "ready" ? modelCharts(model) : []),
-      model.status === "ready" ? el("button", { type: "button", class: "small", text: "Use for prediction",
-        onclick: () => { $("#predict-model").value = model.model_id; onPredictModelChange(); $("#predict-model").focus(); } }) : null,
-    ]);
-    box.append(card);
-  });
+  if (!state.models.length) { box.replaceChildren(el("p", { class: "muted empty", text: "No models yet. Train one above." })); }
+  else renderRegistry(box, state.models, state.jobs, modelCard, loadModels);
   const ready = state.models.filter((m) => m.status === "ready")
     .map((m) => ({ value: m.model_id, label: `${m.name} v${m.version} · ${m.algorithm}` }));
   const sel = $("#predict-model");

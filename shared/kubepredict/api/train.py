@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .. import ml
+from ..errors import UnsupportedMediaType
 from ..schema import requests as q
 from ..schema import responses as out
-from ..services import training
+from ..services import bundles, registry, training
 from .docs import Content
 from .http import Function, Request, Response, idempotency_key, unwrap_cloudevent
 
@@ -91,6 +92,95 @@ def list_(request: Request, svc) -> Response:
     limit, offset = request.params.limit, request.params.offset
     items, total = svc.catalog.list_models(limit=limit, offset=offset, name=request.params.name)
     return Response.json({"models": items, "total": total, "limit": limit, "offset": offset})
+
+
+BUNDLE = {"type": "string", "format": "binary", "description": "a zip: model.skops, its SHA-256, manifest.json"}
+BUNDLE_TYPES = {"application/zip", "application/x-zip-compressed", "application/octet-stream", ""}
+
+
+@train.route(
+    "POST",
+    "/import",
+    summary="Import a model bundle (from GET /function/train/{model_id}/bundle) as a new version",
+    query=q.ImportQuery,
+    # Documented as octet-stream (what generic clients and the fuzzer send); application/zip is taken too.
+    body=Content({"application/octet-stream": BUNDLE}, "the bundle (application/zip or application/octet-stream)"),
+    responses={
+        201: Content({"application/json": out.Model}, "the imported model, ready", {"Location": "the model's URL"}),
+        409: "the bundle was made with another scikit-learn release (the answer names both)",
+        413: "larger than KUBEPREDICT_MAX_UPLOAD_BYTES",
+        415: "not a zip",
+        422: "not a bundle, its artefact does not match its SHA-256, or it holds types outside the allow-list",
+    },
+)
+def import_(request: Request, svc) -> Response:
+    if request.content_type not in BUNDLE_TYPES:
+        raise UnsupportedMediaType(
+            f"send the bundle as application/zip, not {request.content_type}",
+            details={"content_type": request.content_type, "accepted": sorted(BUNDLE_TYPES - {""})},
+        )
+    view = bundles.import_bundle(svc, request.read(svc.settings.max_upload_bytes), name=request.params.name)
+    return Response.json(view, 201, {"Location": f"/function/train/{view['model_id']}"})
+
+
+@train.route(
+    "GET",
+    "/{model_id}/bundle",
+    summary="A model as one portable, reproducible bundle (zip)",
+    responses={
+        200: Content({"application/zip": BUNDLE}, "the bundle", {"Content-Disposition": "attachment; its file name"}),
+        404: "unknown model",
+        409: "the model is not ready",
+    },
+)
+def bundle(request: Request, svc, model_id: str) -> Response:
+    filename, data = bundles.export(svc, model_id)
+    return Response(
+        200,
+        data,
+        {"Content-Type": "application/zip", "Content-Disposition": f'attachment; filename="{_ascii(filename)}"'},
+    )
+
+
+def _ascii(name: str) -> str:
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+
+
+@train.route(
+    "GET",
+    "/{name}/aliases",
+    summary="A model name's aliases (champion…) and the versions they point at",
+    responses={200: out.AliasList, 404: "no model has this name"},
+)
+def aliases(request: Request, svc, name: str) -> Response:
+    return Response.json({"name": name, "aliases": svc.catalog.aliases.list_aliases(name)})
+
+
+@train.route(
+    "PUT",
+    "/{name}/aliases/{alias}",
+    summary="Point an alias at a version of the name (promote, roll back); champion answers the bare name",
+    body=q.AliasRequest,
+    responses={
+        200: out.Alias,
+        400: "invalid alias name, or neither/both of version and model_id",
+        404: "no such version of the name",
+        409: "the model is of another name, or not ready",
+    },
+)
+def set_alias(request: Request, svc, name: str, alias: str) -> Response:
+    return Response.json(registry.set_alias(svc, name, alias, request.json()))
+
+
+@train.route(
+    "DELETE",
+    "/{name}/aliases/{alias}",
+    summary="Remove an alias (a bare name then means its newest ready version again)",
+    responses={204: "removed", 400: "invalid alias name", 404: "no such alias"},
+)
+def delete_alias(request: Request, svc, name: str, alias: str) -> Response:
+    svc.catalog.aliases.delete_alias(name, alias)
+    return Response(204)
 
 
 @train.route("GET", "/{model_id}", summary="A model: status, metrics, classes", responses={200: out.Model})

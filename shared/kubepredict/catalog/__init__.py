@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from .aliases import AliasesRepo
 from .database import Database
 from .datasets import DatasetsRepo
 from .engine import make_engines
@@ -30,6 +31,7 @@ class Catalog:
         self.db = db = Database(write_engine, read_engine)
         self.datasets = DatasetsRepo(db)
         self.models = ModelsRepo(db)
+        self.aliases = AliasesRepo(db)
         self.jobs = JobsRepo(db)
         self.shards = ShardsRepo(db)
         self.predictions = PredictionsRepo(db)

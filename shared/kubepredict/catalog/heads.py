@@ -22,6 +22,20 @@ _BY_ID = f"SELECT {_COLS} FROM models WHERE model_id = ?"
 _BY_VERSION = f"SELECT {_COLS} FROM models WHERE name = ? AND version = ?"
 _NEWEST_READY = f"SELECT {_COLS} FROM models WHERE name = ? AND status = 'ready' ORDER BY version DESC LIMIT 1"
 _NEWEST = f"SELECT {_COLS} FROM models WHERE name = ? ORDER BY version DESC LIMIT 1"
+_BY_ALIAS = (
+    "SELECT m.model_id, m.status, m.artifact_sha256, m.job_id FROM model_aliases a"
+    " JOIN models m ON m.model_id = a.model_id WHERE a.name = ? AND a.alias = ?"
+)
+#: What a bare name means: its ``champion`` alias when it has one (catalog/aliases.py), else its newest
+#: ready version, else its newest (to say "not ready") — one statement, one round trip.
+_BARE = (
+    f"SELECT {_COLS} FROM ("
+    f"SELECT {_COLS}, 0 AS pick FROM models WHERE model_id ="
+    " (SELECT model_id FROM model_aliases WHERE name = ? AND alias = ?)"
+    f" UNION ALL SELECT {_COLS}, 1 FROM ({_NEWEST_READY}) r"
+    f" UNION ALL SELECT {_COLS}, 2 FROM ({_NEWEST}) n"
+    ") c ORDER BY pick LIMIT 1"
+)
 
 
 class Head(NamedTuple):
@@ -71,10 +85,14 @@ class HeadReader:
         return self._one(_BY_ID, (model_id,))
 
     def by_name(self, name: str, version: int | None = None) -> Head | None:
-        """``name`` at ``version``; else its newest ready version, else its newest (to say "not ready")."""
+        """``name`` at ``version``; else its champion, else its newest ready version, else its newest."""
         if version is not None:
             return self._one(_BY_VERSION, (name, version))
-        return self._one(_NEWEST_READY, (name,)) or self._one(_NEWEST, (name,))
+        return self._one(_BARE, (name, "champion", name, name))
+
+    def by_alias(self, name: str, alias: str) -> Head | None:
+        """The version ``name@alias`` points at."""
+        return self._one(_BY_ALIAS, (name, alias))
 
     def close_thread(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import Conflict, InsufficientStorage, JobCancelled, JobNotFound
 from ..ids import utcnow
 from . import schema
+from .aliases import apply_decision
 from .database import Database
 from .outbox import emit
 from .records import JobRecord, ShardRecord
@@ -340,14 +341,29 @@ class JobsRepo:
             raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
 
     # ---- outcomes -------------------------------------------------------------------------
-    def succeed_train(self, job_id: str, attempt: int, *, model_id: str, model_fields: dict[str, Any]) -> None:
+    def succeed_train(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        model_id: str,
+        model_fields: dict[str, Any],
+        promotion: tuple[dict[str, Any], str | None] | None = None,
+    ) -> None:
+        """Mark the job succeeded and its model ready (``model.ready``); with ``promotion`` — a gate decision and
+        the alias holder it was made against — commit that decision too (AliasMoved: nothing changed)."""
         now = utcnow()
         with self.db.tx() as conn:
             res = conn.execute(
                 update(J)
                 .where(*self._running(job_id, attempt))
                 .values(
-                    status="succeeded", stage="done", progress=1.0, finished_at=now, metrics=model_fields.get("metrics")
+                    status="succeeded",
+                    stage="done",
+                    progress=1.0,
+                    finished_at=now,
+                    metrics=model_fields.get("metrics"),
+                    summary={"promotion": promotion[0]} if promotion else None,
                 )
             )
             if res.rowcount != 1:
@@ -369,6 +385,8 @@ class JobsRepo:
                     "job_id": job_id,
                 },
             )
+            if promotion is not None:
+                apply_decision(conn, mrow.name, promotion[0], promotion[1])
 
     def succeed_predict(self, job_id: str, attempt: int, *, summary: dict[str, Any]) -> None:
         with self.db.tx() as conn:

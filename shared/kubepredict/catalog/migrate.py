@@ -18,7 +18,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: The newest revision in ``migrations/versions`` (a unit test keeps it equal to Alembic's head).
 #: Knowing it lets a process that finds the schema current skip Alembic entirely: a Kubeless call
 #: runs in a fresh child process, where importing Alembic and reading the scripts costs ~150 ms.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 _PG_LOCK = 727_001  # advisory lock id: one migrator at a time across pods
 
 

@@ -84,6 +84,18 @@ models = Table(
     UniqueConstraint("name", "version", name="uq_models_name_version"),
 )
 
+# A name's aliases (``champion``, ``staging``…): each points at one version (model) of that name. The
+# primary key makes an alias unique per name; moves are compare-and-set updates (catalog/aliases.py).
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("model_id", String(40), ForeignKey("models.model_id", ondelete="CASCADE"), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+Index("ix_model_aliases_model", model_aliases.c.model_id)
+
 jobs = Table(
     "jobs",
     metadata,

@@ -26,7 +26,7 @@ def model_ref(body: dict) -> str:
         raise InvalidInput("'model_id' is required", code="missing_field", details={"field": "model_id"})
     if not isinstance(ref, str) or not ref.strip() or len(ref) > 200:
         raise InvalidInput(
-            "'model_id' must be a model id, a model name or name/versions/N",
+            "'model_id' must be a model id, a model name, name@alias or name/versions/N",
             code="invalid_field",
             details={"field": "model_id"},
         )

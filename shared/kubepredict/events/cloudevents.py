@@ -18,6 +18,10 @@ TYPES = (
     "kubepredict.model.ready",
     "kubepredict.model.deleted",
     "kubepredict.model.drift_detected",
+    "kubepredict.model.alias_set",
+    "kubepredict.model.alias_deleted",
+    "kubepredict.model.promoted",
+    "kubepredict.model.imported",
 )
 
 

@@ -142,6 +142,27 @@ def train(
     return result
 
 
+def held_out(
+    frame: pd.DataFrame,
+    *,
+    target: str | None,
+    features: list[str] | None,
+    task: str,
+    test_size: float = 0.2,
+    random_state: int | None = 0,
+) -> pd.DataFrame:
+    """The rows ``train`` held out for ``frame`` and these arguments, prepared as it prepared them
+    (clustering: every row, which its metrics score). ``kubepredict verify`` compares predictions on them."""
+    features = _features(frame, target, features)
+    if target is not None and task != "clustering":
+        frame = frame[frame[target].notna()]
+    X = coerce_frame(frame, column_kinds(frame, features))
+    if task == "clustering":
+        return X
+    y = _target_values(frame[target], task)
+    return _split(X, y, task, test_size, random_state)[1]
+
+
 SERVING_CHECK_ROWS = 2000
 
 

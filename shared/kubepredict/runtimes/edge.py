@@ -179,8 +179,9 @@ def required(method: str, path: str) -> int:
         return OPEN
     first, _, rest = path[1:].partition("/")
     if first == "function":
-        if method == "DELETE" or (method == "POST" and rest.partition("/")[0].partition(".")[0] != "predict"):
-            return WRITE  # upload, train, delete, cancel; a predict naming a dataset is refused by predict itself
+        if method in ("DELETE", "PUT") or (method == "POST" and rest.partition("/")[0].partition(".")[0] != "predict"):
+            # upload, train, import, move an alias, delete, cancel; a predict naming a dataset is refused by predict
+            return WRITE
         return READ
     if first == "async-function":
         return WRITE

@@ -44,6 +44,19 @@ class Query(BaseModel):
 
 
 # ---- function bodies -------------------------------------------------------------------------
+AliasName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+
+
+class PromoteSpec(Body):
+    """After training, score the new version and ``alias``'s holder on one labelled dataset; move the alias
+    to the new version only if it wins by ``min_gain`` (or when the alias points nowhere yet)."""
+
+    alias: AliasName = "champion"
+    metric: Text = Field(description="a metric of the task, e.g. f1_macro, accuracy, r2, rmse (lower is better)")
+    min_gain: Annotated[float, Field(ge=0.0)] = 0.0
+    dataset_id: Id = Field(description="a labelled dataset with the model's features and target")
+
+
 class TrainRequest(Body):
     """``POST /function/train`` (also a ``kubepredict.train.requests`` message)."""
 
@@ -62,12 +75,20 @@ class TrainRequest(Body):
     random_state: Annotated[int, Field(ge=0, lt=2**32)] | None = 0
     name: Text | None = Field(None, description="groups models; each training of a name is a new version")
     resources: JsonObject | None = Field(None, description="Kubernetes-style requests/limits for the job")
+    promote: PromoteSpec | None = Field(None, description="champion/challenger gate run when the job finishes")
+
+
+class AliasRequest(Body):
+    """``PUT /function/train/{name}/aliases/{alias}``: the version (or model id) of that name to point at."""
+
+    version: Annotated[int, Field(ge=1, lt=2**31)] | None = None
+    model_id: Id | None = None
 
 
 class BatchPredictRequest(Body):
     """``POST /function/predict`` naming a dataset: a batch job scoring every row."""
 
-    model_id: Id
+    model_id: Text = Field(description="a model id, a model name, name@alias or name/versions/N")
     dataset_id: Id
     resources: JsonObject | None = None
     shards: Annotated[int, Field(ge=1)] | None = Field(None, description="score in N row ranges at once")
@@ -93,7 +114,7 @@ class OnlinePredictRequest(Body):
     Documentation only: the codec (``codecs/native.py``) validates this shape on the hot path.
     """
 
-    model_id: Text = Field(description="a model id, a model name, or name/versions/N")
+    model_id: Text = Field(description="a model id, a model name, name@alias or name/versions/N")
     instances: Annotated[list[Row], Field(min_length=1)] | None = None
     dataframe_records: Annotated[list[dict[str, Scalar]], Field(min_length=1)] | None = None
     dataframe_split: DataframeSplit | None = None
@@ -153,6 +174,10 @@ class PageQuery(Query):
 
 class UploadQuery(Query):
     name: str | None = Field(None, description="the dataset's name, up to 200 characters (default: the file's name)")
+
+
+class ImportQuery(Query):
+    name: str | None = Field(None, description="import as a version of this name (default: the bundle's name)")
 
 
 class ModelsQuery(PageQuery):

@@ -87,10 +87,25 @@ class Model(Open):
     job_id: str | None = None
     sha256: str | None = None
     created_at: str
+    aliases: list[str] = Field(default_factory=list, description="this version's aliases (champion…)")
 
 
 class ModelList(Page):
     models: list[Model]
+
+
+class Alias(Open):
+    alias: str
+    name: str
+    model_id: str
+    version: int
+    updated_at: str | None = None
+    previous_model_id: str | None = None
+
+
+class AliasList(Open):
+    name: str
+    aliases: list[Alias]
 
 
 class Algorithm(Open):

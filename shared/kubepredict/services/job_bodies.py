@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from types import SimpleNamespace
 
 from .. import ml
 from ..ml.drift import DriftCounter
@@ -12,6 +13,7 @@ from ..ml.profile import profile_key
 from ..runner import drift_job
 from ..runner.batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
 from ..runner.limits import clamp_model, clamp_parallelism
+from . import promotion
 from .datasets import load_frame, open_parquet
 from .explaining import explain_frame
 from .prediction import load_pipeline
@@ -58,23 +60,32 @@ def run_train(svc, job, *, cpus: int | None = None) -> None:
         result.metrics.get("fit_seconds", 0),
         time.perf_counter() - trained,
     )
-    catalog.succeed_train(
-        job.job_id,
-        job.attempt,
-        model_id=job.model_id,
-        model_fields={
-            "task": result.task,
-            "algorithm": result.algorithm,
-            "estimator": result.estimator,
-            "params": result.params,
-            "features": result.features,
-            "kinds": result.kinds,
-            "target": result.target,
-            "metrics": result.metrics,
-            "classes": result.classes,
-            "artifact_key": stored.key,
-            "artifact_sha256": stored.sha256,
-        },
+    fields = {
+        "task": result.task,
+        "algorithm": result.algorithm,
+        "estimator": result.estimator,
+        "params": result.params,
+        "features": result.features,
+        "kinds": result.kinds,
+        "target": result.target,
+        "metrics": result.metrics,
+        "classes": result.classes,
+        "artifact_key": stored.key,
+        "artifact_sha256": stored.sha256,
+    }
+    spec = request.get("promote")
+    if not spec:
+        catalog.succeed_train(job.job_id, job.attempt, model_id=job.model_id, model_fields=fields)
+        return
+    progress("promoting", 0.97)
+    row = catalog.get_model_row(job.model_id)
+    new = SimpleNamespace(model_id=row.model_id, name=row.name, version=row.version, **fields)
+    promotion.settle(
+        lambda: catalog.aliases.holder(row.name, spec["alias"]),
+        promotion.decider(svc, new, result.pipeline, spec, load_pipeline=load_pipeline),
+        lambda decision, expected: catalog.succeed_train(
+            job.job_id, job.attempt, model_id=job.model_id, model_fields=fields, promotion=(decision, expected)
+        ),
     )
 
 

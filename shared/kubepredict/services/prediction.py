@@ -18,11 +18,12 @@ from .training import check_queue
 ONLINE_KEYS = native.KEYS
 
 
-def ready_model(svc, model_id: str):
-    row = svc.catalog.get_model_row(model_id)
+def ready_model(svc, ref: str):
+    """The catalogue row of the ready model ``ref`` names (an id, name, name@alias or name/versions/N)."""
+    row = svc.catalog.get_model_row(serving.resolve_head(svc, ref).model_id)
     if row.status != "ready":
         raise Conflict(
-            f"model {model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
+            f"model {row.model_id} is {row.status}, not ready; wait for its training job {row.job_id}",
             code="model_not_ready",
             details={"status": row.status, "job_id": row.job_id},
         )

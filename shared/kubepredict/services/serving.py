@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import ml
+from ..catalog.aliases import ALIAS, check_alias
 from ..codecs.table import Table
 from ..errors import Conflict, InvalidInput, ModelNotFound, PayloadTooLarge
 from ..ml.compiled import CompiledScorer, compile_pipeline, probe_frame, verify
@@ -39,10 +40,21 @@ class ServedModel:
     compiled: CompiledScorer | None = field(default=None, repr=False, compare=False)
 
 
-def parse_ref(ref: str, version: str | int | None = None) -> tuple[str | None, str | None, int | None]:
-    """``(model_id, name, version)`` from ``mdl_…``, ``name``, ``name/versions/N`` (or name + version)."""
+class Ref(NamedTuple):
+    """A parsed model reference: exactly one of ``model_id`` / ``name`` set; ``version`` or ``alias`` with a name."""
+
+    model_id: str | None
+    name: str | None
+    version: int | None
+    alias: str | None = None
+
+
+def parse_ref(ref: str, version: str | int | None = None) -> Ref:
+    """A ``Ref`` from ``mdl_…``, ``name``, ``name/versions/N``, ``name@alias`` (or name + version)."""
     if not isinstance(ref, str) or not ref or len(ref) > 200:
-        raise InvalidInput("a model reference must be a model id, a name or name/versions/N", code="invalid_model")
+        raise InvalidInput(
+            "a model reference must be a model id, a name, name@alias or name/versions/N", code="invalid_model"
+        )
     m = _VERSIONED.match(ref)
     if m:
         ref, version = m["name"], m["version"]
@@ -51,27 +63,43 @@ def parse_ref(ref: str, version: str | int | None = None) -> tuple[str | None, s
             version = int(version)
         except (TypeError, ValueError):
             raise InvalidInput(f"model version must be a whole number, not {version!r}", code="invalid_model") from None
-        return None, ref, version
+        return Ref(None, ref, version)
     if ref.startswith("mdl_"):
-        return ref, None, None
-    return None, ref, None
+        return Ref(ref, None, None)
+    name, at, alias = ref.rpartition("@")
+    if at and name:
+        return Ref(None, name, None, alias)
+    return Ref(None, ref, None)
 
 
-def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
-    """A ready model for ``ref``: 404 when unknown, 409 while it is still training or failed.
-
-    One small indexed read per call (no write) decides which model answers, so a deleted model is a
-    404 at once and a new version of a name takes over at once; the loaded, compiled model is cached
-    per process by id and artifact digest.
-    """
-    model_id, name, ver = parse_ref(ref, version)
-    heads = svc.catalog.heads
-    head = heads.by_id(model_id) if model_id is not None else None
-    if head is None:
+def _head(heads, ref: Ref):
+    if ref.model_id is not None:
         # A name may look like an id; fall back to it before saying no.
-        head = heads.by_name(name if name is not None else model_id, ver)
+        return heads.by_id(ref.model_id) or heads.by_name(ref.model_id)
+    if ref.alias is None:
+        return heads.by_name(ref.name, ref.version)
+    if ALIAS.match(ref.alias):
+        head = heads.by_alias(ref.name, ref.alias)
+        if head is not None:
+            return head
+    whole = heads.by_name(f"{ref.name}@{ref.alias}")  # a model literally named "a@b" (names may hold '@')
+    if whole is None:
+        check_alias(ref.alias)  # 400 for a malformed alias, else the 404 below
+        raise ModelNotFound(
+            f"model {ref.name!r} has no alias {ref.alias!r}",
+            code="alias_not_found",
+            details={"model": ref.name, "alias": ref.alias},
+        )
+    return whole
+
+
+def resolve_head(svc, ref: str, version: str | int | None = None):
+    """The catalogue head (id, status, digest) a reference names: 404 when unknown, 409 while not ready."""
+    parsed = parse_ref(ref, version)
+    head = _head(svc.catalog.heads, parsed)
     if head is None:
-        what = f"{name!r} version {ver}" if ver is not None else repr(name or model_id)
+        ver = parsed.version
+        what = f"{parsed.name!r} version {ver}" if ver is not None else repr(parsed.name or parsed.model_id)
         raise ModelNotFound(f"no model {what}", details={"model": ref, "version": ver})
     if head.status != "ready":
         raise Conflict(
@@ -79,6 +107,17 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
             code="model_not_ready",
             details={"status": head.status, "job_id": head.job_id},
         )
+    return head
+
+
+def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
+    """A ready model for ``ref``: 404 when unknown, 409 while it is still training or failed.
+
+    One small indexed read per call (no write) decides which model answers, so a deleted model is a
+    404 at once, and a new version of a name, or an alias moved to another version, takes over at
+    once; the loaded, compiled model is cached per process by id and artifact digest.
+    """
+    head = resolve_head(svc, ref, version)
     return svc.models.get(head.model_id, head.sha256, lambda: _load(svc, head.model_id))
 
 

@@ -9,6 +9,7 @@ from ..ml.profile import profile_key
 from ..runner.resources import check_resources, maximums
 from ..schema import parse
 from ..schema.requests import TrainRequest
+from . import promotion
 from .datasets import clean_name, load_frame
 
 
@@ -68,6 +69,9 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
                 details={"target": target},
             )
     ml.validate_request(algorithm, task, params)
+    promote = None
+    if req.promote:
+        promote = promotion.validate(svc, req.promote, task=task or "clustering", features=features, target=target)
     check_queue(svc)
 
     model_id, job_id = new_id("mdl"), new_id("job")
@@ -83,6 +87,8 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
         "random_state": random_state,
         "resources": resources,
     }
+    if promote:
+        request["promote"] = promote
     model = {
         "model_id": model_id,
         "name": name,
