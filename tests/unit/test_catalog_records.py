@@ -205,3 +205,41 @@ def test_public_job_views_leave_the_request_out(catalog):
     assert all("request" not in v for v in views)
     assert catalog.get_job("job_p")["shard_status"][0]["row_stop"] == 2
     assert catalog.get_job("job_t")["metrics"] == {"accuracy": 1.0}
+
+
+def test_job_lists_cut_drift_and_explanations_to_their_headline():
+    from kubepredict.catalog.records import compact_summary
+
+    drift = {
+        "available": True,
+        "rows": 10,
+        "threshold": 0.25,
+        "detected": True,
+        "max_psi": 3.1,
+        "worst_feature": "a",
+        "features": [{"feature": "a", "psi": 3.1, "histogram": {"bins": ["x"] * 10, "reference": [1] * 10}}],
+        "prediction": {"psi": 0.2},
+    }
+    explanations = {"method": "linear", "scale": "value", "rows": [{"output": [1.0]}, {"output": [2.0]}]}
+    summary = {"rows": 10, "class_counts": {"a": 10}, "drift": drift, "explanations": explanations}
+    listed = compact_summary(summary)
+    assert listed == {
+        "rows": 10,
+        "class_counts": {"a": 10},
+        "drift": {k: drift[k] for k in ("available", "rows", "threshold", "detected", "max_psi", "worst_feature")},
+        "explanations": {"method": "linear", "scale": "value", "rows": 2},
+    }
+    assert summary["drift"]["features"] and summary["explanations"]["rows"][0] == {"output": [1.0]}  # untouched
+    plain = {"rows": 3}
+    assert compact_summary(plain) is plain and compact_summary(None) is None
+
+
+def test_the_job_list_shows_the_compact_summary_the_job_the_full_one(catalog):
+    _world(catalog)
+    (job,) = [j for j in catalog.claim_next(5) if j.job_id == "job_p"]
+    full = {"rows": 4, "drift": {"available": True, "max_psi": 0.5, "features": [{"feature": "a"}]}}
+    with catalog.jobs.db.tx() as conn:
+        conn.execute(schema.jobs.update().where(schema.jobs.c.job_id == "job_p").values(summary=full))
+    assert catalog.get_job("job_p")["summary"] == full
+    (listed,) = [j for j in catalog.list_jobs(limit=10, offset=0)[0] if j["job_id"] == "job_p"]
+    assert listed["summary"] == {"rows": 4, "drift": {"available": True, "max_psi": 0.5}}

@@ -249,7 +249,7 @@ class JobsRepo:
             rows = conn.execute(
                 select(J).where(*where).order_by(J.c.created_at.desc(), J.c.job_id).limit(limit).offset(offset)
             ).all()
-        return [JobRecord.of(r).view() for r in rows], total
+        return [JobRecord.of(r).listed() for r in rows], total
 
     # ---- claims ---------------------------------------------------------------------------
     def claim(self, job_id: str, *, worker: str | None = None) -> JobRecord | None:

@@ -162,6 +162,33 @@ class JobRecord(_Record):
             "shards": self.shards,
         }
 
+    def listed(self) -> dict[str, Any]:
+        """The job as a list shows it: the view with the summary's bulky parts cut to their headline
+        (a drift report's per-feature histograms, per-row explanations). ``GET /function/result/{id}``
+        has them in full."""
+        out = self.view()
+        out["summary"] = compact_summary(self.summary)
+        return out
+
+
+#: What a job list keeps of a drift report (the per-feature detail is in the job itself).
+DRIFT_HEADLINE = ("available", "code", "reason", "rows", "threshold", "detected", "max_psi", "worst_feature")
+
+
+def compact_summary(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not summary or not ({"drift", "explanations"} & summary.keys()):
+        return summary
+    out = dict(summary)
+    drift = out.get("drift")
+    if isinstance(drift, dict):
+        out["drift"] = {k: drift[k] for k in DRIFT_HEADLINE if k in drift}
+    explanations = out.get("explanations")
+    if isinstance(explanations, dict):
+        out["explanations"] = {k: v for k, v in explanations.items() if k != "rows"} | {
+            "rows": len(explanations.get("rows") or [])
+        }
+    return out
+
 
 @dataclass(frozen=True, slots=True)
 class ShardRecord(_Record):
