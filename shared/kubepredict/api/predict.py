@@ -67,6 +67,22 @@ def create(request: Request, svc) -> Response:
     return accepted(job, created)
 
 
+@predict.route(
+    "POST",
+    "/forecast",
+    summary="Forecast: a forecasting model's next steps per series, answered at once",
+    body=q.ForecastRequest,
+    responses={
+        200: Content({"application/json": out.Forecast}, "per series, horizon rows with their interval"),
+        400: "invalid request or history; a model that is not a forecaster",
+        404: "unknown model",
+        409: "the model is not ready",
+    },
+)
+def forecast(request: Request, svc) -> Response:
+    return Response.json(prediction.forecast_online(svc, parse.require_object(request.json())))
+
+
 @predict.route("GET", "/", summary="List prediction jobs", query=q.PredictJobsQuery, responses={200: out.JobList})
 def list_(request: Request, svc) -> Response:
     limit, offset = request.params.limit, request.params.offset

@@ -203,7 +203,9 @@ def build_panel(
 ) -> Panel:
     """Validate ``frame`` (long format: one row per series and timestamp) into a Panel (rules: module doc)."""
     missing = [
-        c for c in [time_column, *series_columns, *features, *([target] if need_target and target else [])] if c not in frame
+        c
+        for c in [time_column, *series_columns, *features, *([target] if need_target and target else [])]
+        if c not in frame
     ]
     if missing:
         raise InvalidInput(

@@ -306,6 +306,36 @@ def _key_text(key: list) -> str:
     return "/".join(str(v) for v in key) if key else "all"
 
 
+def plan(
+    panel: ff.Panel, target: str, horizon: int, season_length: int | None, lags: int | None, folds: int
+) -> tuple[int, int, int, int]:
+    """Season, lags, window and grid steps for ``panel``; refuses series too short for them (InvalidInput)."""
+    season = int(season_length) if season_length else ff.season_length(panel.grid)
+    lags = int(lags) if lags else max(2 * season, 10)
+    if not 1 <= lags <= MAX_LAGS or season < 1:
+        raise InvalidInput(f"lags must be from 1 to {MAX_LAGS}", code="invalid_lags", details={"field": "lags"})
+    window = max(lags, season)
+    lengths = panel.last - panel.first + 1
+    short = np.flatnonzero(lengths < window + horizon)
+    if short.size:
+        i = int(short[0])
+        raise InvalidInput(
+            f"series {panel.keys[i]} has {int(lengths[i])} steps; at least {window + horizon} are needed "
+            f"(a window of {window} past values, then the horizon of {horizon})",
+            code="series_too_short",
+            details={"column": target, "series": panel.keys[i], "steps": int(lengths[i]), "needed": window + horizon},
+        )
+    T = len(panel.grid)
+    cuts = cutoffs(T, window, horizon, folds)
+    if not cuts:
+        raise InvalidInput(
+            f"the series span {T} steps; a backtest needs at least {window + 2 + horizon}",
+            code="series_too_short",
+            details={"column": target, "steps": T, "needed": window + 2 + horizon},
+        )
+    return season, lags, window, T
+
+
 def train_forecast(
     frame: pd.DataFrame,
     *,
@@ -337,29 +367,7 @@ def train_forecast(
         features=features,
         frequency=frequency,
     )
-    season = int(season_length) if season_length else ff.season_length(panel.grid)
-    lags = int(lags) if lags else max(2 * season, 10)
-    if not 1 <= lags <= MAX_LAGS or season < 1:
-        raise InvalidInput(f"lags must be from 1 to {MAX_LAGS}", code="invalid_lags", details={"field": "lags"})
-    window = max(lags, season)
-    lengths = panel.last - panel.first + 1
-    short = np.flatnonzero(lengths < window + horizon)
-    if short.size:
-        i = int(short[0])
-        raise InvalidInput(
-            f"series {panel.keys[i]} has {int(lengths[i])} steps; at least {window + horizon} are needed "
-            f"(a window of {window} past values, then the horizon of {horizon})",
-            code="series_too_short",
-            details={"column": target, "series": panel.keys[i], "steps": int(lengths[i]), "needed": window + horizon},
-        )
-    T = len(panel.grid)
-    cuts = cutoffs(T, window, horizon, folds)
-    if not cuts:
-        raise InvalidInput(
-            f"the series span {T} steps; a backtest needs at least {window + 2 + horizon}",
-            code="series_too_short",
-            details={"column": target, "steps": T, "needed": window + 2 + horizon},
-        )
+    season, lags, window, T = plan(panel, target, horizon, season_length, lags, folds)
     step = panel.step
     ext = pd.date_range(panel.grid[0], periods=T + horizon, freq=panel.frequency)
     cal = ff.calendar(ext, step)
@@ -611,7 +619,9 @@ def forecast_frame(
     n = len(rows)
     future = np.empty((n, h), dtype="datetime64[ns]")
     for j, i in enumerate(rows):
-        future[j] = pd.date_range(ends[int(i)], periods=h + 1, freq=cfg["frequency"])[1:].to_numpy(dtype="datetime64[ns]")
+        future[j] = pd.date_range(ends[int(i)], periods=h + 1, freq=cfg["frequency"])[1:].to_numpy(
+            dtype="datetime64[ns]"
+        )
     flat = pd.DatetimeIndex(future.reshape(-1))
     cal = ff.calendar(flat, fc.step).reshape(n, h, -1)
     exog = _future_exog(panel, [keys[i] for i in rows], flat, n, h, fc.features, tcol) if fc.features else None

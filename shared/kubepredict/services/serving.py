@@ -64,6 +64,12 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
     404 at once and a new version of a name takes over at once; the loaded, compiled model is cached
     per process by id and artifact digest.
     """
+    head = resolve_head(svc, ref, version)
+    return svc.models.get(head.model_id, head.sha256, lambda: _load(svc, head.model_id))
+
+
+def resolve_head(svc, ref: str, version: str | int | None = None):
+    """The catalogue head of the ready model ``ref`` names (404 unknown, 409 not ready), without loading it."""
     model_id, name, ver = parse_ref(ref, version)
     heads = svc.catalog.heads
     head = heads.by_id(model_id) if model_id is not None else None
@@ -79,11 +85,17 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
             code="model_not_ready",
             details={"status": head.status, "job_id": head.job_id},
         )
-    return svc.models.get(head.model_id, head.sha256, lambda: _load(svc, head.model_id))
+    return head
 
 
 def _load(svc, model_id: str) -> ServedModel:
     row = svc.catalog.get_model_row(model_id)
+    if row.task == "forecasting":
+        raise InvalidInput(
+            f"model {model_id} forecasts; ask it with POST /function/predict/forecast",
+            code="not_a_row_model",
+            details={"model_id": model_id},
+        )
     pipeline = ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
     features, kinds = row.features, row.kinds
     compiled = compiled_scorer(pipeline, features=features, kinds=kinds, task=row.task)
