@@ -133,3 +133,39 @@ def test_forecast_bad_inputs_are_400(gateway_url):
     fut = api.upload(frame_csv(future), "fc-future")
     pj = api.wait(api.predict(q["model_id"], fut["dataset_id"])["job_id"])
     assert pj["status"] == "succeeded" and pj["summary"]["rows"] == 14
+
+
+def test_forecast_with_the_cli(gateway_url, tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    csv = tmp_path / "sales.csv"
+    csv.write_text(frame_csv(sales(2, 60)))
+
+    def cli(*args):
+        r = subprocess.run(
+            [sys.executable, "-m", "kubepredict.cli", *args, "--gateway", gateway_url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**__import__("os").environ, "COLUMNS": "200"},
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    ds_id = cli("upload", str(csv), "--name", "cli-sales").split()[0]
+    out = cli(
+        "train", ds_id, "--task", "forecasting", "--time-column", "day", "--target", "sales",
+        "--series", "store", "--horizon", "5", "--algorithm", "seasonal_naive",
+    )  # fmt: skip
+    model_id = re.search(r"model (mdl_\w+)", out).group(1)
+    out = cli("forecast", model_id, "--series", "s1", "--horizon", "2")
+    assert "2024-03-01" in out and "2024-03-02" in out and "s1" in out and "s0" not in out
+    job = cli("predict", model_id, "--dataset", ds_id)
+    job_id = re.search(r"queued (job_\w+)", job).group(1)
+    cli("result", job_id, "--csv", str(tmp_path / "out.csv"))
+    import csv as csvlib
+
+    rows = list(csvlib.reader((tmp_path / "out.csv").read_text().splitlines()))
+    assert rows[0] == ["timestamp", "store", "prediction", "lower", "upper"] and len(rows) == 11
