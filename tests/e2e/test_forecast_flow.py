@@ -133,6 +133,9 @@ def test_forecast_bad_inputs_are_400(gateway_url):
     fut = api.upload(frame_csv(future), "fc-future")
     pj = api.wait(api.predict(q["model_id"], fut["dataset_id"])["job_id"])
     assert pj["status"] == "succeeded" and pj["summary"]["rows"] == 14
+    body = {"model_id": q["model_id"], "dataset_id": fut["dataset_id"], "shards": 2}
+    e = _error(api.http.post("/function/predict", json=body))
+    assert e["code"] == "invalid_field" and e["details"]["field"] == "shards"
 
 
 def test_forecast_with_the_cli(gateway_url, tmp_path):

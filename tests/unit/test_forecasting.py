@@ -185,3 +185,35 @@ def test_unsorted_input_gives_the_same_model_as_sorted():
     a = F.train_forecast(frame, **args).metrics["backtest"]["overall"]
     b = F.train_forecast(frame.sort_values(["shop", "day"]), **args).metrics["backtest"]["overall"]
     assert a == b
+
+
+def test_training_rows_keep_the_most_recent_windows_within_the_budget(monkeypatch):
+    panel = ff.build_panel(
+        seasonal(2, 100), time_column="day", target="sales", series_columns=["shop"], features=[], frequency=None
+    )
+    fc = F._new("ridge", None, 0, 14, 7, panel.step, [])
+    cal = ff.calendar(panel.grid, panel.step)
+    scales = ff.series_scales(panel.y)
+    feats, target = F.training_rows(fc, panel.y, None, cal, scales)
+    assert len(target) == 2 * (100 - 14)
+    monkeypatch.setattr(F, "MAX_TRAIN_VALUES", 2 * 15 * 10)  # room for 10 windows per series
+    few, few_target = F.training_rows(fc, panel.y, None, cal, scales)
+    assert len(few_target) == 2 * 10
+    np.testing.assert_array_equal(few_target[:10], target[86 - 10 : 86])  # series 0's last ten
+    np.testing.assert_array_equal(few[10:], feats[-10:])
+
+
+def test_params_are_checked_before_queueing():
+    with pytest.raises(InvalidInput) as err:
+        F.check_algorithm("auto", {"n_estimators": 10**7})
+    assert err.value.code == "param_ceiling"
+    with pytest.raises(InvalidInput) as err:
+        F.check_algorithm("naive", {"alpha": 1})
+    assert err.value.code == "invalid_params"
+    with pytest.raises(InvalidInput) as err:
+        F.check_algorithm("ridge", {"nope": 1})
+    assert err.value.code == "invalid_params"
+    with pytest.raises(InvalidInput) as err:
+        F.check_algorithm("kmeans", None)
+    assert err.value.code == "unknown_algorithm"
+    F.check_algorithm("sklearn.ensemble.ExtraTreesRegressor", {"n_estimators": 5})

@@ -36,7 +36,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from kubepredict.errors import InvalidInput
 from kubepredict.ml import forecast_features as ff
-from kubepredict.ml.algorithms import AUTO, build_estimator, import_estimator_class, resolve
+from kubepredict.ml.algorithms import AUTO, build_estimator, check_ceilings, import_estimator_class, resolve
 from kubepredict.ml.jsonsafe import json_safe
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ DEFAULT_FOLDS = 3
 MAX_FOLDS = 20
 DEFAULT_LEVEL = 0.8
 MAX_LAGS = 1000
+#: floats in the training matrix (windows × (window + 1)) at most; beyond, each series' oldest windows
+#: are left out (the most recent ones are kept)
+MAX_TRAIN_VALUES = 50_000_000
 HISTORY_KEEP = 1000  # steps of each series kept in the artefact (online forecasts, the chart)
 CHART_SERIES = 20  # series whose history and last backtest fold the model's metrics keep for the chart
 FORMAT = "kubepredict-forecaster-1"
@@ -80,6 +83,9 @@ def list_algorithms() -> list[dict]:
 def check_algorithm(algorithm: str, params: dict | None, random_state: int | None = 0) -> None:
     """Refuse an unknown algorithm or params before a job is queued (InvalidInput)."""
     if algorithm == AUTO:
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInput("params must be a JSON object", code="invalid_params")
+        check_ceilings(params or {})
         return
     if algorithm in BASELINES:
         if params:
@@ -145,9 +151,10 @@ def training_rows(fc: Forecaster, Y, X, cal, scales) -> tuple[np.ndarray, np.nda
     n, T = Y.shape
     if T <= W:
         return np.empty((0, 0)), np.empty(0)
-    flat = sliding_window_view(Y, W + 1, axis=1).reshape(-1, W + 1)
+    start = max(W, T - max(1, MAX_TRAIN_VALUES // (n * (W + 1))))  # first target position kept
+    flat = sliding_window_view(Y[:, start - W :], W + 1, axis=1).reshape(-1, W + 1)
     idx = np.flatnonzero(np.isfinite(flat).all(axis=1))
-    series, pos = idx // (T - W), idx % (T - W) + W
+    series, pos = idx // (T - start), idx % (T - start) + start
     feats, r = ff.window_features(
         flat[idx, :W],
         scales[series],

@@ -184,12 +184,18 @@ def _input_columns(model, columns: list[str]) -> list[str]:
 
 
 def submit_predict(
-    svc, model, dataset, resources, *, state, check_queue, idempotency_key: str | None = None
+    svc, req, model, dataset, resources, *, state, check_queue, idempotency_key: str | None = None
 ) -> tuple[dict, bool]:
     """Queue a forecast: the dataset is recent history (rows with a target) and/or future exogenous values.
 
     ``state``: the model's loaded artefact; ``check_queue``: the queue-length check of every job.
     """
+    if (req_shards := getattr(req, "shards", None)) and req_shards > 1:
+        raise InvalidInput(
+            "a forecast job runs as one job (its series are forecast together); leave 'shards' out",
+            code="invalid_field",
+            details={"field": "shards"},
+        )
     columns = _input_columns(model, dataset.column_names)
     loaded = fcast.Loaded.from_state(state)
     fcast.forecast_frame(loaded, load_frame(svc, dataset, columns=columns))  # every input rule, now

@@ -43,7 +43,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
 
         state = load_pipeline(svc, model)
         return submit_forecast(
-            svc, model, dataset, resources, state=state, check_queue=check_queue, idempotency_key=idempotency_key
+            svc, req, model, dataset, resources, state=state, check_queue=check_queue, idempotency_key=idempotency_key
         )
     ml.check_columns(set(dataset.column_names), model.features)
     shards = shard_count(body, int(dataset.rows), svc.settings)
