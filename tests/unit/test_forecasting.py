@@ -217,3 +217,15 @@ def test_params_are_checked_before_queueing():
         F.check_algorithm("kmeans", None)
     assert err.value.code == "unknown_algorithm"
     F.check_algorithm("sklearn.ensemble.ExtraTreesRegressor", {"n_estimators": 5})
+
+
+def test_series_columns_may_not_take_an_output_column_name():
+    e = _refused(seasonal(2, 60).rename(columns={"shop": "lower"}), series_columns=["lower"])
+    assert e.code == "invalid_field" and e.details["column"] == "lower"
+
+
+def test_online_forecasts_run_on_a_thread_not_the_event_loop():
+    from kubepredict.api.predict import predict
+
+    assert predict.is_quick("POST", "/", b'{"model_id": "m", "instances": [[1]]}')
+    assert not predict.is_quick("POST", "/forecast", b'{"model_id": "m"}')

@@ -28,8 +28,14 @@ QUICK_MAX_BYTES = 256 * 1024
 
 
 def _quick(method: str, path: str, body: bytes) -> bool:
-    """Online scoring of a small body (no dataset named: a batch job would write to the database)."""
-    return method == "POST" and len(body) <= QUICK_MAX_BYTES and b'"dataset_id"' not in body
+    """Online scoring of a small body (no dataset named: a batch job would write to the database). A forecast
+    (``/forecast``: recursive steps, the history's validation) runs on a thread like other work."""
+    return (
+        method == "POST"
+        and len(body) <= QUICK_MAX_BYTES
+        and b'"dataset_id"' not in body
+        and not path.rstrip("/").endswith("/forecast")
+    )
 
 
 predict.quick = _quick

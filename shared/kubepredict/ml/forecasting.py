@@ -80,6 +80,21 @@ def list_algorithms() -> list[dict]:
     return out
 
 
+#: names of the forecast output's own columns, which series columns may not take
+OUTPUT_COLUMNS = ("row", "timestamp", "prediction", "lower", "upper", "probabilities")
+
+
+def check_series_columns(series_columns: list[str]) -> None:
+    """Refuse series columns named like the forecast's own output columns (InvalidInput)."""
+    clash = [c for c in series_columns if c in OUTPUT_COLUMNS]
+    if clash:
+        raise InvalidInput(
+            f"series column {clash[0]!r} has the name of a forecast output column; rename it",
+            code="invalid_field",
+            details={"field": "series_columns", "column": clash[0], "reserved": list(OUTPUT_COLUMNS)},
+        )
+
+
 def check_algorithm(algorithm: str, params: dict | None, random_state: int | None = 0) -> None:
     """Refuse an unknown algorithm or params before a job is queued (InvalidInput)."""
     if algorithm == AUTO:
@@ -365,6 +380,7 @@ def train_forecast(
     progress("preparing", 0.05)
     series_columns, features = list(series_columns or []), list(features or [])
     ff.check_horizon(horizon)
+    check_series_columns(series_columns)
     check_algorithm(algorithm, params, random_state)
     panel = ff.build_panel(
         frame,

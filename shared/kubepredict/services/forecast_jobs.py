@@ -78,6 +78,7 @@ def submit_train(svc, req, *, check_queue, idempotency_key: str | None = None) -
             code="unknown_columns",
             details={"missing": missing, "columns": dataset.column_names},
         )
+    fcast.check_series_columns(request["series_columns"])
     fcast.check_algorithm(algorithm, params, req.random_state)
     panel = ff.build_panel(
         load_frame(svc, dataset, columns=_columns(request)),
