@@ -565,6 +565,18 @@ def is_forecaster(obj) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
+@dataclass
+class Inputs:
+    """What a forecast needs, validated: each series' window, scale, calendar and exogenous future."""
+
+    keys: list[list]
+    windows: np.ndarray
+    scales: np.ndarray
+    times: pd.DatetimeIndex  # series × steps, flattened
+    cal: np.ndarray
+    exog: np.ndarray | None
+
+
 def forecast_frame(
     model: Loaded, frame: pd.DataFrame | None = None, *, horizon: int | None = None, series: list | None = None
 ) -> pd.DataFrame:
@@ -574,6 +586,24 @@ def forecast_frame(
     history (those series are forecast from it, others not); rows without one (or no target column)
     carry the future values of exogenous features. Without history rows, the stored history is used.
     """
+    x = prepare(model, frame, horizon=horizon, series=series)
+    cfg = model.config
+    h = x.cal.shape[1]
+    pred = model.forecaster.forecast(x.windows, x.scales, x.cal, x.exog)
+    q_lo, q_hi = np.asarray(cfg["q_lo"][:h]), np.asarray(cfg["q_hi"][:h])
+    lower = pred + x.scales[:, None] * q_lo[None, :]
+    upper = pred + x.scales[:, None] * q_hi[None, :]
+    out: dict[str, Any] = {"timestamp": _times(x.times)}
+    for c, col in enumerate(cfg["series_columns"]):
+        out[col] = [k[c] for k in x.keys for _ in range(h)]
+    out.update(prediction=pred.reshape(-1), lower=lower.reshape(-1), upper=upper.reshape(-1))
+    return pd.DataFrame(out)
+
+
+def prepare(
+    model: Loaded, frame: pd.DataFrame | None = None, *, horizon: int | None = None, series: list | None = None
+) -> Inputs:
+    """Validate a forecast's input (every rule of ``forecast_frame``) without forecasting."""
     cfg, fc = model.config, model.forecaster
     H = cfg["horizon"]
     h = H if horizon is None else ff.check_horizon(horizon)
@@ -648,15 +678,7 @@ def forecast_frame(
     flat = pd.DatetimeIndex(future.reshape(-1))
     cal = ff.calendar(flat, fc.step).reshape(n, h, -1)
     exog = _future_exog(panel, [keys[i] for i in rows], flat, n, h, fc.features, tcol) if fc.features else None
-    pred = fc.forecast(windows[rows], scales[rows], cal, exog)
-    q_lo, q_hi = np.asarray(cfg["q_lo"][:h]), np.asarray(cfg["q_hi"][:h])
-    lower = pred + scales[rows, None] * q_lo[None, :]
-    upper = pred + scales[rows, None] * q_hi[None, :]
-    out: dict[str, Any] = {"timestamp": _times(flat)}
-    for c, col in enumerate(scols):
-        out[col] = [keys[i][c] for i in rows for _ in range(h)]
-    out.update(prediction=pred.reshape(-1), lower=lower.reshape(-1), upper=upper.reshape(-1))
-    return pd.DataFrame(out)
+    return Inputs([keys[i] for i in rows], windows[rows], scales[rows], flat, cal, exog)
 
 
 def _future_exog(panel, keys, flat, n, h, features, tcol) -> np.ndarray:

@@ -199,7 +199,7 @@ def submit_predict(
         )
     columns = _input_columns(model, dataset.column_names)
     loaded = fcast.Loaded.from_state(state)
-    fcast.forecast_frame(loaded, load_frame(svc, dataset, columns=columns))  # every input rule, now
+    fcast.prepare(loaded, load_frame(svc, dataset, columns=columns))  # every input rule, now
     check_queue(svc)
     job = {
         "job_id": new_id("job"),
