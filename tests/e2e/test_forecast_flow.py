@@ -80,6 +80,10 @@ def test_forecast_train_batch_and_online(gateway_url):
 
 def test_forecast_bad_inputs_are_400(gateway_url):
     api = Api(gateway_url)
+    listed = api.http.get("/function/train/algorithms", params={"task": "forecasting"}).json()["algorithms"]
+    names = [a["name"] for a in listed]
+    assert names[:3] == ["auto", "naive", "seasonal_naive"] and "ridge" in names
+    assert all(a["task"] == "forecasting" for a in listed)
     good = sales(2, 60).sort_values(["store", "day"]).reset_index(drop=True)
     base = {"task": "forecasting", "time_column": "day", "target": "sales", "series_columns": ["store"], "horizon": 7}
 

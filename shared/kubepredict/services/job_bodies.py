@@ -84,6 +84,8 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
     if model.task == "forecasting":
+        if pipeline.get("regressor") is not None:
+            clamp_model(pipeline["regressor"], cpus)
         return forecast_jobs.run_predict(svc, job, model, pipeline)
     clamp_model(pipeline, cpus)
     dataset = catalog.get_dataset_row(job.dataset_id)
