@@ -424,4 +424,7 @@ def test_forecasting_by_clicks(walk, web_url, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 14 and list(rows[0]) == ["timestamp", "store", "prediction", "lower", "upper"]
     assert {r["store"] for r in rows} == {"north", "south"}
+    page.click("#online summary")
+    page.click("#online-button")
+    page.locator("#online-output", has_text="Forecast: 14 rows, 7 steps per series; first 2024-03-25").wait_for()
     assert walk.page_errors == [], walk.page_errors
