@@ -229,3 +229,23 @@ def test_online_forecasts_run_on_a_thread_not_the_event_loop():
 
     assert predict.is_quick("POST", "/", b'{"model_id": "m", "instances": [[1]]}')
     assert not predict.is_quick("POST", "/forecast", b'{"model_id": "m"}')
+
+
+@pytest.mark.parametrize(
+    "algorithm,params",
+    [
+        ("seasonal_naive", None),
+        ("hist_gradient_boosting", {"max_iter": 20}),
+        ("random_forest", {"n_estimators": 5}),
+        ("knn", None),
+        ("sklearn.ensemble.ExtraTreesRegressor", {"n_estimators": 5}),
+    ],
+)
+def test_each_kind_of_forecaster_saves_and_loads_through_the_allow_list(algorithm, params):
+    args = dict(time_column="day", target="sales", series_columns=["shop"], horizon=5, folds=1)
+    r = F.train_forecast(seasonal(2, 60), algorithm=algorithm, params=params, **args)
+    blob = artifacts.dump_model(r.state)
+    loaded = F.Loaded.from_state(artifacts.load_model(blob, artifacts.sha256_hex(blob)))
+    again = F.forecast_frame(loaded)
+    np.testing.assert_allclose(again["prediction"], F.forecast_frame(F.Loaded.from_state(r.state))["prediction"])
+    assert len(again) == 10 and r.algorithm == algorithm
