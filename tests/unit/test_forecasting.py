@@ -249,3 +249,11 @@ def test_each_kind_of_forecaster_saves_and_loads_through_the_allow_list(algorith
     again = F.forecast_frame(loaded)
     np.testing.assert_allclose(again["prediction"], F.forecast_frame(F.Loaded.from_state(r.state))["prediction"])
     assert len(again) == 10 and r.algorithm == algorithm
+
+
+def test_a_grid_too_fine_for_the_span_is_refused_before_it_is_built():
+    base = seasonal(2, 60)
+    e = _refused(base, frequency="ms")  # 60 days of milliseconds × 2 series, more than MAX_CELLS
+    assert e.code == "too_many_steps" and e.details["column"] == "day"
+    e = _refused(base, frequency="ns")  # would be 5e15 steps: refused at once, nothing allocated
+    assert e.code == "too_many_steps"

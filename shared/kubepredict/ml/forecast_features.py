@@ -221,15 +221,19 @@ def build_panel(
         frequency = infer_frequency(times, codes, time_column)
     offset = check_frequency(frequency)
     start, end = times.min(), times.max()
+    # the grid's size from one step (the second: the first may be shortened by an anchor), before building it
+    first_step = start + offset
+    step_ns = max(int(((first_step + offset) - first_step).value), 1)
+    steps = (int(end.value) - int(start.value)) // step_ns + 2  # Python ints: spans beyond 292 years too
+    if len(keys) * steps > MAX_CELLS:
+        raise InvalidInput(
+            f"{len(keys)} series × {steps} steps of {frequency!r} is more than {MAX_CELLS} cells",
+            code="too_many_steps",
+            details={"series": len(keys), "steps": steps, "maximum_cells": MAX_CELLS, "column": time_column},
+        )
     grid = pd.date_range(start, end, freq=offset)
     if len(grid) == 0 or grid[0] != start:
         grid = pd.date_range(start, end + offset, freq=offset)
-    if len(keys) * len(grid) > MAX_CELLS:
-        raise InvalidInput(
-            f"{len(keys)} series × {len(grid)} steps is more than {MAX_CELLS} cells",
-            code="too_many_steps",
-            details={"series": len(keys), "steps": len(grid), "maximum_cells": MAX_CELLS},
-        )
     pos = grid.get_indexer(times)
     off = pos < 0
     if off.any():
