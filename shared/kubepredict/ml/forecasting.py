@@ -51,8 +51,8 @@ MAX_FOLDS = 20
 DEFAULT_LEVEL = 0.8
 MAX_LAGS = 1000
 #: floats in the training matrix (windows × (window + 1)) at most; beyond, each series' oldest windows
-#: are left out (the most recent ones are kept)
-MAX_TRAIN_VALUES = 50_000_000
+#: are left out (the most recent ones are kept); about 160 MB of windows, as much again of features
+MAX_TRAIN_VALUES = 20_000_000
 HISTORY_KEEP = 1000  # steps of each series kept in the artefact (online forecasts, the chart)
 CHART_SERIES = 20  # series whose history and last backtest fold the model's metrics keep for the chart
 FORMAT = "kubepredict-forecaster-1"
