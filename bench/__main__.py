@@ -2,7 +2,8 @@
 
 Run: ``make bench`` (``BENCH_REQUESTS`` for online calls; ``BIG=1`` adds the 10M-row batch run, see bench/batch.py;
 ``BENCH_SHARD_ROWS`` for the 1 vs 2 shards figure, see bench/shards.py; ``BENCH_STREAM_BIG`` /
-``BENCH_STREAM_SMALL`` for the Kafka stream scoring records, see ``bench/stream.py``).
+``BENCH_STREAM_SMALL`` for the Kafka stream scoring records, see ``bench/stream.py``; ``BENCH_FC_*`` for the
+forecasting run, see ``bench/forecast.py``).
 Prints a table and writes ``bench/results.json``.
 """
 
@@ -158,6 +159,11 @@ def main() -> None:
 
     shard_rows, results["shards"] = shards.run()  # 1 vs 2 shards, its own gateway (BENCH_SHARD_ROWS rows)
     rows.extend(shard_rows)
+    # --- forecasting: 200 series × 365 days trained as one job, a 28-day horizon predicted ---------
+    from bench import forecast
+
+    forecast_rows, results["forecast"] = forecast.run()
+    rows.extend(forecast_rows)
     _print(rows)
     Path(__file__).with_name("results.json").write_text(json.dumps(results, indent=2, default=str))
 

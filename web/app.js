@@ -22,11 +22,13 @@ import { wirePredict } from "./js/predict.js";
 import { wireResults } from "./js/results.js";
 import { wireSettings } from "./js/settings.js";
 import { loadAlgorithms, wireTrain } from "./js/train.js";
+import { loadForecastAlgorithms, wireForecast } from "./js/forecast.js";
 
 async function refreshAll() {
   hideError();
   await guarded("Could not load the page's data", async () => {
     await Promise.all([loadAlgorithms(), loadDatasets()]);
+    await loadForecastAlgorithms();
     await Promise.all([loadModels(), loadJobs()]);
   });
 }
@@ -35,6 +37,7 @@ wireBanner();
 wireSettings(refreshAll);
 wireDatasets();
 wireTrain();
+wireForecast();
 wirePredict();
 wireResults();
 wireOnline();

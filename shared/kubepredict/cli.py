@@ -403,7 +403,7 @@ def upload(csv_file, name, gateway, token):
 @click.argument("dataset_id")
 @click.option("--target", default=None, help="Column to predict (omit for clustering).")
 @click.option("--algorithm", default="auto", show_default=True, help="Catalogue name, sklearn class path, or auto.")
-@click.option("--task", type=click.Choice(["classification", "regression", "clustering"]), default=None)
+@click.option("--task", type=click.Choice(["classification", "regression", "clustering", "forecasting"]), default=None)
 @click.option("--params", default="{}", help="Estimator parameters as JSON.")
 @click.option("--name", default=None, help="Model name (versions are counted per name).")
 @click.option(
@@ -411,14 +411,44 @@ def upload(csv_file, name, gateway, token):
     default=None,
     help='Champion/challenger gate as JSON, e.g. \'{"metric": "f1_macro", "min_gain": 0.01, "dataset_id": "ds_…"}\'.',
 )
+@click.option("--time-column", default=None, help="Forecasting: the timestamp column.")
+@click.option("--series", "series_columns", multiple=True, help="Forecasting: a column telling series apart.")
+@click.option("--horizon", type=int, default=None, help="Forecasting: steps ahead.")
+@click.option("--frequency", default=None, help="Forecasting: pandas offset alias (inferred when absent).")
+@click.option("--feature", "features", multiple=True, help="A feature column (forecasting: exogenous; repeatable).")
 @click.option("--no-wait", is_flag=True, help="Return once queued.")
 @GATEWAY
 @TOKEN
-def train(dataset_id, target, algorithm, task, params, name, promote, no_wait, gateway, token):
+def train(
+    dataset_id,
+    target,
+    algorithm,
+    task,
+    params,
+    name,
+    promote,
+    time_column,
+    series_columns,
+    horizon,
+    frequency,
+    features,
+    no_wait,
+    gateway,
+    token,
+):
     """Train a model on a dataset (runs as a job)."""
     client = _client(gateway, token)
     body = {"dataset_id": dataset_id, "algorithm": algorithm}
-    for k, v in (("target", target), ("task", task), ("name", name)):
+    for k, v in (
+        ("target", target),
+        ("task", task),
+        ("name", name),
+        ("time_column", time_column),
+        ("series_columns", list(series_columns)),
+        ("horizon", horizon),
+        ("frequency", frequency),
+        ("features", list(features)),
+    ):
         if v:
             body[k] = v
     try:
@@ -461,6 +491,27 @@ def predict(model_id, dataset_id, rows, no_wait, gateway, token):
 
 
 @main.command()
+@click.argument("model_id")
+@click.option("--horizon", type=int, default=None, help="Steps ahead (default: the model's horizon).")
+@click.option("--series", "series", multiple=True, help="Only this series (its key value; repeatable).")
+@GATEWAY
+@TOKEN
+def forecast(model_id, horizon, series, gateway, token):
+    """Forecast online with a forecasting model, from the history stored with it."""
+    client = _client(gateway, token)
+    body: dict = {"model_id": model_id}
+    if horizon:
+        body["horizon"] = horizon
+    if series:
+        body["series"] = list(series)
+    try:
+        rows = client.forecast(body)["forecast"]
+        _table(f"forecast of {model_id}", rows, list(rows[0]) if rows else ["timestamp"])
+    except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
+        _fail(exc)
+
+
+@main.command()
 @click.argument("job_id", required=False)
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.option("--offset", type=int, default=0)
@@ -492,7 +543,9 @@ def result(job_id, limit, offset, csv_out, gateway, token):
             _table(
                 f"predictions {p['offset']}–{p['offset'] + len(p['rows'])} of {p['total']}",
                 p["rows"],
-                ["row", "prediction", "probabilities"],
+                list(p["rows"][0])
+                if p["rows"] and "timestamp" in p["rows"][0]
+                else ["row", "prediction", "probabilities"],
             )
     except Exception as exc:  # noqa: BLE001 - the command's one-line error instead of a traceback
         _fail(exc)

@@ -60,6 +60,9 @@ class Client:
     def predict(self, body: dict) -> dict:
         return self._check(self.http.post("/function/predict", json=body)).json()
 
+    def forecast(self, body: dict) -> dict:
+        return self._check(self.http.post("/function/predict/forecast", json=body)).json()
+
     def job(self, job_id: str, **query) -> dict:
         return self._check(self.http.get(f"/function/result/{job_id}", params=query)).json()
 

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -418,3 +419,85 @@ def test_registry_shows_the_promotion_and_moves_an_alias(walk, web_url, tmp_path
     page.wait_for_function("id => !document.querySelector(`#model-list tr[data-model-id='${id}'] .alias-chip`)", arg=v2)
     assert walk.page_errors == [], walk.page_errors
     assert walk.console_errors == [], walk.console_errors
+
+
+def _select_dataset(page, select: str, name: str) -> None:
+    page.wait_for_function(
+        "([sel, name]) => [...document.querySelector(sel).options].some(o => o.textContent.startsWith(name))",
+        arg=[select, name],
+    )
+    value = page.eval_on_selector(
+        select, "(s, name) => [...s.options].find(o => o.textContent.startsWith(name)).value", name
+    )
+    page.select_option(select, value)
+
+
+def test_forecasting_by_clicks(walk, web_url, tmp_path):
+    """Train a forecaster by clicks, read its backtest and chart (switching series), predict, download."""
+    import math
+
+    page = walk.page
+    path = tmp_path / "store-sales.csv"
+    # a regular daily calendar: 84 days from 2024-01-01
+    lines = ["day,store,sales"] + [
+        f"{(date.fromisoformat('2024-01-01') + timedelta(days=d)).isoformat()},{s},"
+        f"{100 + 20 * (s == 'south') + d * 0.3 + 8 * math.sin(2 * math.pi * d / 7) + ((d * 7919) % 13 - 6) / 6:.2f}"
+        for s in ("north", "south")
+        for d in range(84)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+    page.goto(web_url + "/ui/")
+    page.locator("#train-algorithm option").first.wait_for(state="attached")
+    _upload(page, path, "store-sales")
+    _select_dataset(page, "#train-dataset", "store-sales")
+    page.locator("#train-target option[value='sales']").wait_for(state="attached")
+    page.select_option("#train-target", "sales")
+    page.select_option("#train-task", "forecasting")
+    page.locator("#train-forecast").wait_for(state="visible")
+    page.locator("#train-time-column option[value='day']").wait_for(state="attached")
+    page.select_option("#train-time-column", "day")
+    page.select_option("#train-series-columns", ["store"])
+    page.fill("#train-horizon", "7")
+    page.locator("#train-algorithm option[value='seasonal_naive']").wait_for(state="attached")
+    job_id = _train(page, "ridge", "store-forecast")
+    _wait_job(page, job_id)
+    model_id = page.get_attribute(f"#job-list li[data-job-id='{job_id}']", "data-model-id")
+
+    listed = page.locator(f"#model-list tr[data-model-id='{model_id}']")
+    listed.locator(".badge.ready").wait_for()
+    assert listed.locator("td.num").inner_text().startswith("MASE ")  # the registry's main metric
+    listed.locator("button.open-model").click()
+    card = page.locator("#model-detail")
+    card.locator(".fc-metrics td", has_text="seasonal naive").wait_for()
+    assert "coverage" in card.locator(".fc-coverage").inner_text()
+    plot = card.locator(".fc-plot[data-points='7']")
+    plot.wait_for()
+    assert plot.get_attribute("data-series") == "north"
+    assert card.locator(".fc-plot polygon.fc-band").count() == 1
+    assert card.locator(".fc-plot polyline.fc-history").count() == 1
+    card.locator("select.fc-series").select_option(label="south")
+    card.locator(".fc-plot[data-series='south']").wait_for()
+    card.scroll_into_view_if_needed()
+    card.screenshot(path=str(ROOT / "docs" / "forecast.png"))
+    walk.step("forecast-trained")
+
+    page.select_option("#predict-model", model_id)
+    _select_dataset(page, "#predict-dataset", "store-sales")
+    predict_job = _click_and_get_new_job(page, "#predict-button")
+    _wait_job(page, predict_job)
+    page.locator("#result-page", has_text="of 14").wait_for()
+    headers = page.locator("#result-table thead th").all_inner_texts()
+    assert headers == ["row", "timestamp", "store", "prediction", "lower", "upper"], headers
+    assert page.locator("#result-table tbody tr").first.locator("td").nth(1).inner_text() == "2024-03-25"
+    walk.step("forecast-predicted")
+    with page.expect_download() as info:
+        page.click("#result-download")
+    with open(info.value.path(), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 14 and list(rows[0]) == ["timestamp", "store", "prediction", "lower", "upper"]
+    assert {r["store"] for r in rows} == {"north", "south"}
+    page.click("#online summary")
+    page.click("#online-button")
+    page.locator("#online-output", has_text="Forecast: 14 rows, 7 steps per series; first 2024-03-25").wait_for()
+    assert walk.page_errors == [], walk.page_errors

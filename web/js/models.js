@@ -3,6 +3,7 @@ import { api } from "./client.js";
 import { asPairs, barChart, figure, heatmap, scatter } from "./charts.js";
 import { onPredictModelChange } from "./online.js";
 import { renderRegistry } from "./registry.js";
+import { forecastCharts } from "./forecast.js";
 import { state } from "./state.js";
 import { $, el, fillSelect, fmtNum, fmtTime, table } from "./ui.js";
 
@@ -33,6 +34,7 @@ const METRIC_NAMES = {
 function modelCharts(model) {
   const m = model.metrics || {};
   const charts = [];
+  if (model.task === "forecasting") return forecastCharts(model);
   if (Array.isArray(m.confusion_matrix) && m.confusion_matrix.length) {
     const labels = (m.labels || model.classes || m.confusion_matrix.map((_, i) => i)).map(String);
     charts.push(figure("Confusion matrix", heatmap(m.confusion_matrix, labels)));

@@ -11,6 +11,10 @@ export async function onPredictModelChange() {
   $("#online-output").textContent = "";
   const model = state.models.find((m) => m.model_id === $("#predict-model").value);
   if (!model) { box.append(el("p", { class: "muted", text: "Choose a model first." })); return; }
+  if (model.task === "forecasting") {
+    box.append(el("p", { class: "muted", text: "A forecaster takes no row: it forecasts from the history stored with it." }));
+    return;
+  }
   const ds = await datasetDetail(model.dataset_id).catch(() => null);
   const sample = ds && ds.preview && ds.preview[0];
   (model.features || []).forEach((f, i) => {
@@ -40,6 +44,12 @@ async function onOnlineSubmit(ev) {
   const row = readRow();
   const out = $("#online-output");
   out.textContent = "…";
+  if ((state.models.find((m) => m.model_id === modelId) || {}).task === "forecasting") {
+    const fc = await guarded("The online forecast failed", () => api("POST", "/function/predict/forecast", { model_id: modelId }));
+    const f = fc && fc.forecast[0];
+    out.textContent = f ? `Forecast: ${fc.forecast.length} rows, ${fc.horizon} steps per series; first ${f.timestamp} ${fmtCell(f.prediction)} [${fmtCell(f.lower)}, ${fmtCell(f.upper)}]` : "";
+    return;
+  }
   const res = await guarded("The online prediction failed", () => api("POST", "/function/predict", { model_id: modelId, instances: [row] }));
   if (!res) { out.textContent = ""; return; }
   hideError();

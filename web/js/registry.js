@@ -11,6 +11,10 @@ const LOWER_IS_BETTER = new Set(["mae", "rmse", "fit_seconds"]);
 const view = { open: null, compare: [], alias: "champion" };
 
 const mainMetric = (m) => {
+  if (m.task === "forecasting") {  // the backtest's MASE against seasonal naive (below 1: beats it)
+    const v = m.metrics && m.metrics.backtest && m.metrics.backtest.overall && m.metrics.backtest.overall.mase;
+    return typeof v === "number" ? `MASE ${v.toFixed(3)}` : "—";
+  }
   const key = MAIN[m.task];
   const v = key && m.metrics ? m.metrics[key] : undefined;
   return typeof v === "number" ? `${key} ${v.toFixed(3)}` : "—";

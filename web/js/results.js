@@ -5,6 +5,7 @@ import { renderDrift } from "./drift.js";
 import { asPairs, barChart, figure, histogram } from "./charts.js";
 import { PAGE_SIZE, state } from "./state.js";
 import { $, el, fmtNum, fmtTime, table } from "./ui.js";
+import { forecastColumns } from "./forecast.js";
 
 export function setDownload(jobId) {
   const a = $("#result-download");
@@ -63,7 +64,7 @@ export async function loadResultPage(offset) {
     keys.forEach((k) => cols.push({ label: "P(" + k + ")", num: true,
       get: (r) => r.probabilities && typeof r.probabilities[k] === "number" ? r.probabilities[k].toFixed(3) : "" }));
   }
-  table($("#result-table"), cols, rows, { empty: "No predictions." });
+  table($("#result-table"), forecastColumns(rows) || cols, rows, { empty: "No predictions." });
   $("#result-table").dataset.offset = String(state.result.offset);
   $("#result-table").dataset.total = String(state.result.total);
   updatePager();

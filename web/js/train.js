@@ -7,6 +7,7 @@ import { datasetDetail, inferredTask, knownTask } from "./lookups.js";
 import { loadModels } from "./models.js";
 import { state } from "./state.js";
 import { $, el, fillSelect } from "./ui.js";
+import { forecastTrainFields } from "./forecast.js";
 
 export async function loadAlgorithms() {
   const body = await api("GET", "/function/train/algorithms");
@@ -138,6 +139,7 @@ async function onTrainSubmit(ev) {
   if (name) body.name = name;
   const testSize = parseFloat($("#train-test-size").value);
   if (!isNaN(testSize) && task !== "clustering") body.test_size = testSize;
+  Object.assign(body, forecastTrainFields());
   const btn = $("#train-button");
   btn.disabled = true;
   const res = await guarded("Could not start training", () => api("POST", "/function/train", body));

@@ -29,9 +29,14 @@ QUICK_MAX_BYTES = 256 * 1024
 
 def _quick(method: str, path: str, body: bytes) -> bool:
     """Online scoring of a small body (no dataset named: a batch job would write to the database; no
-    explanation asked for: that takes up to seconds, and would hold the event loop)."""
+    explanation asked for: that takes up to seconds, and would hold the event loop). A forecast (``/forecast``:
+    recursive steps, the history's validation) runs on a thread like other work."""
     return (
-        method == "POST" and len(body) <= QUICK_MAX_BYTES and b'"dataset_id"' not in body and b'"explain"' not in body
+        method == "POST"
+        and len(body) <= QUICK_MAX_BYTES
+        and b'"dataset_id"' not in body
+        and b'"explain"' not in body
+        and not path.rstrip("/").endswith("/forecast")
     )
 
 
@@ -68,6 +73,22 @@ def create(request: Request, svc) -> Response:
         )
     job, created = prediction.submit_predict(svc, body, idempotency_key=idempotency_key(request, raw))
     return accepted(job, created)
+
+
+@predict.route(
+    "POST",
+    "/forecast",
+    summary="Forecast: a forecasting model's next steps per series, answered at once",
+    body=q.ForecastRequest,
+    responses={
+        200: Content({"application/json": out.Forecast}, "per series, horizon rows with their interval"),
+        400: "invalid request or history; a model that is not a forecaster",
+        404: "unknown model",
+        409: "the model is not ready",
+    },
+)
+def forecast(request: Request, svc) -> Response:
+    return Response.json(prediction.forecast_online(svc, parse.require_object(request.json())))
 
 
 @predict.route("GET", "/", summary="List prediction jobs", query=q.PredictJobsQuery, responses={200: out.JobList})

@@ -70,6 +70,10 @@ def create(request: Request, svc) -> Response:
     "GET", "/algorithms", summary="The algorithm catalogue", query=q.AlgorithmsQuery, responses={200: out.AlgorithmList}
 )
 def algorithms(request: Request, svc) -> Response:
+    if request.params.task == "forecasting":
+        from ..ml.forecasting import list_algorithms as forecasting_algorithms
+
+        return Response.json({"algorithms": forecasting_algorithms()})
     return Response.json({"algorithms": ml.list_algorithms(request.params.task)})
 
 

@@ -29,8 +29,9 @@ class PredictionRow(NamedTuple):
     probabilities: list[float] | None
 
 
-def encode_batch(predictions: pa.Array, probabilities: pa.Array) -> bytes:
-    table = pa.table({"prediction": predictions, "probabilities": probabilities})
+def encode_batch(predictions: pa.Array, probabilities: pa.Array, extra: dict[str, pa.Array] | None = None) -> bytes:
+    """``extra``: more columns (a forecast's timestamp, series keys and interval bounds)."""
+    table = pa.table({"prediction": predictions, "probabilities": probabilities, **(extra or {})})
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
         writer.write_table(table)
@@ -76,7 +77,12 @@ class PredictionsRepo:
             conn.execute(delete(B).where(B.c.job_id == job_id, B.c.first_row >= row_start, B.c.first_row < row_stop))
 
     def insert_prediction_batch(
-        self, job_id: str, first_row: int, predictions: pa.Array, probabilities: pa.Array
+        self,
+        job_id: str,
+        first_row: int,
+        predictions: pa.Array,
+        probabilities: pa.Array,
+        extra: dict[str, pa.Array] | None = None,
     ) -> None:
         """Store the predictions of rows ``first_row … first_row + len - 1`` (one insert, its own transaction)."""
         n = len(predictions)
@@ -84,7 +90,7 @@ class PredictionsRepo:
             return
         if len(probabilities) != n:
             raise ValueError("predictions and probabilities differ in length")
-        data = encode_batch(predictions, probabilities)
+        data = encode_batch(predictions, probabilities, extra)
         with self.db.tx() as conn:
             conn.execute(B.insert().values(job_id=job_id, first_row=first_row, rows=n, data=data))
 

@@ -12,13 +12,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ..ml.algorithms import TASKS
+from ..ml.forecast_features import MAX_HORIZON
+from ..ml.forecasting import FORECASTING, MAX_FOLDS, MAX_LAGS
 
 MAX_PAGE = 1000
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=r"\S")]
 Column = Annotated[str, StringConstraints(min_length=1)]
-Task = Literal[TASKS]  # type: ignore[valid-type]  # the catalogue's tuple, written once
+Task = Literal[(*TASKS, FORECASTING)]  # type: ignore[valid-type]  # the catalogue's tuple, written once
 Scalar = str | float | bool | None  # int is a float in JSON Schema; pydantic keeps ints as given
 JsonObject = dict[str, Any]
 
@@ -76,6 +78,25 @@ class TrainRequest(Body):
     name: Text | None = Field(None, description="groups models; each training of a name is a new version")
     resources: JsonObject | None = Field(None, description="Kubernetes-style requests/limits for the job")
     promote: PromoteSpec | None = Field(None, description="champion/challenger gate run when the job finishes")
+    # forecasting only (task "forecasting")
+    time_column: Column | None = Field(None, description="forecasting: the timestamp column")
+    series_columns: (
+        Annotated[list[Column], Field(json_schema_extra={"uniqueItems": True}), AfterValidator(_unique)] | None
+    ) = Field(None, description="forecasting: columns that tell series apart (store, item…)")
+    horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON)] | None = Field(None, description="forecasting: steps ahead")
+    frequency: Text | None = Field(None, description="forecasting: pandas offset alias; inferred when absent")
+    season_length: Annotated[int, Field(ge=1, le=MAX_LAGS)] | None = Field(
+        None, description="forecasting: steps per season; from the frequency when absent"
+    )
+    lags: Annotated[int, Field(ge=1, le=MAX_LAGS)] | None = Field(
+        None, description="forecasting: past values per window (default max(2 × season, 10))"
+    )
+    interval_level: Annotated[float, Field(ge=0.5, le=0.99)] | None = Field(
+        None, description="forecasting: nominal coverage of the prediction intervals (default 0.8)"
+    )
+    backtest_folds: Annotated[int, Field(ge=1, le=MAX_FOLDS)] | None = Field(
+        None, description="forecasting: rolling-origin backtest folds (default 3)"
+    )
 
 
 class AliasRequest(Body):
@@ -83,6 +104,23 @@ class AliasRequest(Body):
 
     version: Annotated[int, Field(ge=1, lt=2**31)] | None = None
     model_id: Id | None = None
+
+
+class ForecastRequest(Body):
+    """``POST /function/predict/forecast``: a forecasting model's next steps, answered at once."""
+
+    model_id: Text = Field(description="a model id, a model name, name@alias or name/versions/N")
+    horizon: Annotated[int, Field(ge=1, le=MAX_HORIZON)] | None = Field(
+        None, description="steps ahead, up to the model's trained horizon (the default)"
+    )
+    series: Annotated[list[Scalar | list[Scalar]], Field(min_length=1)] | None = Field(
+        None, description="only these series (key values; a list per series with several series columns)"
+    )
+    history: Annotated[list[dict[str, Scalar]], Field(min_length=1)] | None = Field(
+        None,
+        description="recent rows (time, series columns, target; future rows carry exogenous features); "
+        "default: the history stored with the model",
+    )
 
 
 class BatchPredictRequest(Body):

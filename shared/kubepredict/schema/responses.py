@@ -189,6 +189,22 @@ class OnlinePrediction(Open):
     explanations: Explanations | None = None
 
 
+class ForecastRow(Open):
+    """One future step of one series (plus the series columns by name)."""
+
+    timestamp: str
+    prediction: float | None
+    lower: float | None
+    upper: float | None
+
+
+class Forecast(Open):
+    model_id: str
+    horizon: int
+    interval_level: float
+    forecast: list[ForecastRow]
+
+
 class FunctionStatus(Open):
     """An OpenFaaS function status."""
 

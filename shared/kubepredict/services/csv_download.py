@@ -32,6 +32,9 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
             code="job_not_finished",
             details={"status": job["status"]},
         )
+    forecast = (job.get("summary") or {}).get("forecast")
+    if forecast:
+        return _forecast_csv(svc, job_id, forecast["columns"])
     try:
         dataset = svc.catalog.get_dataset_row(job["dataset_id"])
     except NotFound as exc:
@@ -373,3 +376,20 @@ def _probability_columns(probs, k: int) -> list:
         return [_python_text(flat.take(pa.array(np.arange(j, n * k, k)))) for j in range(k)]
     rows = probs.to_pylist()
     return [_python_text(pa.array([r[j] if r else None for r in rows], type=pa.float64())) for j in range(k)]
+
+
+def _forecast_csv(svc, job_id: str, columns: list[str]) -> Iterator[bytes]:
+    """The forecast rows as CSV, one stored batch at a time (columns as the job's summary lists them)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    first = True
+    for _, table in svc.catalog.iter_prediction_tables(job_id):
+        cols = [_neutralised(table.column(c).combine_chunks()) for c in columns]
+        out = pa.table(cols, names=[_neutral_name(c) for c in columns])
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(out, sink, pacsv.WriteOptions(include_header=first))
+        first = False
+        yield sink.getvalue().to_pybytes()
+    if first:
+        yield (",".join(_neutral_name(c) for c in columns) + "\n").encode()

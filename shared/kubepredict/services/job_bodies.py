@@ -13,7 +13,7 @@ from ..ml.profile import profile_key
 from ..runner import drift_job
 from ..runner.batch_predict import BatchSummary, peak_rss_mib, range_batches, score_batches
 from ..runner.limits import clamp_model, clamp_parallelism
-from . import promotion
+from . import forecast_jobs, promotion
 from .datasets import load_frame, open_parquet
 from .explaining import explain_frame
 from .prediction import load_pipeline
@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 def run_train(svc, job, *, cpus: int | None = None) -> None:
     """Train and store the job's model; ``cpus`` (the job's CPU allowance) bounds its ``n_jobs``."""
     catalog, request = svc.catalog, job.request
+    if request.get("task") == "forecasting":
+        return forecast_jobs.run_train(svc, job, cpus=cpus)
 
     def progress(stage: str, value: float) -> None:
         catalog.progress(job.job_id, job.attempt, stage, value)
@@ -98,6 +100,10 @@ def run_predict(svc, job, *, cpus: int | None = None) -> None:
     catalog.progress(job.job_id, job.attempt, "loading", 0.02)
     model = catalog.get_model_row(job.model_id)
     pipeline = load_pipeline(svc, model)
+    if model.task == "forecasting":
+        if pipeline.get("regressor") is not None:
+            clamp_model(pipeline["regressor"], cpus)
+        return forecast_jobs.run_predict(svc, job, model, pipeline)
     clamp_model(pipeline, cpus)
     dataset = catalog.get_dataset_row(job.dataset_id)
     catalog.clear_predictions(job.job_id)  # a retried attempt starts from a clean slate

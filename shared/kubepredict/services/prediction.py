@@ -6,12 +6,12 @@ import time
 
 from .. import metrics, ml
 from ..codecs import native
-from ..errors import Conflict, Unprocessable
+from ..errors import Conflict, InvalidInput, Unprocessable
 from ..ids import new_id
 from ..runner.resources import check_resources, maximums
 from ..runner.shard_plan import plan_ranges, shard_count
 from ..schema import parse
-from ..schema.requests import BatchPredictRequest
+from ..schema.requests import BatchPredictRequest, ForecastRequest
 from . import explaining, serving
 from .training import check_queue
 
@@ -39,6 +39,13 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
     resources = check_resources(req.resources, maximums(svc.settings))
     model = ready_model(svc, req.model_id)
     dataset = svc.catalog.get_dataset_row(req.dataset_id)
+    if model.task == "forecasting":
+        from .forecast_jobs import submit_predict as submit_forecast
+
+        state = load_pipeline(svc, model)
+        return submit_forecast(
+            svc, req, model, dataset, resources, state=state, check_queue=check_queue, idempotency_key=idempotency_key
+        )
     ml.check_columns(set(dataset.column_names), model.features)
     if req.explain:
         check_explainable(svc, model, int(dataset.rows))
@@ -105,3 +112,31 @@ def infer(svc, codec, body, ref: str, version: str | None = None, *, decode=None
     out = codec.encode(model, result, body)
     metrics.ONLINE_PREDICT_SECONDS.observe(time.perf_counter() - started)
     return out
+
+
+def forecast_online(svc, body) -> dict:
+    """``POST /function/predict/forecast``: the next steps from the stored history or the sent one."""
+    import pandas as pd
+
+    from ..ml import forecasting as fcast
+    from .forecast_jobs import records
+
+    started = time.perf_counter()
+    req = parse.body(ForecastRequest, body)
+    head = serving.resolve_head(svc, req.model_id)
+    model = svc.catalog.get_model_row(head.model_id)
+    if model.task != fcast.FORECASTING:
+        raise InvalidInput(
+            f"model {model.model_id} is a {model.task} model; POST /function/predict scores rows with it",
+            code="not_a_forecaster",
+        )
+    loaded = fcast.Loaded.from_state(load_pipeline(svc, model))
+    frame = pd.DataFrame.from_records(req.history) if req.history else None
+    out = fcast.forecast_frame(loaded, frame, horizon=req.horizon, series=req.series)
+    metrics.ONLINE_PREDICT_SECONDS.observe(time.perf_counter() - started)
+    return {
+        "model_id": model.model_id,
+        "horizon": req.horizon or loaded.config["horizon"],
+        "interval_level": loaded.config["interval_level"],
+        "forecast": records(out),
+    }

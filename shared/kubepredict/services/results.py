@@ -12,6 +12,12 @@ def job_with_predictions(svc, job_id: str, *, limit: int = 100, offset: int = 0)
         total = (job["summary"] or {}).get("rows")
         if total is None:
             total = svc.catalog.count_predictions(job_id)
+        if "forecast" in (job["summary"] or {}):
+            from .forecast_jobs import page
+
+            rows = page(svc, job_id, offset=offset, limit=limit)
+            job["predictions"] = {"total": total, "offset": offset, "limit": limit, "rows": rows}
+            return job
         rows = []
         for r in svc.catalog.page_predictions(job_id, offset=offset, limit=limit):
             item = {"row": r.row, "prediction": r.prediction}

@@ -123,6 +123,12 @@ def resolve(svc, ref: str, version: str | int | None = None) -> ServedModel:
 
 def _load(svc, model_id: str) -> ServedModel:
     row = svc.catalog.get_model_row(model_id)
+    if row.task == "forecasting":
+        raise InvalidInput(
+            f"model {model_id} forecasts; ask it with POST /function/predict/forecast",
+            code="not_a_row_model",
+            details={"model_id": model_id},
+        )
     pipeline = ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
     features, kinds = row.features, row.kinds
     compiled = compiled_scorer(pipeline, features=features, kinds=kinds, task=row.task)

@@ -25,6 +25,10 @@ def check_queue(svc) -> None:
 def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
     """Queue a training job; returns ``(job, created)``."""
     req = parse.body(TrainRequest, body)
+    if req.task == "forecasting":
+        from .forecast_jobs import submit_train as submit_forecast
+
+        return submit_forecast(svc, req, check_queue=check_queue, idempotency_key=idempotency_key)
     dataset_id, task, target, features = req.dataset_id, req.task, req.target, req.features
     algorithm = req.algorithm or "auto"
     params = req.params or {}
