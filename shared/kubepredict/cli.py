@@ -374,8 +374,37 @@ def _print_job(job: dict):
     flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     if flat:
         _table("metrics", [{"metric": k, "value": round(v, 4)} for k, v in flat.items()], ["metric", "value"])
-    if job.get("summary"):
-        c.print_json(data=job["summary"])
+    summary = job.get("summary")
+    if summary:
+        from .catalog.records import compact_summary
+
+        rest = {k: v for k, v in (compact_summary(summary) or {}).items() if k != "drift"}
+        if rest:
+            c.print_json(data=rest)
+        _print_drift(c, summary.get("drift"))
+
+
+def _print_drift(c, drift: dict | None) -> None:
+    """A batch job's drift report as one line and a table of features, worst PSI first."""
+    if not drift:
+        return
+    if not drift.get("available"):
+        c.print(f"drift: not available — {drift.get('reason', '')}")
+        return
+    verdict = "[red]DETECTED[/]" if drift.get("detected") else "none above the threshold"
+    c.print(f"drift: {verdict} (max PSI {drift.get('max_psi')}, threshold {drift.get('threshold')})")
+    rows = [
+        {
+            "feature": f["feature"],
+            "kind": f.get("kind"),
+            "psi": f.get("psi"),
+            "test": (f.get("test") or {}).get("name"),
+            "p_value": (f.get("test") or {}).get("p_value"),
+            "missing_change": (f.get("missing_rate") or {}).get("change"),
+        }
+        for f in drift.get("features", [])
+    ]
+    _table("drift per feature", rows, ["feature", "kind", "psi", "test", "p_value", "missing_change"])
 
 
 @main.command()
@@ -467,20 +496,22 @@ def train(
 @click.argument("model_id")
 @click.option("--dataset", "dataset_id", default=None, help="Score a whole uploaded dataset (batch job).")
 @click.option("--row", "rows", multiple=True, help="One row as JSON, e.g. '{\"x\": 1}' (online; repeatable).")
+@click.option("--explain", is_flag=True, help="Also each column's contribution to every prediction.")
 @click.option("--no-wait", is_flag=True)
 @GATEWAY
 @TOKEN
-def predict(model_id, dataset_id, rows, no_wait, gateway, token):
+def predict(model_id, dataset_id, rows, explain, no_wait, gateway, token):
     """Predict with a model: a batch job over a dataset, or a few rows online."""
     client = _client(gateway, token)
+    extra = {"explain": True} if explain else {}
     try:
         if rows:
-            out = client.predict({"model_id": model_id, "instances": [json.loads(r) for r in rows]})
+            out = client.predict({"model_id": model_id, "instances": [json.loads(r) for r in rows], **extra})
             click.echo(json.dumps(out, indent=2))
             return
         if not dataset_id:
             raise click.UsageError("give --dataset for a batch prediction or --row for online ones")
-        queued = client.predict({"model_id": model_id, "dataset_id": dataset_id})
+        queued = client.predict({"model_id": model_id, "dataset_id": dataset_id, **extra})
         click.echo(f"queued {queued['job_id']}")
         if not no_wait:
             _print_job(_progress_wait(client, queued["job_id"]))

@@ -139,7 +139,18 @@ def test_cli_commands_against_the_gateway(gateway_url, tmp_path):
     out = cli("predict", model_id, "--dataset", ds_id)
     job_id = next(w for w in out.split() if w.startswith("job_"))
     assert "succeeded" in out
+    assert "drift: none above the threshold" in out and "drift per feature" in out  # the batch's drift report
+    assert "histogram" not in out  # the per-feature bins stay in the JSON answer, not on the terminal
     assert "setosa" in cli("result", job_id, "--limit", "5")
+    row = '{"sepal_length": 6.3, "sepal_width": 2.9, "petal_length": 5.6, "petal_width": 1.8}'
+    explained = json.loads(cli("predict", model_id, "--row", row, "--explain"))
+    assert explained["explanations"]["method"] == "tree"
+    assert set(explained["explanations"]["rows"][0]["contributions"]) == {
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
+    }
     cli("result", job_id, "--csv", str(tmp_path / "out.csv"))
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 151
     bad = subprocess.run(
