@@ -8,6 +8,7 @@ under CI=true), as for the other real services.
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -189,6 +190,12 @@ def _run_until(jobs, job_id: str, until, timeout: float = 300.0) -> float:
     return time.monotonic() - t0
 
 
+def client_batch(jobs):
+    from kubernetes import client
+
+    return client.BatchV1Api(jobs["core"].api_client)
+
+
 def _pods(jobs, job_id: str):
     return jobs["core"].list_namespaced_pod("kubepredict", label_selector=f"kubepredict.io/job-id={job_id}").items
 
@@ -273,3 +280,77 @@ def test_job_whose_image_does_not_exist_ends_with_an_image_pull_reason(node, job
     assert mine and mine[0][2] == "image_pull_failed", (mine, final)
     assert missing in mine[0][3] and "cannot pull image" in mine[0][3], mine
     assert final["status"] == "failed" and final["error"]["code"] == "image_pull_failed", final
+
+
+def _slow_train(jobs):
+    """A train job that runs for several seconds (a 20 000-row dataset, 300 trees): time to act on its pod."""
+    from kubepredict.services.datasets import upload_dataset
+    from kubepredict.services.training import submit_train
+
+    if "slow_dataset" not in jobs:
+        jobs["slow_dataset"] = upload_dataset(jobs["svc"], io.BytesIO(_csv(20_000)), name="node-it-slow")
+    job, _ = submit_train(
+        jobs["svc"],
+        {
+            "dataset_id": jobs["slow_dataset"]["dataset_id"],
+            "target": "label",
+            "algorithm": "random_forest",
+            "params": {"n_estimators": 300},
+        },
+    )
+    return job
+
+
+def _running_pod(jobs, job_id: str, timeout: float = 180.0):
+    """Dispatcher rounds until the job's pod runs its container and the worker has claimed the attempt."""
+    t0 = time.monotonic()
+    while True:
+        jobs["dispatcher"].tick()
+        job = jobs["svc"].catalog.get_job(job_id)
+        running = [
+            p for p in _pods(jobs, job_id) if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+        ]
+        # the worker records itself as "<hostname = pod name>:<pid>" once it has taken the attempt
+        if running and job["status"] == "running" and (job.get("worker") or "").startswith(running[0].metadata.name):
+            return running[0]
+        assert job["status"] in ("queued", "running"), job
+        assert time.monotonic() - t0 < timeout, (job, [p.status.phase for p in _pods(jobs, job_id)])
+        time.sleep(0.5)
+
+
+def test_pod_deleted_mid_run_is_detected_and_retried(node, jobs):
+    """`kubectl delete pod` while the worker trains: the kubelet stops the container (SIGTERM), the worker
+    records the lost attempt, the job is requeued, the Job runner starts attempt 2 as a new pod, and the
+    job succeeds."""
+    job = _slow_train(jobs)
+    first = _running_pod(jobs, job["job_id"])
+    jobs["core"].delete_namespaced_pod(first.metadata.name, "kubepredict")
+    requeued = _run_until(jobs, job["job_id"], lambda j: j["attempt"] >= 2 or j["status"] not in ("queued", "running"))
+    mid = jobs["svc"].catalog.get_job(job["job_id"])
+    assert mid["attempt"] == 2 or mid["status"] == "queued", mid
+    seconds = _run_until(jobs, job["job_id"], lambda j: j["status"] not in ("queued", "running"))
+    final = jobs["svc"].catalog.get_job(job["job_id"])
+    pods = _pods(jobs, job["job_id"])
+    print(f"\n[kube-node] pod deleted → requeued {requeued:.1f} s; attempt 2 → {final['status']} {seconds:.1f} s")
+    assert final["status"] == "succeeded" and final["attempt"] == 2, (final, node.kubelet_errors())
+    assert first.metadata.name not in [p.metadata.name for p in pods]
+    assert [p.metadata.labels["kubepredict.io/attempt"] for p in pods] == ["2"], [p.metadata.name for p in pods]
+
+
+def test_cancelling_a_running_job_deletes_its_pod(node, jobs):
+    """The user cancels while the pod runs: the next Dispatcher round sees the job no longer running and
+    the runner deletes its Job, whose pod the kubelet then stops and the API server removes."""
+    job = _slow_train(jobs)
+    pod = _running_pod(jobs, job["job_id"])
+    jobs["svc"].catalog.cancel(job["job_id"])
+    t0 = time.monotonic()
+    while _pods(jobs, job["job_id"]):
+        assert time.monotonic() - t0 < 120, [(p.metadata.name, p.status.phase) for p in _pods(jobs, job["job_id"])]
+        jobs["dispatcher"].tick()
+        time.sleep(0.5)
+    gone = time.monotonic() - t0
+    print(f"\n[kube-node] cancelled → pod {pod.metadata.name} gone {gone:.1f} s")
+    batch = client_batch(jobs)
+    assert not batch.list_namespaced_job("kubepredict", label_selector=f"kubepredict.io/job-id={job['job_id']}").items
+    assert jobs["svc"].catalog.get_job(job["job_id"])["status"] == "cancelled"
+    assert jobs["runner"].running_ids() == []
