@@ -354,3 +354,50 @@ def test_cancelling_a_running_job_deletes_its_pod(node, jobs):
     assert not batch.list_namespaced_job("kubepredict", label_selector=f"kubepredict.io/job-id={job['job_id']}").items
     assert jobs["svc"].catalog.get_job(job["job_id"])["status"] == "cancelled"
     assert jobs["runner"].running_ids() == []
+
+
+def test_sharded_predict_runs_as_an_indexed_job_with_one_pod_per_shard(node, jobs):
+    """A 3-shard batch predict is one Indexed Job (completions 3); the controller manager makes one pod per
+    completion index, each claims its shard, and the predictions equal those of the unsharded job."""
+    from kubepredict.services.prediction import submit_predict
+    from kubepredict.services.results import job_with_predictions
+    from kubepredict.services.training import submit_train
+
+    finished = lambda j: j["status"] not in ("queued", "running")  # noqa: E731
+    dataset_id = jobs["dataset"]["dataset_id"]
+    trained, _ = submit_train(
+        jobs["svc"],
+        {"dataset_id": dataset_id, "target": "label", "algorithm": "random_forest", "params": {"n_estimators": 20}},
+    )
+    _run_until(jobs, trained["job_id"], finished)
+    assert jobs["svc"].catalog.get_job(trained["job_id"])["status"] == "succeeded"
+    whole, _ = submit_predict(jobs["svc"], {"model_id": trained["model_id"], "dataset_id": dataset_id})
+    _run_until(jobs, whole["job_id"], finished)
+    sharded, _ = submit_predict(jobs["svc"], {"model_id": trained["model_id"], "dataset_id": dataset_id, "shards": 3})
+    seconds = _run_until(jobs, sharded["job_id"], finished)
+    a = job_with_predictions(jobs["svc"], whole["job_id"], limit=1000)
+    b = job_with_predictions(jobs["svc"], sharded["job_id"], limit=1000)
+    print(f"\n[kube-node] 3-shard predict dispatched→{b['status']} {seconds:.1f} s")
+    pods = _pods(jobs, sharded["job_id"])
+    assert a["status"] == b["status"] == "succeeded", (
+        a,
+        b,
+        [node.pod_log("kubepredict", p.metadata.name) for p in pods],
+    )
+    assert [s["status"] for s in b["shard_status"]] == ["succeeded"] * 3, b["shard_status"]
+    assert a["predictions"]["total"] == b["predictions"]["total"] == 90
+    assert a["predictions"]["rows"] == b["predictions"]["rows"]
+    (job,) = (
+        client_batch(jobs)
+        .list_namespaced_job("kubepredict", label_selector=f"kubepredict.io/job-id={sharded['job_id']}")
+        .items
+    )
+    assert job.spec.completion_mode == "Indexed" and job.spec.completions == 3, job.spec
+    indexes = sorted(p.metadata.annotations["batch.kubernetes.io/job-completion-index"] for p in pods)
+    assert indexes == ["0", "1", "2"], [(p.metadata.name, p.status.phase) for p in pods]
+    for _ in range(120):  # each worker records its shard just before its process exits
+        pods = _pods(jobs, sharded["job_id"])
+        if all(p.status.phase == "Succeeded" for p in pods):
+            break
+        time.sleep(0.5)
+    assert {(p.status.phase, p.spec.node_name) for p in pods} == {("Succeeded", "kp-node")}
