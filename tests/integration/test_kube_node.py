@@ -4,6 +4,10 @@ kube-apiserver + etcd (as in test_kube_apiserver.py), kube-controller-manager, k
 kubelet from the same Kubernetes version, containerd 1.6 with the CRI plugin and a bridge CNI network,
 the pod sandbox image and our base image built locally (scripts/images.sh). Missing pieces skip (fail
 under CI=true), as for the other real services.
+
+The tests drive the real Dispatcher and KubernetesJobRunner in this process (train, OOMKilled, image pull,
+pod deleted mid-run, cancel, sharded predict as an Indexed Job), then apply infra/test-node with kubectl
+and run upload → train → predict → result over HTTP against the dispatcher and function pods.
 """
 
 from __future__ import annotations
