@@ -6,10 +6,10 @@
 
 Binaries: kubelet, kube-scheduler, kube-controller-manager and kubectl (``node.kubectl(...)``, as the admin)
 from the same Go module and version as the kube-apiserver (scripts/kube-node.sh build, cached in
-~/.cache/kubepredict/kube/bin); containerd 1.6, runc and the CNI plugins from Debian (scripts/setup-
-services.sh). containerd runs under a private configuration (root, state, socket in this service's temporary
-folder) with the CRI plugin, a locally built pause image (scripts/images.sh build pause) and a bridge
-network (kp-cni0, 10.244.0.0/24).
+~/.cache/kubepredict/kube/bin); containerd 1.6, runc and the CNI plugins from Debian
+(scripts/setup-services.sh). containerd runs under a private configuration (root, state, socket in this
+service's temporary folder) with the CRI plugin, a locally built pause image (scripts/images.sh build pause)
+and a bridge network (kp-cni0, 10.244.0.0/24).
 What these VMs need, found by trying: ``restrict_oom_score_adj`` (else runc fails every sandbox with
 "can't get final child's PID from pipe: EOF"), runc not crun (hybrid cgroups), ``failCgroupV1: false``.
 Pods reach host services through ``node.expose(port, listen_port)`` on the bridge's 10.244.0.1; there is
