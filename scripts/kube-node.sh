@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The rest of a one-node cluster beside scripts/kube-apiserver.sh: kube-controller-manager, kube-scheduler,
-# kubelet (and kubectl, which applies the test overlay of infra/ as a user would) from the same Go module and version as the kube-apiserver we build (same wrapper module:
-# k8s.io/kubernetes vK8S with every staging module replaced by its v0.N.M tag).
+# kubelet, and kubectl (it applies infra/test-node as a user would), from the same Go module and version
+# as the kube-apiserver we build (same wrapper module: k8s.io/kubernetes vK8S with every staging module
+# replaced by its v0.N.M tag).
 #
 #   scripts/kube-node.sh build     build the four binaries into $KUBE_CACHE/bin (no-op when present)
 #   scripts/kube-node.sh paths     print their paths
