@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
 import time
 
 import pytest
@@ -106,6 +107,14 @@ def jobs(node, postgres_server, s3_server):
     from kubepredict.services.datasets import upload_dataset
     from tests.services import REPO_ROOT
 
+    # the images from this checkout (warm: ~10 s): the dispatcher pod below runs the job image's code
+    t0 = time.monotonic()
+    build = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts/images.sh"), "build"], capture_output=True, text=True, timeout=3600
+    )
+    if build.returncode != 0:
+        pytest.fail(f"scripts/images.sh build failed:\n{build.stderr[-4000:]}", pytrace=False)
+    print(f"\n[kube-node] scripts/images.sh build {time.monotonic() - t0:.1f} s")
     job_image = images_env()["JOB_IMAGE"]
     import_seconds = node.load_image(job_image)
     print(f"\n[kube-node] job image import {import_seconds:.1f} s")
