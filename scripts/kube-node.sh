@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The rest of a one-node cluster beside scripts/kube-apiserver.sh: kube-controller-manager, kube-scheduler
-# and kubelet from the same Go module and version as the kube-apiserver we build (same wrapper module:
-# k8s.io/kubernetes vK8S with every staging module replaced by its v0.N.M tag).
+# The rest of a one-node cluster beside scripts/kube-apiserver.sh: kube-controller-manager, kube-scheduler,
+# kubelet, and kubectl (it applies infra/test-node as a user would), from the same Go module and version
+# as the kube-apiserver we build (same wrapper module: k8s.io/kubernetes vK8S with every staging module
+# replaced by its v0.N.M tag).
 #
-#   scripts/kube-node.sh build     build the three binaries into $KUBE_CACHE/bin (no-op when present)
+#   scripts/kube-node.sh build     build the four binaries into $KUBE_CACHE/bin (no-op when present)
 #   scripts/kube-node.sh paths     print their paths
 #
 # Shares $KUBE_CACHE's Go module and build caches with kube-apiserver's build, so most of the
@@ -17,7 +18,7 @@ GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 export GOMODCACHE="$KUBE_CACHE/gomod" GOCACHE="$KUBE_CACHE/gobuild" GOPATH="$KUBE_CACHE/gopath"
 export GOFLAGS="-p=$KUBE_BUILD_JOBS -buildvcs=false -mod=mod -modcacherw" CGO_ENABLED=0 GOTOOLCHAIN=local
 export GONOSUMDB="" GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
-COMPONENTS="kube-controller-manager kube-scheduler kubelet"
+COMPONENTS="kube-controller-manager kube-scheduler kubelet kubectl"
 
 log() { printf '[kube-node.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -40,9 +41,11 @@ cmd_build() {
       awk '$2=="=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod" | while read -r m; do
         "$GO" mod edit -replace="$m=$m@v$minor"
       done
-      for c in $COMPONENTS; do "$GO" get -tool "k8s.io/kubernetes/cmd/$c@v$K8S_VERSION"; done
     )
   fi
+  for c in "${missing[@]}"; do  # a component added later (kubectl) joins an existing wrapper module
+    grep -q "k8s.io/kubernetes/cmd/$c\$" "$src/go.mod" || (cd "$src" && "$GO" get -tool "k8s.io/kubernetes/cmd/$c@v$K8S_VERSION")
+  done
   for c in "${missing[@]}"; do
     log "building $c v$K8S_VERSION"
     (cd "$src" && nice -n 10 "$GO" build -trimpath -ldflags "-s -w \

@@ -20,10 +20,12 @@ RUN groupadd --system --gid 10001 kubepredict \
        --shell /usr/sbin/nologin kubepredict
 
 WORKDIR /opt/kubepredict
-COPY requirements.txt ./requirements.txt
-RUN pip install -r requirements.txt
+# Runtime dependencies only, at requirements.txt's versions (shared/constraints.txt: its runtime pins;
+# the test and lint tools of requirements.txt stay out), in their own layer: a code change reuses it.
+COPY shared/constraints.txt ./constraints.txt
+RUN pip install -r constraints.txt
 COPY shared/ ./shared/
-RUN pip install ./shared && rm -rf ./shared /root/.cache
+RUN pip install -c constraints.txt "./shared[postgres,s3,kafka,kubernetes]" && rm -rf ./shared /root/.cache
 
 USER 10001:10001
 ENTRYPOINT []

@@ -151,12 +151,13 @@ def test_shrinkwrap_produces_build_contexts(built):
             "function/__init__.py",
             "function/handler.py",
             "function/shared/pyproject.toml",
+            "function/shared/constraints.txt",
             "function/shared/kubepredict/__init__.py",
         ):
             assert (ctx / rel).is_file(), f"build/{name}/{rel} missing"
         assert (ctx / "function" / "handler.py").read_text() == (ROOT / "functions" / name / "handler.py").read_text()
         dockerfile = (ctx / "Dockerfile").read_text()
-        assert "pip install /tmp/kubepredict-shared" in dockerfile and "USER app" in dockerfile
+        assert "pip install -c /tmp/constraints.txt /tmp/kubepredict-shared" in dockerfile and "USER app" in dockerfile
 
 
 SERVE_ONE_REQUEST = r"""

@@ -4,13 +4,16 @@
         node.load_image("localhost/kubepredict/base:bookworm-…")   # podman store → containerd's k8s.io namespace
         ...create pods/Jobs through kube.api_client("admin")...
 
-Binaries: kubelet, kube-scheduler and kube-controller-manager from the same Go module and version as the
-kube-apiserver (scripts/kube-node.sh build, cached in ~/.cache/kubepredict/kube/bin); containerd 1.6,
-runc and the CNI plugins from Debian (scripts/setup-services.sh). containerd runs under a private
-configuration (root, state, socket in this service's temporary folder) with the CRI plugin, a locally
-built pause image (scripts/images.sh build pause) and a bridge network (kp-cni0, 10.244.0.0/24).
+Binaries: kubelet, kube-scheduler, kube-controller-manager and kubectl (``node.kubectl(...)``, as the admin)
+from the same Go module and version as the kube-apiserver (scripts/kube-node.sh build, cached in
+~/.cache/kubepredict/kube/bin); containerd 1.6, runc and the CNI plugins from Debian
+(scripts/setup-services.sh). containerd runs under a private configuration (root, state, socket in this
+service's temporary folder) with the CRI plugin, a locally built pause image (scripts/images.sh build pause)
+and a bridge network (kp-cni0, 10.244.0.0/24).
 What these VMs need, found by trying: ``restrict_oom_score_adj`` (else runc fails every sandbox with
 "can't get final child's PID from pipe: EOF"), runc not crun (hybrid cgroups), ``failCgroupV1: false``.
+Pods reach host services through ``node.expose(port, listen_port)`` on the bridge's 10.244.0.1; there is
+no kube-proxy and no cluster DNS (infra/test-node works around both).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ NODE_NAME = "kp-node"
 POD_SUBNET = "10.244.0.0/24"
 GATEWAY = "10.244.0.1"  # the bridge's address: pods reach the host here
 BRIDGE = "kp-cni0"
+# Where infra/test-node expects the host's services on GATEWAY (expose(port, listen_port=...))
+POD_API_PORT, POD_DB_PORT, POD_S3_PORT = 30443, 30432, 30900
 
 
 def _bin(name: str) -> Path:
@@ -71,7 +76,9 @@ class KubeNode(Service):
             raise ServiceUnavailable("CNI plugins missing: apt-get install containernetworking-plugins")
         if os.geteuid() != 0:
             raise ServiceUnavailable("the kubelet and containerd need root")
-        missing = [c for c in ("kubelet", "kube-scheduler", "kube-controller-manager") if not _bin(c).is_file()]
+        missing = [
+            c for c in ("kubelet", "kube-scheduler", "kube-controller-manager", "kubectl") if not _bin(c).is_file()
+        ]
         if missing:
             subprocess.run(
                 ["bash", str(NODE_SCRIPT), "build"],
@@ -255,14 +262,23 @@ enforceNodeAllocatable: []
         ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
         return ready and not node.spec.taints
 
-    def load_image(self, image: str) -> float:
-        """Copy an image from the podman store into containerd's k8s.io namespace; returns the seconds taken."""
+    def load_image(self, image: str, *more: str) -> float:
+        """Copy images from the podman store into containerd's k8s.io namespace; returns the seconds taken.
+
+        Several images go through one archive (docker-archive, each shared layer once)."""
         assert self.tmpdir is not None
         t0 = time.monotonic()
         archive = self.tmpdir / "image.tar"
-        subprocess.run(
-            ["bash", str(IMAGES_SCRIPT), "save", image, str(archive)], check=True, capture_output=True, timeout=600
-        )
+        if more:
+            save = ["podman", "save", "--multi-image-archive", "--format", "docker-archive", "-o", str(archive)]
+            archive.unlink(missing_ok=True)
+            subprocess.run(
+                ["bash", str(IMAGES_SCRIPT), *save, image, *more], check=True, capture_output=True, timeout=900
+            )
+        else:
+            subprocess.run(
+                ["bash", str(IMAGES_SCRIPT), "save", image, str(archive)], check=True, capture_output=True, timeout=600
+            )
         try:
             self.ctr("images", "import", str(archive), timeout=600)
         finally:
@@ -303,13 +319,28 @@ enforceNodeAllocatable: []
                 subprocess.run(["umount", "-l", mnt], capture_output=True, check=False)
         subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
 
-    def expose(self, port: int) -> str:
+    def kubectl(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """kubectl (built beside the other binaries, same version) as the cluster admin; raises on failure."""
+        assert self.tmpdir is not None
+        out = subprocess.run(
+            [str(_bin("kubectl")), "--kubeconfig", str(self.tmpdir / "kubeconfig"), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({out.returncode}):\n{out.stdout}{out.stderr}")
+        return out
+
+    def expose(self, port: int, listen_port: int = 0) -> str:
         """Make a host service on 127.0.0.1:port reachable from pods: "10.244.0.1:P" relays to it.
 
-        The relay listens on the bridge's gateway address (created at start); a thread per connection
-        in this process; closed when the node stops.
+        The relay listens on the bridge's gateway address (created at start), on ``listen_port`` (the fixed
+        ports infra/test-node names: POD_*_PORT) or any free port; a thread per connection in this
+        process; closed when the node stops.
         """
-        listener = socket.create_server((GATEWAY, 0))
+        listener = socket.create_server((GATEWAY, listen_port))
         self._listeners = [*getattr(self, "_listeners", []), listener]
 
         def pump(src, dst):

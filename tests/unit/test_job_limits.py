@@ -263,3 +263,40 @@ def test_a_loaded_models_n_jobs_is_clamped_for_a_predict_job():
     untouched = RandomForestClassifier()
     limits.clamp_model(untouched, 2)
     assert untouched.n_jobs is None
+
+
+class Tracking(Idle):
+    """Idle, but remembers what it started and what it was told to cancel."""
+
+    deadline_seconds = 0.0
+
+    def __init__(self):
+        self.started, self.cancelled = [], []
+
+    def submit(self, spec):
+        self.started.append(spec.job_id)
+
+    def running_ids(self):
+        return sorted(set(self.started) - set(self.cancelled))
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+
+
+def test_the_dispatcher_stops_cancelled_workers_but_lets_succeeded_ones_exit(tmp_path):
+    """A worker records success a moment before its process (or pod) ends: deleting its Job then threw
+    away the Job and its logs (seen on a real kubelet); cancelled jobs' workers are still stopped."""
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    svc = bootstrap(Settings(data_dir=tmp_path))
+    for job_id in ("job_done", "job_stop"):
+        svc.catalog.enqueue(job={"job_id": job_id, "kind": "predict", "max_attempts": 1, "request": {}})
+    runner = Tracking()
+    dispatcher = Dispatcher(svc.catalog, runner, svc.settings)
+    dispatcher.tick()
+    assert runner.started == ["job_done", "job_stop"]
+    svc.catalog.succeed_predict("job_done", 1, summary={"rows": 0})
+    svc.catalog.cancel("job_stop")
+    dispatcher.tick()
+    assert runner.cancelled == ["job_stop"]

@@ -274,3 +274,78 @@ def test_python_renderer_matches_kubectl_kustomize():
         ours = sorted(_renderer().load_kustomization(ROOT / target), key=_key)
         theirs = sorted((d for d in yaml.safe_load_all(out.stdout) if d), key=_key)
         assert ours == theirs
+
+
+def _pod_templates(objects: list[dict]) -> list[tuple[str, dict]]:
+    return [
+        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for o in objects
+        if o["kind"] in ("Deployment", "StatefulSet", "Job") and "template" in o.get("spec", {})
+    ]
+
+
+def _test_node_objects() -> list[dict]:
+    """infra/test-node as kubectl renders it (patches and images: beyond the Python renderer)."""
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed: infra/test-node needs kustomize patches")
+    out = subprocess.run(
+        [kubectl, "kustomize", str(ROOT / "infra/test-node")], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_non_root_pods_can_read_their_mounted_secrets(rendered):
+    """Projected secrets are 0440, owned by root and the pod's fsGroup: a non-root pod without fsGroup =
+    its group cannot read them (the dispatcher failed so on a real kubelet: PermissionError)."""
+    for name, spec in _pod_templates(rendered):
+        pod_sc = spec.get("securityContext") or {}
+        for vol in spec.get("volumes") or []:
+            mode = (vol.get("projected") or vol.get("secret") or {}).get("defaultMode")
+            if mode is None or mode & 0o004 or not pod_sc.get("runAsNonRoot"):
+                continue
+            assert pod_sc.get("fsGroup") == pod_sc.get("runAsGroup"), (name, vol["name"], oct(mode), pod_sc)
+
+
+def test_test_node_overlay_validates_and_uses_only_local_images():
+    objects = _test_node_objects()
+    for obj in objects:
+        try:
+            kv.validate(obj, K8S_VERSION, strict=True)
+        except kv.ValidationError as exc:
+            pytest.fail(f"infra/test-node {_key(obj)}: {exc}")
+    deployments = {n for n, _ in _pod_templates(objects)}
+    assert deployments == {"kubepredict-dispatcher", "upload", "train", "predict", "result"}
+    for name, spec in _pod_templates(objects):
+        for c in spec["containers"]:
+            assert c["image"].startswith("localhost/kubepredict/") and c["image"].endswith(":local"), (name, c)
+            assert c["imagePullPolicy"] == "Never", (name, c)
+        assert spec["securityContext"]["fsGroup"] == 10001, name
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert config["data"]["KUBEPREDICT_JOB_IMAGE"] == "localhost/kubepredict/job:local"
+
+
+def test_test_node_functions_follow_stack_yml():
+    """infra/test-node/functions.yaml is what faas-cli would deploy from stack.yml, minus the watchdog."""
+    stack = yaml.safe_load((ROOT / "stack.yml").read_text())["functions"]
+    deployments = {
+        o["metadata"]["name"]: o
+        for o in _load_all(ROOT / "infra/test-node/functions.yaml")
+        if o["kind"] == "Deployment"
+    }
+    assert set(deployments) == set(stack)
+    for fn, spec in stack.items():
+        pod = deployments[fn]["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["image"] == f"ghcr.io/kubepredict/{fn}:0.1.0"
+        assert c["securityContext"]["readOnlyRootFilesystem"] is spec["readonly_root_filesystem"] is True
+        assert c["resources"] == {"requests": spec["requests"], "limits": spec["limits"]}
+        env = {e["name"]: e["value"] for e in c["env"]}
+        own = {k: str(v) for k, v in spec["environment"].items() if k.startswith("KUBEPREDICT_")}
+        own.pop("KUBEPREDICT_JOB_IMAGE", None)  # the ConfigMap's (the overlay sets the local image there)
+        assert own.items() <= env.items(), (fn, own, env)
+        sources = next(v for v in pod["volumes"] if v["name"] == "secrets")["projected"]["sources"]
+        assert [s["secret"]["name"] for s in sources] == spec["secrets"]
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "secrets")
+        assert mount["mountPath"] == env["KUBEPREDICT_SECRETS_DIR"] == "/var/openfaas/secrets"

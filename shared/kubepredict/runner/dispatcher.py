@@ -72,7 +72,9 @@ class Dispatcher(BackgroundLoop):
             self._lost(job_id, attempt, "heartbeat_timeout", f"no heartbeat for {timeout:.0f} s", shard=shard)
         self._enforce_deadline()  # before the check below, which then stops the workers of overdue jobs
         for job_id, (status, _attempt) in self.catalog.statuses(self.runner.running_ids()).items():
-            if status != "running":
+            # cancelled, failed, or requeued without this worker: stop it. A succeeded job's worker recorded
+            # its result and is exiting: let it end (its Kubernetes Job and logs stay for their TTL).
+            if status not in ("running", "succeeded"):
                 self.runner.cancel(job_id)
         shards = self.runner.running_shards()
         states = self.catalog.shard_statuses([(j, k) for j, k, _a in shards])
