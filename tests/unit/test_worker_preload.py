@@ -1,0 +1,66 @@
+"""The fork server preloads what a job would otherwise import for itself: every listed module imports (the
+fork server skips one that does not, silently), and a train and a predict job import almost nothing more."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import sys
+
+from kubepredict.runner.local import PRELOAD
+
+
+def test_every_preloaded_module_imports():
+    for name in PRELOAD:
+        importlib.import_module(name)
+
+
+def _run(job_id: str, data_dir: str, out) -> None:
+    import os
+
+    os.environ["KUBEPREDICT_DATA_DIR"] = data_dir
+    before = set(sys.modules)
+    from kubepredict.runner.worker import worker_main
+
+    code = worker_main(job_id)
+    out.put((code, sorted(set(sys.modules) - before)))
+
+
+def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path, monkeypatch):
+    from kubepredict.api import FUNCTIONS
+    from kubepredict.api.http import Request
+    from kubepredict.bootstrap import bootstrap
+    from kubepredict.config import Settings
+
+    monkeypatch.setenv("KUBEPREDICT_DATA_DIR", str(tmp_path))
+    svc = bootstrap(Settings.from_env())
+
+    def call(fn, body, query=None, ctype="application/json"):
+        req = Request.build("POST", "/", query=query or {}, headers={"Content-Type": ctype}, body=body)
+        return json.loads(FUNCTIONS[fn](req, svc).body)
+
+    from pathlib import Path
+
+    csv = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
+    ds = call("upload", csv, {"name": "iris"}, "text/csv")
+    train = call("train", json.dumps({"dataset_id": ds["dataset_id"], "target": "species"}).encode())
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    out = ctx.Queue()
+
+    def imports_of(job_id: str) -> list[str]:
+        proc = ctx.Process(target=_run, args=(job_id, str(tmp_path), out))
+        proc.start()
+        code, modules = out.get(timeout=120)
+        proc.join()
+        assert code == 0, job_id
+        return modules
+
+    imported = {"train": imports_of(train["job_id"])}
+    body = {"model_id": train["model_id"], "dataset_id": ds["dataset_id"]}
+    imported["predict"] = imports_of(call("predict", json.dumps(body).encode())["job_id"])
+    svc.catalog.dispose()
+    for kind, modules in imported.items():
+        heavy = [m for m in modules if m.split(".")[0] in {"sqlalchemy", "psycopg", "sqlite3", "pyarrow", "sklearn"}]
+        assert heavy == [], (kind, heavy)
