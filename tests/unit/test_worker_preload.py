@@ -7,6 +7,7 @@ import importlib
 import json
 import multiprocessing
 import sys
+from pathlib import Path
 
 from kubepredict.runner.local import PRELOAD
 
@@ -39,8 +40,6 @@ def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path, monkeypat
     def call(fn, body, query=None, ctype="application/json"):
         req = Request.build("POST", "/", query=query or {}, headers={"Content-Type": ctype}, body=body)
         return json.loads(FUNCTIONS[fn](req, svc).body)
-
-    from pathlib import Path
 
     csv = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
     ds = call("upload", csv, {"name": "iris"}, "text/csv")
