@@ -40,7 +40,9 @@ data = buf.getvalue()
 (out / f"{fn}.zip").write_bytes(data)
 
 deps = []
-for req in (repo / "requirements.txt", repo / "functions" / fn / "requirements.txt"):
+# The runtime pins only (shared/constraints.txt: what the images install), not the test and lint tools
+# requirements.txt also pins.
+for req in (repo / "shared" / "constraints.txt", repo / "functions" / fn / "requirements.txt"):
     if req.is_file():
         for line in req.read_text().splitlines():
             name = line.split("#", 1)[0].strip()

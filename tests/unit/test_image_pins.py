@@ -61,3 +61,20 @@ def test_the_images_install_through_the_constraints():
     template = (ROOT / "template/kubepredict-python3-http/Dockerfile").read_text()
     installs = [line for line in template.splitlines() if "pip install" in line]
     assert installs and all("-c /tmp/constraints.txt" in line for line in installs), installs
+
+
+def test_kubeless_functions_get_the_runtime_pins_only(tmp_path):
+    """scripts/package-kubeless.sh writes the Function's ``deps`` from the same runtime pins as the images."""
+    import subprocess
+
+    import yaml
+
+    subprocess.run(["bash", str(ROOT / "scripts" / "package-kubeless.sh"), "train"], check=True, capture_output=True)
+    doc = yaml.safe_load((ROOT / "build" / "kubeless" / "train.yaml").read_text())
+    deps = {}
+    for line in doc["spec"]["deps"].splitlines():
+        m = PIN.match(line)
+        assert m, line
+        deps[_norm(m.group(1))] = m.group(3)
+    assert deps == _pins(ROOT / "shared" / "constraints.txt")
+    assert not [d for d in deps if d.startswith(TOOLS)]
