@@ -3,7 +3,8 @@ import { el, fmtNum } from "./ui.js";
 
 // ---------------------------------------------------------------- SVG charts
 const SVGNS = "http://www.w3.org/2000/svg";
-function s(tag, attrs, children) {
+/** An SVG element with attributes (`text`: its text) and children: every chart module draws with it. */
+export function s(tag, attrs, children) {
   const node = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === "text") node.textContent = v; else node.setAttribute(k, v);

@@ -1,17 +1,7 @@
 /* Drift of a batch prediction against the model's training data (the job's summary.drift): one bar per
  * feature, worst PSI first; clicking a feature shows its reference and current histograms side by side. */
-import { figure } from "./charts.js";
+import { figure, s } from "./charts.js";
 import { $, el, fmtNum } from "./ui.js";
-
-const SVGNS = "http://www.w3.org/2000/svg";
-function s(tag, attrs, children) {
-  const node = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "text") node.textContent = v; else node.setAttribute(k, v);
-  }
-  (children || []).forEach((c) => c && node.append(c));
-  return node;
-}
 
 const share = (counts) => { const t = counts.reduce((a, b) => a + b, 0) || 1; return counts.map((c) => c / t); };
 

@@ -1,6 +1,7 @@
 /* Forecasting on the page: the train form's time column, series columns, horizon and frequency (shown
  * when the task is "forecasting"), the model card's backtest metrics and line chart (history, last
  * backtest fold, forecast with its interval band; a series picker), and forecast columns in results. */
+import { s } from "./charts.js";
 import { api } from "./client.js";
 import { guarded } from "./banner.js";
 import { datasetDetail } from "./lookups.js";
@@ -52,15 +53,6 @@ export function wireForecast() {
 }
 
 // ---------------------------------------------------------------- model card
-const SVGNS = "http://www.w3.org/2000/svg";
-function s(tag, attrs, children) {
-  const node = document.createElementNS(SVGNS, tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === "text") node.textContent = v; else node.setAttribute(k, v);
-  }
-  (children || []).forEach((c) => c && node.append(c));
-  return node;
-}
 
 /** Line chart of history, backtest and forecast (with its band) against time. */
 export function forecastChart(history, backtest, forecast, label) {

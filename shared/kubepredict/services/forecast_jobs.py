@@ -27,6 +27,7 @@ from ..runner.batch_predict import peak_rss_mib
 from ..runner.limits import clamp_parallelism
 from ..runner.resources import check_resources, maximums
 from .datasets import clean_name, load_frame
+from .queueing import check_queue, enqueue_train
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _columns(request: dict) -> list[str]:
     )
 
 
-def submit_train(svc, req, *, check_queue, idempotency_key: str | None = None) -> tuple[dict, bool]:
+def submit_train(svc, req, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
     """Queue a forecasting train job after validating the dataset the way the job will."""
     for name in ("time_column", "target", "horizon"):
         if getattr(req, name) is None:
@@ -103,19 +104,7 @@ def submit_train(svc, req, *, check_queue, idempotency_key: str | None = None) -
         "dataset_id": req.dataset_id,
         "job_id": job_id,
     }
-    job = {
-        "job_id": job_id,
-        "kind": "train",
-        "model_id": model_id,
-        "dataset_id": req.dataset_id,
-        "max_attempts": svc.settings.job_max_attempts,
-        "request": request,
-    }
-    queued = svc.catalog.enqueue(
-        job=job, model=model, idempotency=("train", idempotency_key) if idempotency_key else None
-    )
-    svc.job_queued()
-    return queued
+    return enqueue_train(svc, model, request, idempotency_key)
 
 
 def run_train(svc, job, *, cpus: int | None = None) -> None:
@@ -185,11 +174,11 @@ def _input_columns(model, columns: list[str]) -> list[str]:
 
 
 def submit_predict(
-    svc, req, model, dataset, resources, *, state, check_queue, idempotency_key: str | None = None
+    svc, req, model, dataset, resources, *, state, idempotency_key: str | None = None
 ) -> tuple[dict, bool]:
     """Queue a forecast: the dataset is recent history (rows with a target) and/or future exogenous values.
 
-    ``state``: the model's loaded artefact; ``check_queue``: the queue-length check of every job.
+    ``state``: the model's loaded artefact.
     """
     if (req_shards := getattr(req, "shards", None)) and req_shards > 1:
         raise InvalidInput(

@@ -13,7 +13,7 @@ from ..runner.shard_plan import plan_ranges, shard_count
 from ..schema import parse
 from ..schema.requests import BatchPredictRequest, ForecastRequest
 from . import explaining, serving
-from .training import check_queue
+from .queueing import check_queue
 
 ONLINE_KEYS = native.KEYS
 
@@ -43,9 +43,7 @@ def submit_predict(svc, body, *, idempotency_key: str | None = None) -> tuple[di
         from .forecast_jobs import submit_predict as submit_forecast
 
         state = load_pipeline(svc, model)
-        return submit_forecast(
-            svc, req, model, dataset, resources, state=state, check_queue=check_queue, idempotency_key=idempotency_key
-        )
+        return submit_forecast(svc, req, model, dataset, resources, state=state, idempotency_key=idempotency_key)
     ml.check_columns(set(dataset.column_names), model.features)
     if req.explain:
         check_explainable(svc, model, int(dataset.rows))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import ml
-from ..errors import InvalidInput, TooManyJobs, Unprocessable
+from ..errors import InvalidInput, Unprocessable
 from ..ids import new_id
 from ..ml.profile import profile_key
 from ..runner.resources import check_resources, maximums
@@ -11,15 +11,7 @@ from ..schema import parse
 from ..schema.requests import TrainRequest
 from . import promotion
 from .datasets import clean_name, load_frame
-
-
-def check_queue(svc) -> None:
-    queued = svc.catalog.count_jobs(status="queued")
-    if queued >= svc.settings.max_queued_jobs:
-        raise TooManyJobs(
-            f"{queued} jobs are already queued (limit {svc.settings.max_queued_jobs}); retry later",
-            details={"queued": queued},
-        )
+from .queueing import check_queue, enqueue_train
 
 
 def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict, bool]:
@@ -28,7 +20,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
     if req.task == "forecasting":
         from .forecast_jobs import submit_train as submit_forecast
 
-        return submit_forecast(svc, req, check_queue=check_queue, idempotency_key=idempotency_key)
+        return submit_forecast(svc, req, idempotency_key=idempotency_key)
     dataset_id, task, target, features = req.dataset_id, req.task, req.target, req.features
     algorithm = req.algorithm or "auto"
     params = req.params or {}
@@ -104,19 +96,7 @@ def submit_train(svc, body, *, idempotency_key: str | None = None) -> tuple[dict
         "dataset_id": dataset_id,
         "job_id": job_id,
     }
-    job = {
-        "job_id": job_id,
-        "kind": "train",
-        "model_id": model_id,
-        "dataset_id": dataset_id,
-        "max_attempts": svc.settings.job_max_attempts,
-        "request": request,
-    }
-    queued = svc.catalog.enqueue(
-        job=job, model=model, idempotency=("train", idempotency_key) if idempotency_key else None
-    )
-    svc.job_queued()
-    return queued
+    return enqueue_train(svc, model, request, idempotency_key)
 
 
 def inferred_task(svc, dataset_id: str, target: str) -> str:
