@@ -6,10 +6,14 @@ from __future__ import annotations
 import importlib
 import json
 import multiprocessing
+import subprocess
 import sys
 from pathlib import Path
 
 from kubepredict.runner.local import PRELOAD
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = {"sqlalchemy", "psycopg", "sqlite3", "pyarrow", "sklearn"}
 
 
 def test_every_preloaded_module_imports():
@@ -28,20 +32,25 @@ def _run(job_id: str, data_dir: str, out) -> None:
     out.put((code, sorted(set(sys.modules) - before)))
 
 
-def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path, monkeypatch):
+def imports_in_jobs(data_dir: str) -> dict[str, list[str]]:
+    """Queue an iris train job, then a predict job, run each in a child of a fork server preloaded as the
+    local runner's, and return the modules each child imported. Runs in a fresh interpreter (the test
+    below starts one): a process has one fork server, and another test may have started it already."""
+    import os
+
+    os.environ["KUBEPREDICT_DATA_DIR"] = data_dir
     from kubepredict.api import FUNCTIONS
     from kubepredict.api.http import Request
     from kubepredict.bootstrap import bootstrap
     from kubepredict.config import Settings
 
-    monkeypatch.setenv("KUBEPREDICT_DATA_DIR", str(tmp_path))
     svc = bootstrap(Settings.from_env())
 
     def call(fn, body, query=None, ctype="application/json"):
         req = Request.build("POST", "/", query=query or {}, headers={"Content-Type": ctype}, body=body)
         return json.loads(FUNCTIONS[fn](req, svc).body)
 
-    csv = (Path(__file__).resolve().parents[2] / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
+    csv = (ROOT / "shared" / "kubepredict" / "data" / "iris.csv").read_bytes()
     ds = call("upload", csv, {"name": "iris"}, "text/csv")
     train = call("train", json.dumps({"dataset_id": ds["dataset_id"], "target": "species"}).encode())
     ctx = multiprocessing.get_context("forkserver")
@@ -49,7 +58,7 @@ def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path, monkeypat
     out = ctx.Queue()
 
     def imports_of(job_id: str) -> list[str]:
-        proc = ctx.Process(target=_run, args=(job_id, str(tmp_path), out))
+        proc = ctx.Process(target=_run, args=(job_id, data_dir, out))
         proc.start()
         code, modules = out.get(timeout=120)
         proc.join()
@@ -60,6 +69,20 @@ def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path, monkeypat
     body = {"model_id": train["model_id"], "dataset_id": ds["dataset_id"]}
     imported["predict"] = imports_of(call("predict", json.dumps(body).encode())["job_id"])
     svc.catalog.dispose()
+    return imported
+
+
+def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path):
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from tests.unit.test_worker_preload import imports_in_jobs\n"
+        f"print(json.dumps(imports_in_jobs({str(tmp_path)!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(imported) == {"train", "predict"}
     for kind, modules in imported.items():
-        heavy = [m for m in modules if m.split(".")[0] in {"sqlalchemy", "psycopg", "sqlite3", "pyarrow", "sklearn"}]
+        heavy = [m for m in modules if m.split(".")[0] in HEAVY]
         assert heavy == [], (kind, heavy)
