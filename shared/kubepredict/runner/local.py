@@ -49,13 +49,14 @@ PRELOAD = [
     "setproctitle",
     # What every job imported for itself before (found by diffing sys.modules across a job): the
     # catalogue's dialects and drivers (a PostgreSQL engine took 175 ms to create in each worker, SQLite
-    # 11 ms), the Parquet dataset reader and pandas conversion, and scikit-learn's dataframe layer. An
-    # iris train job went from 0.24 s to 0.13 s in its worker, a predict job from 0.20 s to 0.07 s.
+    # 11 ms), pyarrow's pandas conversion, and scikit-learn's dataframe layer. An iris train job went from
+    # 0.24 s to 0.13 s in its worker, a predict job from 0.20 s to 0.07 s. Not ``pyarrow.dataset``
+    # (cheap): preloaded, a worker over its memory limit died instead of failing its job with the reason
+    # (tests/e2e/test_job_bounds.py).
     "sqlalchemy.dialects.sqlite",
     "sqlalchemy.dialects.postgresql.psycopg",
     "psycopg",
     "sqlite3",
-    "pyarrow.dataset",
     "pyarrow.pandas_compat",
     "kubepredict.logs",
     "narwhals._pandas_like.namespace",
