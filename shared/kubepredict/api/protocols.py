@@ -89,6 +89,22 @@ def route(method: str, pattern: str, *, public: bool = False, **doc):
     return register
 
 
+def model_route(method: str, suffix: str, *, summary: str, version_summary: str, **doc):
+    """Register a V2 model route twice: ``/v2/models/{name}{suffix}`` (the name's current version) and
+    ``/v2/models/{name}/versions/{version}{suffix}``. ``doc["responses"]`` serves both, except that the
+    versioned route's 404 also names the version (``version_404``, when given)."""
+    version_404 = doc.pop("version_404", None)
+    versioned = dict(doc)
+    if version_404:
+        versioned["responses"] = {**doc["responses"], 404: version_404}
+
+    def register(fn):
+        route(method, f"/v2/models/{{name}}/versions/{{version}}{suffix}", summary=version_summary, **versioned)(fn)
+        return route(method, f"/v2/models/{{name}}{suffix}", summary=summary, **doc)(fn)
+
+    return register
+
+
 def owns(path: str) -> bool:
     return path.strip("/").split("/", 1)[0] in ROOTS
 
@@ -192,55 +208,38 @@ def v2_ready(request, svc):
     return Response.json({"ready": True})
 
 
-@route(
+@model_route(
     "GET",
-    "/v2/models/{name}",
+    "",
     summary="Model metadata (latest version)",
+    version_summary="Model metadata",
     tags=("Open Inference Protocol (V2)",),
     responses={200: out.V2Metadata, 404: "unknown model", 409: "not ready"},
-)
-@route(
-    "GET",
-    "/v2/models/{name}/versions/{version}",
-    summary="Model metadata",
-    tags=("Open Inference Protocol (V2)",),
-    responses={200: out.V2Metadata, 404: "unknown model or version", 409: "not ready"},
+    version_404="unknown model or version",
 )
 def v2_metadata(request, svc, name, version=None):
     return Response.json(v2.metadata(serving.resolve(svc, name, version)))
 
 
-@route(
+@model_route(
     "GET",
-    "/v2/models/{name}/ready",
+    "/ready",
     summary="Model readiness",
+    version_summary="Model version readiness",
     tags=("Open Inference Protocol (V2)",),
     responses={200: out.V2ModelReady, 404: "unknown model", 409: "not ready"},
-)
-@route(
-    "GET",
-    "/v2/models/{name}/versions/{version}/ready",
-    summary="Model version readiness",
-    tags=("Open Inference Protocol (V2)",),
-    responses={200: out.V2ModelReady, 404: "unknown model or version", 409: "not ready"},
+    version_404="unknown model or version",
 )
 def v2_model_ready(request, svc, name, version=None):
     model = serving.resolve(svc, name, version)  # unknown: 404; training or failed: 409 (not ready)
     return Response.json({"name": model.name, "ready": True})
 
 
-@route(
+@model_route(
     "POST",
-    "/v2/models/{name}/infer",
+    "/infer",
     summary="Inference (JSON tensors or Triton binary)",
-    tags=("Open Inference Protocol (V2)",),
-    body=q.V2InferRequest,
-    responses=INFER_RESPONSES,
-)
-@route(
-    "POST",
-    "/v2/models/{name}/versions/{version}/infer",
-    summary="Inference on a version",
+    version_summary="Inference on a version",
     tags=("Open Inference Protocol (V2)",),
     body=q.V2InferRequest,
     responses=INFER_RESPONSES,
