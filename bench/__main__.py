@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from bench.jobs import job_seconds, wait
+from bench.jobs import job_seconds, train_iris
 from tests.gateway_process import GatewayProcess
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
@@ -82,17 +82,7 @@ def main() -> None:
     ):
         http = httpx.Client(base_url=gw.url, timeout=600)
         # --- training: job latency vs raw fit -----------------------------------------------------
-        ds = http.post(
-            "/function/upload",
-            params={"name": "iris"},
-            content=iris.to_csv(index=False),
-            headers={"Content-Type": "text/csv"},
-        ).json()
-        q = http.post(
-            "/function/train",
-            json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"},
-        ).json()
-        job = wait(http, q["job_id"])
+        q, job = train_iris(http, iris)
         train_wall = job_seconds(job)
         rows.append(
             (

@@ -49,3 +49,15 @@ def alternate(ours, reference, repeat: int = REPEAT) -> tuple[list[float], list[
 def runs(values: list[float]) -> str:
     """``median (all runs)`` in seconds, for a table cell."""
     return f"median {statistics.median(values):.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
+
+
+def train_iris(http: httpx.Client, iris) -> tuple[dict, dict]:
+    """Upload the iris frame and train a logistic regression on it; returns ``(queued, finished job)``."""
+    csv = iris.to_csv(index=False)
+    headers = {"Content-Type": "text/csv"}
+    ds = http.post("/function/upload", params={"name": "iris"}, content=csv, headers=headers).json()
+    queued = http.post(
+        "/function/train",
+        json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"},
+    ).json()
+    return queued, wait(http, queued["job_id"])

@@ -147,7 +147,7 @@ def main() -> None:
     import httpx
 
     from bench.__main__ import iris_frame
-    from bench.jobs import wait
+    from bench.jobs import train_iris
     from tests.gateway_process import GatewayProcess
 
     iris = iris_frame()
@@ -156,17 +156,8 @@ def main() -> None:
         GatewayProcess(Path(tmp), env={"KUBEPREDICT_LOG_LEVEL": "WARNING"}) as gw,
     ):
         http = httpx.Client(base_url=gw.url, timeout=600)
-        ds = http.post(
-            "/function/upload",
-            params={"name": "iris"},
-            content=iris.to_csv(index=False),
-            headers={"Content-Type": "text/csv"},
-        ).json()
-        q = http.post(
-            "/function/train",
-            json={"dataset_id": ds["dataset_id"], "target": "species", "algorithm": "logistic_regression"},
-        ).json()
-        if wait(http, q["job_id"])["status"] != "succeeded":
+        q, job = train_iris(http, iris)
+        if job["status"] != "succeeded":
             sys.exit("training failed")
         out, _ = stream_rows(Path(tmp), q["model_id"], iris.drop(columns=["species"]).to_dict(orient="records"))
     for row in out:
