@@ -340,15 +340,7 @@ def postgres_s3_env(stack: contextlib.ExitStack) -> dict:
     pg = stack.enter_context(PostgresServer().start())
     s3 = stack.enter_context(S3ProxyServer().start())
     bucket = s3.create_bucket()
-    return {
-        "KUBEPREDICT_DATABASE_URL": pg.create_database(),
-        "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
-        "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url,
-        "KUBEPREDICT_S3_REGION": s3.region,
-        "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id,
-        "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-        "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
-    }
+    return {"KUBEPREDICT_DATABASE_URL": pg.create_database(), **s3.kubepredict_env(bucket)}
 
 
 def warm_memory(gib: float = float(os.environ.get("BENCH_WARM_GIB", "6"))) -> tuple[str, str, str]:

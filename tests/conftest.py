@@ -45,15 +45,7 @@ def backend_env(request, backend):
             pg = request.getfixturevalue("postgres_server")
             s3 = request.getfixturevalue("s3_server")
             bucket = s3.create_bucket()
-            made[key] = {
-                "KUBEPREDICT_DATABASE_URL": pg.create_database(),
-                "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kubepredict",
-                "KUBEPREDICT_S3_ENDPOINT_URL": s3.endpoint_url,
-                "KUBEPREDICT_S3_REGION": s3.region,
-                "KUBEPREDICT_S3_ACCESS_KEY_ID": s3.access_key_id,
-                "KUBEPREDICT_S3_SECRET_ACCESS_KEY": s3.secret_access_key,
-                "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
-            }
+            made[key] = {"KUBEPREDICT_DATABASE_URL": pg.create_database(), **s3.kubepredict_env(bucket)}
         return made[key]
 
     return env_for

@@ -15,14 +15,7 @@ CSV = "a,b,y\n" + "".join(f"{i},{i % 5},{i % 2}\n" for i in range(80))
 
 
 def s3_env(server, bucket: str) -> dict:
-    return {
-        "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/kp",
-        "KUBEPREDICT_S3_ENDPOINT_URL": server.endpoint_url,
-        "KUBEPREDICT_S3_REGION": server.region,
-        "KUBEPREDICT_S3_ACCESS_KEY_ID": server.access_key_id,
-        "KUBEPREDICT_S3_SECRET_ACCESS_KEY": server.secret_access_key,
-        "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
-    }
+    return server.kubepredict_env(bucket, "kp")
 
 
 @pytest.fixture

@@ -97,6 +97,17 @@ class _S3Base(Service):
             "AWS_DEFAULT_REGION": self.region,
         }
 
+    def kubepredict_env(self, bucket: str, prefix: str = "kubepredict") -> dict[str, str]:
+        """Kubepredict's settings for an object store in ``bucket`` on this server."""
+        return {
+            "KUBEPREDICT_STORAGE_URL": f"s3://{bucket}/{prefix}",
+            "KUBEPREDICT_S3_ENDPOINT_URL": self.endpoint_url,
+            "KUBEPREDICT_S3_REGION": self.region,
+            "KUBEPREDICT_S3_ACCESS_KEY_ID": self.access_key_id,
+            "KUBEPREDICT_S3_SECRET_ACCESS_KEY": self.secret_access_key,
+            "KUBEPREDICT_S3_ADDRESSING_STYLE": "path",
+        }
+
     # -- per-test cleaning ---------------------------------------------------
     def create_bucket(self, name: str | None = None) -> str:
         name = name or unique_name("kp-test-", 12)
