@@ -352,22 +352,14 @@ class JobsRepo:
     ) -> None:
         """Mark the job succeeded and its model ready (``model.ready``); with ``promotion`` — a gate decision and
         the alias holder it was made against — commit that decision too (AliasMoved: nothing changed)."""
-        now = utcnow()
         with self.db.tx() as conn:
-            res = conn.execute(
-                update(J)
-                .where(*self._running(job_id, attempt))
-                .values(
-                    status="succeeded",
-                    stage="done",
-                    progress=1.0,
-                    finished_at=now,
-                    metrics=model_fields.get("metrics"),
-                    summary={"promotion": promotion[0]} if promotion else None,
-                )
+            self._succeed(
+                conn,
+                job_id,
+                attempt,
+                metrics=model_fields.get("metrics"),
+                summary={"promotion": promotion[0]} if promotion else None,
             )
-            if res.rowcount != 1:
-                raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
             conn.execute(update(M).where(M.c.model_id == model_id).values(status="ready", **model_fields))
             row = _job(conn, job_id)
             emit(conn, "job.succeeded", job_id, _event_data(row))
@@ -388,22 +380,20 @@ class JobsRepo:
             if promotion is not None:
                 apply_decision(conn, mrow.name, promotion[0], promotion[1])
 
+    def _succeed(self, conn, job_id: str, attempt: int, **fields) -> None:
+        """Mark the running attempt succeeded with ``fields`` (metrics, summary, rows); JobCancelled when
+        it is not running any more (cancelled, or requeued without this worker)."""
+        res = conn.execute(
+            update(J)
+            .where(*self._running(job_id, attempt))
+            .values(status="succeeded", stage="done", progress=1.0, finished_at=utcnow(), **fields)
+        )
+        if res.rowcount != 1:
+            raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
+
     def succeed_predict(self, job_id: str, attempt: int, *, summary: dict[str, Any]) -> None:
         with self.db.tx() as conn:
-            res = conn.execute(
-                update(J)
-                .where(*self._running(job_id, attempt))
-                .values(
-                    status="succeeded",
-                    stage="done",
-                    progress=1.0,
-                    finished_at=utcnow(),
-                    summary=summary,
-                    rows=summary.get("rows"),
-                )
-            )
-            if res.rowcount != 1:
-                raise JobCancelled(f"job {job_id} attempt {attempt} is no longer running")
+            self._succeed(conn, job_id, attempt, summary=summary, rows=summary.get("rows"))
             row = _job(conn, job_id)
             emit(conn, "job.succeeded", job_id, _event_data(row, summary={"rows": summary.get("rows")}))
             drift = summary.get("drift") or {}
