@@ -10,11 +10,21 @@ against 0.45 GB/s for a plain read into new pages).
 
 Dropping is for cold copies: the raw upload, which just the CSV download reads again. The Parquet copy
 that training and prediction read is only written back as it goes (``drop=False``) and stays cached.
+
+Where the file system takes ``O_DIRECT`` (ext4, xfs, tmpfs since Linux 6.6), a cold copy skips the page
+cache altogether: bytes are gathered in a few page-aligned buffers, reused for the whole file, and written
+straight to the device by a writer thread. Even with dropping, every write copied into a cache page the
+kernel had to find (``copy_folio_from_iter_atomic`` was 13 % of an upload's profile); a direct write copies
+into a warm buffer and leaves the rest to the device (1.6 GB/s here).
 """
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -23,17 +33,38 @@ from .base import disk_full_is_507
 WINDOW_BYTES = 64 * 1024 * 1024
 WHERE = "the disk holding uploads being received"
 _FADVISE = hasattr(os, "posix_fadvise")  # not on macOS: there the pages simply stay cached
+_O_DIRECT = getattr(os, "O_DIRECT", 0)  # Linux; elsewhere cold copies are dropped instead
+ALIGN = 4096  # what O_DIRECT needs of a write's address, length and offset on any block size up to 4 KiB
+DIRECT_BUFFER_BYTES = 4 * 1024 * 1024
+DIRECT_BUFFERS = 3  # one being filled, up to two being written
+QUEUED = 16  # plain writes waiting for the writer thread (Parquet writes its pages ~1 MiB at a time)
 
 
 class SpoolFile:
-    """Append-only writer over a path; ``close(sync=True)`` makes the whole file durable."""
+    """Append-only writer over a path; ``close(sync=True)`` makes the whole file durable.
 
-    def __init__(self, path: str, *, drop: bool = True, window: int = WINDOW_BYTES):
-        """``drop``: drop written pages from the cache (a cold copy); else keep them, only written back."""
+    The writes themselves happen on a writer thread (``spool-write``), so the caller goes on producing the
+    next bytes while the kernel copies or the device takes the last ones; at most ``QUEUED`` writes wait.
+    An error there (a full disk) is raised by the caller's next ``write`` or by ``close``.
+    """
+
+    def __init__(self, path: str, *, drop: bool = True, window: int = WINDOW_BYTES, direct: bool = True):
+        """``drop``: a cold copy: written around the cache (``direct``, where the file system can) or dropped
+        from it; else the pages are kept, only written back as they go."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        fd = -1
         with disk_full_is_507(WHERE):
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._drop_pages = drop and _FADVISE
-        self._window, self._written, self._dropped = window, 0, 0
+            if drop and direct and _O_DIRECT:
+                try:
+                    fd = os.open(path, flags | _O_DIRECT, 0o600)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:  # EINVAL: this file system has no direct I/O
+                        raise
+            aligned = fd >= 0
+            if not aligned:
+                fd = os.open(path, flags, 0o600)
+        self._fd, self._written = fd, 0
+        self._writer = _Writer(fd, aligned=aligned, drop=drop and _FADVISE and not aligned, window=window)
 
     @property
     def closed(self) -> bool:
@@ -43,33 +74,22 @@ class SpoolFile:
         return self._written
 
     def flush(self) -> None:
-        pass  # unbuffered: every write is already in the kernel
+        pass  # the writer thread hands every write to the kernel in order; close() waits for it
 
     def write(self, data) -> int:
-        view = memoryview(data).cast("B")
-        size = len(view)
+        size = memoryview(data).nbytes
         with disk_full_is_507(WHERE):
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-                self._written += n
-            if self._written - self._dropped >= self._window:
-                self._drop()
+            self._writer.put(data)
+        self._written += size
         return size
 
-    def _drop(self) -> None:
-        os.fdatasync(self._fd)
-        if self._drop_pages:
-            os.posix_fadvise(self._fd, self._dropped, self._written - self._dropped, os.POSIX_FADV_DONTNEED)
-        self._dropped = self._written
-
     def close(self, *, sync: bool = True) -> None:
+        """Wait for the writer (what was written so far is kept either way); ``sync``: make it durable."""
         if self._fd < 0:
             return
         try:
-            if sync:
-                with disk_full_is_507(WHERE):
-                    self._drop()
+            with disk_full_is_507(WHERE):
+                self._writer.finish(self._written, sync=sync)
         finally:
             os.close(self._fd)
             self._fd = -1
@@ -79,6 +99,86 @@ class SpoolFile:
 
     def __exit__(self, *exc) -> None:
         self.close(sync=exc[0] is None)
+
+
+class _Writer:
+    """The writer thread of one ``SpoolFile``.
+
+    ``aligned`` (an O_DIRECT descriptor): the caller's bytes are gathered into a few page-aligned buffers,
+    reused for the whole file, and whole buffers are written; the last one is padded to ``ALIGN`` and the
+    padding cut off at the end. Otherwise each write's bytes are queued as they are, and every ``window``
+    bytes are written back (``fdatasync``) and, with ``drop``, dropped from the cache.
+    """
+
+    def __init__(self, fd: int, *, aligned: bool, drop: bool, window: int):
+        self._fd, self._aligned, self._drop, self._window = fd, aligned, drop, window
+        self._queue: queue.Queue = queue.Queue(maxsize=DIRECT_BUFFERS - 1 if aligned else QUEUED)
+        self._error: OSError | None = None
+        self._written = self._synced = 0
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        if aligned:
+            for _ in range(DIRECT_BUFFERS):  # anonymous maps are page-aligned
+                self._free.put(mmap.mmap(-1, DIRECT_BUFFER_BYTES))
+            self._buffer, self._filled = self._free.get(), 0
+        self._thread = threading.Thread(target=self._run, name="spool-write", daemon=True)
+        self._thread.start()
+
+    def put(self, data) -> None:
+        self._raise()
+        if not self._aligned:
+            self._queue.put(data if isinstance(data, bytes) else bytes(data))  # the caller may reuse its buffer
+            return
+        view = memoryview(data).cast("B")
+        while view:
+            n = min(len(view), DIRECT_BUFFER_BYTES - self._filled)
+            self._buffer[self._filled : self._filled + n] = view[:n]
+            self._filled += n
+            view = view[n:]
+            if self._filled == DIRECT_BUFFER_BYTES:
+                self._queue.put((self._buffer, DIRECT_BUFFER_BYTES))
+                self._buffer, self._filled = self._free.get(), 0
+
+    def finish(self, size: int, *, sync: bool) -> None:
+        if self._aligned and self._filled:
+            padded = -(-self._filled // ALIGN) * ALIGN
+            self._buffer[self._filled : padded] = bytes(padded - self._filled)
+            self._queue.put((self._buffer, padded))
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
+        if self._aligned:
+            os.ftruncate(self._fd, size)
+            if sync:
+                os.fsync(self._fd)  # the data is on the device already: this is the file's size
+        elif sync:
+            self._write_back()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            buffer, length = item if self._aligned else (item, len(item))
+            try:
+                if self._error is None:
+                    view = memoryview(buffer)[:length]
+                    while view:
+                        view = view[os.write(self._fd, view) :]
+                    self._written += length
+                    if not self._aligned and self._written - self._synced >= self._window:
+                        self._write_back()
+            except OSError as exc:
+                self._error = exc
+            finally:
+                if self._aligned:
+                    self._free.put(buffer)
+
+    def _write_back(self) -> None:
+        os.fdatasync(self._fd)
+        if self._drop:
+            os.posix_fadvise(self._fd, self._synced, self._written - self._synced, os.POSIX_FADV_DONTNEED)
+        self._synced = self._written
 
 
 def read_dropping(f: BinaryIO, size: int) -> Iterator[bytes]:
