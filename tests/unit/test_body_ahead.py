@@ -146,8 +146,8 @@ def test_spool_file_round_trip_through_its_writer_thread(tmp_path, drop):
     data = os.urandom(3 * DIRECT_BUFFER_BYTES + 4095)
     path = tmp_path / "copy"
     with SpoolFile(str(path), drop=drop) as spool:
-        if drop and spool._writer._aligned:  # noqa: SLF001 - which path was taken
-            assert fcntl.fcntl(spool._fd, fcntl.F_GETFL) & os.O_DIRECT  # noqa: SLF001
+        if drop and spool._writer._aligned:  # which path was taken
+            assert fcntl.fcntl(spool._fd, fcntl.F_GETFL) & os.O_DIRECT
         view = memoryview(bytearray(data))
         for i in range(0, len(data), 1_000_003):  # a caller's reused buffer: copied before it returns
             spool.write(view[i : i + 1_000_003])
