@@ -258,6 +258,7 @@ class _BodyAhead:
         self._parts: deque = deque()
         self._size, self._more, self._failed = 0, True, False
         self._total, self._max, self._too_large = 0, max_bytes, False  # a chunked body, counted as it comes
+        self._wanted = 0  # bytes the waiting reader needs before it is worth waking (one wake per read)
         self._cond = threading.Condition()
         self._space = asyncio.Event()
         self._space.set()
@@ -282,7 +283,8 @@ class _BodyAhead:
                             self._more, self._too_large = False, True
                     if self._size >= self._limit:
                         self._space.clear()
-                    self._cond.notify_all()
+                    if self._size >= self._wanted or self._size >= self._limit or not self._more:
+                        self._cond.notify_all()
         finally:
             with self._cond:
                 if self._more:  # cancelled or failed before the end
@@ -314,6 +316,7 @@ class _BodyAhead:
                 if not self._parts:
                     if not self._more:
                         break
+                    self._wanted = n  # _size still counts the ``got`` bytes taken (subtracted below)
                     self._cond.wait()
                     continue
                 part = self._parts[0]
