@@ -25,6 +25,7 @@ from uvicorn.server import ServerState
 
 WAITING, HEADERS, BODY, BUSY, IDLE = range(5)  # where a connection is in its current request
 MIN_BODY_BYTES = 16 * 1024
+BODY_HIGH_WATER = 1024 * 1024
 SWEEP_SECONDS = 1.0
 _SEQUENCE = itertools.count()
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
@@ -122,8 +123,18 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
+        """uvicorn's own, with a higher mark before reading pauses: uvicorn pauses above 64 KiB, i.e. after
+        every socket read of a large body (uvloop reads up to 256 KiB), and resumes at the next
+        ``receive()``: two epoll changes and a round of Python per read. Reading now pauses only when the
+        application has not taken ``BODY_HIGH_WATER`` bytes (a large body is read ahead, runtimes/asgi.py)."""
         self.kp_bytes += len(body)
-        super().on_body(body)
+        cycle = self.cycle
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         self.kp_phase = BUSY
