@@ -232,3 +232,29 @@ def test_dispatcher_finishes_a_job_whose_last_shard_worker_died_after_its_shard(
         assert job["summary"]["quantiles"] == {"min": 0.5, "p25": 1.75, "p50": 3.0, "p75": 4.25, "max": 5.5}
         assert job["summary"]["mean"] == 3.0
     assert [t for t, _ in catalog.events_for("job_z")].count("kubepredict.job.succeeded") == 1
+
+
+def test_shards_started_together_share_the_cores(catalog):
+    """The local dispatcher hands each shard worker its share: min(shards, concurrent workers) split
+    the cores (runner/limits.local_limits), so two shards on two cores get one core each."""
+    from kubepredict.config import Settings
+    from kubepredict.runner.base import JobRunner
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    class Recording(JobRunner):
+        def __init__(self):
+            self.specs = []
+
+        def submit(self, spec):
+            self.specs.append(spec)
+
+        def cancel(self, job_id):
+            pass
+
+        def running(self):
+            return len(self.specs)
+
+    sharded(catalog, "job_three", 30, 3)
+    runner = Recording()
+    Dispatcher(catalog, runner, Settings(max_concurrent_jobs=2))._start_shards()
+    assert [(s.shard, s.share) for s in runner.specs] == [(0, 2), (1, 2)]

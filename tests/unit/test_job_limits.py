@@ -75,6 +75,15 @@ def test_local_limits_from_settings_and_the_request():
     assert limits.local_limits(Settings(job_cpu_limit="1"), None).cpus == 1
 
 
+def test_shards_running_together_share_the_cores(monkeypatch):
+    """Each of N shards at once gets cores // N (at least 1) unless the request or settings say otherwise."""
+    monkeypatch.setattr(limits, "cores", lambda: 4)
+    s = Settings(job_cpu_limit=None)
+    assert [limits.local_limits(s, {}, share=n).cpus for n in (1, 2, 3, 4, 8)] == [4, 2, 1, 1, 1]
+    assert limits.local_limits(s, {"limits": {"cpu": "3"}}, share=4).cpus == 3  # asked for: given
+    assert limits.local_limits(Settings(job_cpu_limit="2"), None, share=4).cpus == 2
+
+
 def test_limits_travel_in_the_environment():
     bounds = limits.JobLimits(123 * 2**20, 2)
     env = bounds.env()

@@ -26,6 +26,7 @@ class JobSpec:
     shards: int | None = None  # a whole sharded job in one go (Kubernetes: one Indexed Job, completions = shards)
     parallelism: int | None = None  # pods at once for ``shards`` (None: all)
     retries: int = 0  # retries of each shard after its first failure (Kubernetes backoffLimitPerIndex)
+    share: int = 1  # local shards: how many workers split the job's rows at once (each gets its share of cores)
 
 
 class JobRunner(ABC):

@@ -118,12 +118,19 @@ class Dispatcher(BackgroundLoop):
             return 0
         free = self.settings.max_concurrent_jobs - self.runner.running()
         started = 0
-        resources: dict[str, dict] = {}  # each shard runs under its job's resources
+        jobs: dict[str, tuple[dict, int]] = {}  # each shard runs under its job's resources, sharing the cores
         for row in self.catalog.claim_shards(free, worker=self.name):
-            if row.job_id not in resources:
-                resources[row.job_id] = self.catalog.get_job_row(row.job_id).resources
+            if row.job_id not in jobs:
+                job = self.catalog.get_job_row(row.job_id)
+                jobs[row.job_id] = (job.resources, min(job.shards or 1, self.settings.max_concurrent_jobs))
+            resources, share = jobs[row.job_id]
             spec = JobSpec(
-                job_id=row.job_id, kind=row.kind, attempt=row.attempt, shard=row.shard, resources=resources[row.job_id]
+                job_id=row.job_id,
+                kind=row.kind,
+                attempt=row.attempt,
+                shard=row.shard,
+                resources=resources,
+                share=share,
             )
             try:
                 self.runner.submit(spec)

@@ -69,13 +69,15 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def local_limits(settings, resources: dict | None) -> JobLimits:
+def local_limits(settings, resources: dict | None, *, share: int = 1) -> JobLimits:
     """The memory limit and CPU allowance of a local job.
 
     Memory: ``resources.limits.memory`` (or a ``requests.memory`` above the default), else
     ``job_memory_limit``; never above ``job_max_memory`` (requests above it were refused at submit).
-    CPUs: ``resources.limits.cpu`` (rounded up), else ``job_cpu_limit``, else every core; never more
-    than this machine's cores.
+    CPUs: ``resources.limits.cpu`` (rounded up), else ``job_cpu_limit``, else every core, or for one of
+    ``share`` workers splitting a job at once (the shards of a sharded job) its share of the cores, at
+    least one; never more than this machine's cores. (Two shards with every core each start two BLAS
+    thread pools on two cores, whose spinning threads take time from the other shard.)
     """
     limits = (resources or {}).get("limits") or {}
     requests = (resources or {}).get("requests") or {}
@@ -86,7 +88,7 @@ def local_limits(settings, resources: dict | None) -> JobLimits:
         memory = max(memory, parse_quantity(requests["memory"]))  # a raised request lifts the limit with it
     memory = min(memory, parse_quantity(settings.job_max_memory))
     cpu = limits.get("cpu") or settings.job_cpu_limit
-    cpus = cores() if cpu is None else math.ceil(parse_quantity(cpu))
+    cpus = max(1, cores() // max(1, share)) if cpu is None else math.ceil(parse_quantity(cpu))
     return JobLimits(memory_bytes=int(memory), cpus=max(1, min(cpus, cores())))
 
 

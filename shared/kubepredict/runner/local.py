@@ -177,7 +177,7 @@ class LocalProcessRunner(JobRunner):
         )
 
     def submit(self, spec: JobSpec) -> None:
-        bounds = local_limits(self.settings, spec.resources)
+        bounds = local_limits(self.settings, spec.resources, share=spec.share)
         try:
             proc = self._launch(spec, bounds.env())
         except OSError as exc:
