@@ -98,3 +98,28 @@ def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path):
     for kind, modules in imported.items():
         heavy = [m for m in modules if m.split(".")[0] in HEAVY and not m.startswith(NOT_PRELOADED)]
         assert heavy == [], (kind, heavy)
+
+
+def test_the_fork_server_and_exec_workers_get_the_worker_environment(tmp_path):
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when it loads, in the fork server: it must be in the fork
+    server's own environment (and in an exec worker's), not set later in a worker."""
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "os.environ.pop('OPENBLAS_THREAD_TIMEOUT', None)\n"
+        "from multiprocessing import forkserver\n"
+        "from kubepredict.config import Settings\n"
+        "from kubepredict.runner.local import LocalProcessRunner, WORKER_ENV\n"
+        f"runner = LocalProcessRunner(Settings(data_dir={str(tmp_path)!r}))\n"
+        "import multiprocessing\n"
+        "child = multiprocessing.get_context('forkserver').Process(target=os.getpid)\n"
+        "child.start()\n"  # the fork server is up (exec'd, preloaded) once it forked this
+        "child.join()\n"
+        "pid = forkserver._forkserver._forkserver_pid\n"
+        "env = dict(l.split('=', 1) for l in open(f'/proc/{pid}/environ').read().split('\\0') if '=' in l)\n"
+        "assert all(env.get(k) == v for k, v in WORKER_ENV.items()), env\n"
+        "assert all(runner.env[k] == v for k, v in WORKER_ENV.items())\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]

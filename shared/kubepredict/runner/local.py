@@ -63,6 +63,13 @@ PRELOAD = [
 ]
 
 
+#: Set for worker processes (the fork server is started with it): OpenBLAS's idle threads spin for
+#: 2^28 cycles (~0.1 s here) before they sleep, and a forked worker's threads start spinning at once;
+#: with 2^4 they sleep at once. Two shards on two cores lost that time to each other's spinning threads
+#: (perf: blas_thread_server, ~0.13 s of CPU per 2-shard job, all at the workers' start).
+WORKER_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
+
+
 def _forked_worker(job_id: str, attempt: int, shard: int | None, env: dict) -> None:
     """Child of the preloaded fork server: run the very same worker entry point as ``kubepredict worker``."""
     os.environ.update(env)
@@ -133,6 +140,7 @@ class LocalProcessRunner(JobRunner):
         self.python = python or sys.executable
         self.start_method = start_method or os.environ.get("KUBEPREDICT_WORKER_START", "forkserver")
         self.job_env = {
+            **WORKER_ENV,
             **(env or {}),
             "KUBEPREDICT_DATABASE_URL": settings.database_url,
             "KUBEPREDICT_STORAGE_URL": settings.storage_url,
@@ -148,6 +156,8 @@ class LocalProcessRunner(JobRunner):
 
             self._ctx = multiprocessing.get_context("forkserver")
             self._ctx.set_forkserver_preload(PRELOAD)
+            for name, value in WORKER_ENV.items():  # the fork server is spawned with this process's environment
+                os.environ.setdefault(name, value)
 
     def start(self) -> None:
         """Start the fork server now, in the background: its imports take seconds, which the first job
