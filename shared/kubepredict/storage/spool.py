@@ -14,7 +14,7 @@ that training and prediction read is only written back as it goes (``drop=False`
 Where the file system takes ``O_DIRECT`` (ext4, xfs, tmpfs since Linux 6.6), a cold copy skips the page
 cache altogether: bytes are gathered in a few page-aligned buffers, reused for the whole file, and written
 straight to the device by a writer thread. Even with dropping, every write copied into a cache page the
-kernel had to find (``copy_folio_from_iter_atomic`` was 13 % of an upload's profile); a direct write copies
+kernel had to find (``copy_folio_from_iter_atomic`` was 23 % of an upload's profile); a direct write copies
 into a warm buffer and leaves the rest to the device (1.6 GB/s here).
 """
 
