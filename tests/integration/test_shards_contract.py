@@ -158,7 +158,7 @@ def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
         f = storage.open_ranged(stored.key)
         table = pq.ParquetFile(f).read_row_groups([2])
         assert table.num_rows == 5_000
-        assert f.raw.bytes_fetched < stored.size / 3, (f.raw.bytes_fetched, stored.size)
+        assert f.bytes_fetched < stored.size / 3, (f.bytes_fetched, stored.size)
         f.close()
 
 

@@ -20,7 +20,6 @@ from .base import ListedObject, Storage, StoredObject
 
 PART_BYTES = 8 * 1024 * 1024
 SPOOL_BYTES = 64 * 1024 * 1024
-RANGE_BUFFER_BYTES = 256 * 1024
 
 
 class _RangedReader(io.RawIOBase):
@@ -44,10 +43,12 @@ class _RangedReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def readinto(self, b) -> int:
-        n = min(len(b), self._size - self._pos)
+    def read(self, size: int = -1) -> bytes:
+        """One ranged GET of ``size`` bytes (the rest of the object when negative), returned as it came: a
+        Parquet reader asks for whole column chunks or its footer, and wraps the bytes without a copy."""
+        n = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
         if n <= 0:
-            return 0
+            return b""
         store = self._store
         try:
             resp = store.client.get_object(
@@ -56,11 +57,14 @@ class _RangedReader(io.RawIOBase):
             data = resp["Body"].read()
         except Exception as exc:
             raise store._fail(exc, self._key) from exc
-        got = len(data)
-        b[:got] = data
-        self._pos += got
-        self.bytes_fetched += got
-        return got
+        self._pos += len(data)
+        self.bytes_fetched += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
 
 
 class _HashingReader:
@@ -207,7 +211,7 @@ class S3Storage(Storage):
             size = self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"]
         except Exception as exc:
             raise self._fail(exc, key) from exc
-        return io.BufferedReader(_RangedReader(self, key, int(size)), buffer_size=RANGE_BUFFER_BYTES)
+        return _RangedReader(self, key, int(size))  # type: ignore[return-value]  # a binary file, typed apart
 
     def exists(self, key: str) -> bool:
         try:
