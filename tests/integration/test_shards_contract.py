@@ -146,7 +146,7 @@ def test_ranged_reads_fetch_only_the_row_groups_a_shard_needs(storage):
     whole = pd.read_parquet(io.BytesIO(storage.get(stored.key)))
     for a, b in plan_ranges(len(frame), 3) + [(4_999, 5_001), (39_999, 40_000), (7_000, 7_003)]:
         for size in (1_000, 3_001):
-            with open_parquet(svc, dataset, ranged=True) as parquet:
+            with open_parquet(svc, dataset) as parquet:
                 batches = list(range_batches(parquet, a, b, columns=["c1", "k"], batch_size=size))
             assert all(0 < len(x) <= size for x in batches)
             part = pa.Table.from_batches(batches).to_pandas()

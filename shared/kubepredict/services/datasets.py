@@ -116,17 +116,11 @@ def load_frame(svc, dataset_row, columns: list[str] | None = None):
 
 
 @contextmanager
-def open_parquet(svc, dataset_row, *, ranged: bool = False) -> Iterator[pq.ParquetFile]:
-    """The dataset's Parquet copy for batch or row-group reads (``iter_batches(row_groups=…)``).
-
-    ``ranged``: fetch only the byte ranges read (``Storage.open_ranged``, coalesced per row group), for a
-    reader that needs a few row groups (a shard) rather than the whole file.
-    """
+def open_parquet(svc, dataset_row) -> Iterator[pq.ParquetFile]:
+    """The dataset's Parquet copy for batch or row-group reads (``iter_batches(row_groups=…)``), fetching
+    only the byte ranges read (``Storage.open_ranged``, coalesced per row group): a shard reads its few
+    row groups, not the whole file."""
     import pyarrow.parquet as pq
 
-    if ranged:
-        with svc.storage.open_ranged(dataset_row.parquet_key) as f:
-            yield pq.ParquetFile(f, pre_buffer=True)  # coalesced reads: few ranged GETs per row group
-        return
-    with svc.storage.open(dataset_row.parquet_key) as f:
-        yield pq.ParquetFile(f)
+    with svc.storage.open_ranged(dataset_row.parquet_key) as f:
+        yield pq.ParquetFile(f, pre_buffer=True)  # coalesced reads: few ranged GETs per row group

@@ -151,7 +151,7 @@ def predict_rows(
     ``DriftCounter`` or a report of its absence) counts the rows for the job's drift report.
     """
     features, kinds = model.features, model.kinds
-    with open_parquet(svc, dataset, ranged=True) as parquet:
+    with open_parquet(svc, dataset) as parquet:
         ml.check_columns(parquet.schema_arrow.names, features)
         stop = parquet.metadata.num_rows if row_stop is None else row_stop
         batches = range_batches(parquet, row_start, stop, columns=features, batch_size=svc.settings.predict_chunk_rows)

@@ -115,8 +115,8 @@ class _Writer:
         self._queue: queue.Queue = queue.Queue(maxsize=DIRECT_BUFFERS - 1 if aligned else QUEUED)
         self._error: OSError | None = None
         self._written = self._synced = 0
-        self._free: queue.Queue[mmap.mmap] = queue.Queue()
-        if aligned:
+        if aligned:  # the buffers the caller fills and the writer hands back
+            self._free: queue.Queue[mmap.mmap] = queue.Queue()
             for _ in range(DIRECT_BUFFERS):  # anonymous maps are page-aligned
                 self._free.put(mmap.mmap(-1, DIRECT_BUFFER_BYTES))
             self._buffer, self._filled = self._free.get(), 0
