@@ -107,7 +107,10 @@ class Settings:
     heartbeat_seconds: float = 2.0
     heartbeat_timeout_seconds: float = 30.0
     dispatch_interval_seconds: float = 0.5
-    predict_chunk_rows: int = 50_000
+    # One row group of the dataset's Parquet copy (services/ingest_stream.ROW_GROUP_ROWS): each batch is a
+    # whole decoded row group. 50,000 split every group into 50,000 + 15,536 rows, and the extra batch's
+    # scoring and insert cost a 1M-row forest job 5-6 % (3.33 -> 3.13 s; two shards 1.98 -> 1.89 s).
+    predict_chunk_rows: int = 65_536
     # Sharded batch prediction: rows per shard when a request names no "shards" (0: one worker), the
     # most shards a request may ask for, and pods at once per Indexed Job (0: every shard at once)
     shard_rows: int = 0

@@ -258,3 +258,43 @@ def test_shards_started_together_share_the_cores(catalog):
     runner = Recording()
     Dispatcher(catalog, runner, Settings(max_concurrent_jobs=2))._start_shards()
     assert [(s.shard, s.share) for s in runner.specs] == [(0, 2), (1, 2)]
+
+
+def test_dispatcher_leaves_a_succeeded_shards_worker_to_finish_the_job(catalog):
+    """The last shard's worker writes the job's summary after its shard is marked succeeded: a dispatcher
+    round in between must not terminate it (it did, and the worker logged a crash mid-summary). A shard
+    cancelled or requeued to a later attempt is still stopped."""
+    from kubepredict.config import Settings
+    from kubepredict.runner.base import JobRunner
+    from kubepredict.runner.dispatcher import Dispatcher
+
+    class Running(JobRunner):
+        def __init__(self, shards):
+            self.shards, self.cancelled = shards, []
+
+        def submit(self, spec):
+            raise AssertionError("nothing to start")
+
+        def cancel(self, job_id):
+            pass
+
+        def cancel_shard(self, job_id, shard):
+            self.cancelled.append((job_id, shard))
+
+        def running(self):
+            return len(self.shards)
+
+        def running_shards(self):
+            return self.shards
+
+    sharded(catalog, "job_fin", 100, 3)
+    catalog.claim_shards(3)
+    catalog.succeed_shard("job_fin", 0, 1, summary={"rows": 34})
+    catalog.shard_lost("job_fin", 2, 1, "worker_lost", "gone")  # requeued: its old worker must stop
+    runner = Running([("job_fin", 0, 1), ("job_fin", 1, 1), ("job_fin", 2, 1)])
+    Dispatcher(catalog, runner, Settings(data_dir="/nonexistent", max_concurrent_jobs=0)).tick()
+    assert runner.cancelled == [("job_fin", 2)]
+    catalog.cancel("job_fin")
+    runner.cancelled.clear()
+    Dispatcher(catalog, runner, Settings(data_dir="/nonexistent", max_concurrent_jobs=0)).tick()
+    assert sorted(runner.cancelled) == [("job_fin", 0), ("job_fin", 1), ("job_fin", 2)]

@@ -60,6 +60,13 @@ def test_parquet_is_written_in_fixed_row_groups(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), frame)
 
 
+def test_a_predict_batch_is_one_row_group_by_default():
+    """Batch jobs score whole row groups: a batch size that is not one splits every group in two batches."""
+    from kubepredict.config import Settings
+
+    assert Settings().predict_chunk_rows == ingest_stream.ROW_GROUP_ROWS
+
+
 @pytest.mark.parametrize("late, dtype", [("2.5", "float64"), ("oops", "str"), ("", "float64")])
 def test_a_late_value_that_does_not_fit_widens_the_column(tmp_path, monkeypatch, late, dtype):
     """Types are inferred from the head; ``1.5`` or text far into an integer column widens it, as pandas does."""

@@ -79,8 +79,11 @@ class Dispatcher(BackgroundLoop):
         shards = self.runner.running_shards()
         states = self.catalog.shard_statuses([(j, k) for j, k, _a in shards])
         for job_id, shard, attempt in shards:
-            if states.get((job_id, shard), ("gone", 0)) != ("running", attempt):
-                self.runner.cancel_shard(job_id, shard)  # requeued, finished or cancelled without this worker
+            status, current = states.get((job_id, shard), ("gone", 0))
+            # A shard that succeeded in this attempt: its worker may be finishing the whole job (the last
+            # shard's worker writes the job's summary) or exiting; a SIGTERM would cut that short.
+            if current != attempt or status not in ("running", "succeeded"):
+                self.runner.cancel_shard(job_id, shard)  # requeued, cancelled or failed without this worker
         for job_id in self.catalog.completed_sharded_jobs():  # the last shard's worker died before finishing it
             from .shards import finalize
 
