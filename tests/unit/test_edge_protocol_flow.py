@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -89,6 +90,140 @@ def test_a_slow_application_still_pauses_reading(monkeypatch):
         assert r.status_code == 200
         assert pauses, "a slow application must pause reading"
         assert max(biggest) <= BODY_HIGH_WATER + 512 * 1024  # the mark plus at most one socket read
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+# ---- a body handed straight to the reading thread (protocol.direct_body, asgi._BodyAhead) ------------------
+def _ahead_app(results: list, *, limit: int, max_bytes: int | None = None, delay: float = 0.0):
+    """Reads the body in a thread through ``_BodyAhead`` (as uploads do); records what it got and how far
+    the body was ever buffered ahead of it."""
+    import asyncio
+    import hashlib
+
+    from kubepredict.runtimes.asgi import _BodyAhead
+
+    class Recording(_BodyAhead):
+        peak = 0
+
+        def feed(self, body: bytes) -> bool:
+            pause = super().feed(body)
+            Recording.peak = max(Recording.peak, self._size)
+            return pause
+
+    async def app(scope, receive, send):
+        ahead = Recording(receive, limit=limit, max_bytes=max_bytes)
+
+        def read():
+            digest, size = hashlib.sha256(), 0
+            try:
+                while chunk := ahead.read(256 * 1024):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    time.sleep(delay)
+            except Exception as exc:  # noqa: BLE001 - what the thread saw is the result
+                return type(exc).__name__
+            return size, digest.hexdigest()
+
+        try:
+            got = await asyncio.get_running_loop().run_in_executor(None, read)
+        finally:
+            ahead.close()
+        results.append({"direct": ahead._direct is not None, "got": got, "peak": Recording.peak})
+        status = 413 if got == "PayloadTooLarge" else 200
+        await send({"type": "http.response.start", "status": status, "headers": [(b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def test_a_body_goes_straight_to_the_reading_thread_whole_and_in_order():
+    import hashlib
+
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=4 * 1024 * 1024))
+    try:
+        body = os.urandom(24 * 1024 * 1024)
+        r = httpx.post(url, content=body, timeout=30)
+        assert r.status_code == 200
+        (result,) = results
+        assert result["direct"], "our own connections hand the body over directly"
+        assert result["got"] == (len(body), hashlib.sha256(body).hexdigest())
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_slow_reader_pauses_the_connection_near_the_limit():
+    results: list = []
+    limit = 1024 * 1024
+    server, thread, url = _serve(_ahead_app(results, limit=limit, delay=0.005))
+    try:
+        r = httpx.post(url, content=b"z" * (8 * 1024 * 1024), timeout=60)
+        assert r.status_code == 200
+        (result,) = results
+        assert result["direct"] and result["got"][0] == 8 * 1024 * 1024
+        assert result["peak"] <= limit + 512 * 1024, result["peak"]  # the limit plus at most one socket read
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent():
+    """A client (curl, for large files) waits for ``100 Continue`` before sending the body: the direct
+    path answers it as uvicorn's ``receive()`` would."""
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=1024 * 1024))
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        body = b"a,b\n" + b"1,2\n" * 100_000
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+            assert s.recv(64).startswith(b"HTTP/1.1 100 Continue"), "no 100 Continue before the body"
+            s.sendall(body)
+            answer = b""
+            while b"\r\n\r\nok" not in answer:
+                more = s.recv(4096)
+                if not more:
+                    break
+                answer += more
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert results[0]["direct"] and results[0]["got"][0] == len(body)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_client_gone_mid_body_is_an_error_for_the_reader_not_a_short_body():
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=1024 * 1024))
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + b"x" * 300_000)
+            time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert results and results[0]["direct"] and results[0]["got"] == "OSError"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_chunked_body_past_the_limit_is_refused_while_it_is_still_coming():
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=1024 * 1024, max_bytes=2 * 1024 * 1024))
+    try:
+
+        def chunks():
+            for _ in range(64):  # 16 MiB offered, in chunked encoding (no Content-Length)
+                yield b"q" * (256 * 1024)
+
+        r = httpx.post(url, content=chunks(), timeout=30)
+        assert r.status_code == 413
+        assert results[0]["direct"] and results[0]["got"] == "PayloadTooLarge"
     finally:
         server.should_exit = True
         thread.join(10)

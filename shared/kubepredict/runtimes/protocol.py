@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import weakref
+from typing import Any, Protocol
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -30,6 +31,50 @@ SWEEP_SECONDS = 1.0
 _SEQUENCE = itertools.count()
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 _SWEPT: weakref.WeakSet[ServerState] = weakref.WeakSet()  # servers whose connections a sweep already watches
+
+
+class BodySink(Protocol):
+    """Where ``direct_body`` hands a request's body, on the event loop's thread."""
+
+    def feed(self, body: bytes) -> bool:
+        """Take the next piece of the body; True asks the connection to stop reading until ``resume()``."""
+        ...
+
+    def finish(self) -> None:
+        """The body is complete."""
+        ...
+
+    def fail(self) -> None:
+        """The connection closed before the body was complete."""
+        ...
+
+
+class DirectBody:
+    """A request's body going straight to a ``BodySink`` (see ``direct_body``)."""
+
+    def __init__(self, protocol: EdgeProtocol, cycle) -> None:
+        self._protocol, self._cycle, self._loop = protocol, cycle, protocol.loop
+
+    def resume(self) -> None:
+        """Start reading again after ``feed`` asked for a pause (from any thread)."""
+        self._loop.call_soon_threadsafe(self._protocol.kp_resume, self._cycle)
+
+    def detach(self) -> None:
+        """Stop handing the body to the sink (on the loop's thread): what still comes is uvicorn's again."""
+        if getattr(self._cycle, "kp_sink", None) is not None:
+            self._cycle.kp_sink = None
+
+
+def direct_body(receive, sink: BodySink) -> DirectBody | None:
+    """Hand the rest of the current request's body to ``sink`` as the parser yields it, instead of through
+    ``receive()``: uvicorn copies each socket read into its buffer, copies that again into every
+    ``receive()`` message, and takes a turn of the loop per message. None when ``receive`` is not one of
+    this module's connections' (another ASGI server): read through ``receive()`` then."""
+    cycle = getattr(receive, "__self__", None)
+    protocol = getattr(cycle, "kp_protocol", None)
+    if protocol is None or getattr(cycle, "kp_sink", None) is not None:
+        return None
+    return protocol.kp_attach(cycle, sink)
 
 
 def make_protocol(*, max_connections: int, header_timeout: float, body_timeout: float) -> type:
@@ -120,16 +165,51 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.kp_phase, self.kp_since, self.kp_bytes = BODY, self.loop.time(), 0
+        before = self.cycle
         super().on_headers_complete()
+        cycle: Any = self.cycle  # uvicorn's RequestResponseCycle, with our two attributes added
+        if cycle is not None and cycle is not before:  # a new request's cycle (not an upgrade)
+            cycle.kp_protocol, cycle.kp_sink = self, None
+
+    # ---- a body read straight into the application (direct_body) ----------------------------------
+    def kp_attach(self, cycle: Any, sink: BodySink) -> DirectBody:
+        """What uvicorn's ``receive()`` does first (answer ``Expect: 100-continue``, resume reading), and
+        hand the body that already arrived to ``sink``; what comes next goes there from ``on_body``."""
+        if cycle.waiting_for_100_continue and not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            cycle.waiting_for_100_continue = False
+        pause = False
+        if cycle.body:
+            early, cycle.body = bytes(cycle.body), bytearray()
+            pause = sink.feed(early)
+        if not cycle.more_body:
+            sink.finish()
+        elif cycle.disconnected:
+            sink.fail()
+        else:
+            cycle.kp_sink = sink
+            if self.cycle is cycle and not cycle.response_complete:
+                self.flow.pause_reading() if pause else self.flow.resume_reading()
+        return DirectBody(self, cycle)
+
+    def kp_resume(self, cycle: Any) -> None:
+        if self.cycle is cycle and getattr(cycle, "kp_sink", None) is not None and not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def on_body(self, body: bytes) -> None:
         """uvicorn's own, with a higher mark before reading pauses: uvicorn pauses above 64 KiB, i.e. after
         every socket read of a large body (uvloop reads up to 256 KiB), and resumes at the next
         ``receive()``: two epoll changes and a round of Python per read. Reading now pauses only when the
-        application has not taken ``BODY_HIGH_WATER`` bytes (a large body is read ahead, runtimes/asgi.py)."""
+        application has not taken ``BODY_HIGH_WATER`` bytes. A body read ahead by a thread goes to its
+        sink instead (``direct_body``), which says when to pause."""
         self.kp_bytes += len(body)
-        cycle = self.cycle
+        cycle: Any = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        sink = cycle.kp_sink
+        if sink is not None:
+            if sink.feed(body):
+                self.flow.pause_reading()
             return
         cycle.body += body
         if len(cycle.body) > BODY_HIGH_WATER:
@@ -139,6 +219,19 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.kp_phase = BUSY
         super().on_message_complete()
+        cycle: Any = self.cycle
+        sink = getattr(cycle, "kp_sink", None)
+        if sink is not None and not cycle.more_body:
+            cycle.kp_sink = None
+            sink.finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle: Any = self.cycle
+        sink = getattr(cycle, "kp_sink", None)
+        super().connection_lost(exc)
+        if sink is not None:
+            cycle.kp_sink = None
+            sink.fail()
 
     def on_response_complete(self) -> None:
         if self.kp_phase == BUSY:
