@@ -114,6 +114,18 @@ def test_a_row_longer_than_the_limit_is_invalid_input(tmp_path, monkeypatch):
     assert err.value.code == "invalid_csv" and "longer than" in err.value.message
 
 
+def test_register_ranks_are_the_leading_zeros_of_the_low_bits_plus_one():
+    """HyperLogLog's rank of a hash: its low 64 - P bits' leading zeros plus one, exactly, at every edge."""
+    p = ingest_stream._Distinct.P
+    low = (1 << (64 - p)) - 1
+    rng = np.random.default_rng(3)
+    edges = [0, 1, 2, 3, (1 << 49) - 1, 1 << 49, low - 1, low, (1 << 64) - 1, 1 << 63, low + 1]
+    hashes = edges + [int(v) for v in rng.integers(0, 2**63, 2000, dtype=np.int64)] + [1 << k for k in range(64)]
+    idx, rank = ingest_stream._register_ranks(np.array(hashes, dtype=np.uint64), p)
+    assert idx.tolist() == [h >> (64 - p) for h in hashes]
+    assert rank.tolist() == [64 - p + 1 - (h & low).bit_length() for h in hashes]
+
+
 def test_many_distinct_values_are_estimated_closely(tmp_path):
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(
