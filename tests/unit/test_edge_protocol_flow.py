@@ -96,7 +96,7 @@ def test_a_slow_application_still_pauses_reading(monkeypatch):
 
 
 # ---- a body handed straight to the reading thread (protocol.direct_body, asgi._BodyAhead) ------------------
-def _ahead_app(results: list, *, limit: int, max_bytes: int | None = None, delay: float = 0.0):
+def _ahead_app(results: list, *, limit: int, max_bytes: int | None = None, delay: float = 0.0, close: bool = True):
     """Reads the body in a thread through ``_BodyAhead`` (as uploads do); records what it got and how far
     the body was ever buffered ahead of it."""
     import asyncio
@@ -132,7 +132,8 @@ def _ahead_app(results: list, *, limit: int, max_bytes: int | None = None, delay
             ahead.close()
         results.append({"direct": ahead._direct is not None, "got": got, "peak": Recording.peak})
         status = 413 if got == "PayloadTooLarge" else 200
-        await send({"type": "http.response.start", "status": status, "headers": [(b"connection", b"close")]})
+        headers = [(b"connection", b"close")] if close else []
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
     return app
@@ -150,6 +151,22 @@ def test_a_body_goes_straight_to_the_reading_thread_whole_and_in_order():
         (result,) = results
         assert result["direct"], "our own connections hand the body over directly"
         assert result["got"] == (len(body), hashlib.sha256(body).hexdigest())
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_bodies_one_after_another_on_a_kept_alive_connection():
+    """A body that ends while reading is paused (the reader far behind) leaves the connection readable
+    for the next request on it."""
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=512 * 1024, delay=0.002, close=False))
+    try:
+        with httpx.Client(timeout=30) as client:
+            sizes = [3 * 1024 * 1024, 5 * 1024 * 1024 + 7, 1024 * 1024]
+            for size in sizes:
+                assert client.post(url, content=b"k" * size).status_code == 200
+        assert [r["got"][0] for r in results] == sizes and all(r["direct"] for r in results)
     finally:
         server.should_exit = True
         thread.join(10)
