@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import sklearn
@@ -100,13 +100,21 @@ class CompiledScorer:
                 int(estimator.n_classes_) if kind == "tree-classifier" else 1,
             )
 
+    @property
+    def numbers_only(self) -> bool:
+        """Whether every feature is a number (no one-hot columns to build row by row)."""
+        return self._numeric is not None and not self._categorical
+
     # ---- preprocessing ---------------------------------------------------------------------
-    def transform(self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int) -> np.ndarray:
-        """The preprocessed matrix (what the pipeline's ColumnTransformer would give) for raw columns."""
+    def transform(
+        self, columns: Mapping[str, Sequence[Any] | np.ndarray], n_rows: int, *, order: Literal["C", "F"] = "C"
+    ) -> np.ndarray:
+        """The preprocessed matrix (what the pipeline's ColumnTransformer would give) for raw columns, in
+        ``order`` ("F": laid out as scikit-learn's own output, which a matrix product rounds alike)."""
         check_columns(columns, self.features)
         if n_rows == 0:
             raise InvalidInput("no rows to score", code="invalid_instances")
-        out = np.zeros((n_rows, self.width), dtype=np.float64)
+        out = np.zeros((n_rows, self.width), dtype=np.float64, order=order)
         at = 0
         num = self._numeric
         if num is not None:

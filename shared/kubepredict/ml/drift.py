@@ -23,6 +23,7 @@ passes the threshold (``KUBEPREDICT_DRIFT_PSI_THRESHOLD``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -122,10 +123,15 @@ class DriftCounter:
         """Count one scored batch: its feature columns and the model's predictions for them."""
         refs = self.reference["features"]
         numeric = coerce_frame(frame, {n: NUMERIC for n, ref in refs.items() if ref["kind"] == NUMERIC})
-        self.rows += len(frame)
+        columns = {name: (numeric[name] if name in numeric else frame[name]).to_numpy() for name in self.features}
+        self.add_columns(columns, len(frame), predictions)
+
+    def add_columns(self, columns: Mapping[str, np.ndarray], n_rows: int, predictions) -> None:
+        """``add`` for a batch already as one array per feature (numbers as float64 with NaN for missing)."""
+        refs = self.reference["features"]
+        self.rows += n_rows
         for name, state in self.features.items():
-            column = numeric[name] if name in numeric else frame[name]
-            self._count(state, refs[name], column.to_numpy())
+            self._count(state, refs[name], columns[name])
         if self.prediction is not None:
             self._count(self.prediction, self.reference["prediction"], np.asarray(predictions))
 

@@ -56,6 +56,12 @@ def score(pipeline, frame: pd.DataFrame, *, features: list[str], kinds: dict, ta
             estimator, Xt = pipeline.steps[-1][1], pipeline[:-1].transform(X)
         else:
             estimator, Xt = pipeline, X
+    return score_transformed(pipeline, estimator, Xt, task=task)
+
+
+def score_transformed(pipeline, estimator, Xt, *, task: str) -> ScoreResult:
+    """Predict with ``pipeline``'s final ``estimator`` on ``Xt``, rows its preprocessing already gave."""
+    with sklearn.config_context(skip_parameter_validation=True):
         probabilities, classes = None, None
         if task == "classification" and _predict_is_argmax_of_proba(estimator):
             # A forest's predict() is that very argmax over predict_proba(): one pass over the trees, not two.

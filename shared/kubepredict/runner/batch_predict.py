@@ -22,7 +22,8 @@ import pyarrow as pa
 from .. import ml
 from ..ahead import ahead
 from ..ml.jsonsafe import json_safe
-from ..ml.scoring import PROBABILITY_DECIMALS
+from ..ml.scoring import PROBABILITY_DECIMALS, score_transformed
+from .batch_matrix import NumericBatches
 
 
 def row_groups_for(metadata, row_start: int, row_stop: int) -> tuple[list[int], int]:
@@ -181,17 +182,26 @@ def score_batches(
     ``drift``: a ``ml.drift.DriftCounter`` that counts each batch's rows and predictions, or None."""
     summary = BatchSummary(task)
     row = first_row
+    numeric = NumericBatches.of(pipeline, features=features, kinds=kinds, task=task)
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        frame = batch.to_pandas()
-        result = ml.score(pipeline, frame, features=features, kinds=kinds, task=task)
+        columns = numeric.columns(batch) if numeric is not None else None
+        Xt = numeric.matrix(columns, batch) if numeric is not None and columns is not None else None
+        if Xt is not None:
+            result = score_transformed(pipeline, numeric.estimator, Xt, task=task)  # type: ignore[union-attr]
+        else:
+            columns, frame = None, batch.to_pandas()
+            result = ml.score(pipeline, frame, features=features, kinds=kinds, task=task)
         predictions, codes, labels = prediction_array(result.predictions, task)
         probabilities = probability_array(result.probabilities, len(predictions))
         catalog.insert_prediction_batch(job_id, row, predictions, probabilities)
         summary.add(result.predictions, codes, labels)
         if drift is not None:
-            drift.add(frame, result.predictions)
+            if columns is not None:
+                drift.add_columns(columns, batch.num_rows, result.predictions)
+            else:
+                drift.add(frame, result.predictions)
         row += batch.num_rows
         if progress is not None:
             progress(row - first_row)
