@@ -24,15 +24,16 @@ import sklearn
 
 from ..ml.compiled import CompiledScorer, compile_pipeline
 from ..ml.preprocess import coerce_frame
+from ..ml.scoring import ScoreResult, score_transformed
 
 logger = logging.getLogger(__name__)
 
 
 class NumericBatches:
-    """``columns(batch)`` and ``matrix(columns, batch)`` for a pipeline ``of`` returned this for."""
+    """``score(batch)`` for a pipeline ``of`` returned this for (``columns`` then ``matrix``)."""
 
-    def __init__(self, pipeline, compiled: CompiledScorer, features: list[str], kinds: dict):
-        self.pipeline, self.compiled, self.features, self.kinds = pipeline, compiled, features, kinds
+    def __init__(self, pipeline, compiled: CompiledScorer, features: list[str], kinds: dict, task: str):
+        self.pipeline, self.compiled, self.features, self.kinds, self.task = pipeline, compiled, features, kinds, task
         self.estimator = pipeline.steps[-1][1]
         self.checked = False
         self.usable = True
@@ -44,7 +45,15 @@ class NumericBatches:
         compiled = compile_pipeline(pipeline, features=features, kinds=kinds, task=task)
         if compiled is None or not compiled.numbers_only:
             return None
-        return cls(pipeline, compiled, features, kinds)
+        return cls(pipeline, compiled, features, kinds, task)
+
+    def score(self, batch: pa.RecordBatch) -> tuple[ScoreResult, dict[str, np.ndarray]] | None:
+        """The batch's answers and its feature columns, or None: score this batch through scikit-learn."""
+        columns = self.columns(batch)
+        Xt = None if columns is None else self.matrix(columns, batch)
+        if columns is None or Xt is None:
+            return None
+        return score_transformed(self.pipeline, self.estimator, Xt, task=self.task), columns
 
     def columns(self, batch: pa.RecordBatch) -> dict[str, np.ndarray] | None:
         """Each feature as float64 (NaN where missing), or None: score this batch through scikit-learn."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from .. import ml
 from ..ahead import ahead
 from ..ml.jsonsafe import json_safe
-from ..ml.scoring import PROBABILITY_DECIMALS, score_transformed
+from ..ml.scoring import PROBABILITY_DECIMALS
 from .batch_matrix import NumericBatches
 
 
@@ -186,10 +186,9 @@ def score_batches(
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        columns = numeric.columns(batch) if numeric is not None else None
-        Xt = numeric.matrix(columns, batch) if numeric is not None and columns is not None else None
-        if Xt is not None:
-            result = score_transformed(pipeline, numeric.estimator, Xt, task=task)  # type: ignore[union-attr]
+        direct = numeric.score(batch) if numeric is not None else None
+        if direct is not None:
+            result, columns = direct
         else:
             columns, frame = None, batch.to_pandas()
             result = ml.score(pipeline, frame, features=features, kinds=kinds, task=task)
