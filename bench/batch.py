@@ -107,9 +107,8 @@ def read_through(path: Path) -> None:
     """Read ``path`` once, so that the timed upload reads it from the page cache: the figure is then the
     server's, not whether the client's file was still cached (a 3.9 GB file read cold from this VM's
     disk took the 10M-row upload from 292 to 225 MB/s, with the same server)."""
-    with open(path, "rb", buffering=0) as f:
-        while f.read(16 * MIB):
-            pass
+    for _chunk in _file_chunks(path):
+        pass
 
 
 def upload(http: httpx.Client, gw_pid: int, path: Path, name: str) -> dict:
@@ -392,18 +391,22 @@ def scaling_row(base: dict, big: dict, goal: float = 11.0) -> tuple[str, str, st
     )
 
 
+def touch_and_free(nbytes: int) -> None:
+    """Touch ``nbytes`` of new memory and free it: the next process's pages are then ones just freed."""
+    block = np.ones(nbytes // 8)
+    del block
+
+
 def warm_memory(gib: float = float(os.environ.get("BENCH_WARM_GIB", "6"))) -> tuple[str, str, str]:
     """Touch ``gib`` of memory, free it, touch it again: what a page the guest has not used lately costs
     against one it just freed (here ~0.4 vs 15+ GB/s). This VM hands freed memory back to its host within
     seconds, so a fresh process (a job's worker, a person's script) pays the first figure for its memory."""
     t = time.perf_counter()
-    block = np.ones(int(gib * (1 << 30)) // 8)
+    touch_and_free(int(gib * (1 << 30)))
     first = time.perf_counter() - t
-    del block
     t = time.perf_counter()
-    block = np.ones(int(gib * (1 << 30)) // 8)
+    touch_and_free(int(gib * (1 << 30)))
     again = time.perf_counter() - t
-    del block
     return (
         f"memory warm-up: touch {gib:g} GiB, free, touch again",
         f"{gib * 1.074 / again:.1f} GB/s",

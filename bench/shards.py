@@ -17,18 +17,13 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from bench.batch import touch_and_free
 from bench.jobs import alternate, job_seconds, runs, wait
 from tests.gateway_process import GatewayProcess
 
 ROWS = int(os.environ.get("BENCH_SHARD_ROWS", "1000000"))
 FEATURES = 20
 WARM_BYTES = 1 << 30
-
-
-def touch_and_free(nbytes: int) -> None:
-    """Touch ``nbytes`` of new memory and free it: the next process's pages are then ones just freed."""
-    block = np.ones(nbytes // 8)
-    del block
 
 
 MODEL = {"algorithm": "random_forest", "params": {"n_estimators": 60, "max_depth": 12, "n_jobs": 1, "random_state": 0}}
