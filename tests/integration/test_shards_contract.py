@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -298,3 +299,43 @@ def test_dispatcher_leaves_a_succeeded_shards_worker_to_finish_the_job(catalog):
     runner.cancelled.clear()
     Dispatcher(catalog, runner, Settings(data_dir="/nonexistent", max_concurrent_jobs=0)).tick()
     assert sorted(runner.cancelled) == [("job_fin", 0), ("job_fin", 1), ("job_fin", 2)]
+
+
+def test_cancel_while_a_shard_reports_progress_waits_instead_of_deadlocking(postgres_url):
+    """Cancel locks the job, then its shards; a shard's progress report must take them in the same order.
+
+    Taken the other way (shard, then job), PostgreSQL broke the cycle by aborting one of the two with a
+    deadlock error: a 503 for the user's cancel, or a lost progress report.
+    """
+    from sqlalchemy import select, text
+
+    from kubepredict.catalog import open_catalog, schema
+    from kubepredict.catalog.jobs import finish
+
+    catalog = open_catalog(postgres_url)
+    try:
+        sharded(catalog, "job_d", 100, 2)
+        catalog.claim_shards(2)
+        with ThreadPoolExecutor(1) as pool, catalog.tx() as conn:  # the pool waits for the report after commit
+            parent = conn.execute(select(schema.jobs).where(schema.jobs.c.job_id == "job_d").with_for_update()).one()
+            report = pool.submit(catalog.shard_progress, "job_d", 0, 1, 10)
+            deadline = time.monotonic() + 10
+            while not _waiting_on_a_lock(catalog, text) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not report.done(), "the progress report did not wait for the job the cancel holds"
+            finish(conn, parent, "cancelled", None)  # as JobsRepo.cancel does: the job, then its shards
+        with pytest.raises(JobCancelled):
+            report.result(timeout=10)
+        job = catalog.get_job("job_d")
+        assert job["status"] == "cancelled" and [s["status"] for s in job["shard_status"]] == ["cancelled"] * 2
+    finally:
+        catalog.dispose()
+
+
+def _waiting_on_a_lock(catalog, text) -> bool:
+    with catalog.ro() as conn:
+        return bool(
+            conn.execute(
+                text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()")
+            ).scalar()
+        )

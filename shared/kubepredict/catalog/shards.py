@@ -144,6 +144,7 @@ class ShardsRepo:
     def shard_progress(self, job_id: str, shard: int, attempt: int, rows_done: int) -> None:
         """Record the shard's rows done; the parent's progress becomes the sum over its shards."""
         with self.db.tx() as conn:
+            self._lock_parent(conn, job_id)  # the job before its shard, the order cancel and the outcomes take
             res = conn.execute(
                 update(S)
                 .where(*self._shard_running(job_id, shard, attempt))
@@ -162,7 +163,11 @@ class ShardsRepo:
 
     # ---- outcomes -------------------------------------------------------------------------
     def _lock_parent(self, conn: Connection, job_id: str) -> Row[Any] | None:
-        """Serialise shard outcomes of one job (PostgreSQL row lock; SQLite writers are serial already)."""
+        """Serialise shard writes of one job (PostgreSQL row lock; SQLite writers are serial already).
+
+        Every transaction that writes a job and its shards locks the job first (cancel, finish, outcomes,
+        progress): taken the other way round, two of them deadlock and PostgreSQL aborts one.
+        """
         query = select(J).where(J.c.job_id == job_id)
         if self.db.dialect == "postgresql":
             query = query.with_for_update()
