@@ -256,6 +256,22 @@ def test_types_outside_our_models_are_refused_even_when_skops_trusts_them(tree_m
     assert path in err.details["types"]
 
 
+def test_names_skops_reports_beyond_the_schema_are_refused(tree_model, monkeypatch):
+    """Once the schema's node types pass, the names skops derives from their contents (a method's function,
+    a bit generator) are checked against the allow-list too: an allowed schema is not enough."""
+    import kubepredict.ml.artifacts as artifacts
+
+    load_model(tree_model, sha256_hex(tree_model))  # the model alone loads
+    reported = artifacts.sio.get_untrusted_types
+    extra = ["numpy.random._pcg64.PCG64", "builtins.eval"]
+    monkeypatch.setattr(artifacts.sio, "get_untrusted_types", lambda data: [*reported(data=data), *extra])
+    err = _refused(tree_model)
+    assert err.details["reasons"] == {
+        "numpy.random._pcg64.PCG64": "not a type our models hold",
+        "builtins.eval": "runs or loads code",
+    }
+
+
 def test_deeply_nested_schema_is_a_clear_refusal(tree_model):
     deep = {"__class__": "list", "__module__": "builtins", "__loader__": "ListNode", "content": []}
     inner = deep

@@ -341,7 +341,11 @@ def refusals(data: bytes, reported: Sequence[str] = ()) -> dict[str, str]:
             reason = f"not a type our models hold as {loader}"
         if reason is not None:
             out.setdefault(path, reason)
-    for path in reported:  # names skops derives beyond the schema (a method, a bit generator)
-        if not is_allowed(path):
-            out.setdefault(path, denied(path) or "not a type our models hold")
+    for path, reason in reported_refusals(reported).items():
+        out.setdefault(path, reason)
     return out
+
+
+def reported_refusals(reported: Sequence[str]) -> dict[str, str]:
+    """``{type path: reason}`` for the names skops derives beyond the schema (a method, a bit generator)."""
+    return {path: denied(path) or "not a type our models hold" for path in reported if not is_allowed(path)}

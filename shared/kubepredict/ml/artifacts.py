@@ -52,7 +52,7 @@ def check_types(data: bytes) -> list[str]:
         refused = artifact_types.refusals(data)  # the schema alone, before skops builds anything
         if not refused:
             reported = list(sio.get_untrusted_types(data=data))
-            refused = artifact_types.refusals(data, reported)
+            refused = artifact_types.reported_refusals(reported)  # the schema passed: not read again
     except Exception as exc:  # zipfile / json / KeyError / RecursionError from a malformed archive
         raise ArtifactRejected(f"model artifact is not a readable skops file: {exc}", code="artifact_corrupt") from exc
     if refused:
