@@ -98,6 +98,8 @@ def test_jobs_forked_from_the_preloaded_server_import_little(tmp_path):
     for kind, modules in imported.items():
         heavy = [m for m in modules if m.split(".")[0] in HEAVY and not m.startswith(NOT_PRELOADED)]
         assert heavy == [], (kind, heavy)
+        ours = [m for m in modules if m.startswith("kubepredict.") or m.startswith("encodings.")]
+        assert ours == [], (kind, ours)  # storage, the model cache, skops' zip codec: each a few ms per job
 
 
 def test_the_fork_server_and_exec_workers_get_the_worker_environment(tmp_path):
