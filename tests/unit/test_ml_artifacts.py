@@ -262,9 +262,9 @@ def test_names_skops_reports_beyond_the_schema_are_refused(tree_model, monkeypat
     import kubepredict.ml.artifacts as artifacts
 
     load_model(tree_model, sha256_hex(tree_model))  # the model alone loads
-    reported = artifacts.sio.get_untrusted_types
+    reported = artifacts._reported
     extra = ["numpy.random._pcg64.PCG64", "builtins.eval"]
-    monkeypatch.setattr(artifacts.sio, "get_untrusted_types", lambda data: [*reported(data=data), *extra])
+    monkeypatch.setattr(artifacts, "_reported", lambda tree: [*reported(tree), *extra])
     err = _refused(tree_model)
     assert err.details["reasons"] == {
         "numpy.random._pcg64.PCG64": "not a type our models hold",
