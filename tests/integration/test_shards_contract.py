@@ -15,7 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select, text
 
+from kubepredict.catalog import open_catalog, schema
+from kubepredict.catalog.jobs import finish
 from kubepredict.errors import JobCancelled
 from kubepredict.runner.batch_predict import range_batches
 from kubepredict.runner.shard_plan import plan_ranges
@@ -307,11 +310,6 @@ def test_cancel_while_a_shard_reports_progress_waits_instead_of_deadlocking(post
     Taken the other way (shard, then job), PostgreSQL broke the cycle by aborting one of the two with a
     deadlock error: a 503 for the user's cancel, or a lost progress report.
     """
-    from sqlalchemy import select, text
-
-    from kubepredict.catalog import open_catalog, schema
-    from kubepredict.catalog.jobs import finish
-
     catalog = open_catalog(postgres_url)
     try:
         sharded(catalog, "job_d", 100, 2)
@@ -320,7 +318,7 @@ def test_cancel_while_a_shard_reports_progress_waits_instead_of_deadlocking(post
             parent = conn.execute(select(schema.jobs).where(schema.jobs.c.job_id == "job_d").with_for_update()).one()
             report = pool.submit(catalog.shard_progress, "job_d", 0, 1, 10)
             deadline = time.monotonic() + 10
-            while not _waiting_on_a_lock(catalog, text) and time.monotonic() < deadline:
+            while not _waiting_on_a_lock(catalog) and time.monotonic() < deadline:
                 time.sleep(0.02)
             assert not report.done(), "the progress report did not wait for the job the cancel holds"
             finish(conn, parent, "cancelled", None)  # as JobsRepo.cancel does: the job, then its shards
@@ -332,7 +330,7 @@ def test_cancel_while_a_shard_reports_progress_waits_instead_of_deadlocking(post
         catalog.dispose()
 
 
-def _waiting_on_a_lock(catalog, text) -> bool:
+def _waiting_on_a_lock(catalog) -> bool:
     with catalog.ro() as conn:
         return bool(
             conn.execute(
