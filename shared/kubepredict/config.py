@@ -116,6 +116,10 @@ class Settings:
     shard_rows: int = 0
     max_shards: int = 64
     shard_parallelism: int = 0
+    # Local runner: a predict job's model is loaded once in the fork server, before it forks the job's
+    # workers, which inherit it (runner/warm_models.py); models larger than this load in each worker.
+    # 0: off.
+    warm_model_max_bytes: int = 256 * 1024 * 1024
     namespace: str = "kubepredict"
     # S3
     s3_endpoint_url: str | None = None

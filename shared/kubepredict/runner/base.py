@@ -27,6 +27,9 @@ class JobSpec:
     parallelism: int | None = None  # pods at once for ``shards`` (None: all)
     retries: int = 0  # retries of each shard after its first failure (Kubernetes backoffLimitPerIndex)
     share: int = 1  # local shards: how many workers split the job's rows at once (each gets its share of cores)
+    #: The model a predict job loads, ``{"model_id", "key", "sha256"}``, for a runner that loads it ahead
+    #: (``warms_models``); None otherwise.
+    model: dict | None = None
 
 
 class JobRunner(ABC):
@@ -52,6 +55,9 @@ class JobRunner(ABC):
     #: How often the dispatcher calls ``poll()``: 0 = every round. A runner that learns about its
     #: workers from events (Kubernetes watches) only needs an occasional full resync.
     poll_interval_seconds: float = 0.0
+    #: True when the runner loads a predict job's model ahead for its workers (the local runner's fork
+    #: server, runner/warm_models.py): the dispatcher then fills ``JobSpec.model``.
+    warms_models: bool = False
 
     def start(self) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Begin background observation of workers, if the runner has any (called by the dispatcher)."""

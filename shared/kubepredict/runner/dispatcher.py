@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 
+from ..errors import KubepredictError
 from ..loops import BackgroundLoop
 from .base import JobRunner, JobSpec
 from .limits import DEADLINE_CODE, deadline_message
@@ -103,6 +104,7 @@ class Dispatcher(BackgroundLoop):
                 shards=row.shards or None,
                 parallelism=(self.settings.shard_parallelism or None) if row.shards else None,
                 retries=max(0, row.max_attempts - 1),
+                model=self._model_of(row),
             )
             try:
                 self.runner.submit(spec)
@@ -121,12 +123,14 @@ class Dispatcher(BackgroundLoop):
             return 0
         free = self.settings.max_concurrent_jobs - self.runner.running()
         started = 0
-        jobs: dict[str, tuple[dict, int]] = {}  # each shard runs under its job's resources, sharing the cores
+        # Each shard runs under its job's resources, sharing the cores, with its model
+        jobs: dict[str, tuple[dict, int, dict | None]] = {}
         for row in self.catalog.claim_shards(free, worker=self.name):
             if row.job_id not in jobs:
                 job = self.catalog.get_job_row(row.job_id)
-                jobs[row.job_id] = (job.resources, min(job.shards or 1, self.settings.max_concurrent_jobs))
-            resources, share = jobs[row.job_id]
+                share = min(job.shards or 1, self.settings.max_concurrent_jobs)
+                jobs[row.job_id] = (job.resources, share, self._model_of(job))
+            resources, share, model = jobs[row.job_id]
             spec = JobSpec(
                 job_id=row.job_id,
                 kind=row.kind,
@@ -134,6 +138,7 @@ class Dispatcher(BackgroundLoop):
                 shard=row.shard,
                 resources=resources,
                 share=share,
+                model=model,
             )
             try:
                 self.runner.submit(spec)
@@ -143,6 +148,18 @@ class Dispatcher(BackgroundLoop):
                 logger.exception("could not start job %s shard %s", row.job_id, row.shard)
                 self._lost(row.job_id, row.attempt, "start_failed", str(exc), shard=row.shard)
         return started
+
+    def _model_of(self, job) -> dict | None:
+        """The model a predict job loads, for a runner that loads it ahead of its workers (else None)."""
+        if not self.runner.warms_models or job.kind != "predict" or not job.model_id:
+            return None
+        try:
+            model = self.catalog.get_model_row(job.model_id)
+        except KubepredictError:  # gone: the worker fails the job with the reason
+            return None
+        if not model.artifact_key or not model.artifact_sha256:
+            return None
+        return {"model_id": model.model_id, "key": model.artifact_key, "sha256": model.artifact_sha256}
 
     def run(self) -> None:
         logger.info("dispatcher %s: up to %s jobs at once", self.name, self.settings.max_concurrent_jobs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..errors import BackendUnavailable
+from . import warm_models
 from .base import JobRunner, JobSpec
 from .limits import MEMORY_LIMIT_CODE, local_limits, memory_message, tree_rss_bytes
 
@@ -74,6 +75,9 @@ PRELOAD = [
     "kubepredict.services.model_cache",
     "kubepredict.runner.shards",
     "encodings.cp437",
+    # Last, with everything imported: from here on the fork server loads the model of each worker it
+    # forks (runner/warm_models.py).
+    "kubepredict.runner.warm_fork",
 ]
 
 
@@ -164,8 +168,11 @@ class LocalProcessRunner(JobRunner):
         self.deadline_seconds = settings.job_deadline_seconds  # enforced by the dispatcher
         self._procs: dict[tuple[str, int | None], _Worker] = {}  # (job_id, shard or None) -> its worker
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one announcement, then its worker's start (warm_models)
         self._ctx = None
         if self.start_method == "forkserver":
+            self.warms_models = settings.warm_model_max_bytes > 0
+            warm_models.address()  # in the environment the fork server starts with
             import multiprocessing
 
             self._ctx = multiprocessing.get_context("forkserver")
@@ -203,7 +210,10 @@ class LocalProcessRunner(JobRunner):
     def submit(self, spec: JobSpec) -> None:
         bounds = local_limits(self.settings, spec.resources, share=spec.share)
         try:
-            proc = self._launch(spec, bounds.env())
+            with self._start_lock:
+                if self.warms_models:
+                    warm_models.announce(spec.model, self.job_env, self.settings.warm_model_max_bytes)
+                proc = self._launch(spec, bounds.env())
         except OSError as exc:
             raise BackendUnavailable(f"could not start a worker process: {exc}") from exc
         logger.info(

@@ -12,7 +12,9 @@ from collections.abc import Callable
 
 from ..errors import JobCancelled, KubepredictError
 from ..services.job_bodies import run_predict, run_train
+from ..services.prediction import seed_pipeline
 from . import limits as job_limits
+from . import warm_models
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ def worker_main(job_id: str, attempt: int | None = None, shard: int | None = Non
     if bounds is not None:
         job_limits.apply(bounds)
     svc = bootstrap(Settings.from_env(), create_schema=False)
+    warm = warm_models.inherited()
+    if warm is not None:  # loaded by the fork server for this job (runner/warm_models.py)
+        seed_pipeline(svc, warm.model_id, warm.sha256, warm.pipeline)
+        logger.info("job %s: model %s inherited from the fork server", job_id, warm.model_id)
     return run_worker(
         svc,
         job_id,

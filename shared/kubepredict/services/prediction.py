@@ -83,8 +83,17 @@ def load_pipeline(svc, row):
     def load():
         return ml.load_model(svc.storage.get(row.artifact_key), row.artifact_sha256)
 
+    return svc.models.get(row.model_id, _pipeline_key(row.artifact_sha256), load)
+
+
+def seed_pipeline(svc, model_id: str, sha256: str, pipeline) -> None:
+    """Make ``load_pipeline`` find ``pipeline``, loaded and verified elsewhere (``ml.load_model``)."""
+    svc.models.get(model_id, _pipeline_key(sha256), lambda: pipeline)
+
+
+def _pipeline_key(sha256: str) -> str:
     # Keyed apart from the online path's compiled ServedModel entries (services/serving.py).
-    return svc.models.get(row.model_id, "pipeline:" + row.artifact_sha256, load)
+    return "pipeline:" + sha256
 
 
 def predict_online(svc, body: dict) -> dict:
