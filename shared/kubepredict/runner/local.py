@@ -87,6 +87,10 @@ PRELOAD = [
 #: (perf: blas_thread_server, ~0.13 s of CPU per 2-shard job, all at the workers' start).
 WORKER_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4"}
 
+#: A process has one fork server, whatever the runners: a model's announcement and the start of the
+#: worker it is for go together (runner/warm_models.py).
+_STARTS = threading.Lock()
+
 
 def _forked_worker(job_id: str, attempt: int, shard: int | None, env: dict) -> None:
     """Child of the preloaded fork server: run the very same worker entry point as ``kubepredict worker``."""
@@ -168,7 +172,6 @@ class LocalProcessRunner(JobRunner):
         self.deadline_seconds = settings.job_deadline_seconds  # enforced by the dispatcher
         self._procs: dict[tuple[str, int | None], _Worker] = {}  # (job_id, shard or None) -> its worker
         self._lock = threading.Lock()
-        self._start_lock = threading.Lock()  # one announcement, then its worker's start (warm_models)
         self._ctx = None
         if self.start_method == "forkserver":
             self.warms_models = settings.warm_model_max_bytes > 0
@@ -210,7 +213,7 @@ class LocalProcessRunner(JobRunner):
     def submit(self, spec: JobSpec) -> None:
         bounds = local_limits(self.settings, spec.resources, share=spec.share)
         try:
-            with self._start_lock:
+            with _STARTS:
                 if self.warms_models:
                     warm_models.announce(spec.model, self.job_env, self.settings.warm_model_max_bytes)
                 proc = self._launch(spec, bounds.env())
