@@ -33,6 +33,15 @@ class Api:
         assert r.status_code == 202, r.text
         return r.json()
 
+    def predicted(self, model_id: str, dataset_id: str, shards: int | None = None) -> dict:
+        """Run a batch prediction (in ``shards`` if given) and return the job, which must have succeeded."""
+        body = {"model_id": model_id, "dataset_id": dataset_id, **({"shards": shards} if shards else {})}
+        r = self.http.post("/function/predict", json=body)
+        assert r.status_code == 202, r.text
+        job = self.wait(r.json()["job_id"])
+        assert job["status"] == "succeeded", job
+        return job
+
     def online(self, model_id: str, **body) -> dict:
         r = self.http.post("/function/predict", json={"model_id": model_id, **body})
         assert r.status_code == 200, r.text

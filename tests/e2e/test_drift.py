@@ -34,15 +34,6 @@ def _events(gw, job_id: str) -> list[dict]:
         catalog.dispose()
 
 
-def _run(api: Api, model_id: str, dataset_id: str, shards: int | None = None) -> dict:
-    body = {"model_id": model_id, "dataset_id": dataset_id, **({"shards": shards} if shards else {})}
-    r = api.http.post("/function/predict", json=body)
-    assert r.status_code == 202, r.text
-    job = api.wait(r.json()["job_id"])
-    assert job["status"] == "succeeded", job
-    return job
-
-
 def _psi(job: dict) -> dict:
     return {f["feature"]: f["psi"] for f in job["summary"]["drift"]["features"]}
 
@@ -58,14 +49,14 @@ def test_shifted_feature_is_detected_and_unshifted_sample_is_not(gateway_proc):
     same_ds = api.upload(frame_csv(same), "drift-same")
     shifted_ds = api.upload(frame_csv(shifted), "drift-shifted")
 
-    calm = _run(api, q["model_id"], same_ds["dataset_id"])
+    calm = api.predicted(q["model_id"], same_ds["dataset_id"])
     drift = calm["summary"]["drift"]
     assert drift["available"] and not drift["detected"] and drift["rows"] == 1000
     assert all(v < 0.1 for v in _psi(calm).values()), _psi(calm)
     assert "kubepredict.model.drift_detected" not in [e["type"] for e in _events(gateway_proc, calm["job_id"])]
 
     for shards in (None, 3):
-        job = _run(api, q["model_id"], shifted_ds["dataset_id"], shards=shards)
+        job = api.predicted(q["model_id"], shifted_ds["dataset_id"], shards=shards)
         drift = job["summary"]["drift"]
         assert drift["detected"] and drift["worst_feature"] == "petal_width", drift
         assert _psi(job)["petal_width"] > 0.25
@@ -102,7 +93,7 @@ def test_model_without_profile_reports_drift_absent(gateway_proc):
     storage = open_storage(settings.storage_url, settings)
     assert storage.exists(profile_key(q["model_id"]))
     storage.delete(profile_key(q["model_id"]))
-    job = _run(api, q["model_id"], ds["dataset_id"])
+    job = api.predicted(q["model_id"], ds["dataset_id"])
     assert job["summary"]["drift"]["available"] is False
     assert job["summary"]["drift"]["code"] == "no_profile" and "retrain" in job["summary"]["drift"]["reason"]
     assert job["summary"]["rows"] == 200

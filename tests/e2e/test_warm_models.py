@@ -33,15 +33,6 @@ def _inherited(gw) -> list[tuple[str, str]]:
     return INHERITED.findall(gw.log_path.read_text())
 
 
-def _predict(api: Api, model_id: str, dataset_id: str, shards: int | None = None) -> dict:
-    body = {"model_id": model_id, "dataset_id": dataset_id, **({"shards": shards} if shards else {})}
-    r = api.http.post("/function/predict", json=body)
-    assert r.status_code == 202, r.text
-    job = api.wait(r.json()["job_id"])
-    assert job["status"] == "succeeded", job
-    return job
-
-
 def _models(api: Api, ds: dict) -> tuple[str, str]:
     a = api.train(dataset_id=ds["dataset_id"], target="label", algorithm="logistic_regression")
     b = api.train(
@@ -62,14 +53,14 @@ def test_each_predict_worker_inherits_its_own_model_and_a_train_worker_none(star
         for m in (model_a, model_b)
     }
     jobs = [
-        (model_a, _predict(api, model_a, ds["dataset_id"])),
-        (model_a, _predict(api, model_a, ds["dataset_id"], shards=2)),
-        (model_b, _predict(api, model_b, ds["dataset_id"])),
-        (model_a, _predict(api, model_a, ds["dataset_id"])),
+        (model_a, api.predicted(model_a, ds["dataset_id"])),
+        (model_a, api.predicted(model_a, ds["dataset_id"], shards=2)),
+        (model_b, api.predicted(model_b, ds["dataset_id"])),
+        (model_a, api.predicted(model_a, ds["dataset_id"])),
     ]
     retrain = api.train(dataset_id=ds["dataset_id"], target="label", algorithm="logistic_regression")
     assert api.wait(retrain["job_id"])["status"] == "succeeded"
-    jobs.append((model_b, _predict(api, model_b, ds["dataset_id"], shards=2)))
+    jobs.append((model_b, api.predicted(model_b, ds["dataset_id"], shards=2)))
 
     inherited = _inherited(gw)
     for model_id, job in jobs:
@@ -89,7 +80,7 @@ def test_a_model_over_the_limit_is_loaded_by_each_worker(start_gateway):
     frame = _frame(300, 1)
     ds = api.upload(frame_csv(frame), "warm-limit")
     model_a, _model_b = _models(api, ds)
-    job = _predict(api, model_a, ds["dataset_id"], shards=2)
+    job = api.predicted(model_a, ds["dataset_id"], shards=2)
     assert _inherited(gw) == []
     rows = api.all_predictions(job["job_id"], page=1000)
     expected = api.online(model_a, instances=frame.drop(columns="label").to_dict(orient="records"))["predictions"]
