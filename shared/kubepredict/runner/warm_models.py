@@ -16,7 +16,9 @@ and fails with the reason if it must.
 
 The fork server runs no code of ours after its imports; it learns of a job through a Unix datagram
 socket bound at its start (``install``, from the preload module ``runner/warm_fork.py``) and does the
-loading in an ``os.register_at_fork`` hook, in its only thread, right before each fork.
+loading in an ``os.register_at_fork`` hook, in its only thread, right before each fork. It takes
+announcements only from the process that started it (the kernel's record of each sender, ``SO_PASSCRED``):
+an abstract socket has no file permissions, and another local process must not make it read anything.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import os
 import secrets
 import socket
+import struct
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -92,20 +95,37 @@ def install() -> None:
         logger.warning("warm models off: cannot bind the fork server's socket: %s", exc)
         return
     sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)  # each datagram then carries its sender's pid
     _socket, _server_pid = sock, os.getpid()
     os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+
+
 def _latest() -> dict | None:
-    """The last announcement waiting (the one for the worker about to be forked), or None."""
+    """The last announcement waiting from our parent (the one for the worker about to be forked), or None."""
     assert _socket is not None
     latest = None
     while True:
         try:
-            latest = json.loads(_socket.recv(1 << 20))
-        except BlockingIOError:
+            data, ancillary, _flags, _addr = _socket.recvmsg(1 << 20, socket.CMSG_SPACE(_UCRED.size))
+        except OSError:  # nothing more waiting (or the socket failed: then no model, and no loop)
             return latest
-        except (OSError, ValueError) as exc:
+        sender = next(
+            (
+                _UCRED.unpack(d[: _UCRED.size])[0]
+                for level, kind, d in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+            ),
+            None,
+        )
+        if sender != os.getppid():
+            logger.warning("ignored a warm-model announcement from pid %s, not the gateway", sender)
+            continue
+        try:
+            latest = json.loads(data)
+        except ValueError as exc:
             logger.warning("unreadable warm-model announcement: %s", exc)
 
 
