@@ -14,9 +14,9 @@ import logging
 from zipfile import ZipFile
 
 import skops.io as sio
-from skops.io._audit import audit_tree, get_tree  # one tree for our check and skops' audit (pinned skops)
+from skops.io._audit import get_tree  # one tree for our check and the model (pinned skops)
 from skops.io._utils import read_schema
-from skops.io.exceptions import UnsupportedTypeException, UntrustedTypesFoundException
+from skops.io.exceptions import UnsupportedTypeException
 
 from kubepredict.errors import ArtifactRejected, Unprocessable
 from kubepredict.ml import artifact_types
@@ -71,9 +71,10 @@ def load_model(data: bytes, sha256: str):
     """Verify ``data`` against ``sha256`` and the type allow-list, then load it with skops.
 
     Our allow-list reads the schema before skops builds anything; skops then builds its node tree once
-    (``skops.io.loads`` after ``get_untrusted_types`` built it twice: a quarter of a forest's load), the
-    names it reports beyond the schema pass our allow-list too, skops audits the same tree, and builds the
-    model from it.
+    (``skops.io.loads`` after ``get_untrusted_types`` built it twice: a quarter of a forest's load), every
+    name it does not trust by default must pass our allow-list too, and the model is built from that tree.
+    That check is skops' audit (``audit_tree``: its unsafe set minus the names trusted) with our allow-list
+    deciding the trust, so it is not run again.
     """
     data = bytes(data)
     if not isinstance(sha256, str) or not hmac.compare_digest(sha256_hex(data), sha256.strip().lower()):
@@ -99,13 +100,6 @@ def load_model(data: bytes, sha256: str):
         if refused:
             raise _refuse(refused)
         try:
-            audit_tree(tree, trusted=reported)  # skops' own audit, of the names our allow-list passed
             return tree.construct()
-        except UntrustedTypesFoundException as exc:
-            raise ArtifactRejected(
-                f"model artifact holds untrusted types: {exc}",
-                code="untrusted_type",
-                details={"types": sorted(map(str, getattr(exc, "unsafe", []) or []))},
-            ) from exc
         except Exception as exc:
             raise ArtifactRejected(f"model artifact could not be loaded: {exc}", code="artifact_corrupt") from exc
