@@ -56,13 +56,15 @@ def test_large_upload_streams_with_flat_memory_and_row_groups(start_gateway):
     http = httpx.Client(base_url=gw.url, timeout=600)
     before = _rss(gw.proc.pid)
     r = http.post(
-        "/function/upload", params={"name": "large"}, content=_body(160 * MIB), headers={"Content-Type": "text/csv"}
+        "/function/upload", params={"name": "large"}, content=_body(384 * MIB), headers={"Content-Type": "text/csv"}
     )
     assert r.status_code == 201, r.text
     ds = r.json()
     grown = _rss(gw.proc.pid)["VmHWM"] - before["VmRSS"]
-    assert ds["size_bytes"] > 160 * MIB and ds["rows"] == (ds["size_bytes"] - len(HEADER)) // len(ROW)
-    assert grown < 160 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for {ds['size_bytes'] / MIB:.0f} MiB"
+    assert ds["size_bytes"] > 384 * MIB and ds["rows"] == (ds["size_bytes"] - len(HEADER)) // len(ROW)
+    # The gateway's bound whatever the body's size (README): its parser threads, their blocks in flight and
+    # the body read ahead, never the body itself (which is half again as large).
+    assert grown < 256 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for {ds['size_bytes'] / MIB:.0f} MiB"
     cols = {c["name"]: c for c in ds["columns"]}
     assert cols["a"]["dtype"] == "float64" and cols["a"]["unique"] == 1 and cols["y"]["dtype"] == "int64"
 

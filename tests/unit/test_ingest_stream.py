@@ -105,6 +105,20 @@ def test_rows_cut_into_blocks_anywhere_read_as_pandas_reads_them(tmp_path, monke
     assert (tmp_path / "raw.csv").read_bytes() == data
 
 
+@pytest.mark.parametrize("cached", [True, False])
+def test_the_parquet_copy_is_the_same_written_through_or_around_the_page_cache(tmp_path, cached):
+    frame = pd.DataFrame({"a": np.arange(30_000), "b": np.arange(30_000) / 3, "c": ["x", "yz", None] * 10_000})
+    data = frame.to_csv(index=False).encode()
+    ingest_stream.ingest_csv(
+        io.BytesIO(data),
+        raw_path=tmp_path / "raw.csv",
+        parquet_path=tmp_path / "data.parquet",
+        max_bytes=None,
+        parquet_cached=cached,
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), _old(data)[0])
+
+
 def test_a_row_longer_than_the_limit_is_invalid_input(tmp_path, monkeypatch):
     monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 1024)
     monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 1024)

@@ -44,6 +44,7 @@ def upload_dataset(svc, stream: BinaryIO, *, name: str | None) -> dict:
                 _Prepend(first, stream),
                 raw_path=Path(raw_path),
                 parquet_path=Path(pq_path),
+                parquet_cached=svc.storage.reads_staged_files,
                 max_bytes=svc.settings.max_upload_bytes,
             )
             svc.storage.put_file(raw_key, raw_path, sha256=parsed.sha256)

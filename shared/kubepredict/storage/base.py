@@ -52,6 +52,10 @@ class Storage(ABC):
         PayloadTooLarge: ``put`` with ``max_bytes`` and a larger stream (nothing is kept).
     """
 
+    #: ``put_file`` reads a staged file back to send it elsewhere (rather than moving it into place): a
+    #: file staged for it is then best written through the page cache, where that read finds it.
+    reads_staged_files = True
+
     @abstractmethod
     def put(self, key: str, stream: BinaryIO, *, max_bytes: int | None = None) -> StoredObject:
         """Store ``stream`` under ``key`` while hashing it (SHA-256)."""

@@ -15,6 +15,7 @@ from urllib.request import url2pathname
 
 from ..errors import BackendUnavailable, InsufficientStorage, InvalidInput, NotFound, PayloadTooLarge
 from .base import ListedObject, Storage, StoredObject, disk_full_is_507
+from .spool import DirectReader
 
 CHUNK = 1024 * 1024
 MIB = 1024 * 1024
@@ -23,6 +24,8 @@ WHERE = "the object store's disk"
 
 
 class FileStorage(Storage):
+    reads_staged_files = False  # moved into place by a rename
+
     def __init__(self, root: str | Path, *, min_free_bytes: int = 64 * MIB):
         """``min_free_bytes``: ``ping`` reports the store unhealthy with less free space than this."""
         self.root = Path(root).resolve()
@@ -108,6 +111,16 @@ class FileStorage(Storage):
     def open(self, key: str) -> BinaryIO:
         try:
             return open(self._path(key), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound(f"object {key!r} not found") from exc
+        except OSError as exc:
+            raise BackendUnavailable(f"object store read failed: {exc}") from exc
+
+    def open_ranged(self, key: str) -> BinaryIO:
+        """Read around the page cache: a Parquet copy is written that way (``SpoolFile``), and a job reading
+        it through the cache would pay for fresh pages at a seventh of the direct read's speed."""
+        try:
+            return DirectReader(str(self._path(key)))  # type: ignore[return-value]  # a binary file, typed apart
         except FileNotFoundError as exc:
             raise NotFound(f"object {key!r} not found") from exc
         except OSError as exc:

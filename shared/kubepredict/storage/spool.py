@@ -8,8 +8,9 @@ wrote every ``window`` bytes, so the same few warm pages carry the whole file an
 has little left to do; ``read_dropping`` reads such a file back the same way (1.8 GB/s from disk here,
 against 0.45 GB/s for a plain read into new pages).
 
-Dropping is for cold copies: the raw upload, which just the CSV download reads again. The Parquet copy
-that training and prediction read is only written back as it goes (``drop=False``) and stays cached.
+Dropping is for copies nobody reads at once: the raw upload (read again by a CSV download), and the Parquet
+copy on a local store (read by the jobs, through ``DirectReader``). A Parquet copy that is sent on to an
+object store right away is only written back as it goes (``drop=False``) and stays cached for that read.
 
 Where the file system takes ``O_DIRECT`` (ext4, xfs, tmpfs since Linux 6.6), a cold copy skips the page
 cache altogether: bytes are gathered in a few page-aligned buffers, reused for the whole file, and written
@@ -20,7 +21,9 @@ into a warm buffer and leaves the rest to the device (1.6 GB/s here).
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import io
 import mmap
 import os
 import queue
@@ -195,3 +198,78 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[bytes]:
         done += len(chunk)
         if fd >= 0 and _FADVISE:
             os.posix_fadvise(fd, 0, done, os.POSIX_FADV_DONTNEED)
+
+
+class DirectReader(io.RawIOBase):
+    """A local file read around the page cache (``O_DIRECT``), for random access by a Parquet reader.
+
+    The Parquet copy of an upload is written straight to the device (see ``SpoolFile``); read through the
+    cache, each job would pay for the same fresh pages the upload avoided (0.45 GB/s here, against
+    3.1 GB/s read directly). Each ``read(n)`` reads the aligned blocks around ``[pos, pos + n)`` into one
+    new buffer and returns a view of its ``n`` bytes (no further copy). Where the file system has no direct
+    I/O the file is read plainly (``pread``), with the same results.
+    """
+
+    def __init__(self, path: str):
+        flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+        fd = -1
+        if _O_DIRECT:
+            try:
+                fd = os.open(path, flags | _O_DIRECT)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+        self.direct = fd >= 0
+        self._fd = fd if self.direct else os.open(path, flags)
+        self._size, self._pos = os.fstat(self._fd).st_size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, n: int | None = -1) -> memoryview | bytes:  # a view, not a copy
+        n = self._size - self._pos if n is None or n < 0 else min(n, max(0, self._size - self._pos))
+        if n <= 0:
+            return b""
+        start = self._pos - self._pos % ALIGN
+        length = -(-(self._pos + n - start) // ALIGN) * ALIGN
+        buffer = bytearray(length + ALIGN)  # a block-aligned stretch of it receives the read
+        skip = -_address(buffer) % ALIGN if self.direct else 0
+        view = memoryview(buffer)[skip : skip + length]
+        got = 0
+        while got < length and start + got < self._size:  # a direct read ends short at the end of the file
+            done = os.preadv(self._fd, [view[got:]], start + got)
+            if done == 0:
+                break
+            got += done
+        first = self._pos - start
+        n = min(n, got - first)
+        self._pos += n
+        return view[first : first + n]
+
+    def readinto(self, b) -> int:
+        data = self.read(len(memoryview(b).cast("B")))
+        size = len(data)
+        memoryview(b).cast("B")[:size] = data
+        return size
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _address(buffer: bytearray) -> int:
+    return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
