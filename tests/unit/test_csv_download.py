@@ -78,6 +78,36 @@ def test_csv_rows_match_inputs_and_paginated_predictions(svc, labels, quote):
     assert [float(r[first]) for r in rows] == [r["probabilities"][0] for r in page]
 
 
+@pytest.mark.parametrize("read_bytes", [5, 64, 333, 4096])
+@pytest.mark.parametrize("last_newline", [True, False])
+def test_reused_lines_read_in_any_chunks_give_the_same_csv(svc, monkeypatch, read_bytes, last_newline):
+    """The uploaded lines are reused as read, chunk by chunk: rows cut by a chunk's end (or longer than a
+    chunk, or a header that is), and a file with no newline after its last row, give the same download."""
+    from kubepredict.services import csv_download as cd
+
+    monkeypatch.setattr(cd, "_formatted", lambda *a, **k: pytest.fail("plain lines must be reused"))
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a_long_column_name": rng.normal(size=300).round(6), "b": rng.integers(0, 9, 300)})
+    frame["y"] = np.where(frame["a_long_column_name"] > 0, "pos", "neg")
+    data = frame.to_csv(index=False).encode()
+    ds = json.loads(_call(svc, "upload", "POST", "/", data if last_newline else data[:-1], {"name": "d"}, "text/csv"))
+    body = json.dumps({"dataset_id": ds["dataset_id"], "target": "y", "algorithm": "logistic_regression"})
+    q = json.loads(_call(svc, "train", "POST", "/", body.encode()))
+    run_worker(svc, q["job_id"])
+    body = json.dumps({"model_id": q["model_id"], "dataset_id": ds["dataset_id"]})
+    p = json.loads(_call(svc, "predict", "POST", "/", body.encode()))
+    run_worker(svc, p["job_id"])
+    monkeypatch.setattr(cd, "RAW_READ_BYTES", read_bytes)
+    out = _call(svc, "result", "GET", "/" + p["job_id"], query={"format": "csv"}).decode()
+    page = json.loads(_call(svc, "result", "GET", "/" + p["job_id"], query={"limit": "1000"}))["predictions"]["rows"]
+    lines = out.split("\n")
+    assert lines[-1] == "" and len(lines) == 302  # header, 300 rows, then the file's last newline
+    assert lines[0] == "a_long_column_name,b,y,prediction,probability_neg,probability_pos"
+    raw = data.decode().split("\n")
+    assert [line.rsplit(",", 3)[0] for line in lines[1:-1]] == raw[1:301]
+    assert [line.split(",")[3] for line in lines[1:-1]] == [r["prediction"] for r in page]
+
+
 def test_rows_without_stored_predictions_come_out_blank_in_order(monkeypatch):
     """Input rows and stored prediction batches are walked together; rows no batch covers (before, between,
     after them) come out in order with no predictions, in pieces of at most CSV_BATCH_ROWS rows."""

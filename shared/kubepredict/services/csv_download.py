@@ -70,27 +70,39 @@ RAW_READ_BYTES = 8 * 1024 * 1024
 
 
 def _raw_lines(raw) -> Iterator:
-    """The raw file's row lines (header skipped, no newline), as Arrow binary arrays."""
+    """The raw file's rows after the header, each with the newline that comes before it (``"\\nrow"``), as
+    Arrow binary arrays over the chunks read: a row's value runs from one newline to the next, so the
+    chunk is the array's data as it is (no copy, no split) and only the newlines are looked for. A row cut
+    by the end of a chunk is the one value copied. The file's last newline is the caller's to add."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     from ..storage.spool import read_dropping
 
-    carry, header = b"", True
+    carry: bytes | None = None  # None in the header; then the newline before the row the chunk cut, and its start
     for chunk in read_dropping(raw, RAW_READ_BYTES):
-        data = carry + chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            carry = data
+        newlines = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10)
+        if len(newlines) == 0:
+            if carry is not None:  # a row longer than a chunk
+                carry += chunk
             continue
-        carry = data[cut + 1 :]
-        lines = pc.split_pattern(pa.array([data[:cut]], pa.large_binary()), b"\n").flatten()
-        if header:
-            lines, header = lines.slice(1), False
-        if len(lines):
-            yield pa.RecordBatch.from_arrays([lines], ["line"])
-    if carry and not header:
-        yield pa.RecordBatch.from_arrays([pa.array([carry], pa.large_binary())], ["line"])
+        if carry is not None:
+            yield _lines_batch(pa.array([carry + chunk[: newlines[0]]], pa.large_binary()))
+        if len(newlines) > 1:
+            offsets = pa.py_buffer(np.asarray(newlines, dtype=np.int64))
+            yield _lines_batch(
+                pa.LargeBinaryArray.from_buffers(
+                    pa.large_binary(), len(newlines) - 1, [None, offsets, pa.py_buffer(chunk)]
+                )
+            )
+        carry = chunk[newlines[-1] :]
+    if carry is not None and len(carry) > 1:  # the last row, with no newline after it
+        yield _lines_batch(pa.array([carry], pa.large_binary()))
+
+
+def _lines_batch(lines):
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays([lines], ["line"])
 
 
 def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, total: int) -> Iterator[bytes]:
@@ -102,7 +114,7 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
 
     head = io.StringIO()
     csv.writer(head, lineterminator="\n").writerow(names)
-    yield head.getvalue().encode()
+    yield head.getvalue().encode()[:-1]  # the first row brings the newline (see _raw_lines)
     lines = _RowReader(_raw_lines(raw))
     extra = 1 + len(classes)
 
@@ -119,10 +131,10 @@ def _raw_joined(catalog, job_id: str, raw, names: list[str], classes: list, tota
         out = pc.binary_join_element_wise(
             line, *cols, pa.scalar(b",", pa.large_binary()), null_handling="replace", null_replacement=b""
         )
-        out = pc.binary_join_element_wise(out, pa.scalar(b"\n", pa.large_binary()), pa.scalar(b"", pa.large_binary()))
         return _contiguous(out)
 
     yield from _in_order(lambda piece: body(*piece), _aligned(catalog, job_id, lines, total))
+    yield b"\n"
 
 
 def _aligned(catalog, job_id: str, inputs: _RowReader, total: int) -> Iterator[tuple[list, object]]:
