@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,47 @@ def disk_full_is_507(where: str) -> Iterator[None]:
                 f"{where} is full ({exc.strerror}); free some space and retry", details={"where": where}
             ) from exc
         raise
+
+
+class RangedReader(io.RawIOBase):
+    """A random-access binary reader over an object of known size, for a Parquet reader: ``read(n)`` gives
+    the bytes in ``[pos, pos + n)`` as ``_read_at`` fetched them, which Arrow wraps without a copy."""
+
+    def __init__(self, size: int):
+        self._size, self._pos = size, 0
+
+    def _read_at(self, pos: int, n: int):
+        """``n`` bytes (1 or more, none past the end) from ``pos``: bytes or any buffer."""
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1):  # any buffer, not only bytes
+        n = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
+        if n <= 0:
+            return b""
+        data = self._read_at(self._pos, n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(memoryview(b).cast("B")))
+        memoryview(b).cast("B")[: len(data)] = data
+        return len(data)
 
 
 @dataclass(frozen=True)

@@ -9,62 +9,38 @@ fails is ``BackendUnavailable`` (HTTP 503 at the edge).
 from __future__ import annotations
 
 import hashlib
-import io
 import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
 from urllib.parse import urlparse
 
 from ..errors import BackendUnavailable, ConfigError, NotFound, PayloadTooLarge
-from .base import ListedObject, Storage, StoredObject
+from .base import ListedObject, RangedReader, Storage, StoredObject
 
 PART_BYTES = 8 * 1024 * 1024
 SPOOL_BYTES = 64 * 1024 * 1024
 
 
-class _RangedReader(io.RawIOBase):
-    """Raw random-access reader over one S3 object: each read is a ``Range: bytes=a-b`` GET."""
+class _RangedReader(RangedReader):
+    """Random-access reader over one S3 object: each read is one ``Range: bytes=a-b`` GET, returned as it
+    came (a Parquet reader asks for whole column chunks or its footer)."""
 
     def __init__(self, store: S3Storage, key: str, size: int):
-        self._store, self._key, self._size, self._pos = store, key, size, 0
+        super().__init__(size)
+        self._store, self._key = store, key
         self.bytes_fetched = 0  # what was actually downloaded (tests assert a shard reads only its part)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        """One ranged GET of ``size`` bytes (the rest of the object when negative), returned as it came: a
-        Parquet reader asks for whole column chunks or its footer, and wraps the bytes without a copy."""
-        n = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
-        if n <= 0:
-            return b""
+    def _read_at(self, pos: int, n: int) -> bytes:
         store = self._store
         try:
             resp = store.client.get_object(
-                Bucket=store.bucket, Key=store._key(self._key), Range=f"bytes={self._pos}-{self._pos + n - 1}"
+                Bucket=store.bucket, Key=store._key(self._key), Range=f"bytes={pos}-{pos + n - 1}"
             )
             data = resp["Body"].read()
         except Exception as exc:
             raise store._fail(exc, self._key) from exc
-        self._pos += len(data)
         self.bytes_fetched += len(data)
         return data
-
-    def readinto(self, b) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
 
 
 class _HashingReader:

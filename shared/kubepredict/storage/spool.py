@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import io
 import mmap
 import os
 import queue
@@ -31,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from .base import disk_full_is_507
+from .base import RangedReader, disk_full_is_507
 
 WINDOW_BYTES = 64 * 1024 * 1024
 WHERE = "the disk holding uploads being received"
@@ -200,14 +199,14 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[bytes]:
             os.posix_fadvise(fd, 0, done, os.POSIX_FADV_DONTNEED)
 
 
-class DirectReader(io.RawIOBase):
+class DirectReader(RangedReader):
     """A local file read around the page cache (``O_DIRECT``), for random access by a Parquet reader.
 
     The Parquet copy of an upload is written straight to the device (see ``SpoolFile``); read through the
     cache, each job would pay for the same fresh pages the upload avoided (0.45 GB/s here, against
-    3.1 GB/s read directly). Each ``read(n)`` reads the aligned blocks around ``[pos, pos + n)`` into one
-    new buffer and returns a view of its ``n`` bytes (no further copy). Where the file system has no direct
-    I/O the file is read plainly (``pread``), with the same results.
+    3.1 GB/s read directly). Each read takes the aligned blocks around ``[pos, pos + n)`` into one new
+    buffer and gives a view of its ``n`` bytes (no further copy). Where the file system has no direct I/O
+    the file is read plainly (``pread``), with the same results.
     """
 
     def __init__(self, path: str):
@@ -221,30 +220,11 @@ class DirectReader(io.RawIOBase):
                     raise
         self.direct = fd >= 0
         self._fd = fd if self.direct else os.open(path, flags)
-        self._size, self._pos = os.fstat(self._fd).st_size, 0
+        super().__init__(os.fstat(self._fd).st_size)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, n: int | None = -1) -> memoryview | bytes:  # a view, not a copy
-        n = self._size - self._pos if n is None or n < 0 else min(n, max(0, self._size - self._pos))
-        if n <= 0:
-            return b""
-        start = self._pos - self._pos % ALIGN
-        length = -(-(self._pos + n - start) // ALIGN) * ALIGN
+    def _read_at(self, pos: int, n: int) -> memoryview:
+        start = pos - pos % ALIGN
+        length = -(-(pos + n - start) // ALIGN) * ALIGN
         buffer = bytearray(length + ALIGN)  # a block-aligned stretch of it receives the read
         skip = -_address(buffer) % ALIGN if self.direct else 0
         view = memoryview(buffer)[skip : skip + length]
@@ -254,16 +234,8 @@ class DirectReader(io.RawIOBase):
             if done == 0:
                 break
             got += done
-        first = self._pos - start
-        n = min(n, got - first)
-        self._pos += n
-        return view[first : first + n]
-
-    def readinto(self, b) -> int:
-        data = self.read(len(memoryview(b).cast("B")))
-        size = len(data)
-        memoryview(b).cast("B")[:size] = data
-        return size
+        first = pos - start
+        return view[first : first + max(0, min(n, got - first))]
 
     def close(self) -> None:
         if not self.closed:
