@@ -43,7 +43,7 @@ def csv_stream(svc, job_id: str) -> Iterator[bytes]:
             code="dataset_not_found",
         ) from exc
     classes = svc.catalog.get_model_row(job["model_id"]).classes or []
-    fobj = svc.storage.open(dataset.parquet_key)
+    fobj = svc.storage.open_ranged(dataset.parquet_key)  # as the jobs read it (opened now: a 404 before any byte)
     return _generate(svc, job_id, fobj, dataset.object_key, classes)
 
 
@@ -53,7 +53,7 @@ def _generate(svc, job_id: str, fobj, raw_key: str, classes: list) -> Iterator[b
     from .ingest_stream import RAW_LINES_KEY
 
     try:
-        parquet = pq.ParquetFile(fobj)
+        parquet = pq.ParquetFile(fobj, pre_buffer=True)  # coalesced reads, per row group
         names = parquet.schema_arrow.names + ["prediction"] + [f"probability_{c}" for c in classes]
         names = [_neutral_name(n) for n in names]
         if (parquet.metadata.metadata or {}).get(RAW_LINES_KEY.encode()) == b"1" and not _formula_cells(parquet):
