@@ -66,8 +66,9 @@ class RangedReader(io.RawIOBase):
         return data
 
     def readinto(self, b) -> int:
-        data = self.read(len(memoryview(b).cast("B")))
-        memoryview(b).cast("B")[: len(data)] = data
+        view = memoryview(b).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
 

@@ -109,18 +109,17 @@ class FileStorage(Storage):
         return StoredObject(key=key, size=size, sha256=sha256 or (digest.hexdigest() if hashed else ""))
 
     def open(self, key: str) -> BinaryIO:
-        try:
-            return open(self._path(key), "rb")
-        except FileNotFoundError as exc:
-            raise NotFound(f"object {key!r} not found") from exc
-        except OSError as exc:
-            raise BackendUnavailable(f"object store read failed: {exc}") from exc
+        return self._opened(key, lambda path: open(path, "rb"))
 
     def open_ranged(self, key: str) -> BinaryIO:
         """Read around the page cache: a Parquet copy is written that way (``SpoolFile``), and a job reading
         it through the cache would pay for fresh pages at a seventh of the direct read's speed."""
+        return self._opened(key, DirectReader)
+
+    def _opened(self, key: str, opener) -> BinaryIO:
+        """``opener(path)`` of the object's file, its errors said as the store's."""
         try:
-            return DirectReader(str(self._path(key)))  # type: ignore[return-value]  # a binary file, typed apart
+            return opener(str(self._path(key)))
         except FileNotFoundError as exc:
             raise NotFound(f"object {key!r} not found") from exc
         except OSError as exc:
