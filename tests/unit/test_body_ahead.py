@@ -63,6 +63,42 @@ def test_the_thread_reads_the_whole_body_in_order_in_the_sizes_it_asks():
     assert chunks[-1] == b""
 
 
+def test_readinto_and_read_mixed_take_the_body_in_order_and_read_still_gives_bytes():
+    """``readinto`` copies the pieces straight into the caller's buffer and may leave a piece's rest as a
+    view of it; a ``read`` after that still returns ``bytes`` and the right bytes."""
+    parts = [os.urandom(n) for n in (1, 70_000, 5, 300_000, 65_536, 12)]
+    data = b"".join(parts)
+
+    async def main():
+        body = _BodyAhead(_messages(parts), limit=128 * 1024)
+
+        def reader():
+            out, kinds = [], []
+            for i, n in enumerate([3, 100_000, 7, 1, 200_000, 50_000, 50_000, 90_000, 10]):
+                if i % 2:
+                    buf = bytearray(n + 5)  # room past n: only what was read is written
+                    got = body.readinto(memoryview(buf)[:n])
+                    out.append(bytes(buf[:got]))
+                    kinds.append(type(got))
+                    assert buf[got:] == bytes(len(buf) - got)
+                else:
+                    chunk = body.read(n)
+                    out.append(chunk)
+                    kinds.append(type(chunk))
+            return out, kinds
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, reader)
+        finally:
+            body.close()
+
+    chunks, kinds = asyncio.run(main())
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks[:5]] == [3, 100_000, 7, 1, 200_000]
+    assert kinds[::2] == [bytes] * 5 and kinds[1::2] == [int] * 4
+    assert chunks[-1] == b""
+
+
 def test_reading_ahead_stops_at_the_limit():
     """The loop never buffers much more than ``limit`` ahead of a slow reader (one message past it at most)."""
     parts = [b"x" * 10_000] * 200

@@ -105,6 +105,53 @@ def test_rows_cut_into_blocks_anywhere_read_as_pandas_reads_them(tmp_path, monke
     assert (tmp_path / "raw.csv").read_bytes() == data
 
 
+def test_every_missing_value_marker_but_the_empty_one_holds_an_n():
+    """What lets a block with no ``n`` or ``N`` be converted looking for "" alone (``_Block``)."""
+    assert all("n" in marker.lower() for marker in ingest_stream.NULLS if marker)
+
+
+def test_blocks_with_and_without_missing_markers_count_missing_values_as_pandas(tmp_path, monkeypatch):
+    """Blocks with only empty values missing (converted looking for "" alone) and blocks holding pandas'
+    other markers (NaN, NA, null, #N/A, -1.#IND …) in the same file: the same missing values and data."""
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 600)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 400)
+    rng = np.random.default_rng(5)
+    markers = ["NaN", "NA", "null", "#N/A", "-1.#IND", "None", "n/a", "<NA>", "-nan"]
+    rows = ["a,b,c,label"]
+    for i in range(3000):
+        a, b = f"{rng.normal():.4f}", f"{rng.integers(0, 9)}"
+        if i % 7 == 0:
+            a = ""
+        if 1000 <= i < 1100 and i % 3 == 0:  # markers only in a few blocks
+            a = markers[i % len(markers)]
+        label = "" if i % 11 == 0 else "xyz"[i % 3]  # text with no n: blocks stay marker-free
+        rows.append(f"{a},{b},{'' if i % 13 == 0 else i},{label}")
+    data = ("\n".join(rows) + "\n").encode()
+    got = _ingest(tmp_path, data)
+    expected, columns, _ = _old(data)
+    assert got.columns == columns
+    assert got.columns[0]["missing"] == int(expected["a"].isna().sum()) > 3000 // 7
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), expected)
+
+
+def test_rows_longer_than_a_buffer_s_room_for_them_read_whole(tmp_path, monkeypatch):
+    """A row the block before cut that is longer than the room kept for it in the next buffer gets a
+    buffer of its own; pooled buffers are read into again only once parsed."""
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 2000)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 700)
+    monkeypatch.setattr(ingest_stream, "CARRY_BYTES", 64)
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame(
+        {"x": np.arange(800), "note": ["w" * int(n) for n in rng.integers(1, 1500, size=800)], "y": np.arange(800) / 3}
+    )
+    data = frame.to_csv(index=False).encode()
+    got = _ingest(tmp_path, data)
+    expected, columns, _ = _old(data)
+    assert got.rows == 800 and got.columns == columns
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), expected)
+    assert (tmp_path / "raw.csv").read_bytes() == data
+
+
 @pytest.mark.parametrize("cached", [True, False])
 def test_the_parquet_copy_is_the_same_written_through_or_around_the_page_cache(tmp_path, cached):
     frame = pd.DataFrame({"a": np.arange(30_000), "b": np.arange(30_000) / 3, "c": ["x", "yz", None] * 10_000})

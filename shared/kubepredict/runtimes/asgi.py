@@ -354,6 +354,21 @@ class _BodyAhead:
         """Up to ``n`` bytes (all of the rest when ``n`` < 0), fewer only at the end of the body."""
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(1024 * 1024), b""))
+        out = self._take(n)
+        return bytes(out[0]) if len(out) == 1 else b"".join(out)
+
+    def readinto(self, b) -> int:
+        """``read`` into ``b``: the pieces as they came off the connection are copied once, into ``b``."""
+        view = memoryview(b).cast("B")
+        at = 0
+        for part in self._take(len(view)):
+            view[at : at + len(part)] = part
+            at += len(part)
+        return at
+
+    def _take(self, n: int) -> list:
+        """The pieces (bytes, or a view of a piece's rest) making up the next ``n`` bytes, fewer only at the
+        end of the body; taken under the lock, copied by the caller after it."""
         out: list = []
         got = 0
         with self._cond:
@@ -367,8 +382,9 @@ class _BodyAhead:
                 part = self._parts[0]
                 if got + len(part) > n:
                     k = n - got
-                    out.append(part[:k])
-                    self._parts[0] = part[k:]
+                    piece = memoryview(part)
+                    out.append(piece[:k])
+                    self._parts[0] = piece[k:]
                     got = n
                 else:
                     out.append(self._parts.popleft())
@@ -389,7 +405,7 @@ class _BodyAhead:
                 )
             if not out and self._failed:
                 raise OSError("the client closed the connection before the end of the request body")
-        return out[0] if len(out) == 1 else b"".join(out)
+        return out
 
     def readline(self, limit: int = -1) -> bytes:
         line = bytearray()

@@ -94,6 +94,8 @@ class _Prepend(io.RawIOBase):
         return self._stream.read(n)
 
     def readinto(self, b) -> int:
+        if not self._first:
+            return ingest.read_into(self._stream, b)
         chunk = self.read(len(b))
         b[: len(chunk)] = chunk
         return len(chunk)

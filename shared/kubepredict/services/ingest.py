@@ -26,6 +26,17 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+def read_into(stream: Readable, view: memoryview) -> int:
+    """Up to ``len(view)`` bytes of ``stream`` into ``view`` (0 at the end): through the stream's own
+    ``readinto`` when it has one (a request body, a file), so no ``bytes`` is made just to be copied."""
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto(view) or 0
+    chunk = stream.read(len(view))
+    view[: len(chunk)] = chunk
+    return len(chunk)
+
+
 def header_end(head: bytes) -> int:
     """Offset just past the header line's end (\n, \r\n or \r) in ``head``, 0 while not there yet."""
     ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
