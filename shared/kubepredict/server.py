@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from . import allocator
 from .bootstrap import bootstrap, set_default_app
 from .runner.dispatcher import Dispatcher, make_runner
 from .runtimes import asgi
@@ -16,7 +15,6 @@ logger = logging.getLogger(__name__)
 
 def serve(settings, *, dispatch: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and drains open requests), then stop the loops."""
-    allocator.tune_for_server()
     svc = bootstrap(settings)
     set_default_app(svc)
     gateway = Gateway(svc)

@@ -23,6 +23,8 @@ an abstract socket has no file permissions, and another local process must not m
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import os
@@ -30,8 +32,6 @@ import secrets
 import socket
 import struct
 from dataclasses import dataclass
-
-from ..allocator import release_memory
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _hold(model: dict | None, env: dict, max_bytes: int) -> None:
     global _held
     if _held is not None and (model is None or model.get("sha256") != _held.sha256):
         _held = None
-        release_memory()  # the next worker does not carry the dropped model
+        _release_memory()
     if model is None or _held is not None:
         return
     from .. import ml
@@ -164,6 +164,15 @@ def _storage(env: dict):
     if settings.storage_url not in _storages:
         _storages[settings.storage_url] = open_storage(settings.storage_url, settings)
     return _storages[settings.storage_url]
+
+
+def _release_memory() -> None:
+    """Hand a dropped model's memory back to the system, so the next worker does not carry it."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _after_fork_in_child() -> None:
