@@ -306,3 +306,32 @@ def test_columns_changing_type_in_the_same_block_cost_one_more_pass_not_one_each
         "e",
         "262201",
     ]
+
+
+class _OnlyRead(io.RawIOBase):
+    """A body stream with ``read`` alone: io.RawIOBase gives it a ``readinto`` that raises."""
+
+    def __init__(self, data: bytes, piece: int):
+        self._data, self._piece = data, piece
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._piece if n is None or n < 0 else min(n, self._piece)
+        out, self._data = self._data[:n], self._data[n:]
+        return out
+
+
+@pytest.mark.parametrize("stream", ["only_read", "bytes_io"])
+def test_bodies_with_and_without_a_working_readinto_ingest_the_same(tmp_path, monkeypatch, stream):
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 1000)
+    frame = pd.DataFrame({"a": np.arange(3000), "b": np.arange(3000) / 7})
+    data = frame.to_csv(index=False).encode()
+    body = _OnlyRead(data, 777) if stream == "only_read" else io.BytesIO(data)
+    got = ingest_stream.ingest_csv(
+        body, raw_path=tmp_path / "raw.csv", parquet_path=tmp_path / "data.parquet", max_bytes=None
+    )
+    assert got.rows == 3000 and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert (tmp_path / "raw.csv").read_bytes() == data
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), frame, check_dtype=False)

@@ -31,7 +31,10 @@ def read_into(stream: Readable, view: memoryview) -> int:
     ``readinto`` when it has one (a request body, a file), so no ``bytes`` is made just to be copied."""
     readinto = getattr(stream, "readinto", None)
     if readinto is not None:
-        return readinto(view) or 0
+        try:
+            return readinto(view) or 0
+        except (NotImplementedError, io.UnsupportedOperation):  # io.RawIOBase's, for a class with only read()
+            pass
     chunk = stream.read(len(view))
     view[: len(chunk)] = chunk
     return len(chunk)
