@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from . import arrow_memory
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .storage import Storage, open_storage
@@ -59,6 +60,7 @@ def default_app() -> App:
     if _slot is None:
         with _slot_lock:
             if _slot is None:
+                arrow_memory.use_for_serving()  # a function pod serves: the gateway's allocator
                 _slot = bootstrap()
     return _slot
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from . import arrow_memory
 from .bootstrap import bootstrap, set_default_app
 from .runner.dispatcher import Dispatcher, make_runner
 from .runtimes import asgi
@@ -15,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 def serve(settings, *, dispatch: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and drains open requests), then stop the loops."""
+    pool = arrow_memory.use_for_serving()
     svc = bootstrap(settings)
     set_default_app(svc)
     gateway = Gateway(svc)
@@ -29,11 +31,12 @@ def serve(settings, *, dispatch: bool = True) -> None:
 
         background = start_kafka_loops(svc)
     logger.info(
-        "Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s)",
+        "Kubepredict gateway on http://%s:%s/ (web page: /ui/, data: %s, database: %s, Arrow memory: %s)",
         settings.host,
         settings.port,
         settings.data_dir,
         settings.database_url.split("@")[-1],
+        pool,
     )
     try:
         asgi.run(
