@@ -1,4 +1,4 @@
-"""The allocator behind Arrow's memory in the serving processes (the gateway, the function pods): jemalloc.
+"""The allocator behind Arrow's memory in Kubepredict's processes (the gateway, function pods, job workers): jemalloc.
 
 pyarrow allocates from mimalloc by default. Under mimalloc, a fresh gateway's first upload of the bench's 1M-row
 file kept moving to pages the process had never touched: the kernel zeroing new pages took ~0.24 s of that
@@ -8,8 +8,11 @@ that hands free memory back to its host (``storage/spool.py``). Measured side by
 alternating): the first upload at a median 261 MB/s (247-269) under jemalloc against 245 (233-256), 7 % less
 CPU; the next upload, the CSV download and the gateway's memory after an upload the same.
 
-Workers are not serving processes: they start from the fork server with pyarrow's default. A process started
-with ``ARROW_DEFAULT_MEMORY_POOL`` set keeps the pool that names (``mimalloc``, ``jemalloc``, ``system``).
+Job workers too: two shard workers start at once, each needing new memory. ``bench.shards``, 8 runs each way:
+the 2-shard forest job 2.16 s against 2.22 (median of the runs' medians), the 1-shard job 3.89 against 3.84,
+so 2 shards 1.77-1.84x one shard against 1.66-1.82x (two runs under 1.7x); the 1M-row training and predict jobs
+the same within their noise. A process started with ``ARROW_DEFAULT_MEMORY_POOL`` set keeps the pool that
+names (``mimalloc``, ``jemalloc``, ``system``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import os
 DECAY_MS = 5000
 
 
-def use_for_serving() -> str:
+def use_jemalloc() -> str:
     """Make jemalloc Arrow's default pool in this process (unless ``ARROW_DEFAULT_MEMORY_POOL`` chose one, or
     this pyarrow has no jemalloc); the name of the pool in use."""
     import pyarrow as pa

@@ -60,7 +60,7 @@ def default_app() -> App:
     if _slot is None:
         with _slot_lock:
             if _slot is None:
-                arrow_memory.use_for_serving()  # a function pod serves: the gateway's allocator
+                arrow_memory.use_jemalloc()  # a function pod: the gateway's allocator
                 _slot = bootstrap()
     return _slot
 

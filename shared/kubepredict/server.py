@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 def serve(settings, *, dispatch: bool = True) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both and drains open requests), then stop the loops."""
-    pool = arrow_memory.use_for_serving()
+    pool = arrow_memory.use_jemalloc()
     svc = bootstrap(settings)
     set_default_app(svc)
     gateway = Gateway(svc)

@@ -1,4 +1,4 @@
-"""The serving processes allocate Arrow's memory from jemalloc, unless ARROW_DEFAULT_MEMORY_POOL names a pool.
+"""Kubepredict's processes allocate Arrow's memory from jemalloc, unless ARROW_DEFAULT_MEMORY_POOL names a pool.
 
 Each case runs in a fresh interpreter: the pool is a process's global state, and Arrow reads the variable when
 pyarrow is first imported."""
@@ -30,11 +30,11 @@ def _run(code: str, tmp_path: Path, **env: str) -> str:
 
 SERVING = (
     "from kubepredict import arrow_memory; import pyarrow as pa; before = pa.default_memory_pool().backend_name; "
-    "named = arrow_memory.use_for_serving(); print(before, named, pa.default_memory_pool().backend_name)"
+    "named = arrow_memory.use_jemalloc(); print(before, named, pa.default_memory_pool().backend_name)"
 )
 
 
-def test_a_serving_process_moves_from_pyarrows_default_to_jemalloc(tmp_path):
+def test_a_process_moves_from_pyarrows_default_to_jemalloc(tmp_path):
     before, named, after = _run(SERVING, tmp_path).split()
     assert before == "mimalloc"  # pyarrow's own default on Linux: the change is ours
     assert named == after == "jemalloc"
@@ -51,3 +51,13 @@ def test_a_function_pods_app_uses_jemalloc(tmp_path):
         "app = default_app(); print(pa.default_memory_pool().backend_name)"
     )
     assert _run(code, tmp_path) == "jemalloc"
+
+
+def test_a_job_worker_uses_jemalloc(tmp_path):
+    """A worker (forked from the fork server, which imported pyarrow with its default) switches on start."""
+    code = (
+        "import pyarrow as pa; from kubepredict.bootstrap import bootstrap; bootstrap(); "
+        "from kubepredict.runner.worker import worker_main; before = pa.default_memory_pool().backend_name; "
+        "worker_main('no-such-job'); print(before, pa.default_memory_pool().backend_name)"
+    )
+    assert _run(code, tmp_path).splitlines()[-1].split() == ["mimalloc", "jemalloc"]

@@ -52,7 +52,7 @@ def worker_main(job_id: str, attempt: int | None = None, shard: int | None = Non
     Applies the job's bounds handed over by the local runner (runner/limits.py), names the process after
     its job, and runs the job. Returns the process exit code.
     """
-    from .. import logs
+    from .. import arrow_memory, logs
     from ..bootstrap import bootstrap
     from ..config import Settings
 
@@ -63,6 +63,7 @@ def worker_main(job_id: str, attempt: int | None = None, shard: int | None = Non
     bounds = job_limits.JobLimits.from_env()
     if bounds is not None:
         job_limits.apply(bounds)
+    arrow_memory.use_jemalloc()
     svc = bootstrap(Settings.from_env(), create_schema=False)
     warm = warm_models.inherited()
     if warm is not None:  # loaded by the fork server for this job (runner/warm_models.py)
