@@ -139,42 +139,34 @@ def upload(http: httpx.Client, gw_pid: int, path: Path, name: str, *, chunked: b
     }
 
 
+def _timed_in_fresh_process(path: Path, setup: str, timed: str) -> float:
+    """Seconds ``timed`` takes in a new Python process, after ``setup`` (both code; ``sys.argv[1]`` is ``path``)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, time\n{setup}\nt = time.perf_counter()\n{timed}\nprint(time.perf_counter() - t)\n"
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def fresh_process_train(path: Path) -> float:
     """``ml.train`` timed in a new Python process that has just read the CSV, as a person's script would run.
 
     On this VM a process pays ~10x for memory it has never used (pages the guest handed back to its
     host): a training job's worker is such a process, and so is a script; the bench's own process,
     warm from everything it did before, is not, and would flatter the reference."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, time, pandas as pd\n"
-        "from kubepredict import ml\n"
-        "frame = pd.read_csv(sys.argv[1])\n"
-        "t = time.perf_counter()\n"
+    return _timed_in_fresh_process(
+        path,
+        "import pandas as pd\nfrom kubepredict import ml\nframe = pd.read_csv(sys.argv[1])",
         "ml.train(frame, target='y', features=[f'x{i}' for i in range(20)], task='classification',"
-        " algorithm='logistic_regression', params={})\n"
-        "print(time.perf_counter() - t)\n"
+        " algorithm='logistic_regression', params={})",
     )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
 
 
 def fresh_process_read_csv(path: Path) -> float:
     """``pandas.read_csv(path)`` timed in a new Python process (the reference the upload's goal came from: a
     person's script reading the file, nothing hashed, stored or described)."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, time, pandas as pd\n"
-        "t = time.perf_counter()\n"
-        "pd.read_csv(sys.argv[1])\n"
-        "print(time.perf_counter() - t)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    return _timed_in_fresh_process(path, "import pandas as pd", "pd.read_csv(sys.argv[1])")
 
 
 def one_process_script(path: Path, pipeline, features: list[str]) -> float:
