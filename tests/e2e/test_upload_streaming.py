@@ -67,7 +67,7 @@ def test_large_upload_streams_with_flat_memory_and_row_groups(start_gateway):
     assert grown < 256 * MIB, f"gateway peak RSS grew by {grown / MIB:.0f} MiB for {ds['size_bytes'] / MIB:.0f} MiB"
     cols = {c["name"]: c for c in ds["columns"]}
     assert cols["a"]["dtype"] == "float64" and cols["a"]["unique"] == 1 and cols["y"]["dtype"] == "int64"
-    # Part of that bound: the gateway's Arrow memory comes from jemalloc (arrow_memory.py), which it names.
+    # The gateway allocates Arrow's memory from jemalloc (arrow_memory.py), and its start-up line says so.
     assert "Arrow memory: jemalloc" in gw.log_path.read_text(), gw.log_tail()
 
 
