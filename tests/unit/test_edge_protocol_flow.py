@@ -11,14 +11,14 @@ import httpx
 import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 
-from kubepredict.runtimes.protocol import BODY_HIGH_WATER, make_protocol
+from kubepredict.runtimes.protocol import BODY_HIGH_WATER, SOCKET_BODY_BYTES, make_protocol
 
 
-def _serve(app):
+def _serve(app, *, body_timeout: float = 30):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    protocol = make_protocol(max_connections=10, header_timeout=10, body_timeout=30)
+    protocol = make_protocol(max_connections=10, header_timeout=10, body_timeout=body_timeout)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host="127.0.0.1", port=port, http=protocol, loop="uvloop", lifespan="off", log_level="error"
@@ -130,7 +130,8 @@ def _ahead_app(results: list, *, limit: int, max_bytes: int | None = None, delay
             got = await asyncio.get_running_loop().run_in_executor(None, read)
         finally:
             ahead.close()
-        results.append({"direct": ahead._direct is not None, "got": got, "peak": Recording.peak})
+        socket_read = ahead._socket is not None
+        results.append({"direct": ahead._direct is not None, "socket": socket_read, "got": got, "peak": Recording.peak})
         status = 413 if got == "PayloadTooLarge" else 200
         headers = [(b"connection", b"close")] if close else []
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -241,6 +242,117 @@ def test_a_chunked_body_past_the_limit_is_refused_while_it_is_still_coming():
         r = httpx.post(url, content=chunks(), timeout=30)
         assert r.status_code == 413
         assert results[0]["direct"] and results[0]["got"] == "PayloadTooLarge"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+# ---- a large Content-Length body read from the socket by the reading thread (protocol.SocketBody) ---------
+def _raw_post(port: int, head_extra: bytes, length: int, first: bytes) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (head_extra, length) + first)
+    return s
+
+
+def _answer(s: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    answer = b""
+    while more := s.recv(65536):
+        answer += more
+    return answer
+
+
+def test_a_large_body_comes_from_the_socket_whole_and_in_order_then_the_connection_closes():
+    """The part that came with the headers (through the loop) and the rest (from the socket) make the body
+    in order; the parser never saw the rest, so the connection ends with the response."""
+    import hashlib
+
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=4 * 1024 * 1024, close=False))
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        body = os.urandom(SOCKET_BODY_BYTES + 3 * 1024 * 1024 + 11)
+        with _raw_post(port, b"", len(body), body[:100_000]) as s:
+            time.sleep(0.2)  # the first part is parsed before the rest is sent
+            s.sendall(body[100_000:])
+            answer = _answer(s)  # returns only because the server closes the connection
+        assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer.lower()
+        (result,) = results
+        assert result["socket"], "a large Content-Length body is read from the socket"
+        assert result["got"] == (len(body), hashlib.sha256(body).hexdigest())
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_smaller_and_chunked_bodies_still_come_through_the_loop_on_a_kept_alive_connection():
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=4 * 1024 * 1024, close=False))
+    try:
+        with httpx.Client(timeout=30) as client:
+            small = client.post(url, content=b"s" * (SOCKET_BODY_BYTES - 1))
+            chunked = client.post(url, content=iter([b"c" * (SOCKET_BODY_BYTES + 1)]))
+            # before the reader attaches, the loop reads at most ~1 MiB (BODY_HIGH_WATER) and one socket read
+            large = client.post(url, content=b"l" * (SOCKET_BODY_BYTES + 2 * 1024 * 1024))
+        assert [r.status_code for r in (small, chunked, large)] == [200, 200, 200]
+        assert small.headers.get("connection") != "close" and chunked.headers.get("connection") != "close"
+        assert large.headers["connection"] == "close"
+        assert [(r["socket"], r["got"][0]) for r in results] == [
+            (False, SOCKET_BODY_BYTES - 1),
+            (False, SOCKET_BODY_BYTES + 1),
+            (True, SOCKET_BODY_BYTES + 2 * 1024 * 1024),
+        ]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_client_gone_mid_body_from_the_socket_is_an_error_for_the_reader():
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=1024 * 1024))
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with _raw_post(port, b"", 4 * SOCKET_BODY_BYTES, b"x" * 1000) as s:
+            time.sleep(0.2)
+            s.sendall(b"y" * SOCKET_BODY_BYTES)
+            time.sleep(0.2)
+        deadline = time.monotonic() + 10
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert results and results[0]["socket"] and results[0]["got"] == "OSError"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_body_from_the_socket_too_slow_is_answered_408_and_closed():
+    """The slow-body rule the sweep applies to bodies read through the loop holds for one read from the
+    socket: under MIN_BODY_BYTES in body_timeout seconds, a JSON 408, the connection closed, and the reader
+    an error rather than a short body."""
+    import json
+
+    results: list = []
+    server, thread, url = _serve(_ahead_app(results, limit=1024 * 1024), body_timeout=0.5)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        with _raw_post(port, b"", 2 * SOCKET_BODY_BYTES, b"x" * 1000) as s:
+            t = time.monotonic()
+            for _ in range(6):  # a trickle: 100 bytes every 0.2 s
+                time.sleep(0.2)
+                try:
+                    s.sendall(b"z" * 100)
+                except OSError:
+                    break
+            answer = _answer(s)
+            waited = time.monotonic() - t
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert json.loads(payload)["error"]["code"] == "request_timeout"
+        assert waited < 5
+        deadline = time.monotonic() + 10
+        while not results and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert results and results[0]["socket"] and results[0]["got"] == "OSError"
     finally:
         server.should_exit = True
         thread.join(10)

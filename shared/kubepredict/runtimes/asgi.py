@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from .. import errors
@@ -23,6 +24,9 @@ from ..api import FUNCTIONS
 from ..api.http import Headers, Request, Response
 from . import responses
 from .edge import BODY_METHODS, FRAMING_BYTES, GRANTED, WRITE
+
+if TYPE_CHECKING:
+    from .protocol import SocketBody
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +255,8 @@ class _BodyAhead:
     copy into uvicorn's buffer and out again, no ``receive()`` per socket read), into a buffer of at most
     about ``limit`` bytes, while the thread parses what came before; the thread takes from the buffer
     under a lock (``wsgi.input``), with no round trip to the loop per message as a2wsgi's own input makes.
+    The rest of a large Content-Length body the thread reads straight from the socket (``take_socket``:
+    ``protocol.SocketBody``), into its own buffer, once what came through the loop is taken.
     Under another ASGI server, a task on the loop fills the buffer from ``receive()`` instead.
     """
 
@@ -272,6 +278,7 @@ class _BodyAhead:
         self._space = asyncio.Event()  # the pump's pause (through receive())
         self._space.set()
         self._task: asyncio.Task | None = None
+        self._socket: SocketBody | None = None  # the rest of the body, once handed over (take_socket)
         self._direct = direct_body(receive, self)
         if self._direct is None:
             self._task = self._loop.create_task(self._pump())
@@ -293,6 +300,11 @@ class _BodyAhead:
             if self._size >= self._wanted or self._paused:
                 self._cond.notify_all()
             return self._paused
+
+    def take_socket(self, body: SocketBody) -> None:
+        with self._cond:
+            self._socket = body
+            self._cond.notify_all()
 
     def finish(self) -> None:
         with self._cond:
@@ -340,6 +352,8 @@ class _BodyAhead:
 
     def close(self) -> None:
         """The request is over: stop reading a body nobody will consume."""
+        if self._socket is not None:
+            self._socket.close()
         if self._direct is not None:
             self._direct.detach()
             self.fail()  # a body still coming is nobody's now
@@ -355,6 +369,10 @@ class _BodyAhead:
         if n is None or n < 0:
             return b"".join(iter(lambda: self.read(1024 * 1024), b""))
         out = self._take(n)
+        got = sum(len(part) for part in out)
+        if got < n and self._socket is not None:
+            rest = memoryview(bytearray(n - got))
+            out.append(rest[: self._from_socket(rest)])
         return bytes(out[0]) if len(out) == 1 else b"".join(out)
 
     def readinto(self, b) -> int:
@@ -364,7 +382,24 @@ class _BodyAhead:
         for part in self._take(len(view)):
             view[at : at + len(part)] = part
             at += len(part)
+        if at < len(view) and self._socket is not None:
+            at += self._from_socket(view[at:])
         return at
+
+    def _from_socket(self, view: memoryview) -> int:
+        """The next bytes from the socket (after everything that came through the loop), into ``view``."""
+        body = self._socket
+        assert body is not None
+        try:
+            n = body.read_into(view)
+        except OSError:
+            with self._cond:
+                self._more, self._failed = False, True
+            raise
+        if not body.remaining:
+            with self._cond:
+                self._more = False
+        return n
 
     def _take(self, n: int) -> list:
         """The pieces (bytes, or a view of a piece's rest) making up the next ``n`` bytes, fewer only at the
@@ -374,7 +409,7 @@ class _BodyAhead:
         with self._cond:
             while got < n:
                 if not self._parts:
-                    if not self._more:
+                    if not self._more or self._socket is not None:  # the rest is the socket's
                         break
                     self._wanted = n  # _size still counts the ``got`` bytes taken (subtracted below)
                     self._cond.wait()

@@ -8,6 +8,9 @@
   complete request (idle keep-alive, slow headers) is closed to make room; only when there is none is
   the new one refused with 503.
 - The server's own errors (unparsable requests: 400, the two above: 408, 503) are the API's JSON errors.
+- **Large bodies from the socket**: the rest of a Content-Length body of at least ``SOCKET_BODY_BYTES`` is
+  read by the application's thread straight from the socket into its own buffer (``SocketBody``), not
+  through the event loop; that connection then closes after its response.
 
 Timestamps are plain attributes set in the parser callbacks; one sweep a second over the open
 connections applies the timeouts, so a fast request pays a few attribute writes, no timer.
@@ -17,6 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import socket
+import threading
+import time
 import weakref
 from typing import Any, Protocol
 
@@ -31,6 +38,12 @@ SWEEP_SECONDS = 1.0
 _SEQUENCE = itertools.count()
 REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavailable"}
 _SWEPT: weakref.WeakSet[ServerState] = weakref.WeakSet()  # servers whose connections a sweep already watches
+#: A Content-Length body with at least this much still to come is read from the socket by the application's
+#: thread (SocketBody). Through the loop each socket read is copied into a new bytes object by the parser and
+#: again into the reader's buffer, with a turn of the loop and a thread wake-up per read: for a 393 MB upload
+#: ~8 % of the gateway's CPU on two cores (2.85 against 2.61 s; 231 against 252 MB/s, 5 gateways each).
+#: Smaller bodies keep the connection alive for the next request.
+SOCKET_BODY_BYTES = 8 * 1024 * 1024
 
 
 class BodySink(Protocol):
@@ -47,6 +60,71 @@ class BodySink(Protocol):
     def fail(self) -> None:
         """The connection closed before the body was complete."""
         ...
+
+    # Optional: ``take_socket(body: SocketBody) -> None``, the rest of the body is to be read from ``body``
+    # (see SOCKET_BODY_BYTES); a sink without it gets every piece through ``feed``.
+
+
+class SocketBody:
+    """The rest of a request's body, ``remaining`` bytes, read by the application's thread straight from the
+    connection's socket (a duplicate of its descriptor) into the caller's buffer.
+
+    The connection has stopped reading and closes after its response: its parser never sees these bytes.
+    The slow-body rule holds here too: fewer than MIN_BODY_BYTES in ``body_timeout`` seconds is answered 408
+    and the connection closed, as the sweep does for a body read through the loop."""
+
+    def __init__(self, protocol: EdgeProtocol, sock: socket.socket, remaining: int):
+        self._protocol, self._sock, self.remaining = protocol, sock, remaining
+        self._timeout = protocol.body_timeout
+        sock.settimeout(self._timeout)  # Python polls; the shared descriptor stays non-blocking for the loop
+        self._since, self._bytes = time.monotonic(), 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def read_into(self, view: memoryview) -> int:
+        """Fill ``view`` (less only where the body ends); OSError if the client went away or is too slow."""
+        at = 0
+        while at < len(view) and self.remaining:
+            try:
+                n = self._sock.recv_into(view[at:], min(len(view) - at, self.remaining))
+            except TimeoutError:
+                n = -1
+            except OSError as exc:  # closed under us (the request is over), reset by the client
+                self.close()
+                raise OSError("the connection closed before the end of the request body") from exc
+            if n == 0:
+                self.close()
+                raise OSError("the client closed the connection before the end of the request body")
+            if n > 0:
+                at += n
+                self.remaining -= n
+                self._bytes += n
+            now = time.monotonic()
+            if now - self._since > self._timeout:
+                if self._bytes < MIN_BODY_BYTES:
+                    self._too_slow()
+                self._since, self._bytes = now, 0
+        if not self.remaining:
+            self.close()
+        return at
+
+    def _too_slow(self) -> None:
+        message = f"the request body arrived slower than {MIN_BODY_BYTES} bytes per {self._timeout:g} s"
+        try:
+            self._protocol.loop.call_soon_threadsafe(self._protocol.refuse, 408, "request_timeout", message)
+        except RuntimeError:  # the loop is closed: the server is gone
+            pass
+        self.close()
+        raise OSError(message)
+
+    def close(self) -> None:
+        """Let go of the descriptor (from any thread; again is harmless): the connection itself closes when
+        the loop's transport does."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._sock.close()
 
 
 class DirectBody:
@@ -94,11 +172,12 @@ class EdgeProtocol(HttpToolsProtocol):
     kp_since: float  # loop time the current phase began
     kp_bytes: int  # body bytes since kp_since
     kp_seq: int  # opening order
+    kp_body: int  # the current request's body bytes parsed so far
 
     # ---- connection -------------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self.kp_phase, self.kp_since, self.kp_bytes = WAITING, self.loop.time(), 0
+        self.kp_phase, self.kp_since, self.kp_bytes, self.kp_body = WAITING, self.loop.time(), 0, 0
         self.kp_seq = next(_SEQUENCE)  # the loop's clock ticks in milliseconds: ties go to the older connection
         state = self.server_state
         if state not in _SWEPT:
@@ -164,7 +243,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.kp_phase = HEADERS
 
     def on_headers_complete(self) -> None:
-        self.kp_phase, self.kp_since, self.kp_bytes = BODY, self.loop.time(), 0
+        self.kp_phase, self.kp_since, self.kp_bytes, self.kp_body = BODY, self.loop.time(), 0, 0
         before = self.cycle
         super().on_headers_complete()
         cycle: Any = self.cycle  # uvicorn's RequestResponseCycle, with our two attributes added
@@ -186,11 +265,34 @@ class EdgeProtocol(HttpToolsProtocol):
             sink.finish()
         elif cycle.disconnected:
             sink.fail()
+        elif self.cycle is cycle and not cycle.response_complete and self._kp_hand_over(cycle, sink):
+            pass  # the rest comes from the socket
         else:
             cycle.kp_sink = sink
             if self.cycle is cycle and not cycle.response_complete:
                 self.flow.pause_reading() if pause else self.flow.resume_reading()
         return DirectBody(self, cycle)
+
+    def _kp_hand_over(self, cycle: Any, sink: BodySink) -> bool:
+        """Hand the rest of a large Content-Length body to ``sink`` as a SocketBody; False when it is not one
+        (chunked, small, TLS, a pipelined request queued behind it) or the sink reads only through ``feed``."""
+        take = getattr(sink, "take_socket", None)
+        if take is None or self.pipeline or self.transport.get_extra_info("sslcontext") is not None:
+            return False
+        length = None
+        for key, value in cycle.scope["headers"]:
+            if key == b"transfer-encoding":
+                return False
+            if key == b"content-length":
+                length = int(value)  # the parser accepted the request: a valid length
+        raw = self.transport.get_extra_info("socket")
+        if length is None or length - self.kp_body < SOCKET_BODY_BYTES or raw is None:
+            return False
+        self.flow.pause_reading()
+        cycle.keep_alive = False  # the parser never sees the rest of this body: no next request on it
+        sock = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
+        take(SocketBody(self, sock, length - self.kp_body))
+        return True
 
     def kp_resume(self, cycle: Any) -> None:
         if self.cycle is cycle and getattr(cycle, "kp_sink", None) is not None and not self.transport.is_closing():
@@ -203,6 +305,7 @@ class EdgeProtocol(HttpToolsProtocol):
         application has not taken ``BODY_HIGH_WATER`` bytes. A body read ahead by a thread goes to its
         sink instead (``direct_body``), which says when to pause."""
         self.kp_bytes += len(body)
+        self.kp_body += len(body)
         cycle: Any = self.cycle
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
