@@ -71,9 +71,10 @@ RAW_READ_BYTES = 8 * 1024 * 1024
 
 def _raw_lines(raw) -> Iterator:
     """The raw file's rows after the header, each with the newline that comes before it (``"\\nrow"``), as
-    Arrow binary arrays over the chunks read: a row's value runs from one newline to the next, so the
-    chunk is the array's data as it is (no copy, no split) and only the newlines are looked for. A row cut
-    by the end of a chunk is the one value copied. The file's last newline is the caller's to add."""
+    Arrow binary arrays over the chunks read (Arrow buffers): a row's value runs from one newline to the
+    next, so the chunk is the array's data as it is (no copy, no split) and only the newlines are looked
+    for. A row cut by the end of a chunk is the one value copied. The file's last newline is the caller's
+    to add."""
     import pyarrow as pa
 
     from ..storage.spool import read_dropping
@@ -90,11 +91,9 @@ def _raw_lines(raw) -> Iterator:
         if len(newlines) > 1:
             offsets = pa.py_buffer(np.asarray(newlines, dtype=np.int64))
             yield _lines_batch(
-                pa.LargeBinaryArray.from_buffers(
-                    pa.large_binary(), len(newlines) - 1, [None, offsets, pa.py_buffer(chunk)]
-                )
+                pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(newlines) - 1, [None, offsets, chunk])
             )
-        carry = chunk[newlines[-1] :]
+        carry = chunk[newlines[-1] :].to_pybytes()
     if carry is not None and len(carry) > 1:  # the last row, with no newline after it
         yield _lines_batch(pa.array([carry], pa.large_binary()))
 

