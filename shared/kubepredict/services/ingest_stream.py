@@ -490,14 +490,19 @@ def _parse(
     preview: list[dict] = []
     text = [n for n, t in zip(schema.names, schema.types, strict=True) if pa.types.is_string(t)]
     # Dictionary pages only for text: building one for distinct floats is most of the write time, for nothing;
-    # random floats do not compress either, so float columns are stored plain.
+    # random floats do not compress either, so float columns are stored plain. No min/max statistics: the
+    # copy is read whole or by row-group index, never filtered (writing 1M x 21 rows: 0.121 s against 0.146).
     compression = {
         n: "none" if pa.types.is_floating(t) else "lz4" for n, t in zip(schema.names, schema.types, strict=True)
     }
     with (
         SpoolFile(str(parquet_path), drop=not cached) as sink,
         pq.ParquetWriter(
-            pa.PythonFile(sink, mode="w"), schema, compression=compression, use_dictionary=text or False
+            pa.PythonFile(sink, mode="w"),
+            schema,
+            compression=compression,
+            use_dictionary=text or False,
+            write_statistics=False,
         ) as writer,
     ):
 
