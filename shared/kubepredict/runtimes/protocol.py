@@ -284,7 +284,10 @@ class EdgeProtocol(HttpToolsProtocol):
             if key == b"transfer-encoding":
                 return False
             if key == b"content-length":
-                length = int(value)  # the parser accepted the request: a valid length
+                try:
+                    length = int(value)
+                except ValueError:  # a list of lengths, say: the loop reads it as before
+                    return False
         raw = self.transport.get_extra_info("socket")
         if length is None or length - self.kp_body < SOCKET_BODY_BYTES or raw is None:
             return False
