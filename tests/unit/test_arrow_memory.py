@@ -28,21 +28,21 @@ def _run(code: str, tmp_path: Path, **env: str) -> str:
     return out.stdout.strip()
 
 
-SERVING = (
+SWITCH = (
     "from kubepredict import arrow_memory; import pyarrow as pa; before = pa.default_memory_pool().backend_name; "
     "named = arrow_memory.use_jemalloc(); print(before, named, pa.default_memory_pool().backend_name)"
 )
 
 
 def test_a_process_moves_from_pyarrows_default_to_jemalloc(tmp_path):
-    before, named, after = _run(SERVING, tmp_path).split()
+    before, named, after = _run(SWITCH, tmp_path).split()
     assert before == "mimalloc"  # pyarrow's own default on Linux: the change is ours
     assert named == after == "jemalloc"
 
 
 @pytest.mark.parametrize("chosen", ["system", "mimalloc", "jemalloc"])
 def test_a_pool_named_in_the_environment_is_kept(tmp_path, chosen):
-    assert _run(SERVING, tmp_path, ARROW_DEFAULT_MEMORY_POOL=chosen).split() == [chosen] * 3
+    assert _run(SWITCH, tmp_path, ARROW_DEFAULT_MEMORY_POOL=chosen).split() == [chosen] * 3
 
 
 def test_a_function_pods_app_uses_jemalloc(tmp_path):
