@@ -152,6 +152,59 @@ def test_rows_longer_than_a_buffer_s_room_for_them_read_whole(tmp_path, monkeypa
     assert (tmp_path / "raw.csv").read_bytes() == data
 
 
+def _reuses_lines(tmp_path) -> bool:
+    meta = pq.ParquetFile(tmp_path / "data.parquet").metadata.metadata or {}
+    return meta.get(ingest_stream.RAW_LINES_KEY.encode()) == b"1"
+
+
+@pytest.mark.parametrize(
+    "text, plain",
+    [
+        ("a,b\n1,2\n3,4\n", True),
+        ("a,b\n1,2\n3,4", True),  # no newline after the last row
+        ("a,b\n1,2\n,\n3,4\n", True),  # a row of empty values is a row (pandas keeps it)
+        ("a\n1\nNA\n2\n", True),  # one column: a missing value is a row too
+        ("a,b\n1,2\n\n3,4\n", False),
+        ("a,b\n\n1,2\n3,4\n", False),  # right after the header
+        ("a,b\n1,2\n3,4\n\n\n", False),  # at the end
+        ("a\n1\n\n2\n", False),  # one column: a blank line is not a missing value
+        ("a,b\n1,2\n\n,\n3,4\n", False),  # a blank line beside a row of empty values
+        ('a,b\n1,"2"\n3,4\n', False),  # quoted
+        ("a,b\r\n1,2\r\n", False),
+        ("a,b\r1,2\r3,4\r", False),  # classic Mac: no \n at all
+    ],
+)
+def test_blank_lines_are_skipped_as_pandas_skips_them_and_keep_the_lines_from_being_reused(tmp_path, text, plain):
+    """Rows are read as pandas reads them; the raw lines are marked for reuse by the CSV download only when
+    they are exactly the header then one line per row (blank lines are found by the parser, per block)."""
+    data = text.encode()
+    got = _ingest(tmp_path, data)
+    expected, columns, _ = _old(data)
+    assert got.rows == len(expected) and got.columns == columns
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), expected)
+    assert _reuses_lines(tmp_path) == plain
+
+
+@pytest.mark.parametrize("blank_every", [0, 97])
+def test_blank_lines_at_block_edges_read_as_pandas_reads_them(tmp_path, monkeypatch, blank_every):
+    """Small blocks put blank lines at blocks' starts and ends; rows of empty values, which are not blank
+    lines, sit among them."""
+    monkeypatch.setattr(ingest_stream, "SAMPLE_BYTES", 600)
+    monkeypatch.setattr(ingest_stream, "BLOCK_BYTES", 300)
+    rng = np.random.default_rng(11)
+    lines = ["x,y,label"]
+    for i in range(3000):
+        lines.append(",," if i % 41 == 0 else f"{rng.normal():.3f},{'' if i % 5 else i},{'ab'[i % 2]}")
+        if blank_every and i % blank_every == 0:
+            lines.append("")
+    data = ("\n".join(lines) + "\n").encode()
+    got = _ingest(tmp_path, data)
+    expected, columns, _ = _old(data)
+    assert got.rows == len(expected) == 3000 and got.columns == columns
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "data.parquet"), expected)
+    assert _reuses_lines(tmp_path) == (blank_every == 0)
+
+
 @pytest.mark.parametrize("cached", [True, False])
 def test_the_parquet_copy_is_the_same_written_through_or_around_the_page_cache(tmp_path, cached):
     frame = pd.DataFrame({"a": np.arange(30_000), "b": np.arange(30_000) / 3, "c": ["x", "yz", None] * 10_000})

@@ -103,8 +103,7 @@ class _Tee(io.RawIOBase):
     def __init__(self, head: bytes, stream: Readable, spool: SpoolFile, max_bytes: int | None):
         self._head, self._stream, self._spool, self._max = head, stream, spool, max_bytes
         self.digest, self.size, self.too_large = hashlib.sha256(), 0, False
-        self.newlines, self.awkward, self._last = 0, False, b"\n"
-        self._mask = np.empty(0, dtype=bool)
+        self.in_header, self.awkward = True, False
         self._keep(head, 0, len(head))
 
     def _keep(self, buf: bytes | bytearray, start: int, end: int) -> None:
@@ -118,27 +117,19 @@ class _Tee(io.RawIOBase):
         chunk = memoryview(buf)[start:end]
         self.digest.update(chunk)
         self._spool.write(chunk)
-        newlines = self._count_newlines(chunk)
-        if not self.awkward:  # the header line may be quoted: look after it (find: no copy, memchr)
-            body = start if self.newlines else buf.find(b"\n", start, end) + 1 if newlines else end
+        body = start
+        if self.in_header:  # the header line may be quoted: look after it (find: no copy, memchr)
+            newline = buf.find(b"\n", start, end)
+            self.in_header = newline < 0
+            body = end if self.in_header else newline + 1
+        if not self.awkward:
             self.awkward = buf.find(b'"', body, end) >= 0 or buf.find(b"\r", body, end) >= 0
-        self.newlines += newlines
-        self._last = bytes(buf[end - 1 : end])
 
-    def _count_newlines(self, chunk: memoryview) -> int:
-        """SIMD (5x ``bytes.count``), into one reused mask rather than a new one per chunk."""
-        raw = np.frombuffer(chunk, np.uint8)
-        if len(self._mask) < len(raw):
-            self._mask = np.empty(len(raw), dtype=bool)
-        mask = self._mask[: len(raw)]
-        np.equal(raw, 10, out=mask)
-        return int(np.count_nonzero(mask))
-
-    def one_line_per_row(self, rows: int) -> bool:
-        """True when the raw file is the header then exactly one plain line per row (no quotes or CR after
-        the header, no blank lines): the CSV download can then reuse its lines as they are."""
-        lines = self.newlines + (0 if self._last == b"\n" else 1)
-        return not self.awkward and lines == rows + 1
+    @property
+    def plain(self) -> bool:
+        """No quote or CR after a header line that ends in \n: with no blank lines (the parser tells those),
+        the raw file is the header then exactly one plain line per row, which the CSV download can reuse."""
+        return not self.in_header and not self.awkward
 
     def readable(self) -> bool:
         return True
@@ -392,8 +383,12 @@ def _big_integer_columns(sample: bytes, names: list[str], table: pa.Table) -> li
 _PARSE = pacsv.ParseOptions(newlines_in_values=True)
 #: For a block ``_blocks`` cut, read by Arrow as one block (``block_size`` beyond its size): it already ends
 #: at a row's end, so Arrow need not lex it for one (what ``newlines_in_values`` pays for); a quoted value
-#: holding a newline still parses as one value. 7 % faster on a numeric file.
-_BLOCK_PARSE = pacsv.ParseOptions(newlines_in_values=False)
+#: holding a newline still parses as one value. 7 % faster on a numeric file. Blank lines are kept, as rows
+#: of nulls: a block with no such row has no blank line, which is what the CSV download needs to know
+#: (``_blank_lines``) without counting the body's newlines.
+_BLOCK_PARSE = pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False)
+#: A block that may hold blank lines is read again skipping them, as ``pandas.read_csv`` does.
+_BLANK_PARSE = pacsv.ParseOptions(newlines_in_values=False)
 
 
 def _convert_options(types: dict, nulls: list[str] = NULLS) -> pacsv.ConvertOptions:
@@ -512,7 +507,9 @@ def _parse(
             groups += 1
 
         many = [False] * len(names)  # read by the parser threads: no exact count once a column has many values
-        for table, stats in _parsed_blocks(source, names, types, schema, terminator, many):
+        blank_lines = False
+        for table, stats, blank in _parsed_blocks(source, names, types, schema, terminator, many):
+            blank_lines = blank_lines or blank
             if table.num_rows == 0:
                 continue
             for i, (nulls, seen) in enumerate(stats):
@@ -531,7 +528,7 @@ def _parse(
                 pending, pending_rows = [rest], rest.num_rows
         if pending_rows:
             write(pa.concat_tables(pending))
-        if rows and raw.one_line_per_row(rows):
+        if rows and raw.plain and not blank_lines:
             writer.add_key_value_metadata({RAW_LINES_KEY: "1"})
     columns = []
     for i, (name, t) in enumerate(zip(names, schema.types, strict=True)):
@@ -599,24 +596,40 @@ def _widen_all(block: _Block, names: list[str], widen: _Widen) -> _Widen:
 
 
 def _parse_block(block: _Block, names: list[str], schema: pa.Schema, many: list[bool]):
+    """The block's rows, each column's (missing values, distinct values), and whether it held blank lines."""
     data = block.buffer()
-    table = pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(
-            column_names=names, use_threads=False, block_size=max(data.size + 1, BLOCK_BYTES)
-        ),
-        parse_options=_BLOCK_PARSE,
-        convert_options=_convert_options(
-            dict(zip(names, schema.types, strict=True)), [""] if block.only_empty_nulls() else NULLS
-        ),
+    read_options = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=max(data.size + 1, BLOCK_BYTES))
+    convert_options = _convert_options(
+        dict(zip(names, schema.types, strict=True)), [""] if block.only_empty_nulls() else NULLS
     )
+
+    def read(parse: pacsv.ParseOptions) -> pa.Table:
+        return pacsv.read_csv(
+            pa.BufferReader(data), read_options=read_options, parse_options=parse, convert_options=convert_options
+        )
+
+    table = read(_BLOCK_PARSE)
+    blank = _null_row(table)
+    if blank:
+        skipped = read(_BLANK_PARSE)
+        blank, table = skipped.num_rows < table.num_rows, skipped
     stats = []
     for i, chunked in enumerate(table.columns):
         col = chunked.combine_chunks()
         seen = _Distinct()
         seen.add(col, many=many[i])
         stats.append((col.null_count, seen))
-    return table, stats
+    return table, stats, blank
+
+
+def _null_row(table: pa.Table) -> bool:
+    """Whether some row is missing in every column (a blank line read as a row, or a row of empty values)."""
+    if table.num_rows == 0 or any(column.null_count == 0 for column in table.columns):
+        return False  # the common case: a column with no missing value in the block
+    every = pc.is_null(table.column(0))
+    for column in table.columns[1:]:
+        every = pc.and_(every, pc.is_null(column))
+    return bool(pc.any(every).as_py())
 
 
 #: A block buffer's room for the start of a row the block before cut (longer ones get a buffer of their own).
@@ -663,7 +676,9 @@ def _blocks(source, terminator: bytes, free: queue.SimpleQueue[bytearray]):
         if header:
             start = _row_end(buf, terminator, first=True, end=end)
             header = start == 0
-        cut = 0 if header else _row_end(buf, terminator, start=start, end=end)
+        # The tee looked for quotes in what it kept: with none, the last terminator ends the last whole row.
+        plain = getattr(source, "plain", False)
+        cut = 0 if header else _row_end(buf, terminator, start=start, end=end, quotes=not plain)
         if cut == 0:  # no whole row yet (or not even the header): read on after it
             carry = _short_row(memoryview(buf)[start:end])
             if len(buf) == size:
@@ -695,13 +710,20 @@ def _short_row(buf: memoryview) -> bytes:
 
 
 def _row_end(
-    buf: bytes | bytearray, terminator: bytes, *, first: bool = False, start: int = 0, end: int | None = None
+    buf: bytes | bytearray,
+    terminator: bytes,
+    *,
+    first: bool = False,
+    start: int = 0,
+    end: int | None = None,
+    quotes: bool = True,
 ) -> int:
     """Offset just past the last (``first``: the first) row ending in ``buf[start:end]``, 0 if none: a
     terminator outside quotes. A row starts at ``start``, so a terminator is outside quotes when an even
-    number of quote characters lie between (an escaped quote ``""`` counts two)."""
+    number of quote characters lie between (an escaped quote ``""`` counts two). ``quotes=False``: the
+    caller knows there are none."""
     end = len(buf) if end is None else end
-    if buf.find(b'"', start, end) < 0:
+    if not quotes or buf.find(b'"', start, end) < 0:
         at = buf.find(terminator, start, end) if first else buf.rfind(terminator, start, end)
         return at + 1
     raw = np.frombuffer(buf, np.uint8, count=end - start, offset=start)
