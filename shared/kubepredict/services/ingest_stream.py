@@ -385,7 +385,7 @@ _PARSE = pacsv.ParseOptions(newlines_in_values=True)
 #: at a row's end, so Arrow need not lex it for one (what ``newlines_in_values`` pays for); a quoted value
 #: holding a newline still parses as one value. 7 % faster on a numeric file. Blank lines are kept, as rows
 #: of nulls: a block with no such row has no blank line, which is what the CSV download needs to know
-#: (``_blank_lines``) without counting the body's newlines.
+#: (``_null_row``) without counting the body's newlines.
 _BLOCK_PARSE = pacsv.ParseOptions(newlines_in_values=False, ignore_empty_lines=False)
 #: A block that may hold blank lines is read again skipping them, as ``pandas.read_csv`` does.
 _BLANK_PARSE = pacsv.ParseOptions(newlines_in_values=False)
