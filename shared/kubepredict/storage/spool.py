@@ -5,8 +5,9 @@ until the final fsync, which then writes it in one go while the client waits; ev
 a page the kernel must find first, and on a VM that returns free memory to its host (as ours does
 within seconds) a page found anew costs ~10x one reused. ``SpoolFile`` writes back and drops what it
 wrote every ``window`` bytes, so the same few warm pages carry the whole file and the final ``fsync``
-has little left to do; ``read_dropping`` reads such a file back the same way (1.8 GB/s from disk here,
-against 0.45 GB/s for a plain read into new pages).
+has little left to do; ``read_dropping`` reads such a file back around the cache too (2.7 GB/s from
+disk here with ``O_DIRECT``, 1.8 GB/s read and dropped, against 0.45–0.9 GB/s for a plain read into new
+pages).
 
 Dropping is for copies nobody reads at once: the raw upload (read again by a CSV download), and the Parquet
 copy on a local store (read by the jobs, through ``DirectReader``). A Parquet copy that is sent on to an
@@ -26,6 +27,7 @@ import errno
 import mmap
 import os
 import queue
+import stat
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
@@ -187,17 +189,30 @@ class _Writer:
 
 
 def read_dropping(f: BinaryIO, size: int) -> Iterator[pa.Buffer]:
-    """``f`` in chunks of up to ``size`` bytes; a local file's pages are dropped from the cache once read.
+    """``f`` from where it stands, in chunks of up to ``size`` bytes, leaving none of a local file's pages in
+    the page cache.
 
     Each chunk is read into a buffer from Arrow's memory pool, which reuses the memory of the chunks let go
     before it: a new ``bytes`` per chunk was new pages for the kernel to find and zero (page faults and
-    ``clear_page`` ~7 % of a 1M-row CSV download's CPU; 1.20 M against 1.12 M rows/s side by side)."""
+    ``clear_page`` ~7 % of a 1M-row CSV download's CPU; 1.20 M against 1.12 M rows/s side by side).
+    A local file is read around the cache (``O_DIRECT``, where the file system takes it and ``size`` is
+    whole blocks), two chunks ahead of the caller by a helper thread: no cache pages to fill and drop, and
+    the device works while the caller uses the chunk before. Side by side, a 1M-row CSV download: in an
+    hour when the disk was slow, 1.30 M against 1.21 M rows/s (the first download after the upload
+    1.21–1.26 M against 0.98–1.21 M); in a faster one, the same (1.28–1.29 M either way, 1 % less CPU).
+    Otherwise the file is read plainly and each chunk's pages dropped once read."""
     import pyarrow as pa
 
     try:
         fd = f.fileno()
     except (AttributeError, OSError, ValueError):
         fd = -1
+    direct = _open_direct(fd, f.tell()) if fd >= 0 and size % ALIGN == 0 else -1
+    if direct >= 0:
+        from ..ahead import ahead
+
+        yield from ahead(_direct_chunks(direct, fd, f.tell(), size), depth=2, name="raw-read")
+        return
     if fd >= 0 and _FADVISE:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     done = 0
@@ -210,6 +225,45 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[pa.Buffer]:
         done += n
         if fd >= 0 and _FADVISE:
             os.posix_fadvise(fd, 0, done, os.POSIX_FADV_DONTNEED)
+
+
+def _open_direct(fd: int, position: int) -> int:
+    """A second descriptor of ``fd``'s file, for direct reads (-1 where there is none: not Linux, a pipe,
+    a file system without direct I/O, or a position inside a block)."""
+    if not _O_DIRECT or position % ALIGN:
+        return -1
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return -1
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | _O_DIRECT | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return -1
+
+
+def _direct_chunks(direct: int, plain: int, position: int, size: int) -> Iterator[pa.Buffer]:
+    """Chunks of ``size`` bytes (the last one shorter) read through ``direct`` into block-aligned buffers
+    from Arrow's pool; closes ``direct``. A read that ends short of the chunk before the end of the file
+    (not seen on a local file) is completed through ``plain``, which reads from anywhere."""
+    import pyarrow as pa
+
+    try:
+        while True:
+            buffer = pa.allocate_buffer(size + ALIGN)
+            skip = -buffer.address % ALIGN
+            view = memoryview(buffer)[skip : skip + size]
+            got = os.preadv(direct, [view], position)
+            while 0 < got < size:  # short: the end of the file, or else read the rest plainly
+                more = os.preadv(plain, [view[got:]], position + got)
+                if not more:
+                    break
+                got += more
+            if got:
+                yield buffer.slice(skip, got)
+            if got < size:
+                return
+            position += size
+    finally:
+        os.close(direct)
 
 
 class DirectReader(RangedReader):
