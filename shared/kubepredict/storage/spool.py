@@ -207,11 +207,11 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[pa.Buffer]:
         fd = f.fileno()
     except (AttributeError, OSError, ValueError):
         fd = -1
-    direct = _open_direct(fd, f.tell()) if fd >= 0 and size % ALIGN == 0 else -1
-    if direct >= 0:
+    direct = _open_direct(f, fd, size) if fd >= 0 else None
+    if direct is not None:
         from ..ahead import ahead
 
-        yield from ahead(_direct_chunks(direct, fd, f.tell(), size), depth=2, name="raw-read")
+        yield from ahead(_direct_chunks(*direct, fd, size), depth=2, name="raw-read")
         return
     if fd >= 0 and _FADVISE:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
@@ -227,20 +227,22 @@ def read_dropping(f: BinaryIO, size: int) -> Iterator[pa.Buffer]:
             os.posix_fadvise(fd, 0, done, os.POSIX_FADV_DONTNEED)
 
 
-def _open_direct(fd: int, position: int) -> int:
-    """A second descriptor of ``fd``'s file, for direct reads (-1 where there is none: not Linux, a pipe,
-    a file system without direct I/O, or a position inside a block)."""
-    if not _O_DIRECT or position % ALIGN:
-        return -1
+def _open_direct(f: BinaryIO, fd: int, size: int) -> tuple[int, int] | None:
+    """A second descriptor of ``f``'s file (``fd``) for direct reads of ``size`` bytes at a time, and where
+    ``f`` stands; None where there is none: not Linux, not a regular file, a file system without direct
+    I/O, a position inside a block or a size that is not whole blocks."""
+    if not _O_DIRECT or size % ALIGN:
+        return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return -1
-        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | _O_DIRECT | getattr(os, "O_CLOEXEC", 0))
+        position = f.tell()
+        if position % ALIGN or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | _O_DIRECT | getattr(os, "O_CLOEXEC", 0)), position
     except OSError:
-        return -1
+        return None
 
 
-def _direct_chunks(direct: int, plain: int, position: int, size: int) -> Iterator[pa.Buffer]:
+def _direct_chunks(direct: int, position: int, plain: int, size: int) -> Iterator[pa.Buffer]:
     """Chunks of ``size`` bytes (the last one shorter) read through ``direct`` into block-aligned buffers
     from Arrow's pool; closes ``direct``. A read that ends short of the chunk before the end of the file
     (not seen on a local file) is completed through ``plain``, which reads from anywhere."""
